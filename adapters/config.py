@@ -1,0 +1,42 @@
+"""Settings, read from the environment (prefix LEDGER_) and from a `.env` file. Fails fast."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./ledger.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", env_file=".env", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    nats_url: str | None = None
+    shopify_webhook_secrets: str = ""
+    erp_url: str | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    erp_posting_deadline_seconds: int = Field(default=900, ge=1)
+    reservation_ttl_seconds: int | None = Field(default=None, ge=1)
+    log_level: str = "INFO"
+    run_workers: bool = True  # projections and publisher in the `serve` process
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        if not (v.startswith("postgresql://") or v.startswith("postgres://") or v.startswith("sqlite:///")):
+            raise ValueError("LEDGER_DATABASE_URL must start with postgresql:// or sqlite:///")
+        return v
+
+    @field_validator("nats_url")
+    @classmethod
+    def _nats_scheme(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        if not (v.startswith("nats://") or v.startswith("tls://")):
+            raise ValueError("LEDGER_NATS_URL must start with nats:// or tls://")
+        return v
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        return [s.strip() for s in self.shopify_webhook_secrets.split(",") if s.strip()]

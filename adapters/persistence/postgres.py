@@ -1,0 +1,85 @@
+"""PostgreSQL event store for the ledger: the library's recorder plus the command log.
+
+The command log (each idempotent command's first outcome) is written by the `_insert_events`
+hook, so it commits in the same transaction as the command's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+from uuid import UUID
+
+import orjson
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+from psycopg import Cursor
+
+
+class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        self.commands_table = events_table_name.replace("_events", "") + "_commands"
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(self.commands_table)
+        events = Identifier(self.events_table_name)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {schema}.{table} ("
+                "key text PRIMARY KEY, fingerprint text NOT NULL, outcome bytea NOT NULL, "
+                "recorded_at timestamptz NOT NULL DEFAULT now())"
+            ).format(schema=schema, table=table)
+        )
+        self._insert_command = SQL(
+            "INSERT INTO {schema}.{table} (key, fingerprint, outcome) VALUES (%s, %s, %s)"
+        ).format(schema=schema, table=table)
+        self._select_commands = SQL(
+            "SELECT key, fingerprint, outcome FROM {schema}.{table} WHERE key = ANY(%s)"
+        ).format(schema=schema, table=table)
+        self._select_stream = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{events} "
+            "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
+        ).format(schema=schema, events=events)
+        self._version_at = SQL(
+            "SELECT max(originator_version) AS v FROM {schema}.{events} "
+            "WHERE originator_id = %s AND notification_id <= %s"
+        ).format(schema=schema, events=events)
+
+    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+        rows = kwargs.get("commands") or ()
+        if rows:
+            curs.executemany(
+                self._insert_command, [(k, fp, orjson.dumps(outcome)) for k, fp, outcome in rows]
+            )
+
+    def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_commands, (keys,), prepare=True)
+            return {r["key"]: (r["fingerprint"], orjson.loads(r["outcome"])) for r in curs.fetchall()}
+
+    def select_stream(
+        self, originator_id: UUID, after_position: int | None, limit: int
+    ) -> list[tuple[int, StoredEvent]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_stream, (originator_id, after_position or 0, limit), prepare=True)
+            return [
+                (
+                    r["notification_id"],
+                    StoredEvent(r["originator_id"], r["originator_version"], r["topic"], bytes(r["state"])),
+                )
+                for r in curs.fetchall()
+            ]
+
+    def version_at_position(self, originator_id: UUID, position: int) -> int | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._version_at, (originator_id, position), prepare=True)
+            row = curs.fetchone()
+            return None if row is None else row["v"]
+
+    def max_position(self) -> int:
+        return self.max_notification_id() or 0

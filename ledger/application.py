@@ -1,0 +1,556 @@
+"""The ledger's application service: business verbs over the stock and order aggregates.
+
+Commands are decided by `Decider` against aggregate state held by a `UnitOfWork`, and then
+saved. The group-commit `Writer` (ledger/writer.py) decides many commands against one unit of
+work and saves them in one transaction, so nothing here assumes one transaction per command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import JSONTranscoder, StoredEvent
+
+from ledger import commands as c
+from ledger.bounds import order_id as order_uuid
+from ledger.bounds import stock_id
+from ledger.errors import (
+    CorrectionError,
+    InsufficientStockError,
+    InvalidCommandError,
+    OrderConflictError,
+    OrderNotFoundError,
+    StockNotFoundError,
+    VersionConflictError,
+)
+from ledger.orders import Order
+from ledger.ports import LocationDirectory, StaticLocations
+from ledger.stock import SkuLocation, movement_effect
+
+SNAPSHOT_INTERVAL = 500
+
+
+class LedgerApplication(Application[UUID]):
+    """The eventsourcing application that stores both aggregates' streams in one log."""
+
+    name = "ledger"
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+
+
+class UnitOfWork:
+    """Aggregates touched by one batch of commands, on top of the writer's cache.
+
+    `begin()` marks the start of a command; `partially_mutated()` tells whether a command that
+    failed had already changed an aggregate (then the writer replays the batch without it).
+    """
+
+    def __init__(self, load: Callable[[UUID], Aggregate | None]) -> None:
+        self._load = load
+        self.touched: dict[UUID, Aggregate] = {}
+        self._marks: dict[UUID, int] = {}
+        self._created: list[UUID] = []
+
+    def begin(self) -> None:
+        self._marks = {agg_id: len(agg.pending_events) for agg_id, agg in self.touched.items()}
+        self._created = []
+
+    def get(self, agg_id: UUID) -> Aggregate | None:
+        agg = self.touched.get(agg_id)
+        if agg is None:
+            agg = self._load(agg_id)
+            if agg is None:
+                return None
+            self.touched[agg_id] = agg
+            self._marks[agg_id] = len(agg.pending_events)
+        return agg
+
+    def add(self, agg: Aggregate) -> None:
+        self.touched[agg.id] = agg
+        self._marks[agg.id] = 0
+        self._created.append(agg.id)
+
+    def stock(self, sku: str, location: str) -> SkuLocation | None:
+        return self.get(stock_id(sku, location))  # type: ignore[return-value]
+
+    def stock_or_open(self, sku: str, location: str, cause: dict[str, Any]) -> SkuLocation:
+        s = self.stock(sku, location)
+        if s is None:
+            s = SkuLocation.open(sku, location, cause)
+            self.add(s)
+        return s
+
+    def order(self, order_id: str) -> Order | None:
+        return self.get(order_uuid(order_id))  # type: ignore[return-value]
+
+    def require_order(self, order_id: str) -> Order:
+        o = self.order(order_id)
+        if o is None:
+            raise OrderNotFoundError(f"order {order_id} is not in the ledger", order_id=order_id)
+        return o
+
+    def partially_mutated(self) -> bool:
+        if self._created and any(self.touched[i].pending_events for i in self._created):
+            return True
+        return any(len(agg.pending_events) > self._marks.get(agg_id, 0) for agg_id, agg in self.touched.items())
+
+    def discard_created(self) -> None:
+        for agg_id in self._created:
+            self.touched.pop(agg_id, None)
+        self._created = []
+
+    def aggregates(self) -> list[Aggregate]:
+        return [a for a in self.touched.values() if a.pending_events]
+
+
+def stock_view(s: SkuLocation) -> dict[str, Any]:
+    return {
+        "sku": s.sku,
+        "location": s.location,
+        "on_hand": s.on_hand,
+        "reserved": s.reserved,
+        "unavailable": s.unavailable,
+        "incoming": s.incoming,
+        "available": s.available,
+        "allow_backorder": s.allow_backorder,
+        "version": s.version,
+    }
+
+
+class Decider:
+    """Decides each command against a unit of work: checks invariants, triggers events, answers."""
+
+    def __init__(self, app: LedgerApplication, locations: LocationDirectory | None = None) -> None:
+        self.app = app
+        self.locations = locations or StaticLocations()
+        self._handlers: dict[type, Callable[[Any, UnitOfWork], dict[str, Any]]] = {
+            c.ReceiveStock: self.receive,
+            c.ExpectStock: self.expect,
+            c.AdjustStock: self.adjust,
+            c.TransferStock: self.transfer,
+            c.Reserve: self.reserve,
+            c.ReleaseReservation: self.release,
+            c.ReleaseExpired: self.release_expired,
+            c.SellDirect: self.sell,
+            c.ReturnToStock: self.return_to_stock,
+            c.WriteOffDamaged: self.write_off,
+            c.CorrectMovement: self.correct,
+            c.ConfigureBackorders: self.configure_backorders,
+            c.CaptureOrder: self.capture_order,
+            c.ShipOrder: self.ship,
+            c.CancelOrder: self.cancel,
+            c.ReturnItems: self.return_items,
+            c.RecordRefund: self.record_refund,
+            c.SettleRefund: self.settle_refund,
+            c.RecordErpPosting: self.record_erp_posting,
+            c.RecordErpFailure: self.record_erp_failure,
+            c.InvoiceOrder: self.invoice,
+            c.ObservePlatformStatus: self.observe_platform_status,
+            c.AddCorrelationIds: self.add_correlation_ids,
+        }
+
+    def decide(self, cmd: c.Command, uow: UnitOfWork) -> dict[str, Any]:
+        try:
+            handler = self._handlers[type(cmd)]
+        except KeyError:
+            raise InvalidCommandError(f"unknown command {type(cmd).__name__}") from None
+        return handler(cmd, uow)
+
+    # ----------------------------------------------------------------- stock
+
+    @staticmethod
+    def _check_version(s: SkuLocation | None, if_match: int | None) -> None:
+        current = 0 if s is None else s.version
+        if if_match is not None and if_match != current:
+            raise VersionConflictError(
+                f"version is {current}, not {if_match}", current=current, expected=if_match
+            )
+
+    def receive(self, cmd: c.ReceiveStock, uow: UnitOfWork) -> dict[str, Any]:
+        self._check_version(uow.stock(cmd.sku, cmd.location), cmd.if_match)
+        s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
+        s.receive(cmd.quantity, cmd.reference, cmd.cause, expected=cmd.expected)
+        return stock_view(s)
+
+    def expect(self, cmd: c.ExpectStock, uow: UnitOfWork) -> dict[str, Any]:
+        s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
+        s.expect(cmd.quantity, cmd.reference, cmd.cause)
+        return stock_view(s)
+
+    def adjust(self, cmd: c.AdjustStock, uow: UnitOfWork) -> dict[str, Any]:
+        s = uow.stock(cmd.sku, cmd.location)
+        self._check_version(s, cmd.if_match)
+        if s is None:
+            if cmd.delta < 0:
+                raise InsufficientStockError(
+                    f"no stock of {cmd.sku} at {cmd.location} to adjust by {cmd.delta}",
+                    sku=cmd.sku,
+                    location=cmd.location,
+                )
+            s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
+        s.adjust(cmd.delta, cmd.reason, cmd.reference, cmd.cause)
+        return stock_view(s)
+
+    def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
+        src = uow.stock(cmd.sku, cmd.from_location)
+        if src is None or not src.can_ship_out(cmd.quantity):
+            raise InsufficientStockError(
+                f"cannot transfer {cmd.quantity} of {cmd.sku} from {cmd.from_location}: "
+                f"{0 if src is None else src.available} available",
+                sku=cmd.sku,
+                location=cmd.from_location,
+                requested=cmd.quantity,
+                available=0 if src is None else src.available,
+            )
+        dst = uow.stock_or_open(cmd.sku, cmd.to_location, cmd.cause)
+        src.transfer_out(cmd.reference, cmd.to_location, cmd.quantity, cmd.cause)
+        dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
+        return {"from": stock_view(src), "to": stock_view(dst)}
+
+    def _existing(self, uow: UnitOfWork, sku: str, location: str) -> SkuLocation:
+        s = uow.stock(sku, location)
+        if s is None:
+            raise StockNotFoundError(f"no stock of {sku} at {location}", sku=sku, location=location)
+        return s
+
+    def reserve(self, cmd: c.Reserve, uow: UnitOfWork) -> dict[str, Any]:
+        s = uow.stock(cmd.sku, cmd.location)
+        if s is None:
+            raise InsufficientStockError(
+                f"cannot reserve {cmd.quantity} of {cmd.sku} at {cmd.location}: 0 available",
+                sku=cmd.sku,
+                location=cmd.location,
+                requested=cmd.quantity,
+                available=0,
+            )
+        rid = s.reserve(cmd.order_id, cmd.line_id, cmd.quantity, cmd.cause, expires_at=cmd.expires_at)
+        return {"reservation_id": rid, **stock_view(s)}
+
+    def release(self, cmd: c.ReleaseReservation, uow: UnitOfWork) -> dict[str, Any]:
+        s = self._existing(uow, cmd.sku, cmd.location)
+        s.release(cmd.reservation_id, cmd.quantity, cmd.reason, cmd.cause)
+        return stock_view(s)
+
+    def release_expired(self, cmd: c.ReleaseExpired, uow: UnitOfWork) -> dict[str, Any]:
+        s = self._existing(uow, cmd.sku, cmd.location)
+        released = s.release_expired(cmd.now, cmd.cause)
+        return {"released": released, **stock_view(s)}
+
+    def sell(self, cmd: c.SellDirect, uow: UnitOfWork) -> dict[str, Any]:
+        s = uow.stock(cmd.sku, cmd.location)
+        if s is None:
+            if not cmd.record_shortfall:
+                raise InsufficientStockError(
+                    f"cannot sell {cmd.quantity} of {cmd.sku} at {cmd.location}: 0 available",
+                    sku=cmd.sku,
+                    location=cmd.location,
+                    requested=cmd.quantity,
+                    available=0,
+                )
+            s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
+        s.sell(cmd.quantity, cmd.reference, cmd.cause, cmd.reservation_id, cmd.record_shortfall)
+        return stock_view(s)
+
+    def return_to_stock(self, cmd: c.ReturnToStock, uow: UnitOfWork) -> dict[str, Any]:
+        s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
+        s.accept_return(cmd.reference, cmd.quantity, cmd.disposition, cmd.cause)
+        return stock_view(s)
+
+    def write_off(self, cmd: c.WriteOffDamaged, uow: UnitOfWork) -> dict[str, Any]:
+        s = self._existing(uow, cmd.sku, cmd.location)
+        s.write_off_damaged(cmd.quantity, cmd.reference, cmd.cause)
+        return stock_view(s)
+
+    def correct(self, cmd: c.CorrectMovement, uow: UnitOfWork) -> dict[str, Any]:
+        wrong = self._existing(uow, cmd.sku, cmd.location)
+        if cmd.version > wrong.version:
+            raise CorrectionError(f"{cmd.sku} at {cmd.location} has no event {cmd.version}")
+        original = next(iter(self.app.events.get(wrong.id, gt=cmd.version - 1, lte=cmd.version)), None)
+        on_hand, unavailable = movement_effect(original) if original is not None else (0, 0)
+        if (on_hand, unavailable) == (0, 0):
+            raise CorrectionError(f"event {cmd.version} of {cmd.sku} at {cmd.location} is not a movement")
+        corrects = {
+            "sku": cmd.sku,
+            "location": cmd.location,
+            "version": cmd.version,
+            "type": type(original).__name__,
+            "reference": getattr(original, "reference", None),
+            "correction": cmd.reference,
+        }
+        wrong.correct(corrects, -on_hand, -unavailable, cmd.reason, cmd.cause)
+        outcome: dict[str, Any] = {"reversed": stock_view(wrong)}
+        if cmd.to_sku is not None or cmd.to_location is not None:
+            right = uow.stock_or_open(cmd.to_sku or cmd.sku, cmd.to_location or cmd.location, cmd.cause)
+            right.correct(corrects, on_hand, unavailable, cmd.reason, cmd.cause)
+            outcome["reposted"] = stock_view(right)
+        return outcome
+
+    def configure_backorders(self, cmd: c.ConfigureBackorders, uow: UnitOfWork) -> dict[str, Any]:
+        s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
+        s.configure_backorders(cmd.allowed, cmd.cause)
+        return stock_view(s)
+
+    # ---------------------------------------------------------------- orders
+
+    @staticmethod
+    def _order_answer(order: Order) -> dict[str, Any]:
+        return {
+            "order_id": order.order_id,
+            "channel": order.channel,
+            "stage": order.stage,
+            "lines": [
+                {
+                    "line_id": x["line_id"],
+                    "sku": x["sku"],
+                    "quantity": x["quantity"],
+                    "location": x["location"],
+                    "reserved": x["reserved"],
+                }
+                for x in order.lines.values()
+            ],
+        }
+
+    def capture_order(self, cmd: c.CaptureOrder, uow: UnitOfWork) -> dict[str, Any]:
+        existing = uow.order(cmd.order_id)
+        if existing is not None:
+            if existing.same_capture(cmd.channel, list(cmd.lines)):
+                return self._order_answer(existing)
+            raise OrderConflictError(
+                f"order {cmd.order_id} was already captured with other lines", order_id=cmd.order_id
+            )
+        # Plan every line before changing anything, so a refused order changes nothing.
+        planned: dict[UUID, int] = {}
+        plan: list[tuple[dict[str, Any], SkuLocation | None]] = []
+        short: list[dict[str, Any]] = []
+        for line in cmd.lines:
+            if line.get("location"):
+                candidates: Sequence[str] = (line["location"],)
+            else:
+                candidates = self.locations.locations_for(cmd.channel)
+                if not candidates:
+                    raise InvalidCommandError(
+                        f"line {line['line_id']} names no location and channel {cmd.channel} has no locations",
+                        field="lines",
+                    )
+            chosen = None
+            for location in candidates:
+                s = uow.stock(line["sku"], location)
+                if s is not None and s.can_reserve(planned.get(s.id, 0) + line["quantity"]):
+                    chosen = s
+                    planned[s.id] = planned.get(s.id, 0) + line["quantity"]
+                    break
+            if chosen is None:
+                short.append({"line_id": line["line_id"], "sku": line["sku"], "quantity": line["quantity"]})
+            plan.append((line, chosen))
+        if short and not cmd.allow_partial:
+            raise InsufficientStockError(
+                f"order {cmd.order_id}: {len(short)} line(s) cannot be reserved", order_id=cmd.order_id, lines=short
+            )
+        order = Order.capture(
+            cmd.order_id,
+            cmd.channel,
+            [dict(x) for x in cmd.lines],
+            cmd.cause,
+            external_refs=cmd.external_refs,
+            platform_status=cmd.platform_status,
+        )
+        uow.add(order)
+        for line, s in plan:
+            if s is not None:
+                rid = s.reserve(cmd.order_id, line["line_id"], line["quantity"], cmd.cause, cmd.expires_at)
+                order.record_reservation(line["line_id"], s.location, line["quantity"], rid, cmd.cause)
+        return self._order_answer(order)
+
+    def ship(self, cmd: c.ShipOrder, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        if cmd.shipment_id in order.shipments:
+            return self._order_answer(order)
+        order.check_shipment(list(cmd.lines))
+        recorded = []
+        held_left = {lid: Order.held_quantity(x) for lid, x in order.lines.items()}
+        for sl in cmd.lines:
+            line = order.line(sl["line_id"])
+            location = sl.get("location") or line["location"]
+            if location is None:
+                raise InvalidCommandError(
+                    f"line {sl['line_id']} has no reserved location; name the shipping location", field="lines"
+                )
+            qty = sl["quantity"]
+            rid = f"{cmd.order_id}/{sl['line_id']}"
+            reference = f"{cmd.order_id}/{cmd.shipment_id}/{sl['line_id']}"
+            consumed = released = 0
+            held = held_left[sl["line_id"]]
+            if location == line["location"] and held > 0:
+                consumed = min(qty, held)
+                self._existing(uow, line["sku"], location).sell(consumed, reference, cmd.cause, rid)
+            elif held > 0:
+                # Shipped from another location than reserved: the reservation moves with it.
+                released = min(qty, held)
+                self._existing(uow, line["sku"], line["location"]).release(rid, released, "reallocated", cmd.cause)
+            held_left[sl["line_id"]] = held - consumed - released
+            direct = qty - consumed
+            if direct:
+                s = uow.stock(line["sku"], location)
+                if s is None or not s.can_sell_direct(direct):
+                    raise InsufficientStockError(
+                        f"cannot ship {direct} of {line['sku']} from {location}",
+                        sku=line["sku"],
+                        location=location,
+                    )
+                s.sell(direct, reference, cmd.cause)
+            recorded.append(
+                {"line_id": sl["line_id"], "quantity": qty, "location": location, "consumed": consumed, "released": released}
+            )
+        order.record_shipment(cmd.shipment_id, recorded, cmd.cause)
+        return self._order_answer(order)
+
+    def cancel(self, cmd: c.CancelOrder, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        whole = cmd.lines is None
+        wanted = (
+            [{"line_id": lid, "quantity": Order.open_quantity(x)} for lid, x in order.lines.items()]
+            if whole
+            else [dict(x) for x in cmd.lines or ()]
+        )
+        wanted = [w for w in wanted if w["quantity"] > 0]
+        if whole and not wanted:
+            return self._order_answer(order)
+        for w in wanted:
+            if w["quantity"] > order.cancellable(w["line_id"]):
+                raise OrderConflictError(
+                    f"line {w['line_id']} has {order.cancellable(w['line_id'])} units left to cancel",
+                    line_id=w["line_id"],
+                )
+        recorded = []
+        for w in wanted:
+            line = order.line(w["line_id"])
+            held = Order.held_quantity(line)
+            # Unreserved units of the line are cancelled first; reserved units are released.
+            unreserved = Order.open_quantity(line) - held
+            released = max(0, min(held, w["quantity"] - unreserved))
+            if released:
+                rid = f"{cmd.order_id}/{w['line_id']}"
+                self._existing(uow, line["sku"], line["location"]).release(rid, released, "cancelled", cmd.cause)
+            recorded.append({"line_id": w["line_id"], "quantity": w["quantity"], "released": released})
+        order.record_cancellation(cmd.reason, recorded, whole, cmd.cause)
+        return self._order_answer(order)
+
+    def return_items(self, cmd: c.ReturnItems, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        if cmd.return_id in order.returns:
+            return self._order_answer(order)
+        recorded = []
+        for r in cmd.lines:
+            line = order.line(r["line_id"])
+            location = r.get("location") or line["location"] or self._shipped_from(order, r["line_id"])
+            if location is None:
+                raise InvalidCommandError(f"line {r['line_id']} has no location to return to", field="lines")
+            recorded.append({**r, "location": location})
+        order.record_return(cmd.return_id, recorded, cmd.cause)
+        for r in recorded:
+            s = uow.stock_or_open(order.lines[r["line_id"]]["sku"], r["location"], cmd.cause)
+            s.accept_return(f"{cmd.order_id}/{cmd.return_id}/{r['line_id']}", r["quantity"], r["disposition"], cmd.cause)
+        return self._order_answer(order)
+
+    @staticmethod
+    def _shipped_from(order: Order, line_id: str) -> str | None:
+        for lines in order.shipments.values():
+            for s in lines:
+                if s["line_id"] == line_id:
+                    return str(s["location"])
+        return None
+
+    def record_refund(self, cmd: c.RecordRefund, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.record_refund(cmd.refund_id, cmd.amount, cmd.currency, [dict(x) for x in cmd.lines], cmd.cause)
+        return self._order_answer(order)
+
+    def settle_refund(self, cmd: c.SettleRefund, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.settle_refund(cmd.refund_id, cmd.settlement_reference, cmd.cause)
+        return self._order_answer(order)
+
+    def record_erp_posting(self, cmd: c.RecordErpPosting, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.record_erp_posting(cmd.document, cmd.attempts, cmd.erp_reference, cmd.cause)
+        return self._order_answer(order)
+
+    def record_erp_failure(self, cmd: c.RecordErpFailure, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.record_erp_failure(cmd.document, cmd.attempt, cmd.error, cmd.cause)
+        return self._order_answer(order)
+
+    def invoice(self, cmd: c.InvoiceOrder, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.record_invoice(cmd.invoice_id, cmd.cause)
+        return self._order_answer(order)
+
+    def observe_platform_status(self, cmd: c.ObservePlatformStatus, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.observe_platform_status(dict(cmd.status), cmd.cause)
+        return self._order_answer(order)
+
+    def add_correlation_ids(self, cmd: c.AddCorrelationIds, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.add_correlation_ids(dict(cmd.ids), cmd.cause)
+        return self._order_answer(order)
+
+
+# --------------------------------------------------------------------- reads
+
+
+class History:
+    """Read access to the streams: current state, state as of a moment or position, events."""
+
+    def __init__(self, app: LedgerApplication) -> None:
+        self.app = app
+
+    def _get(self, agg_id: UUID, version: int | None = None) -> Aggregate | None:
+        try:
+            return self.app.repository.get(agg_id, version=version)
+        except AggregateNotFoundError:
+            return None
+
+    def stock(self, sku: str, location: str) -> SkuLocation | None:
+        return self._get(stock_id(sku, location))  # type: ignore[return-value]
+
+    def order(self, order_id: str) -> Order | None:
+        return self._get(order_uuid(order_id))  # type: ignore[return-value]
+
+    def as_of_time(self, agg_id: UUID, at: datetime) -> Aggregate | None:
+        """The aggregate as it stood at a moment: its last event at or before `at`."""
+        agg: Aggregate | None = None
+        start = None
+        if self.app.snapshots is not None:
+            for snap in self.app.snapshots.get(agg_id, desc=True):
+                if snap.timestamp <= at:
+                    agg = snap.mutate(None)  # type: ignore[attr-defined]
+                    start = snap.originator_version
+                    break
+        for event in self.app.events.get(agg_id, gt=start):
+            if event.timestamp > at:
+                break
+            agg = event.mutate(agg)  # type: ignore[attr-defined]
+        return agg
+
+    def as_of_position(self, agg_id: UUID, position: int) -> Aggregate | None:
+        version = self.app.recorder.version_at_position(agg_id, position)  # type: ignore[attr-defined]
+        if version is None:
+            return None
+        return self._get(agg_id, version=version)
+
+    def events(
+        self, agg_id: UUID, after: int | None = None, limit: int = 100
+    ) -> Iterator[tuple[int, Any]]:
+        """(position, domain event) of one stream, in order, after a ledger position."""
+        for position, stored in self.app.recorder.select_stream(agg_id, after, limit):  # type: ignore[attr-defined]
+            yield position, self.app.mapper.to_domain_event(stored)
+
+    def decode(self, stored: StoredEvent) -> Any:
+        return self.app.mapper.to_domain_event(stored)

@@ -1,0 +1,43 @@
+"""The documented bounds of every identifier and quantity (see CONTRACT.md, "Bounds")."""
+
+from __future__ import annotations
+
+import uuid
+
+from ledger.errors import InvalidCommandError
+
+MAX_QUANTITY = 1_000_000_000
+MAX_ID_LENGTH = 128
+NAMESPACE = uuid.UUID("6f1b1d2e-4c55-4b8e-9a43-9d5f3c1e7a20")
+
+
+def check_id(value: object, field: str) -> str:
+    """An identifier is 1 to 128 printable characters with no control characters."""
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH or not value.isprintable():
+        raise InvalidCommandError(f"{field} must be 1 to {MAX_ID_LENGTH} printable characters", field=field)
+    return value
+
+
+def check_quantity(value: object, field: str = "quantity") -> int:
+    """A quantity is a whole number from 1 to MAX_QUANTITY."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_QUANTITY:
+        raise InvalidCommandError(f"{field} must be a whole number from 1 to {MAX_QUANTITY}", field=field)
+    return value
+
+
+def check_delta(value: object, field: str = "delta") -> int:
+    """A signed change: a non-zero whole number whose size is within MAX_QUANTITY."""
+    if isinstance(value, bool) or not isinstance(value, int) or value == 0 or abs(value) > MAX_QUANTITY:
+        raise InvalidCommandError(
+            f"{field} must be a non-zero whole number within ±{MAX_QUANTITY}", field=field
+        )
+    return value
+
+
+def stock_id(sku: str, location: str) -> uuid.UUID:
+    """The SKU-location aggregate's id, derived from its canonical SKU and location."""
+    return uuid.uuid5(NAMESPACE, f"sku-location\x1f{sku}\x1f{location}")
+
+
+def order_id(order: str) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"order\x1f{order}")

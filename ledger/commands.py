@@ -1,0 +1,454 @@
+"""Canonical commands: what adapters and the API ask the ledger to do.
+
+Each command names its natural idempotency key (`key`): a repeat with the same key and the
+same content returns the first outcome and appends nothing; the same key with other content
+is refused. `cause` carries correlation and causation ids, the source document and the
+mapping version, and is copied onto every event the command produces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from ledger.bounds import check_delta, check_id, check_quantity
+from ledger.errors import InvalidCommandError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Command:
+    cause: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str | None:
+        """The natural idempotency key, or None when the command is idempotent by itself."""
+        return None
+
+    def fingerprint(self) -> str:
+        body = asdict(self)
+        body.pop("cause", None)
+        body["type"] = type(self).__name__
+        return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def validate(self) -> None:
+        """Checks bounds that need no state; raises InvalidCommandError."""
+
+
+# ------------------------------------------------------------------ stock
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReceiveStock(Command):
+    sku: str
+    location: str
+    quantity: int
+    reference: str
+    expected: bool = False
+    if_match: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"receipt:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_quantity(self.quantity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExpectStock(Command):
+    sku: str
+    location: str
+    quantity: int
+    reference: str
+
+    @property
+    def key(self) -> str:
+        return f"expected:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_quantity(self.quantity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdjustStock(Command):
+    sku: str
+    location: str
+    delta: int
+    reason: str
+    reference: str
+    if_match: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"adjustment:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_id(self.reason, "reason")
+        check_delta(self.delta)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransferStock(Command):
+    sku: str
+    from_location: str
+    to_location: str
+    quantity: int
+    reference: str
+
+    @property
+    def key(self) -> str:
+        return f"transfer:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.reference, "reference")
+        check_id(self.from_location, "from_location"), check_id(self.to_location, "to_location")
+        check_quantity(self.quantity)
+        if self.from_location == self.to_location:
+            raise InvalidCommandError("a transfer needs two different locations", field="to_location")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reserve(Command):
+    """A reservation outside an order capture (a cart or checkout hold), usually with an expiry."""
+
+    sku: str
+    location: str
+    order_id: str
+    line_id: str
+    quantity: int
+    expires_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return f"reservation:{self.order_id}/{self.line_id}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location")
+        check_id(self.order_id, "order_id"), check_id(self.line_id, "line_id")
+        check_quantity(self.quantity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseReservation(Command):
+    sku: str
+    location: str
+    reservation_id: str
+    quantity: int
+    reason: str
+    reference: str
+
+    @property
+    def key(self) -> str:
+        return f"release:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_quantity(self.quantity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseExpired(Command):
+    sku: str
+    location: str
+    now: datetime
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SellDirect(Command):
+    """A store sale with no reservation (a till), or a sale of a named reservation."""
+
+    sku: str
+    location: str
+    quantity: int
+    reference: str
+    reservation_id: str | None = None
+    record_shortfall: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"sale:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_quantity(self.quantity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReturnToStock(Command):
+    """A return with no order in the ledger (a store return at the till)."""
+
+    sku: str
+    location: str
+    quantity: int
+    disposition: str
+    reference: str
+
+    @property
+    def key(self) -> str:
+        return f"store-return:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_quantity(self.quantity)
+        if self.disposition not in ("restock", "damaged"):
+            raise InvalidCommandError("disposition must be restock or damaged", field="disposition")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteOffDamaged(Command):
+    sku: str
+    location: str
+    quantity: int
+    reference: str
+
+    @property
+    def key(self) -> str:
+        return f"write-off:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_quantity(self.quantity)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CorrectMovement(Command):
+    """Reverses a mis-posted movement and, when `to_sku`/`to_location` are given, re-posts it there.
+
+    Both correction events name the original movement (its SKU-location and stream version).
+    """
+
+    sku: str
+    location: str
+    version: int
+    reason: str
+    reference: str
+    to_sku: str | None = None
+    to_location: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"correction:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_id(self.reason, "reason")
+        if self.to_sku is not None:
+            check_id(self.to_sku, "to_sku")
+        if self.to_location is not None:
+            check_id(self.to_location, "to_location")
+        if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
+            raise InvalidCommandError("version must be a positive whole number", field="version")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfigureBackorders(Command):
+    sku: str
+    location: str
+    allowed: bool
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location")
+
+
+# ------------------------------------------------------------------ orders
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureOrder(Command):
+    """Captures an order and reserves each line, at its named location or in the channel's group.
+
+    With `allow_partial`, lines that cannot be reserved stay unreserved instead of refusing the order.
+    """
+
+    order_id: str
+    channel: str
+    lines: tuple[dict[str, Any], ...]
+    external_refs: dict[str, str] = field(default_factory=dict)
+    platform_status: dict[str, Any] = field(default_factory=dict)
+    allow_partial: bool = False
+    expires_at: datetime | None = None
+
+    @property
+    def key(self) -> None:
+        return None  # the order id itself is the natural key: the aggregate exists or not
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.channel, "channel")
+        if not self.lines:
+            raise InvalidCommandError("an order needs at least one line", field="lines")
+        seen = set()
+        for line in self.lines:
+            check_id(line.get("line_id"), "line_id"), check_id(line.get("sku"), "sku")
+            check_quantity(line.get("quantity"))
+            if line.get("location") is not None:
+                check_id(line["location"], "location")
+            if line["line_id"] in seen:
+                raise InvalidCommandError(f"line {line['line_id']} appears twice", field="lines")
+            seen.add(line["line_id"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShipOrder(Command):
+    order_id: str
+    shipment_id: str
+    lines: tuple[dict[str, Any], ...]  # {line_id, quantity, location?}
+
+    @property
+    def key(self) -> str:
+        return f"shipment:{self.order_id}/{self.shipment_id}"
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.shipment_id, "shipment_id")
+        if not self.lines:
+            raise InvalidCommandError("a shipment needs at least one line", field="lines")
+        for line in self.lines:
+            check_id(line.get("line_id"), "line_id")
+            check_quantity(line.get("quantity"))
+            if line.get("location") is not None:
+                check_id(line["location"], "location")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CancelOrder(Command):
+    """Cancels the whole order (no `lines`) or the given quantities of some lines."""
+
+    order_id: str
+    reason: str
+    lines: tuple[dict[str, Any], ...] | None = None
+    reference: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"cancellation:{self.order_id}/{self.reference or 'whole'}"
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.reason, "reason")
+        if self.lines is not None:
+            if self.reference is None:
+                raise InvalidCommandError("a line cancellation needs a reference", field="reference")
+            for line in self.lines:
+                check_id(line.get("line_id"), "line_id")
+                check_quantity(line.get("quantity"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReturnItems(Command):
+    order_id: str
+    return_id: str
+    lines: tuple[dict[str, Any], ...]  # {line_id, quantity, disposition, location?}
+
+    @property
+    def key(self) -> str:
+        return f"return:{self.order_id}/{self.return_id}"
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.return_id, "return_id")
+        if not self.lines:
+            raise InvalidCommandError("a return needs at least one line", field="lines")
+        for line in self.lines:
+            check_id(line.get("line_id"), "line_id")
+            check_quantity(line.get("quantity"))
+            if line.get("disposition") not in ("restock", "damaged"):
+                raise InvalidCommandError("disposition must be restock or damaged", field="disposition")
+            if line.get("location") is not None:
+                check_id(line["location"], "location")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordRefund(Command):
+    order_id: str
+    refund_id: str
+    amount: str
+    currency: str
+    lines: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"refund:{self.order_id}/{self.refund_id}"
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.refund_id, "refund_id"), check_id(self.currency, "currency")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SettleRefund(Command):
+    order_id: str
+    refund_id: str
+    settlement_reference: str
+
+    @property
+    def key(self) -> str:
+        return f"settlement:{self.order_id}/{self.refund_id}"
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.refund_id, "refund_id")
+        check_id(self.settlement_reference, "settlement_reference")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordErpPosting(Command):
+    order_id: str
+    document: str
+    attempts: int
+    erp_reference: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"erp-posted:{self.order_id}/{self.document}"
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.document, "document")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordErpFailure(Command):
+    order_id: str
+    document: str
+    attempt: int
+    error: str
+
+    @property
+    def key(self) -> str:
+        return f"erp-failed:{self.order_id}/{self.document}/{self.attempt}"
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.document, "document")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InvoiceOrder(Command):
+    order_id: str
+    invoice_id: str
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.invoice_id, "invoice_id")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObservePlatformStatus(Command):
+    order_id: str
+    status: dict[str, Any]
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AddCorrelationIds(Command):
+    order_id: str
+    ids: dict[str, str]
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id")
+        for k, v in self.ids.items():
+            check_id(k, "system"), check_id(v, "id")

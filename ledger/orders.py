@@ -1,0 +1,389 @@
+"""The order aggregate: the stages of one sales order, as facts, with its outside correlation ids.
+
+The business stage is derived from these facts (`Order.stage`). The platform's own status
+(Shopify's financial and fulfillment status) is recorded as observed and never drives the stage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from ledger.bounds import check_id, check_quantity, order_id as order_uuid
+from ledger.errors import OrderConflictError
+
+Cause = dict[str, Any]
+
+STAGES = (
+    "captured",
+    "reserved",
+    "posted",
+    "partially_shipped",
+    "shipped",
+    "invoiced",
+    "partially_returned",
+    "returned",
+    "refunded",
+    "settled",
+    "partially_cancelled",
+    "cancelled",
+)
+
+
+class Order(Aggregate):
+    @staticmethod
+    def create_id(order_id: str, **_: Any) -> UUID:
+        return order_uuid(order_id)
+
+    class Event(Aggregate.Event):
+        cause: Cause
+
+    class Captured(Aggregate.Created):
+        order_id: str
+        channel: str
+        lines: list[dict[str, Any]]
+        external_refs: dict[str, str]
+        platform_status: dict[str, Any]
+        cause: Cause
+
+    def __init__(
+        self,
+        order_id: str,
+        channel: str,
+        lines: list[dict[str, Any]],
+        external_refs: dict[str, str],
+        platform_status: dict[str, Any],
+        cause: Cause,
+    ) -> None:
+        self.order_id = order_id
+        self.channel = channel
+        self.lines: dict[str, dict[str, Any]] = {}
+        for line in lines:
+            self.lines[line["line_id"]] = {
+                "line_id": line["line_id"],
+                "sku": line["sku"],
+                "quantity": line["quantity"],
+                "location": None,
+                "reserved": 0,
+                "shipped": 0,
+                "cancelled": 0,
+                "returned": 0,
+                "released": 0,
+                "consumed": 0,
+            }
+        self.external_refs = dict(external_refs)
+        self.platform_status = dict(platform_status)
+        self.shipments: dict[str, list[dict[str, Any]]] = {}
+        self.returns: dict[str, list[dict[str, Any]]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}
+        self.invoices: list[str] = []
+        self.erp: dict[str, Any] = {"posted": False, "attempts": 0, "last_error": None, "reference": None}
+        self.cancel_reason: str | None = None
+
+    @classmethod
+    def capture(
+        cls,
+        order_id: str,
+        channel: str,
+        lines: list[dict[str, Any]],
+        cause: Cause,
+        external_refs: dict[str, str] | None = None,
+        platform_status: dict[str, Any] | None = None,
+    ) -> Order:
+        check_id(order_id, "order_id")
+        check_id(channel, "channel")
+        if not lines:
+            raise OrderConflictError("an order needs at least one line")
+        seen: set[str] = set()
+        for line in lines:
+            check_id(line["line_id"], "line_id")
+            check_id(line["sku"], "sku")
+            check_quantity(line["quantity"])
+            if line["line_id"] in seen:
+                raise OrderConflictError(f"line {line['line_id']} appears twice")
+            seen.add(line["line_id"])
+        return cls._create(
+            cls.Captured,
+            id=cls.create_id(order_id),
+            order_id=order_id,
+            channel=channel,
+            lines=[{"line_id": x["line_id"], "sku": x["sku"], "quantity": x["quantity"]} for x in lines],
+            external_refs=dict(external_refs or {}),
+            platform_status=dict(platform_status or {}),
+            cause=cause,
+        )
+
+    # ----------------------------------------------------------------- events
+
+    class LineReserved(Event):
+        line_id: str
+        location: str
+        quantity: int
+        reservation_id: str
+
+        def apply(self, o: Order) -> None:
+            line = o.lines[self.line_id]
+            line["location"] = self.location
+            line["reserved"] += self.quantity
+
+    class ShipmentRecorded(Event):
+        shipment_id: str
+        lines: list[dict[str, Any]]  # {line_id, quantity, location}
+
+        def apply(self, o: Order) -> None:
+            o.shipments[self.shipment_id] = self.lines
+            for s in self.lines:
+                line = o.lines[s["line_id"]]
+                line["shipped"] += s["quantity"]
+                line["consumed"] += s.get("consumed", 0)
+                line["released"] += s.get("released", 0)
+
+    class LinesCancelled(Event):
+        reason: str
+        lines: list[dict[str, Any]]  # {line_id, quantity, released}
+        whole: bool
+
+        def apply(self, o: Order) -> None:
+            for c in self.lines:
+                line = o.lines[c["line_id"]]
+                line["cancelled"] += c["quantity"]
+                line["released"] += c.get("released", 0)
+            if self.whole:
+                o.cancel_reason = self.reason
+
+    class ReturnRecorded(Event):
+        return_id: str
+        lines: list[dict[str, Any]]  # {line_id, quantity, disposition, location}
+
+        def apply(self, o: Order) -> None:
+            o.returns[self.return_id] = self.lines
+            for r in self.lines:
+                o.lines[r["line_id"]]["returned"] += r["quantity"]
+
+    class RefundRecorded(Event):
+        refund_id: str
+        amount: str
+        currency: str
+        lines: list[dict[str, Any]]
+
+        def apply(self, o: Order) -> None:
+            o.refunds[self.refund_id] = {
+                "amount": self.amount,
+                "currency": self.currency,
+                "lines": self.lines,
+                "settled": False,
+                "settlement": None,
+            }
+
+    class RefundSettled(Event):
+        refund_id: str
+        settlement_reference: str
+
+        def apply(self, o: Order) -> None:
+            o.refunds[self.refund_id]["settled"] = True
+            o.refunds[self.refund_id]["settlement"] = self.settlement_reference
+
+    class ErpPostingFailed(Event):
+        document: str
+        attempt: int
+        error: str
+
+        def apply(self, o: Order) -> None:
+            o.erp["attempts"] = max(o.erp["attempts"], self.attempt)
+            o.erp["last_error"] = self.error
+
+    class PostedToErp(Event):
+        document: str
+        attempts: int
+        erp_reference: str | None
+
+        def apply(self, o: Order) -> None:
+            o.erp["posted"] = True
+            o.erp["attempts"] = max(o.erp["attempts"], self.attempts)
+            o.erp["reference"] = self.erp_reference
+            if self.erp_reference:
+                o.external_refs["erp"] = self.erp_reference
+
+    class Invoiced(Event):
+        invoice_id: str
+
+        def apply(self, o: Order) -> None:
+            o.invoices.append(self.invoice_id)
+
+    class PlatformStatusObserved(Event):
+        status: dict[str, Any]
+
+        def apply(self, o: Order) -> None:
+            o.platform_status.update(self.status)
+
+    class CorrelationIdsRecorded(Event):
+        ids: dict[str, str]
+
+        def apply(self, o: Order) -> None:
+            o.external_refs.update(self.ids)
+
+    # ---------------------------------------------------------------- queries
+
+    def line(self, line_id: str) -> dict[str, Any]:
+        try:
+            return self.lines[line_id]
+        except KeyError:
+            raise OrderConflictError(f"order {self.order_id} has no line {line_id}", line_id=line_id) from None
+
+    @staticmethod
+    def open_quantity(line: dict[str, Any]) -> int:
+        """Units of a line that are neither shipped nor cancelled."""
+        return int(line["quantity"] - line["shipped"] - line["cancelled"])
+
+    @staticmethod
+    def held_quantity(line: dict[str, Any]) -> int:
+        """Units of a line still held by its reservation."""
+        return int(line["reserved"] - line["released"] - line["consumed"])
+
+    def same_capture(self, channel: str, lines: list[dict[str, Any]]) -> bool:
+        mine = sorted((x["line_id"], x["sku"], x["quantity"]) for x in self.lines.values())
+        theirs = sorted((x["line_id"], x["sku"], x["quantity"]) for x in lines)
+        return self.channel == channel and mine == theirs
+
+    @property
+    def stage(self) -> str:
+        lines = list(self.lines.values())
+        ordered = sum(x["quantity"] for x in lines)
+        cancelled = sum(x["cancelled"] for x in lines)
+        shipped = sum(x["shipped"] for x in lines)
+        returned = sum(x["returned"] for x in lines)
+        if cancelled == ordered:
+            return "cancelled"
+        if self.refunds:
+            return "settled" if all(r["settled"] for r in self.refunds.values()) else "refunded"
+        if returned:
+            return "returned" if returned >= shipped else "partially_returned"
+        if self.invoices:
+            return "invoiced"
+        if shipped and shipped + cancelled >= ordered:
+            return "shipped"
+        if shipped:
+            return "partially_shipped"
+        if cancelled:
+            return "partially_cancelled"
+        if self.erp["posted"]:
+            return "posted"
+        if all(x["reserved"] >= x["quantity"] for x in lines):
+            return "reserved"
+        return "captured"
+
+    # --------------------------------------------------------------- commands
+
+    def record_reservation(self, line_id: str, location: str, quantity: int, reservation_id: str, cause: Cause) -> None:
+        self.line(line_id)
+        self.trigger_event(
+            self.LineReserved,
+            line_id=line_id,
+            location=location,
+            quantity=quantity,
+            reservation_id=reservation_id,
+            cause=cause,
+        )
+
+    def check_shipment(self, lines: list[dict[str, Any]]) -> None:
+        totals: dict[str, int] = {}
+        for s in lines:
+            check_quantity(s["quantity"])
+            totals[s["line_id"]] = totals.get(s["line_id"], 0) + s["quantity"]
+        for line_id, qty in totals.items():
+            line = self.line(line_id)
+            if qty > self.open_quantity(line):
+                raise OrderConflictError(
+                    f"line {line_id} has {self.open_quantity(line)} units left to ship, not {qty}",
+                    line_id=line_id,
+                )
+
+    def record_shipment(self, shipment_id: str, lines: list[dict[str, Any]], cause: Cause) -> None:
+        self.check_shipment(lines)
+        self.trigger_event(self.ShipmentRecorded, shipment_id=shipment_id, lines=lines, cause=cause)
+
+    def cancellable(self, line_id: str) -> int:
+        return self.open_quantity(self.line(line_id))
+
+    def record_cancellation(self, reason: str, lines: list[dict[str, Any]], whole: bool, cause: Cause) -> None:
+        for c in lines:
+            if c["quantity"] > self.cancellable(c["line_id"]):
+                raise OrderConflictError(
+                    f"line {c['line_id']} has {self.cancellable(c['line_id'])} units left to cancel",
+                    line_id=c["line_id"],
+                )
+        if not lines:
+            raise OrderConflictError(f"order {self.order_id} has nothing left to cancel")
+        self.trigger_event(self.LinesCancelled, reason=reason, lines=lines, whole=whole, cause=cause)
+
+    def returnable(self, line_id: str) -> int:
+        line = self.line(line_id)
+        return int(line["shipped"] - line["returned"])
+
+    def record_return(self, return_id: str, lines: list[dict[str, Any]], cause: Cause) -> None:
+        totals: dict[str, int] = {}
+        for r in lines:
+            check_quantity(r["quantity"])
+            totals[r["line_id"]] = totals.get(r["line_id"], 0) + r["quantity"]
+        for line_id, qty in totals.items():
+            if qty > self.returnable(line_id):
+                raise OrderConflictError(
+                    f"line {line_id} has {self.returnable(line_id)} shipped units left to return, not {qty}",
+                    line_id=line_id,
+                )
+        self.trigger_event(self.ReturnRecorded, return_id=return_id, lines=lines, cause=cause)
+
+    def record_refund(self, refund_id: str, amount: str, currency: str, lines: list[dict[str, Any]], cause: Cause) -> None:
+        if refund_id in self.refunds:
+            return
+        self.trigger_event(
+            self.RefundRecorded, refund_id=refund_id, amount=amount, currency=currency, lines=lines, cause=cause
+        )
+
+    def settle_refund(self, refund_id: str, settlement_reference: str, cause: Cause) -> None:
+        refund = self.refunds.get(refund_id)
+        if refund is None:
+            raise OrderConflictError(f"order {self.order_id} has no refund {refund_id}")
+        if refund["settled"]:
+            return
+        self.trigger_event(
+            self.RefundSettled, refund_id=refund_id, settlement_reference=settlement_reference, cause=cause
+        )
+
+    def record_erp_failure(self, document: str, attempt: int, error: str, cause: Cause) -> None:
+        self.trigger_event(self.ErpPostingFailed, document=document, attempt=attempt, error=error[:500], cause=cause)
+
+    def record_erp_posting(self, document: str, attempts: int, erp_reference: str | None, cause: Cause) -> None:
+        self.trigger_event(
+            self.PostedToErp, document=document, attempts=attempts, erp_reference=erp_reference, cause=cause
+        )
+
+    def record_invoice(self, invoice_id: str, cause: Cause) -> None:
+        if invoice_id not in self.invoices:
+            self.trigger_event(self.Invoiced, invoice_id=invoice_id, cause=cause)
+
+    def observe_platform_status(self, status: dict[str, Any], cause: Cause) -> None:
+        changed = {k: v for k, v in status.items() if self.platform_status.get(k) != v}
+        if changed:
+            self.trigger_event(self.PlatformStatusObserved, status=changed, cause=cause)
+
+    def add_correlation_ids(self, ids: dict[str, str], cause: Cause) -> None:
+        new = {k: v for k, v in ids.items() if self.external_refs.get(k) != v}
+        if new:
+            self.trigger_event(self.CorrelationIdsRecorded, ids=new, cause=cause)
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "channel": self.channel,
+            "stage": self.stage,
+            "lines": [dict(x) for x in self.lines.values()],
+            "external_refs": dict(self.external_refs),
+            "platform_status": dict(self.platform_status),
+            "erp": dict(self.erp),
+            "refunds": {k: dict(v) for k, v in self.refunds.items()},
+            "invoices": list(self.invoices),
+            "version": self.version,
+        }

@@ -1,0 +1,434 @@
+"""The SKU-location aggregate: every movement of one SKU at one location, as facts.
+
+Quantities follow Shopify's names: `on_hand` (physically there), `reserved` (committed to
+orders), `unavailable` (damaged or in quality control, still on hand), `incoming` (in transit,
+not on hand). `available = on_hand - reserved - unavailable`.
+
+Every command method checks its invariant first and only then triggers its event, so a
+refused command leaves the aggregate untouched (the group-commit writer relies on that).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from ledger.bounds import check_delta, check_id, check_quantity, stock_id
+from ledger.errors import CorrectionError, InsufficientStockError, ReservationError
+
+Cause = dict[str, Any]
+
+RELEASE_REASONS = ("cancelled", "expired", "reallocated", "returned")
+DISPOSITIONS = ("restock", "damaged")
+
+
+class SkuLocation(Aggregate):
+    """Stock of one canonical SKU at one location."""
+
+    @staticmethod
+    def create_id(sku: str, location: str, **_: Any) -> UUID:
+        return stock_id(sku, location)
+
+    class Event(Aggregate.Event):
+        cause: Cause
+
+    class Opened(Aggregate.Created):
+        sku: str
+        location: str
+        cause: Cause
+
+    def __init__(self, sku: str, location: str, cause: Cause) -> None:
+        self.sku = sku
+        self.location = location
+        self.on_hand = 0
+        self.reserved = 0
+        self.unavailable = 0
+        self.incoming = 0
+        self.allow_backorder = False
+        # reservation id -> {"quantity", "order_id", "line_id", "expires_at"}
+        self.reservations: dict[str, dict[str, Any]] = {}
+        # versions of movements already corrected, so a correction is never applied twice
+        self.corrected: dict[str, bool] = {}
+
+    @classmethod
+    def open(cls, sku: str, location: str, cause: Cause | None = None) -> SkuLocation:
+        check_id(sku, "sku")
+        check_id(location, "location")
+        return cls._create(cls.Opened, sku=sku, location=location, cause=cause or {})
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved - self.unavailable
+
+    # ----------------------------------------------------------------- events
+
+    class StockReceived(Event):
+        quantity: int
+        reference: str
+        expected: bool
+
+        def apply(self, s: SkuLocation) -> None:
+            s.on_hand += self.quantity
+            if self.expected:
+                s.incoming -= min(s.incoming, self.quantity)
+
+    class StockExpected(Event):
+        quantity: int
+        reference: str
+
+        def apply(self, s: SkuLocation) -> None:
+            s.incoming += self.quantity
+
+    class StockReserved(Event):
+        reservation_id: str
+        order_id: str
+        line_id: str
+        quantity: int
+        expires_at: datetime | None
+
+        def apply(self, s: SkuLocation) -> None:
+            s.reserved += self.quantity
+            r = s.reservations.get(self.reservation_id)
+            if r is None:
+                s.reservations[self.reservation_id] = {
+                    "quantity": self.quantity,
+                    "order_id": self.order_id,
+                    "line_id": self.line_id,
+                    "expires_at": self.expires_at,
+                }
+            else:
+                r["quantity"] += self.quantity
+
+    class ReservationReleased(Event):
+        reservation_id: str
+        quantity: int
+        reason: str
+
+        def apply(self, s: SkuLocation) -> None:
+            s.reserved -= self.quantity
+            s._consume(self.reservation_id, self.quantity)
+
+    class StockSold(Event):
+        quantity: int
+        reservation_id: str | None
+        reference: str
+
+        def apply(self, s: SkuLocation) -> None:
+            s.on_hand -= self.quantity
+            if self.reservation_id is not None:
+                s.reserved -= self.quantity
+                s._consume(self.reservation_id, self.quantity)
+
+    class StockTransferredOut(Event):
+        transfer_id: str
+        to_location: str
+        quantity: int
+
+        def apply(self, s: SkuLocation) -> None:
+            s.on_hand -= self.quantity
+
+    class StockTransferredIn(Event):
+        transfer_id: str
+        from_location: str
+        quantity: int
+
+        def apply(self, s: SkuLocation) -> None:
+            s.on_hand += self.quantity
+
+    class StockReturned(Event):
+        return_id: str
+        quantity: int
+        disposition: str
+
+        def apply(self, s: SkuLocation) -> None:
+            s.on_hand += self.quantity
+            if self.disposition == "damaged":
+                s.unavailable += self.quantity
+
+    class StockAdjusted(Event):
+        delta: int
+        reason: str
+        reference: str
+
+        def apply(self, s: SkuLocation) -> None:
+            s.on_hand += self.delta
+
+    class DamagedWrittenOff(Event):
+        quantity: int
+        reference: str
+
+        def apply(self, s: SkuLocation) -> None:
+            s.on_hand -= self.quantity
+            s.unavailable -= self.quantity
+
+    class MovementCorrected(Event):
+        """Reverses (negative deltas) or re-posts (positive deltas) a mis-posted movement.
+
+        `corrects` names the original movement: its SKU, location, stream version and reference.
+        """
+
+        corrects: dict[str, Any]
+        on_hand_delta: int
+        unavailable_delta: int
+        reason: str
+
+        def apply(self, s: SkuLocation) -> None:
+            s.on_hand += self.on_hand_delta
+            s.unavailable += self.unavailable_delta
+            if self.corrects.get("sku") == s.sku and self.corrects.get("location") == s.location:
+                s.corrected[str(self.corrects["version"])] = True
+
+    class BackordersConfigured(Event):
+        allowed: bool
+
+        def apply(self, s: SkuLocation) -> None:
+            s.allow_backorder = self.allowed
+
+    def _consume(self, reservation_id: str, quantity: int) -> None:
+        r = self.reservations[reservation_id]
+        r["quantity"] -= quantity
+        if r["quantity"] <= 0:
+            del self.reservations[reservation_id]
+
+    # --------------------------------------------------------------- commands
+
+    def receive(self, quantity: int, reference: str, cause: Cause, expected: bool = False) -> None:
+        check_quantity(quantity)
+        self.trigger_event(
+            self.StockReceived, quantity=quantity, reference=reference, expected=expected, cause=cause
+        )
+
+    def expect(self, quantity: int, reference: str, cause: Cause) -> None:
+        check_quantity(quantity)
+        self.trigger_event(self.StockExpected, quantity=quantity, reference=reference, cause=cause)
+
+    def can_reserve(self, quantity: int) -> bool:
+        return self.allow_backorder or quantity <= self.available
+
+    def reserve(
+        self,
+        order_id: str,
+        line_id: str,
+        quantity: int,
+        cause: Cause,
+        expires_at: datetime | None = None,
+    ) -> str:
+        """Reserves for an order line; returns the reservation id (`order_id/line_id`)."""
+        check_quantity(quantity)
+        if not self.can_reserve(quantity):
+            raise InsufficientStockError(
+                f"cannot reserve {quantity} of {self.sku} at {self.location}: {self.available} available",
+                sku=self.sku,
+                location=self.location,
+                requested=quantity,
+                available=self.available,
+            )
+        reservation_id = f"{order_id}/{line_id}"
+        self.trigger_event(
+            self.StockReserved,
+            reservation_id=reservation_id,
+            order_id=order_id,
+            line_id=line_id,
+            quantity=quantity,
+            expires_at=expires_at,
+            cause=cause,
+        )
+        return reservation_id
+
+    def reserved_for(self, reservation_id: str) -> int:
+        r = self.reservations.get(reservation_id)
+        return 0 if r is None else int(r["quantity"])
+
+    def release(self, reservation_id: str, quantity: int, reason: str, cause: Cause) -> None:
+        check_quantity(quantity)
+        if reason not in RELEASE_REASONS:
+            raise ReservationError(f"unknown release reason {reason!r}")
+        held = self.reserved_for(reservation_id)
+        if quantity > held:
+            raise ReservationError(
+                f"cannot release {quantity} of reservation {reservation_id}: it holds {held}",
+                reservation_id=reservation_id,
+                held=held,
+            )
+        self.trigger_event(
+            self.ReservationReleased, reservation_id=reservation_id, quantity=quantity, reason=reason, cause=cause
+        )
+
+    def expired_reservations(self, now: datetime) -> list[tuple[str, int]]:
+        return [
+            (rid, int(r["quantity"]))
+            for rid, r in self.reservations.items()
+            if r["expires_at"] is not None and r["expires_at"] <= now
+        ]
+
+    def release_expired(self, now: datetime, cause: Cause) -> int:
+        """Returns the units of every reservation past its expiry; the count of units released."""
+        released = 0
+        for rid, qty in self.expired_reservations(now):
+            self.release(rid, qty, "expired", cause)
+            released += qty
+        return released
+
+    def can_sell_direct(self, quantity: int) -> bool:
+        return self.allow_backorder or quantity <= self.available
+
+    def sell(
+        self,
+        quantity: int,
+        reference: str,
+        cause: Cause,
+        reservation_id: str | None = None,
+        record_shortfall: bool = False,
+    ) -> None:
+        """A sale consumes its reservation; a direct sale (store till) needs available units.
+
+        `record_shortfall` records a sale that physically happened although the ledger saw no
+        free unit (a till that was offline): the fact is kept and the drift shows up.
+        """
+        check_quantity(quantity)
+        if reservation_id is not None:
+            held = self.reserved_for(reservation_id)
+            if quantity > held:
+                raise ReservationError(
+                    f"cannot sell {quantity} from reservation {reservation_id}: it holds {held}",
+                    reservation_id=reservation_id,
+                    held=held,
+                )
+        elif not (record_shortfall or self.can_sell_direct(quantity)):
+            raise InsufficientStockError(
+                f"cannot sell {quantity} of {self.sku} at {self.location}: {self.available} available",
+                sku=self.sku,
+                location=self.location,
+                requested=quantity,
+                available=self.available,
+            )
+        self.trigger_event(
+            self.StockSold, quantity=quantity, reservation_id=reservation_id, reference=reference, cause=cause
+        )
+
+    def can_ship_out(self, quantity: int) -> bool:
+        return quantity <= self.available
+
+    def transfer_out(self, transfer_id: str, to_location: str, quantity: int, cause: Cause) -> None:
+        check_quantity(quantity)
+        if not self.can_ship_out(quantity):
+            raise InsufficientStockError(
+                f"cannot transfer {quantity} of {self.sku} from {self.location}: {self.available} available",
+                sku=self.sku,
+                location=self.location,
+                requested=quantity,
+                available=self.available,
+            )
+        self.trigger_event(
+            self.StockTransferredOut, transfer_id=transfer_id, to_location=to_location, quantity=quantity, cause=cause
+        )
+
+    def transfer_in(self, transfer_id: str, from_location: str, quantity: int, cause: Cause) -> None:
+        check_quantity(quantity)
+        self.trigger_event(
+            self.StockTransferredIn,
+            transfer_id=transfer_id,
+            from_location=from_location,
+            quantity=quantity,
+            cause=cause,
+        )
+
+    def accept_return(self, return_id: str, quantity: int, disposition: str, cause: Cause) -> None:
+        check_quantity(quantity)
+        if disposition not in DISPOSITIONS:
+            raise ReservationError(f"unknown disposition {disposition!r}")
+        self.trigger_event(
+            self.StockReturned, return_id=return_id, quantity=quantity, disposition=disposition, cause=cause
+        )
+
+    def can_adjust(self, delta: int) -> bool:
+        """An adjustment never takes on hand below zero nor below what is reserved or unavailable."""
+        return self.on_hand + delta >= self.reserved + self.unavailable and self.on_hand + delta >= 0
+
+    def adjust(self, delta: int, reason: str, reference: str, cause: Cause) -> None:
+        check_delta(delta)
+        if not reason:
+            raise ReservationError("an adjustment needs a reason")
+        if not self.can_adjust(delta):
+            raise InsufficientStockError(
+                f"adjusting {self.sku} at {self.location} by {delta} would leave on hand "
+                f"{self.on_hand + delta} below reserved {self.reserved} + unavailable {self.unavailable}",
+                sku=self.sku,
+                location=self.location,
+                on_hand=self.on_hand,
+                reserved=self.reserved,
+            )
+        self.trigger_event(self.StockAdjusted, delta=delta, reason=reason, reference=reference, cause=cause)
+
+    def write_off_damaged(self, quantity: int, reference: str, cause: Cause) -> None:
+        check_quantity(quantity)
+        if quantity > self.unavailable:
+            raise InsufficientStockError(
+                f"cannot write off {quantity} damaged units of {self.sku} at {self.location}: "
+                f"{self.unavailable} unavailable"
+            )
+        self.trigger_event(self.DamagedWrittenOff, quantity=quantity, reference=reference, cause=cause)
+
+    def correct(
+        self,
+        corrects: dict[str, Any],
+        on_hand_delta: int,
+        unavailable_delta: int,
+        reason: str,
+        cause: Cause,
+    ) -> None:
+        """Posts a correction that names the movement it corrects.
+
+        On the stream that holds the mis-posted movement this is its reversal; on the right
+        stream it is the re-posting. A reversal may not take available below zero unless
+        backorders are allowed, and a movement is reversed at most once.
+        """
+        is_reversal = corrects.get("sku") == self.sku and corrects.get("location") == self.location
+        if is_reversal and str(corrects["version"]) in self.corrected:
+            raise CorrectionError(f"movement {corrects} was already corrected")
+        if on_hand_delta == 0 and unavailable_delta == 0:
+            raise CorrectionError("a correction must change a quantity")
+        new_on_hand = self.on_hand + on_hand_delta
+        new_unavailable = self.unavailable + unavailable_delta
+        if new_unavailable < 0 or (
+            not self.allow_backorder and new_on_hand - self.reserved - new_unavailable < 0 and on_hand_delta < 0
+        ):
+            raise InsufficientStockError(
+                f"correcting {self.sku} at {self.location} by {on_hand_delta} would oversell: "
+                f"{self.available} available",
+                sku=self.sku,
+                location=self.location,
+            )
+        self.trigger_event(
+            self.MovementCorrected,
+            corrects=dict(corrects),
+            on_hand_delta=on_hand_delta,
+            unavailable_delta=unavailable_delta,
+            reason=reason,
+            cause=cause,
+        )
+
+    def configure_backorders(self, allowed: bool, cause: Cause) -> None:
+        if allowed != self.allow_backorder:
+            self.trigger_event(self.BackordersConfigured, allowed=allowed, cause=cause)
+
+
+# The signed effect of each movement on on_hand and unavailable, for corrections and audits.
+def movement_effect(event: Any) -> tuple[int, int]:
+    """(on_hand delta, unavailable delta) of a stock event; (0, 0) for a non-movement."""
+    if isinstance(event, SkuLocation.StockReceived | SkuLocation.StockTransferredIn):
+        return event.quantity, 0
+    if isinstance(event, SkuLocation.StockSold | SkuLocation.StockTransferredOut):
+        return -event.quantity, 0
+    if isinstance(event, SkuLocation.StockReturned):
+        return event.quantity, event.quantity if event.disposition == "damaged" else 0
+    if isinstance(event, SkuLocation.StockAdjusted):
+        return event.delta, 0
+    if isinstance(event, SkuLocation.DamagedWrittenOff):
+        return -event.quantity, -event.quantity
+    if isinstance(event, SkuLocation.MovementCorrected):
+        return event.on_hand_delta, event.unavailable_delta
+    return 0, 0
