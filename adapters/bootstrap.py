@@ -1,0 +1,54 @@
+"""Builds the whole service from settings: the one place where everything is wired.
+
+FastAPI's lifespan and the CLI both call `bootstrap()`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.config import Settings
+from adapters.keys import ApiKeys
+from adapters.persistence.db import Database
+from adapters.persistence.urls import ledger_env
+from ledger.ports import LocationDirectory, StaticLocations
+from ledger.service import Ledger
+
+log = logging.getLogger("ledger.bootstrap")
+
+
+@dataclass
+class Container:
+    settings: Settings
+    db: Database
+    ledger: Ledger
+    keys: ApiKeys
+    extras: dict[str, Any] = field(default_factory=dict)
+    _started: list[Any] = field(default_factory=list)
+
+    def start_workers(self) -> None:
+        """Starts background workers (projection runner, publisher, ...) registered in `workers`."""
+        for worker in self.extras.get("workers", []):
+            worker.start()
+            self._started.append(worker)
+
+    def close(self) -> None:
+        for worker in reversed(self._started):
+            try:
+                worker.stop()
+            except Exception:
+                log.exception("worker did not stop cleanly")
+        self._started.clear()
+        self.ledger.close()
+        self.db.close()
+
+
+def bootstrap(settings: Settings | None = None, locations: LocationDirectory | None = None) -> Container:
+    settings = settings or Settings()
+    db = Database(settings.database_url)
+    keys = ApiKeys(db)
+    keys.create_tables()
+    ledger = Ledger(ledger_env(settings.database_url), locations=locations or StaticLocations())
+    return Container(settings=settings, db=db, ledger=ledger, keys=keys)

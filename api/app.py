@@ -1,0 +1,47 @@
+"""The FastAPI application: lifespan wiring, problem answers, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from adapters.bootstrap import Container, bootstrap
+from adapters.config import Settings
+from api import problems
+from api.routes import health
+
+ROUTERS = [health.router]
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None,
+               run_workers: bool | None = None) -> FastAPI:
+    """Builds the app. With `container`, the caller owns it (tests); else the lifespan builds one."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = container is None
+        c = container or bootstrap(settings)
+        app.state.container = c
+        workers = c.settings.run_workers if run_workers is None else run_workers
+        if workers and owned:
+            c.start_workers()
+        try:
+            yield
+        finally:
+            if owned:
+                c.close()
+
+    app = FastAPI(
+        title="ledger",
+        version="0.1.0",
+        description="Event-sourced inventory and order ledger: stock movements and order stages as facts.",
+        lifespan=lifespan,
+    )
+    if container is not None:
+        app.state.container = container
+    problems.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,130 @@
+"""The `ledger` command line: serve, keys, and the operator commands."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from adapters.config import Settings
+
+app = typer.Typer(help="ledger: event-sourced inventory and order ledger", no_args_is_help=True,
+                  add_completion=False)
+keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as e:  # pydantic's message names the bad variable
+        typer.echo(f"configuration error: {e}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    workers: Annotated[bool, typer.Option(help="run the projection worker and publisher in this process")] = True,
+) -> None:
+    """Serve the HTTP API (with the projection worker and the publisher, by default)."""
+    import uvicorn
+
+    from adapters.bootstrap import bootstrap
+    from adapters.logs import configure_logging
+    from api.app import create_app
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    container = bootstrap(settings)
+    if container.keys.count_active() == 0:
+        _, token = container.keys.create("bootstrap-admin", ["admin"], created_by="first-start")
+        typer.echo("No API key existed, so a one-time admin key was created. It is shown only now:")
+        typer.echo(f"  {token}")
+    typer.echo(f"ledger serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
+               f"console: http://{host}:{port}/console)")
+    if workers and settings.run_workers:
+        container.start_workers()
+    try:
+        uvicorn.run(create_app(container=container), host=host, port=port, log_config=None,
+                    access_log=False)
+    finally:
+        container.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="who or what uses the key")],
+    scope: Annotated[list[str], typer.Option("--scope", help="ats:read, audit:read, ingest:write or admin")],
+    expires: Annotated[str | None, typer.Option(help="expiry, RFC 3339")] = None,
+) -> None:
+    """Create a key; the bearer token is printed once, as the last line."""
+    from adapters.keys import ApiKeys
+    from adapters.persistence.db import Database
+
+    settings = _settings()
+    db = Database(settings.database_url)
+    try:
+        keys = ApiKeys(db)
+        keys.create_tables()
+        expires_at = datetime.fromisoformat(expires) if expires else None
+        try:
+            key_id, token = keys.create(name, scope, expires_at=expires_at)
+        except ValueError as e:
+            typer.echo(str(e), err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"key {key_id} ({name}) with scopes {' '.join(sorted(set(scope)))}")
+        typer.echo(token)
+    finally:
+        db.close()
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id")]) -> None:
+    """Revoke a key at once."""
+    from adapters.keys import ApiKeys
+    from adapters.persistence.db import Database
+
+    db = Database(_settings().database_url)
+    try:
+        keys = ApiKeys(db)
+        keys.create_tables()
+        if not keys.revoke(key_id):
+            typer.echo(f"no active key {key_id}", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"revoked {key_id}")
+    finally:
+        db.close()
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never their tokens)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapters.keys import ApiKeys
+    from adapters.persistence.db import Database
+
+    db = Database(_settings().database_url)
+    try:
+        keys = ApiKeys(db)
+        keys.create_tables()
+        table = Table("id", "name", "scopes", "created", "expires", "revoked")
+        for k in keys.list():
+            table.add_row(k["id"], k["name"], k["scopes"], k["created_at"], k["expires_at"] or "",
+                          k["revoked_at"] or "")
+        Console().print(table)
+    finally:
+        db.close()
+
+
+def main() -> None:
+    app(prog_name="ledger")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
