@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     reservation_ttl_seconds: int | None = Field(default=None, ge=1)
     log_level: str = "INFO"
     run_workers: bool = True  # projections and publisher in the `serve` process
+    # Reconciliation (adapters/reconciliation): `source=absolute/percent%,...`; sources pulled on a schedule.
+    reconcile_thresholds: str = ""
+    reconcile_sources: str = ""  # e.g. "shopify,erp"
+    reconcile_interval_seconds: int = Field(default=3600, ge=10)
 
     @field_validator("database_url")
     @classmethod
