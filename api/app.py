@@ -10,9 +10,16 @@ from fastapi import FastAPI
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from api import problems
-from api.routes import health
+from api.idempotency import Idempotency
+from api.middleware import BodyGuard, RequestContext
+from api.routes import health, metrics, orders, stock
+from api.routes import erp as erp_routes
+from api.routes import inbox, mappings, pos, webhooks
+from api.routes import reconciliations
 
-ROUTERS = [health.router]
+ROUTERS = [health.router, metrics.router, stock.router, orders.router]
+ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
+ROUTERS += [reconciliations.router]
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None,
@@ -24,6 +31,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         owned = container is None
         c = container or bootstrap(settings)
         app.state.container = c
+        metrics.instrument(c.ledger)
         workers = c.settings.run_workers if run_workers is None else run_workers
         if workers and owned:
             c.start_workers()
@@ -41,7 +49,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     if container is not None:
         app.state.container = container
+        metrics.instrument(container.ledger)
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    # Outermost last: request ids and access log, then the body guard, then Idempotency-Key.
+    app.add_middleware(Idempotency)
+    app.add_middleware(BodyGuard)
+    app.add_middleware(RequestContext)
     return app

@@ -199,6 +199,7 @@ class Decider:
 
     def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
         src = uow.stock(cmd.sku, cmd.from_location)
+        self._check_version(src, cmd.if_match)
         if src is None or not src.can_ship_out(cmd.quantity):
             raise InsufficientStockError(
                 f"cannot transfer {cmd.quantity} of {cmd.sku} from {cmd.from_location}: "

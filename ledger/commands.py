@@ -101,6 +101,7 @@ class TransferStock(Command):
     to_location: str
     quantity: int
     reference: str
+    if_match: int | None = None  # compare-and-set on the source's version
 
     @property
     def key(self) -> str:

@@ -1,0 +1,172 @@
+"""ASGI middleware: request context (ids, access log, latency) and the body guard (size, type).
+
+- `RequestContext` gives each request an `X-Request-Id` and an `X-Correlation-Id` (taken from the
+  caller when well-formed, else new), binds both into structlog's context, answers with both
+  headers, writes one access line (method, route template, status, ms; never bodies, never the
+  Authorization header) and feeds `REQUEST_LATENCY` by route template.
+- `BodyGuard` refuses bodies over `settings.max_body_bytes` with 413 (by Content-Length, and by
+  counting the streamed body), and non-JSON bodies on JSON routes with 415. It buffers the body
+  once, so inner layers (idempotency, HMAC checks) can read it again.
+
+Routes turn the ids into a command's `cause` with `cause_from(request)`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import structlog
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from adapters.metrics import REQUEST_LATENCY
+from api.problems import problem_response
+
+log = structlog.stdlib.get_logger("ledger.access")
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+DEFAULT_MAX_BODY = 1_048_576
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Routes under these prefixes take JSON only; the Shopify webhook checks its own raw body.
+JSON_PREFIXES = ("/v1/",)
+RAW_BODY_PATHS = ("/v1/webhooks/",)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", ()):
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _id_from(value: str | None) -> str | None:
+    return value if value is not None and SAFE_ID.match(value) else None
+
+
+def route_of(scope: Scope) -> str:
+    """The route template (`/v1/stock/{sku}/{location}`), never the raw path: bounded label values."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+def cause_from(request: Request, **extra: Any) -> dict[str, Any]:
+    """The `cause` of a command made by this request: correlation and causation ids, who asked."""
+    state = request.scope.get("state", {})
+    cause: dict[str, Any] = {
+        "correlation_id": state.get("correlation_id"),
+        "causation_id": state.get("request_id"),
+        "source": "api",
+    }
+    principal = state.get("principal")
+    if principal is not None:
+        cause["actor"] = principal.key_id
+    cause.update({k: v for k, v in extra.items() if v is not None})
+    return {k: v for k, v in cause.items() if v is not None}
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _id_from(_header(scope, b"x-request-id")) or uuid.uuid4().hex
+        correlation_id = _id_from(_header(scope, b"x-correlation-id")) or request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["correlation_id"] = correlation_id
+        status = 500
+        extra = [(b"x-request-id", request_id.encode()), (b"x-correlation-id", correlation_id.encode())]
+
+        async def send_with_ids(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(request_id=request_id, correlation_id=correlation_id):
+            try:
+                await self.app(scope, receive, send_with_ids)
+            finally:
+                elapsed = time.perf_counter() - started
+                route = route_of(scope)
+                method = scope.get("method", "")
+                REQUEST_LATENCY.labels(method, route, str(status)).observe(elapsed)
+                log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2))
+
+
+class BodyGuard:
+    def __init__(self, app: ASGIApp, max_body_bytes: int | None = None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _limit(self, scope: Scope) -> int:
+        if self.max_body_bytes is not None:
+            return self.max_body_bytes
+        container = getattr(getattr(scope.get("app"), "state", None), "container", None)
+        return int(getattr(getattr(container, "settings", None), "max_body_bytes", DEFAULT_MAX_BODY))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        limit = self._limit(scope)
+        length = _header(scope, b"content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                await problem_response(400, "malformed-request", "Content-Length is not a number", path)(
+                    scope, receive, send)
+                return
+            if int(length) > limit:
+                await self._too_large(scope, receive, send, limit)
+                return
+        if scope.get("method") not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._too_large(scope, receive, send, limit)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body and path.startswith(JSON_PREFIXES) and not path.startswith(RAW_BODY_PATHS):
+            ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+            if ctype and not (ctype == "application/json" or ctype.endswith("+json")):
+                await problem_response(415, "unsupported-media-type", "the body must be application/json",
+                                       path)(scope, receive, send)
+                return
+        scope.setdefault("state", {})["body"] = body
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = problem_response(413, "body-too-large", f"the body is larger than {limit} bytes",
+                                    scope.get("path"), headers={"connection": "close"})
+        await response(scope, receive, send)

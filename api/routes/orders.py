@@ -1,0 +1,84 @@
+"""Order routes: capture, shipments, cancellation, returns (ingest:write) and the order view.
+
+An order id is captured once: the same id with the same lines answers 201 with the order as it
+stands (nothing is appended); the same id with other lines answers 409 `order-conflict`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ContainerDep, Ingester, OrderReader, execute
+from api.middleware import cause_from
+from api.models import Cancellation, NewOrder, OrderView, Return, Shipment, problems
+from api.problems import Problem
+from api.routes.stock import IdempotencyKey, check_id
+from ledger.commands import CancelOrder, CaptureOrder, ReturnItems, ShipOrder
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+
+OrderId = Annotated[str, Path(min_length=1, max_length=128)]
+WRITE_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 415, 422)
+
+
+def _answer(outcome: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in outcome.items() if k != "duplicate"}
+
+
+@router.post("", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
+async def capture(body: NewOrder, request: Request, container: ContainerDep, _: Ingester,
+                  idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    """Capture an order and reserve every line (at its location, or in the channel's locations).
+
+    409 `insufficient-stock` when a line cannot be reserved, unless `allow_partial` is true.
+    """
+    lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
+    cmd = CaptureOrder(order_id=body.order_id, channel=body.channel, lines=lines, allow_partial=body.allow_partial,
+                       cause=cause_from(request, reference=body.order_id))
+    return _answer(await execute(container, cmd))
+
+
+@router.post("/{order_id}/shipments", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
+async def ship(order_id: OrderId, body: Shipment, request: Request, container: ContainerDep, _: Ingester,
+               idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    """Record a shipment: the reserved units leave on hand. A repeated `shipment_id` appends nothing."""
+    check_id(order_id, "order_id")
+    lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
+    cmd = ShipOrder(order_id=order_id, shipment_id=body.shipment_id, lines=lines,
+                    cause=cause_from(request, reference=body.shipment_id))
+    return _answer(await execute(container, cmd))
+
+
+@router.post("/{order_id}/cancellation", status_code=200, response_model=OrderView, responses=WRITE_PROBLEMS)
+async def cancel(order_id: OrderId, body: Cancellation, request: Request, container: ContainerDep, _: Ingester,
+                 idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    """Cancel the whole order, or some units of some lines; their reservations are released."""
+    check_id(order_id, "order_id")
+    lines = None if body.lines is None else tuple(x.model_dump() for x in body.lines)
+    cmd = CancelOrder(order_id=order_id, reason=body.reason, lines=lines, reference=body.reference,
+                      cause=cause_from(request, reference=body.reference))
+    return _answer(await execute(container, cmd))
+
+
+@router.post("/{order_id}/returns", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
+async def return_items(order_id: OrderId, body: Return, request: Request, container: ContainerDep, _: Ingester,
+                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+    """Record returned units: `restock` puts them back on hand, `damaged` keeps them unavailable."""
+    check_id(order_id, "order_id")
+    lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
+    cmd = ReturnItems(order_id=order_id, return_id=body.return_id, lines=lines,
+                      cause=cause_from(request, reference=body.return_id))
+    return _answer(await execute(container, cmd))
+
+
+@router.get("/{order_id}", response_model=OrderView, responses=problems(401, 403, 404, 422))
+async def order(order_id: OrderId, container: ContainerDep, _: OrderReader) -> dict[str, Any]:
+    """The order, its stage and its lines, straight from the ledger."""
+    check_id(order_id, "order_id")
+    found = await run_in_threadpool(container.ledger.history.order, order_id)
+    if found is None:
+        raise Problem(404, "order-not-found", f"order {order_id} is not in the ledger")
+    return found.view()

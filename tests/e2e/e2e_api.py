@@ -1,0 +1,56 @@
+"""Helpers of the HTTP tests: an app over a real database, a TestClient, one key per scope."""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx still works
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+from adapters.bootstrap import Container, bootstrap
+from adapters.config import Settings
+from adapters.persistence.urls import ensure_pg_schema, is_postgres
+from api.app import create_app
+
+
+@dataclass
+class Api:
+    client: TestClient
+    container: Container
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, scope: str = "admin", **headers: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[scope]}", **headers}
+
+    def post(self, path: str, body: Any, scope: str = "ingest:write", **headers: str) -> Any:
+        return self.client.post(path, json=body, headers=self.auth(scope, **headers))
+
+    def get(self, path: str, scope: str = "audit:read", **params: Any) -> Any:
+        return self.client.get(path, params=params, headers=self.auth(scope))
+
+    def event_count(self) -> int:
+        return self.container.ledger.app.recorder.max_position()  # type: ignore[attr-defined, no-any-return]
+
+
+def make_api(url: str, **settings: Any) -> Iterator[Api]:
+    if is_postgres(url):
+        ensure_pg_schema(url)  # bootstrap makes the key tables before the ledger makes the schema
+    container = bootstrap(Settings(database_url=url, **settings))
+    app = create_app(container=container, run_workers=False)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            api = Api(client, container)
+            for scope in ("ats:read", "audit:read", "ingest:write", "admin"):
+                api.tokens[scope] = container.keys.create(f"test-{scope}", [scope])[1]
+            yield api
+    finally:
+        container.close()
+
+
+def uid(prefix: str = "") -> str:
+    return prefix + uuid.uuid4().hex[:10]
