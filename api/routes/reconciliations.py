@@ -1,0 +1,93 @@
+"""Reconciliation: outside inventory levels compared with the ledger, with drift diagnosed."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from adapters.reconciliation import report as reports
+from adapters.reconciliation import wiring
+from adapters.reconciliation.engine import MAX_LEVELS
+from adapters.reconciliation.ports import Level, Snapshot
+from api.deps import Auditor, ContainerDep
+from api.problems import Problem
+from ledger.bounds import MAX_ID_LENGTH, MAX_QUANTITY
+
+router = APIRouter(tags=["reconciliations"])
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("must be printable characters with no control characters")
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
+               AfterValidator(_printable)]
+
+
+class LevelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    sku: Id
+    location: Id
+    quantity: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
+    observed_at: AwareDatetime | None = None
+
+
+class ReconciliationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: Literal["shopify", "erp", "pos"]
+    observed_at: AwareDatetime
+    levels: list[LevelIn] = Field(max_length=MAX_LEVELS)
+
+
+Format = Annotated[Literal["json", "csv"], Query(description="`csv` gives the finance export")]
+
+
+def _answer(report: dict[str, Any], fmt: str) -> Any:
+    if fmt == "csv":
+        return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="reconciliation-{report["id"]}.csv"'})
+    return report
+
+
+@router.post("/v1/reconciliations")
+async def reconcile(body: ReconciliationIn, container: ContainerDep, _: Auditor, format: Format = "json") -> Any:
+    """Compare outside levels with the ledger as of `observed_at`; each mismatch with its ranked causes."""
+    snap = Snapshot(
+        body.source,
+        body.observed_at,
+        [Level(x.sku, x.location, x.quantity, x.observed_at) for x in body.levels],
+        origin="api",
+    )
+    reconciler = await run_in_threadpool(wiring.build, container)
+    report = await run_in_threadpool(reconciler.reconcile, snap)
+    return _answer(report, format)
+
+
+@router.get("/v1/reconciliations")
+async def recent(container: ContainerDep, _: Auditor,
+                 source: Literal["shopify", "erp", "pos"] | None = None,
+                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    """Recent reconciliation runs, newest first (summaries)."""
+    reconciler = await run_in_threadpool(wiring.build, container)
+    assert reconciler.runs is not None
+    items = await run_in_threadpool(reconciler.runs.recent, source, limit)
+    return {"items": items}
+
+
+@router.get("/v1/reconciliations/{run_id}")
+async def one(run_id: Annotated[str, Path(max_length=64)], container: ContainerDep, _: Auditor,
+              format: Format = "json") -> Any:
+    """One run's full report (JSON, or CSV for finance)."""
+    reconciler = await run_in_threadpool(wiring.build, container)
+    assert reconciler.runs is not None
+    found = await run_in_threadpool(reconciler.runs.get, run_id)
+    if found is None:
+        raise Problem(404, "reconciliation-not-found", f"no reconciliation {run_id[:64]}")
+    return _answer(found, format)
+
