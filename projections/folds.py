@@ -1,0 +1,165 @@
+"""Pure folds: (row, event) -> row. No database, no clock: testable on their own.
+
+A stock row is one SKU-location's levels (and its open reservations, with their expiry);
+an order row is one order's stage and per-line quantities. The order fold replays the
+domain's own `apply` methods on a plain state object and asks `Order.stage`, so the read
+model's stage is, by construction, the aggregate's stage.
+"""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+from typing import Any
+
+from ledger.orders import Order
+from ledger.stock import SkuLocation
+
+Row = dict[str, Any]
+
+S = SkuLocation
+
+
+def epoch(dt: Any) -> float | None:
+    return None if dt is None else float(dt.timestamp())
+
+
+def available_delta(event: Any) -> int:
+    """How much a stock event changes `available` (= on_hand − reserved − unavailable)."""
+    if isinstance(event, S.StockReceived | S.StockTransferredIn | S.ReservationReleased):
+        return int(event.quantity)
+    if isinstance(event, S.StockReserved | S.StockTransferredOut):
+        return -int(event.quantity)
+    if isinstance(event, S.StockSold):
+        return 0 if event.reservation_id is not None else -int(event.quantity)
+    if isinstance(event, S.StockReturned):
+        return 0 if event.disposition == "damaged" else int(event.quantity)
+    if isinstance(event, S.StockAdjusted):
+        return int(event.delta)
+    if isinstance(event, S.MovementCorrected):
+        return int(event.on_hand_delta) - int(event.unavailable_delta)
+    return 0
+
+
+def is_stock_event(event: Any) -> bool:
+    return isinstance(event, S.Event | S.Opened)
+
+
+def is_order_event(event: Any) -> bool:
+    return isinstance(event, Order.Event | Order.Captured)
+
+
+def new_stock_row(sku: str, location: str) -> Row:
+    return {"sku": sku, "location": location, "on_hand": 0, "reserved": 0, "unavailable": 0, "incoming": 0,
+            "available": 0, "version": 0, "position": 0, "reservations": {}, "next_expiry": None}
+
+
+def fold_stock(row: Row | None, event: Any, position: int) -> Row | None:
+    """The SKU-location's levels after `event`. `row` is None only before `Opened`."""
+    if isinstance(event, S.Opened):
+        row = new_stock_row(event.sku, event.location)
+    if row is None:
+        return None  # a stream whose start this read model never saw: nothing to fold onto
+    row = dict(row)
+    res: dict[str, list[Any]] = dict(row["reservations"])
+
+    def consume(rid: str, q: int) -> None:
+        held = res.get(rid)
+        if held is not None:
+            left = held[0] - q
+            if left > 0:
+                res[rid] = [left, held[1]]
+            else:
+                del res[rid]
+
+    if isinstance(event, S.StockReceived):
+        row["on_hand"] += event.quantity
+        if event.expected:
+            row["incoming"] -= min(row["incoming"], event.quantity)
+    elif isinstance(event, S.StockExpected):
+        row["incoming"] += event.quantity
+    elif isinstance(event, S.StockReserved):
+        row["reserved"] += event.quantity
+        held = res.get(event.reservation_id)
+        res[event.reservation_id] = [event.quantity + (held[0] if held else 0),
+                                     held[1] if held else epoch(event.expires_at)]
+    elif isinstance(event, S.ReservationReleased):
+        row["reserved"] -= event.quantity
+        consume(event.reservation_id, event.quantity)
+    elif isinstance(event, S.StockSold):
+        row["on_hand"] -= event.quantity
+        if event.reservation_id is not None:
+            row["reserved"] -= event.quantity
+            consume(event.reservation_id, event.quantity)
+    elif isinstance(event, S.StockTransferredOut):
+        row["on_hand"] -= event.quantity
+    elif isinstance(event, S.StockTransferredIn):
+        row["on_hand"] += event.quantity
+    elif isinstance(event, S.StockReturned):
+        row["on_hand"] += event.quantity
+        if event.disposition == "damaged":
+            row["unavailable"] += event.quantity
+    elif isinstance(event, S.StockAdjusted):
+        row["on_hand"] += event.delta
+    elif isinstance(event, S.DamagedWrittenOff):
+        row["on_hand"] -= event.quantity
+        row["unavailable"] -= event.quantity
+    elif isinstance(event, S.MovementCorrected):
+        row["on_hand"] += event.on_hand_delta
+        row["unavailable"] += event.unavailable_delta
+    row["available"] = row["on_hand"] - row["reserved"] - row["unavailable"]
+    row["reservations"] = res
+    expiries = [r[1] for r in res.values() if r[1] is not None]
+    row["next_expiry"] = min(expiries) if expiries else None
+    row["version"] = int(event.originator_version)
+    row["position"] = position
+    return row
+
+
+def _order_state(row: Row) -> SimpleNamespace:
+    s = copy.deepcopy(row["state"])
+    return SimpleNamespace(lines=s["lines"], refunds=s["refunds"], invoices=s["invoices"], erp=s["erp"],
+                           cancel_reason=s.get("cancel_reason"), shipments={}, returns={}, external_refs={},
+                           platform_status={})
+
+
+def order_stage(row: Row) -> str:
+    return str(Order.stage.fget(_order_state(row)))  # type: ignore[attr-defined]
+
+
+def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
+    """The order's stage and lines after `event`."""
+    if isinstance(event, Order.Captured):
+        lines = {
+            x["line_id"]: {"line_id": x["line_id"], "sku": x["sku"], "quantity": x["quantity"], "location": None,
+                           "reserved": 0, "shipped": 0, "cancelled": 0, "returned": 0, "released": 0,
+                           "consumed": 0}
+            for x in event.lines
+        }
+        state = {"lines": lines, "refunds": {}, "invoices": [], "cancel_reason": None,
+                 "erp": {"posted": False, "attempts": 0, "last_error": None, "reference": None}}
+        row = {"order_id": event.order_id, "channel": event.channel, "captured_at": epoch(event.timestamp),
+               "state": state}
+    elif row is None:
+        return None
+    else:
+        ns = _order_state(row)
+        event.apply(ns)
+        state = {"lines": ns.lines, "refunds": ns.refunds, "invoices": ns.invoices, "erp": ns.erp,
+                 "cancel_reason": ns.cancel_reason}
+        row = {**row, "state": state}
+    row["stage"] = order_stage(row)
+    row["erp_posted"] = 1 if row["state"]["erp"]["posted"] else 0
+    row["version"] = int(event.originator_version)
+    row["position"] = position
+    return row
+
+
+def order_lines(row: Row) -> list[dict[str, Any]]:
+    """Per-line ordered, reserved, shipped, cancelled and returned quantities."""
+    return [
+        {"line_id": x["line_id"], "sku": x["sku"], "location": x["location"], "ordered": x["quantity"],
+         "reserved": x["reserved"] - x["released"] - x["consumed"], "shipped": x["shipped"],
+         "cancelled": x["cancelled"], "returned": x["returned"]}
+        for x in row["state"]["lines"].values()
+    ]

@@ -1,0 +1,215 @@
+"""The read models `stock`, `ats` and `orders`: tables, and how each event changes them.
+
+Each projection folds events into a `Store` (`apply`) and, at the end of a batch, queues
+one outbox message per row whose published value changed (`finish`): a channel sees the
+final ATS of a batch, not every step on the way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from adapters.channels import ChannelPolicy, Policies
+from ledger.bounds import stock_id
+from projections import folds
+from projections.outbox import subject_token
+from projections.store import Store, Table
+
+Event = Any
+
+
+class Projection:
+    name: str
+    tables: tuple[Table, ...]
+
+    def begin(self, policies: Policies) -> None:
+        """A batch starts (under these channel policies)."""
+
+    def apply(self, store: Store, position: int, event: Event) -> None:
+        raise NotImplementedError
+
+    def finish(self, store: Store) -> None:
+        """A batch ends: queue the messages for what changed."""
+
+    def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
+        """Loads in bulk the rows a batch of events will touch."""
+
+
+class StockView(Projection):
+    """`stock`: levels per SKU-location, with open reservations and the earliest expiry."""
+
+    name = "stock"
+    LEVELS = Table(
+        "stock_levels", ("stream_id",),
+        ("sku", "location", "on_hand", "reserved", "unavailable", "incoming", "available", "version", "position",
+         "reservations", "next_expiry"),
+        types={c: "BIGINT" for c in ("on_hand", "reserved", "unavailable", "incoming", "available", "version",
+                                     "position")} | {"next_expiry": "DOUBLE PRECISION"},
+        json=frozenset({"reservations"}),
+        indexes=(("sku", "location"), ("next_expiry",)),
+    )
+    tables = (LEVELS,)
+
+    def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
+        store.load(self.LEVELS.name, [(str(e.originator_id),) for _, e in events if folds.is_stock_event(e)])
+
+    def apply(self, store: Store, position: int, event: Event) -> None:
+        if not folds.is_stock_event(event):
+            return
+        key = (str(event.originator_id),)
+        row = folds.fold_stock(store.get(self.LEVELS.name, key), event, position)
+        if row is not None:
+            store.put(self.LEVELS.name, key, row)
+
+
+class OrdersView(Projection):
+    """`orders`: the stage of each order, with per-line quantities; publishes stage changes."""
+
+    name = "orders"
+    ORDERS = Table(
+        "order_views", ("order_key",),
+        ("order_id", "channel", "stage", "state", "captured_at", "erp_posted", "version", "position"),
+        types={"captured_at": "DOUBLE PRECISION", "erp_posted": "INTEGER", "version": "BIGINT",
+               "position": "BIGINT"},
+        json=frozenset({"state"}),
+        indexes=(("order_id",), ("erp_posted", "captured_at")),
+    )
+    tables = (ORDERS,)
+
+    def __init__(self) -> None:
+        self._before: dict[tuple[Any, ...], str | None] = {}
+
+    def begin(self, policies: Policies) -> None:
+        self._before.clear()
+
+    def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
+        store.load(self.ORDERS.name, [(str(e.originator_id),) for _, e in events if folds.is_order_event(e)])
+
+    def apply(self, store: Store, position: int, event: Event) -> None:
+        if not folds.is_order_event(event):
+            return
+        key = (str(event.originator_id),)
+        old = store.get(self.ORDERS.name, key)
+        row = folds.fold_order(old, event, position)
+        if row is None:
+            return
+        if key not in self._before:
+            self._before[key] = None if old is None else old["stage"]
+        store.put(self.ORDERS.name, key, row)
+
+    def finish(self, store: Store) -> None:
+        for key, before in self._before.items():
+            row = store.get(self.ORDERS.name, key)
+            if row is not None and row["stage"] != before:
+                store.emit(
+                    f"ledger.orders.{subject_token(row['order_id'])}",
+                    {"order_id": row["order_id"], "channel": row["channel"], "stage": row["stage"],
+                     "position": row["position"]},
+                    f"order:{row['order_id']}:{row['position']}",
+                )
+        self._before.clear()
+
+
+class AtsView(Projection):
+    """`ats`: available-to-sell per channel and SKU, under the channels' current policies.
+
+    It keeps its own `available` per SKU-location (`ats_levels`), so it can be rebuilt
+    without the `stock` read model.
+    """
+
+    name = "ats"
+    LEVELS = Table(
+        "ats_levels", ("stream_id",), ("sku", "location", "available", "position"),
+        types={"available": "BIGINT", "position": "BIGINT"}, indexes=(("location",),),
+    )
+    ATS = Table("ats", ("channel", "sku"), ("available", "position"),
+                types={"available": "BIGINT", "position": "BIGINT"})
+    tables = (LEVELS, ATS)
+
+    def __init__(self) -> None:
+        self.policies = Policies({}, 0)
+        self._before: dict[tuple[str, str], int | None] = {}
+
+    def begin(self, policies: Policies) -> None:
+        self.policies = policies
+        self._before.clear()
+
+    def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
+        events = [(p, e) for p, e in events if folds.is_stock_event(e)]
+        store.load(self.LEVELS.name, [(str(e.originator_id),) for _, e in events])
+        pairs: set[tuple[str, str]] = set()
+        for _, e in events:
+            lv = store.get(self.LEVELS.name, (str(e.originator_id),))
+            sku, loc = (e.sku, e.location) if lv is None and hasattr(e, "sku") else (
+                (lv["sku"], lv["location"]) if lv else (None, None))
+            if sku is None:
+                continue
+            for p in self.policies.channels_at(loc):
+                pairs.add((p.channel, sku))
+        store.load(self.LEVELS.name, [(str(stock_id(s, loc)),) for ch, s in pairs
+                                      for loc in self.policies.by_channel[ch].locations])
+        store.load(self.ATS.name, list(pairs))
+
+    def apply(self, store: Store, position: int, event: Event) -> None:
+        if not folds.is_stock_event(event):
+            return
+        key = (str(event.originator_id),)
+        if isinstance(event, folds.S.Opened):
+            lv: dict[str, Any] | None = {"sku": event.sku, "location": event.location, "available": 0,
+                                         "position": position}
+        else:
+            lv = store.get(self.LEVELS.name, key)
+            delta = folds.available_delta(event)
+            if lv is None or delta == 0:
+                return
+            lv = {**lv, "available": lv["available"] + delta, "position": position}
+        assert lv is not None
+        store.put(self.LEVELS.name, key, lv)
+        for policy in self.policies.channels_at(lv["location"]):
+            self.recompute(store, policy, lv["sku"], position)
+
+    def recompute(self, store: Store, policy: ChannelPolicy, sku: str, position: int) -> None:
+        total = 0
+        for loc in policy.locations:
+            lv = store.get(self.LEVELS.name, (str(stock_id(sku, loc)),))
+            if lv is not None:
+                total += lv["available"]
+        value = policy.ats(sku, total)
+        key = (policy.channel, sku)
+        cur = store.get(self.ATS.name, key)
+        if cur is not None and cur["available"] == value:
+            return
+        if key not in self._before:
+            self._before[key] = None if cur is None else cur["available"]
+        store.put(self.ATS.name, key, {"available": value, "position": position})
+
+    def recompute_channels(self, store: Store, channels: list[str], position: int) -> None:
+        """Applies changed policies: every ATS row of these channels, from the levels at hand."""
+        for ch in channels:
+            policy = self.policies.by_channel[ch]
+            skus = {row["sku"] for _, row in store.select(self.LEVELS.name, "location", policy.locations)}
+            skus |= {k[1] for k, _ in store.select(self.ATS.name, "channel", (ch,))}
+            for sku in sorted(skus):
+                self.recompute(store, policy, sku, position)
+
+    def finish(self, store: Store) -> None:
+        for (channel, sku), before in self._before.items():
+            row = store.get(self.ATS.name, (channel, sku))
+            if row is not None and row["available"] != before:
+                store.emit(*ats_message(channel, sku, row["available"], row["position"]))
+        self._before.clear()
+
+
+def ats_message(channel: str, sku: str, available: int, position: int,
+                tag: str = "") -> tuple[str, dict[str, Any], str]:
+    """(subject, payload, msg id) of one ATS value."""
+    return (
+        f"ledger.ats.{subject_token(channel)}.{subject_token(sku)}",
+        {"channel": channel, "sku": sku, "available": available, "position": position},
+        f"ats:{subject_token(channel)}:{subject_token(sku)}:{position}:{available}{tag}",
+    )
+
+
+def all_views() -> dict[str, Projection]:
+    return {p.name: p for p in (AtsView(), OrdersView(), StockView())}

@@ -1,0 +1,208 @@
+"""The projection runner: catches up, then follows the ledger with low latency.
+
+`Projector.step()` is one batch: in ONE database transaction it locks each projection's
+tracking row, reads the events after it (`select_notifications`), folds them, writes the
+changed rows and their outbox messages and moves the tracking position. A crash anywhere
+before the commit leaves nothing behind; after the commit everything is there. So each
+event is applied exactly once. (The library's own `ProjectionRunner` commits one event per
+transaction; batching is what makes catch-up and rebuilds fast.)
+
+`Runner` runs steps on a thread. It wakes up on the writer's in-process commit callbacks,
+on PostgreSQL `NOTIFY` from the events table (a wake-up only), and on a periodic poll,
+which is the only mechanism on SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters import metrics
+from adapters.channels import ChannelPolicies
+from adapters.persistence.db import Database
+from adapters.persistence.urls import is_postgres, pg_conninfo
+from projections import exceptions, outbox
+from projections.models import Projection, all_views
+from projections.store import Store, create_tracking, lock_tracking, read_tracking, save_tracking
+
+log = logging.getLogger("ledger.projections")
+
+
+class Projector:
+    """Applies the ledger's events to the read models, a batch per transaction."""
+
+    def __init__(self, db: Database, app: Any, channels: ChannelPolicies,
+                 views: dict[str, Projection] | None = None, batch_size: int = 500,
+                 before_commit: Callable[[int], None] | None = None) -> None:
+        self.db = db
+        self.app = app
+        self.channels = channels
+        self.views = views if views is not None else all_views()
+        self.batch_size = batch_size
+        self.before_commit = before_commit  # fault injection in tests: called with the batch's last position
+        self.create_tables()
+
+    def create_tables(self) -> None:
+        create_tracking(self.db)
+        exceptions.create_tables(self.db)
+        self.channels.create_tables()
+        self.db.script([ddl for v in self.views.values() for t in v.tables for ddl in t.ddl()])
+
+    def events(self, after: int, limit: int) -> list[tuple[int, Any]]:
+        notes = self.app.recorder.select_notifications(after + 1, limit)
+        return [(n.id, self.app.mapper.to_domain_event(n)) for n in notes]
+
+    def step(self) -> int:
+        """Applies the next batch; returns how many events it read."""
+        with self.db.transaction() as tx:
+            tracked = {name: lock_tracking(tx, name, self.db.dialect) for name in sorted(self.views)}
+            start = min(pos for pos, _ in tracked.values())
+            events = self.events(start, self.batch_size)
+            policies = self.channels.current(tx)
+            last = events[-1][0] if events else start
+            for name in sorted(self.views):
+                view = self.views[name]
+                pos, pver = tracked[name]
+                mine = [(p, e) for p, e in events if p > pos]
+                changed = [ch for ch, p in policies.by_channel.items() if p.version > pver]
+                if not mine and not (changed and hasattr(view, "recompute_channels")):
+                    continue
+                store = Store(view.tables, complete=False).bind(tx)
+                view.begin(policies)
+                if changed and hasattr(view, "recompute_channels"):
+                    view.recompute_channels(store, changed, pos)  # type: ignore[attr-defined]
+                view.prefetch(store, mine)
+                for p, e in mine:
+                    view.apply(store, p, e)
+                view.finish(store)
+                store.flush()
+                save_tracking(tx, name, max(pos, last), max(pver, policies.version))
+            if self.before_commit is not None and events:
+                self.before_commit(last)
+        return len(events)
+
+    def catch_up(self, max_batches: int | None = None) -> int:
+        """Steps until nothing is left; returns the events read."""
+        total, n = 0, 0
+        while max_batches is None or n < max_batches:
+            read = self.step()
+            total += read
+            n += 1
+            if read < self.batch_size:
+                break
+        return total
+
+    def head(self) -> int:
+        return int(self.app.recorder.max_notification_id() or 0)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Each read model's position and lag (positions, seconds)."""
+        head = self.head()
+        tracking = read_tracking(self.db)
+        out = []
+        for name in sorted(self.views):
+            pos = int(tracking[name]["position"]) if name in tracking else 0
+            lag = max(0, head - pos)
+            seconds = 0.0
+            if lag:
+                nxt = self.events(pos, 1)
+                if nxt:
+                    seconds = max(0.0, (datetime.now(UTC) - nxt[0][1].timestamp).total_seconds())
+            out.append({"name": name, "position": pos, "head": head, "lag_positions": lag,
+                        "lag_seconds": round(seconds, 3),
+                        "updated_at": tracking[name]["updated_at"] if name in tracking else None})
+        return out
+
+    def report(self) -> list[dict[str, Any]]:
+        """`status()`, also fed to the Prometheus gauges."""
+        rows = self.status()
+        for r in rows:
+            metrics.PROJECTION_POSITION.labels(r["name"]).set(r["position"])
+            metrics.PROJECTION_LAG_POSITIONS.labels(r["name"]).set(r["lag_positions"])
+            metrics.PROJECTION_LAG_SECONDS.labels(r["name"]).set(r["lag_seconds"])
+        metrics.OUTBOX_DEPTH.set(outbox.depth(self.db))
+        return rows
+
+
+class Runner:
+    """A worker (start/stop) that keeps the read models current."""
+
+    def __init__(self, projector: Projector, poll_seconds: float = 1.0, report_seconds: float = 2.0) -> None:
+        self.projector = projector
+        self.poll_seconds = poll_seconds
+        self.report_seconds = report_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.last_error: str | None = None
+
+    def wake(self, *_: Any) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._run, name="projection-runner", daemon=True)]
+        if is_postgres(self.projector.db.url):
+            self._threads.append(threading.Thread(target=self._listen, name="projection-listen", daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._threads = []
+
+    @property
+    def healthy(self) -> bool:
+        return self.last_error is None
+
+    def _run(self) -> None:
+        reported = 0.0
+        backoff = 0.1
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                read = self.projector.step()
+                self.last_error = None
+                backoff = 0.1
+            except Exception as e:
+                self.last_error = type(e).__name__
+                log.exception("projection step failed; retrying")
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if time.monotonic() - reported > self.report_seconds:
+                reported = time.monotonic()
+                try:
+                    self.projector.report()
+                except Exception:
+                    log.exception("projection report failed")
+            if read >= self.projector.batch_size:
+                continue
+            self._wake.wait(self.poll_seconds)
+
+    def _listen(self) -> None:
+        """PostgreSQL LISTEN on the events table's channel: a wake-up, never the source of truth."""
+        import psycopg
+        from psycopg import sql
+
+        channel = getattr(self.projector.app.recorder, "channel_name", None)
+        if not channel:
+            return
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(pg_conninfo(self.projector.db.url), autocommit=True,
+                                     connect_timeout=5) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._wake.set()
+            except Exception:
+                log.warning("LISTEN connection lost; polling meanwhile")
+                self._stop.wait(2.0)

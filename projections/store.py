@@ -1,0 +1,211 @@
+"""Read-model tables, the row cache a batch folds into, and the tracking positions.
+
+A `Store` holds the rows one batch reads and writes. In memory (`Store()`), it is the whole
+read model: the pure tests and the rebuild's reference use that. Bound to a database
+transaction (`store.bind(tx)`), it loads missing rows on demand and `flush()` writes the
+changed rows and the outbox messages in that transaction, beside the tracking position.
+So rows, position and messages commit together, and each event is applied exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from adapters.persistence.db import Database, Tx
+from projections import outbox
+
+TRACKING = "projection_tracking"
+SHADOW = "__shadow"
+
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    key: tuple[str, ...]
+    columns: tuple[str, ...]  # value columns, in order
+    types: dict[str, str] = field(default_factory=dict)  # column -> SQL type (default TEXT)
+    json: frozenset[str] = frozenset()  # columns kept as JSON text
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def physical(self, suffix: str = "") -> str:
+        return self.name + suffix
+
+    def index_name(self, cols: tuple[str, ...], suffix: str = "") -> str:
+        return f"{self.name}{suffix}__{'_'.join(cols)}"
+
+    def ddl(self, suffix: str = "") -> list[str]:
+        cols = [f"{c} {self.types.get(c, 'TEXT')}" for c in (*self.key, *self.columns)]
+        name = self.physical(suffix)
+        pk = f"CONSTRAINT {name}__pk PRIMARY KEY ({', '.join(self.key)})"
+        out = [f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)}, {pk})"]
+        out += [f"CREATE INDEX IF NOT EXISTS {self.index_name(ix, suffix)} ON {name} ({', '.join(ix)})"
+                for ix in self.indexes]
+        return out
+
+    def encode(self, key: Key, row: dict[str, Any]) -> tuple[Any, ...]:
+        vals = [orjson.dumps(row[c]).decode() if c in self.json else row[c] for c in self.columns]
+        return (*key, *vals)
+
+    def decode(self, r: dict[str, Any]) -> tuple[Key, dict[str, Any]]:
+        key = tuple(r[k] for k in self.key)
+        row = {c: orjson.loads(r[c]) if c in self.json and r[c] is not None else r[c] for c in self.columns}
+        return key, row
+
+
+_MISSING = object()
+
+
+class Store:
+    """Rows of some tables, cached; writes are remembered until `flush`."""
+
+    def __init__(self, tables: Sequence[Table], suffix: str = "", complete: bool = True) -> None:
+        self.tables = {t.name: t for t in tables}
+        self.suffix = suffix
+        self.complete = complete  # True: a row not in the cache does not exist
+        self.rows: dict[str, dict[Key, dict[str, Any] | None]] = {t.name: {} for t in tables}
+        self.dirty: dict[str, set[Key]] = {t.name: set() for t in tables}
+        self.messages: list[tuple[str, dict[str, Any], str]] = []
+        self._tx: Tx | None = None
+
+    def bind(self, tx: Tx | None) -> Store:
+        self._tx = tx
+        return self
+
+    def get(self, table: str, key: Key) -> dict[str, Any] | None:
+        cached = self.rows[table].get(key, _MISSING)
+        if cached is not _MISSING:
+            return cached  # type: ignore[return-value]
+        if self.complete or self._tx is None:
+            return None
+        self.load(table, [key])
+        return self.rows[table].get(key)
+
+    def put(self, table: str, key: Key, row: dict[str, Any]) -> None:
+        self.rows[table][key] = row
+        self.dirty[table].add(key)
+
+    def delete(self, table: str, key: Key) -> None:
+        self.rows[table][key] = None
+        self.dirty[table].add(key)
+
+    def items(self, table: str) -> Iterable[tuple[Key, dict[str, Any]]]:
+        """Every cached row of a table (the whole table for a complete store)."""
+        return ((k, r) for k, r in self.rows[table].items() if r is not None)
+
+    def select(self, table: str, column: str, values: Sequence[Any]) -> list[tuple[Key, dict[str, Any]]]:
+        """Rows whose `column` is one of `values` (loaded from the database first when bound)."""
+        t = self.tables[table]
+        cache = self.rows[table]
+        if self._tx is not None and not self.complete and values:
+            cols = ", ".join((*t.key, *t.columns))
+            sql = (f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {column} IN "
+                   f"({', '.join(['%s'] * len(values))})")
+            for r in self._tx.execute(sql, list(values)).fetchall():
+                key, row = t.decode(r)
+                if key not in cache:
+                    cache[key] = row
+        wanted = set(values)
+        at = t.key.index(column) if column in t.key else None
+        return [(k, r) for k, r in cache.items()
+                if r is not None and (k[at] if at is not None else r[column]) in wanted]
+
+    def emit(self, subject: str, payload: dict[str, Any], msg_id: str) -> None:
+        self.messages.append((subject, payload, msg_id))
+
+    def load(self, table: str, keys: Iterable[Key]) -> None:
+        """Reads rows not cached yet from the database (absent rows are remembered as absent)."""
+        if self._tx is None or self.complete:
+            return
+        t = self.tables[table]
+        cache = self.rows[table]
+        todo = list(dict.fromkeys(k for k in keys if k not in cache))
+        cols = ", ".join((*t.key, *t.columns))
+        for i in range(0, len(todo), 200):
+            chunk = todo[i : i + 200]
+            if len(t.key) == 1:
+                where = f"{t.key[0]} IN ({', '.join(['%s'] * len(chunk))})"
+                params: list[Any] = [k[0] for k in chunk]
+            else:
+                one = "(" + " AND ".join(f"{k} = %s" for k in t.key) + ")"
+                where = " OR ".join([one] * len(chunk))
+                params = [v for k in chunk for v in k]
+            for r in self._tx.execute(f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {where}",
+                                      params).fetchall():
+                key, row = t.decode(r)
+                cache[key] = row
+            for k in chunk:
+                cache.setdefault(k, None)
+
+    def flush(self) -> int:
+        """Writes changed rows and queued messages in the bound transaction; returns rows written."""
+        tx = self._tx
+        assert tx is not None, "flush needs a transaction"
+        written = 0
+        for name, keys in self.dirty.items():
+            if not keys:
+                continue
+            t = self.tables[name]
+            table = t.physical(self.suffix)
+            ups = [t.encode(k, r) for k in keys if (r := self.rows[name][k]) is not None]
+            dels = [k for k in keys if self.rows[name][k] is None]
+            if ups:
+                cols = (*t.key, *t.columns)
+                sets = ", ".join(f"{c} = excluded.{c}" for c in t.columns)
+                tx.executemany(
+                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
+                    f"ON CONFLICT ({', '.join(t.key)}) DO UPDATE SET {sets}",
+                    ups,
+                )
+            if dels:
+                tx.executemany(f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = %s" for k in t.key), dels)
+            written += len(ups) + len(dels)
+            keys.clear()
+        for subject, payload, msg_id in self.messages:
+            outbox.enqueue(tx, subject, payload, msg_id)
+        self.messages.clear()
+        return written
+
+    def forget(self) -> None:
+        """Drops the cache (a live batch must not trust rows another writer may have changed)."""
+        for name in self.rows:
+            self.rows[name].clear()
+            self.dirty[name].clear()
+        self.messages.clear()
+
+
+# ------------------------------------------------------------------ tracking
+
+
+def create_tracking(db: Database) -> None:
+    db.script([f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
+               "policy_version BIGINT NOT NULL, updated_at TEXT NOT NULL)"])
+
+
+def lock_tracking(tx: Tx, name: str, dialect: str) -> tuple[int, int]:
+    """The (position, policy version) of a projection, locked until the transaction ends."""
+    tx.execute(f"INSERT INTO {TRACKING} (name, position, policy_version, updated_at) VALUES (%s, 0, 0, %s) "
+               "ON CONFLICT (name) DO NOTHING", (name, _now()))
+    lock = " FOR UPDATE" if dialect == "postgres" else ""
+    row = tx.execute(f"SELECT position, policy_version FROM {TRACKING} WHERE name = %s{lock}", (name,)).fetchone()
+    assert row is not None
+    return int(row["position"]), int(row["policy_version"])
+
+
+def save_tracking(tx: Tx, name: str, position: int, policy_version: int) -> None:
+    tx.execute(f"UPDATE {TRACKING} SET position = %s, policy_version = %s, updated_at = %s WHERE name = %s",
+               (position, policy_version, _now(), name))
+
+
+def read_tracking(db: Database) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in db.query(f"SELECT name, position, policy_version, updated_at FROM {TRACKING}")}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
