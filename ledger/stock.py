@@ -345,7 +345,13 @@ class SkuLocation(Aggregate):
         )
 
     def can_adjust(self, delta: int) -> bool:
-        """An adjustment never takes on hand below zero nor below what is reserved or unavailable."""
+        """An adjustment never takes on hand below zero nor below what is reserved or unavailable.
+
+        Counting units up is always allowed: after backorders (or an offline till's shortfall)
+        on hand can already sit below reserved, and a found unit must still be recordable.
+        """
+        if delta > 0:
+            return True
         return self.on_hand + delta >= self.reserved + self.unavailable and self.on_hand + delta >= 0
 
     def adjust(self, delta: int, reason: str, reference: str, cause: Cause) -> None:

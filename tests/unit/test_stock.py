@@ -461,3 +461,14 @@ def test_every_movement_has_a_signed_effect_and_other_events_have_none():
     ]
     assert s.on_hand == sum(d for d, _ in effects)
     assert s.unavailable == sum(u for _, u in effects)
+
+
+def test_counting_units_up_is_allowed_even_when_backorders_left_on_hand_below_reserved():
+    s = given(on_hand=1, backorders=True)
+    s.reserve("order-1", "1", 5, CAUSE)
+    s.sell(3, "till-1", CAUSE)
+    s.collect_events()
+    s.adjust(2, "found", "cc-1", CAUSE)
+    assert (s.on_hand, s.reserved) == (0, 5)
+    with pytest.raises(InsufficientStockError):
+        s.adjust(-1, "cycle-count", "cc-2", CAUSE)
