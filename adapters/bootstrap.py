@@ -51,4 +51,9 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     keys = ApiKeys(db)
     keys.create_tables()
     ledger = Ledger(ledger_env(settings.database_url), locations=locations or StaticLocations())
-    return Container(settings=settings, db=db, ledger=ledger, keys=keys)
+    container = Container(settings=settings, db=db, ledger=ledger, keys=keys)
+    if settings.reconcile_sources:
+        from adapters.reconciliation.schedule import register as register_reconciliation
+
+        register_reconciliation(container)
+    return container

@@ -122,6 +122,51 @@ def keys_list() -> None:
         db.close()
 
 
+@app.command()
+def reconcile(
+    source: Annotated[str, typer.Argument(help="shopify, erp or pos")],
+    file: Annotated[str, typer.Argument(help="levels as JSON or CSV (sku,location,quantity); - for stdin")],
+    observed_at: Annotated[str | None, typer.Option("--observed-at", help="when the levels were taken, RFC 3339")] = None,
+    format: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+) -> None:
+    """Reconcile outside levels with the ledger as of their moment; mismatches with their causes."""
+    import orjson
+    from rich.console import Console
+
+    from adapters.bootstrap import bootstrap
+    from adapters.reconciliation import report as reports
+    from adapters.reconciliation import wiring
+    from adapters.reconciliation.sources import SnapshotError, read_file
+    from ledger.errors import LedgerError
+
+    if format not in ("table", "json", "csv"):
+        typer.echo("--format must be table, json or csv", err=True)
+        raise typer.Exit(2)
+    try:
+        at = datetime.fromisoformat(observed_at.replace("Z", "+00:00")) if observed_at else None
+        text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8-sig").read()
+        snap = read_file(source, text, at, name=file)
+    except (OSError, ValueError, SnapshotError) as e:
+        typer.echo(f"cannot read {file}: {e}", err=True)
+        raise typer.Exit(2) from None
+    container = bootstrap(_settings())
+    try:
+        report = wiring.build(container).reconcile(snap)
+    except LedgerError as e:
+        typer.echo(f"refused: {e.message}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        container.close()
+    if format == "json":
+        sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
+    elif format == "csv":
+        sys.stdout.write(reports.to_csv(report))
+    else:
+        Console(width=200).print(reports.to_table(report))
+    if report["exceptions"]["drift"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app(prog_name="ledger")
 

@@ -1,0 +1,78 @@
+"""Scheduled reconciliation: every `LEDGER_RECONCILE_INTERVAL_SECONDS`, each source named in
+`LEDGER_RECONCILE_SOURCES` (`shopify`, `erp`) is pulled through its `InventorySnapshotSource`
+and reconciled. Registered as a worker only when sources are configured."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from adapters.reconciliation.engine import Reconciler
+from adapters.reconciliation.ports import InventorySnapshotSource
+
+log = logging.getLogger("ledger.reconcile")
+
+
+class ScheduledReconciliation:
+    def __init__(self, reconciler: Callable[[], Reconciler], sources: Sequence[InventorySnapshotSource],
+                 interval: float) -> None:
+        self.reconciler = reconciler
+        self.sources = list(sources)
+        self.interval = interval
+        self.last: dict[str, dict[str, Any]] = {}  # source -> summary of its last run (or error)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> dict[str, dict[str, Any]]:
+        for src in self.sources:
+            try:
+                snap = src.snapshot()
+                if snap is None:
+                    self.last[src.source] = {"status": "no snapshot"}
+                    continue
+                report = self.reconciler().reconcile(snap)
+                self.last[src.source] = {"status": "ok", "id": report["id"], "compared": report["compared"],
+                                         "mismatches": len(report["mismatches"])}
+            except Exception as e:  # one failing source never stops the others
+                log.warning("scheduled reconciliation of %s failed: %s", src.source, type(e).__name__)
+                self.last[src.source] = {"status": "failed", "error": str(e)[:200]}
+        return self.last
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.run_once()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+
+def register(container: Any) -> ScheduledReconciliation | None:
+    """Adds the scheduled job to `container.extras["workers"]` when sources are configured."""
+    from adapters.reconciliation import wiring
+    from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLevels
+
+    settings = container.settings
+    names = [s.strip() for s in (settings.reconcile_sources or "").split(",") if s.strip()]
+    sources: list[InventorySnapshotSource] = []
+    for name in names:
+        if name == "shopify":
+            sources.append(ShopifyObservedLevels(container.db))
+        elif name == "erp" and settings.erp_url:
+            sources.append(HttpErpInventory(settings.erp_url))
+        else:
+            raise ValueError(f"LEDGER_RECONCILE_SOURCES: cannot pull {name!r} (shopify, or erp with LEDGER_ERP_URL)")
+    if not sources:
+        return None
+    job = ScheduledReconciliation(lambda: wiring.build(container), sources, settings.reconcile_interval_seconds)
+    container.extras.setdefault("workers", []).append(job)
+    return job

@@ -1,0 +1,110 @@
+"""Where scheduled reconciliations get their snapshots (`InventorySnapshotSource` adapters).
+
+- `ShopifyObservedLevels`: the ledger cannot call Shopify's API from here, so it reads the
+  `inventory_levels/update` observations the webhook adapter keeps (`shopify_observations`):
+  each level is Shopify's `available` for an inventory item at a location, compared as of its own
+  `updated_at`. The SKU is the one an `inventory_items/update` observation gave the item, else the
+  inventory item id (translated through `shopify/sku` mappings); the location is Shopify's
+  location id (translated through `shopify/location`).
+- `HttpErpInventory`: `GET {LEDGER_ERP_URL}/inventory` answering
+  `{"observed_at": RFC 3339 (optional), "levels": [{"sku", "location", "quantity"}]}` (or the
+  bare list): the ERP's on hand; without `observed_at` the moment the request was sent is used.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from adapters.persistence.db import Database
+from adapters.reconciliation.ports import Level, Snapshot
+
+
+class SnapshotError(Exception):
+    """The outside system answered something that is not a snapshot."""
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class ShopifyObservedLevels:
+    source = "shopify"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def snapshot(self) -> Snapshot | None:
+        rows = self.db.query("SELECT kind, object_id, location_id, available, sku, updated_at "
+                             "FROM shopify_observations ORDER BY kind, object_id, location_id")
+        skus = {r["object_id"]: r["sku"] for r in rows if r["kind"] == "item" and r["sku"]}
+        levels = [
+            Level(skus.get(r["object_id"], r["object_id"]), r["location_id"], int(r["available"]),
+                  _time(r["updated_at"]))
+            for r in rows if r["kind"] == "level" and r["available"] is not None
+        ]
+        if not levels:
+            return None
+        latest = max((lv.observed_at for lv in levels if lv.observed_at), default=None)
+        return Snapshot("shopify", latest or datetime.now(UTC), levels, origin="shopify_observations")
+
+
+class HttpErpInventory:
+    source = "erp"
+
+    def __init__(self, base_url: str, timeout: float = 30.0, client: httpx.Client | None = None) -> None:
+        self.url = base_url.rstrip("/") + "/inventory"
+        self.client = client or httpx.Client(timeout=timeout)
+
+    def snapshot(self) -> Snapshot | None:
+        sent = datetime.now(UTC)
+        r = self.client.get(self.url, headers={"Accept": "application/json"})
+        if r.status_code != 200:
+            raise SnapshotError(f"GET {self.url} answered {r.status_code}")
+        try:
+            body = r.json()
+            items = body if isinstance(body, list) else body["levels"]
+            at = None if isinstance(body, list) else _time(body.get("observed_at"))
+            levels = [Level(str(x["sku"]), str(x["location"]), x["quantity"]) for x in items]
+        except (ValueError, KeyError, TypeError) as e:
+            raise SnapshotError(f"GET {self.url} did not answer an inventory snapshot: {e}") from None
+        return Snapshot("erp", at or sent, levels, origin=self.url)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def read_file(source: str, text: str, observed_at: datetime | None = None, name: str = "") -> Snapshot:
+    """A snapshot from a file: JSON (`{observed_at?, levels: [...]}` or a bare list) or CSV with a
+    header `sku,location,quantity[,observed_at]`. `observed_at` given here wins over the file's."""
+    stripped = text.lstrip()
+    at = observed_at
+    try:
+        if stripped.startswith(("{", "[")):
+            import orjson
+
+            body = orjson.loads(stripped)
+            items = body if isinstance(body, list) else body["levels"]
+            at = at or (None if isinstance(body, list) else _time(body.get("observed_at")))
+            levels = [Level(x["sku"], x["location"], x["quantity"], _time(x.get("observed_at"))) for x in items]
+        else:
+            import csv
+            import io
+
+            reader = csv.DictReader(io.StringIO(text))
+            if not {"sku", "location", "quantity"} <= set(reader.fieldnames or ()):
+                raise SnapshotError("a CSV snapshot needs the columns sku, location, quantity")
+            levels = [Level(r["sku"], r["location"], int(r["quantity"]), _time(r.get("observed_at")))
+                      for r in reader]
+    except SnapshotError:
+        raise
+    except (ValueError, KeyError, TypeError) as e:
+        raise SnapshotError(f"{name or 'the file'} is not a snapshot: {e}") from None
+    if at is None:
+        raise SnapshotError("observed_at is needed: in the file or with --observed-at")
+    return Snapshot(source, at, levels, origin=name)
