@@ -72,7 +72,9 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
-        self.stats = {"batches": 0, "commands": 0, "conflicts": 0, "replays": 0, "failures": 0}
+        self.stats = {"batches": 0, "commands": 0, "conflicts": 0, "replays": 0, "failures": 0,
+                      "refreshes": 0}
+        self._fresh: set[UUID] = set()
 
     # ------------------------------------------------------------------ API
 
@@ -147,6 +149,7 @@ class Writer:
         if agg is not None:
             self.cache.move_to_end(agg_id)
             return agg
+        self._fresh.add(agg_id)
         try:
             agg = self.app.repository.get(agg_id)
         except AggregateNotFoundError:
@@ -155,6 +158,36 @@ class Writer:
         if len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
         return agg
+
+    def _refresh(self, uow: UnitOfWork, fresh: set[UUID]) -> bool:
+        """Reloads the cached aggregates the current command read; True when any had changed.
+
+        Only aggregates with no pending events in this batch are refreshed (their cached state is
+        exactly what this process last committed), and each at most once per attempt.
+        """
+        changed = False
+        for agg_id in uow.accessed():
+            agg = uow.touched[agg_id]
+            if agg_id in fresh or agg.pending_events:
+                continue
+            fresh.add(agg_id)
+            # Only the events after the cached version are read (usually none), never the stream.
+            newer = list(self.app.events.get(agg_id, gt=agg.version))
+            if newer:
+                self.stats["refreshes"] += 1
+                for event in newer:
+                    event.mutate(agg)  # type: ignore[attr-defined]
+                uow.replace(agg)
+                changed = True
+        return changed
+
+    def _remember(self, aggregates: list[Aggregate]) -> None:
+        """Caches the aggregates of a committed batch, created ones included."""
+        for agg in aggregates:
+            self.cache[agg.id] = agg
+            self.cache.move_to_end(agg.id)
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
 
     def _commit_batch(self, batch: list[_Item]) -> None:
         failed: dict[int, BaseException] = {}
@@ -199,6 +232,8 @@ class Writer:
             first_by_key: dict[str, int] = {}
             duplicates: dict[int, int] = {}
             replay = False
+            fresh: set[UUID] = set()  # aggregates read from the store during this attempt
+            self._fresh = fresh
             for i, item in enumerate(batch):
                 if i in failed:
                     continue
@@ -219,7 +254,16 @@ class Writer:
                     continue
                 uow.begin()
                 try:
-                    outcome = self.decider.decide(cmd, uow)
+                    try:
+                        outcome = self.decider.decide(cmd, uow)
+                    except LedgerError:
+                        # Refused against cached state? Another process may have written since:
+                        # refresh what the command read and decide it once more.
+                        if uow.partially_mutated() or not self._refresh(uow, fresh):
+                            raise
+                        uow.discard_created()
+                        uow.begin()
+                        outcome = self.decider.decide(cmd, uow)
                 except LedgerError as e:
                     if uow.partially_mutated():
                         failed[i] = e
@@ -259,6 +303,7 @@ class Writer:
             except BaseException:
                 self.evict(list(uow.touched))
                 raise
+            self._remember(aggregates)
             self.stats["batches"] += 1
             self.stats["commands"] += len(outcomes)
             if recordings:

@@ -55,7 +55,6 @@ def ledger_env(url: str, pool_size: int = 4) -> dict[str, str]:
             POSTGRES_POOL_SIZE=str(pool_size),
             POSTGRES_MAX_OVERFLOW="4",
             POSTGRES_CONNECT_TIMEOUT="10",
-            POSTGRES_PRE_PING="y",
         )
         if p["schema"]:
             env["POSTGRES_SCHEMA"] = p["schema"]

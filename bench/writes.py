@@ -1,0 +1,126 @@
+"""The write-path benchmarks: spread appends, one hot SKU, 3-line order captures."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from bench.common import Result, count_events, drive, make_ledger, percentile, raw_insert_rate, stream_movements
+from ledger import commands as c
+from ledger.bounds import stock_id
+
+
+def _finish(name: str, url: str, ledger: Any, before: int, elapsed: float, lat: list[float],
+            n: int, baseline: float) -> Result:
+    events = count_events(url) - before
+    r = Result(name, events_per_s=events / elapsed, commands_per_s=n / elapsed,
+               p50_ms=percentile(lat, 0.5), p99_ms=percentile(lat, 0.99),
+               baseline="raw batched insert", baseline_rate=baseline)
+    r.ratio = r.events_per_s / baseline if baseline else 0.0
+    r.extra = {"commands": n, "events": events, "seconds": round(elapsed, 2), "writer": dict(ledger.writer.stats)}
+    return r
+
+
+def append(url: str, commands: int = 60_000, callers: int = 64, skus: int = 10_000,
+           baseline_seconds: float = 3.0) -> Result:
+    """Receipts spread over `skus` SKU-locations from `callers` concurrent callers."""
+    baseline = raw_insert_rate(url, baseline_seconds)
+    run = uuid.uuid4().hex[:6]
+    with make_ledger(url) as ledger:
+        ledger.writer.start()
+        # Open every SKU-location first, so the timed run appends one event per command.
+        warm = [c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=1, reference=f"{run}-open-{i}")
+                for i in range(skus)]
+        drive(ledger.submit, warm, callers)
+        cmds = [c.ReceiveStock(sku=f"SKU-{i % skus:05d}", location="WH-1", quantity=1 + i % 5,
+                               reference=f"{run}-r-{i}") for i in range(commands)]
+        before = count_events(url)
+        elapsed, lat, outcomes = drive(ledger.submit, cmds, callers)
+        r = _finish("append", url, ledger, before, elapsed, lat, commands, baseline)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        # Invariant: each SKU-location's on hand equals the sum of its stored movements,
+        # and equals what the commands received.
+        expected: dict[int, int] = {}
+        for i in range(commands):
+            expected[i % skus] = expected.get(i % skus, 1) + 1 + i % 5
+        sample = list(range(0, skus, max(1, skus // 200)))
+        mismatches = 0
+        for k in sample:
+            sid = stock_id(f"SKU-{k:05d}", "WH-1")
+            s = ledger.history.stock(f"SKU-{k:05d}", "WH-1")
+            if s is None or s.on_hand != stream_movements(ledger, sid) or s.on_hand != expected.get(k, 1):
+                mismatches += 1
+        r.checks = {"refused": len(failed), "on_hand_mismatches": mismatches, "sampled": len(sample)}
+        r.ok = not failed and not mismatches
+    return r
+
+
+def hot(url: str, commands: int = 60_000, callers: int = 64, baseline_seconds: float = 3.0) -> Result:
+    """`callers` concurrent reservers on one SKU-location; stock runs out before the commands do."""
+    baseline = raw_insert_rate(url, baseline_seconds)
+    run = uuid.uuid4().hex[:6]
+    stock = commands * 9 // 10
+    sku, loc = f"HOT-{run}", "WH-1"
+    with make_ledger(url) as ledger:
+        ledger.execute(c.ReceiveStock(sku=sku, location=loc, quantity=stock, reference=f"{run}-stock"))
+        cmds = [c.Reserve(sku=sku, location=loc, order_id=f"{run}-o{i}", line_id="1", quantity=1)
+                for i in range(commands)]
+        before = count_events(url)
+        elapsed, lat, outcomes = drive(ledger.submit, cmds, callers)
+        r = _finish("hot", url, ledger, before, elapsed, lat, commands, baseline)
+        granted = sum(1 for o in outcomes if not isinstance(o, BaseException))
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        wrong = [type(o).__name__ for o in refused if getattr(o, "code", "") != "insufficient-stock"]
+        ledger.writer.evict()
+        s = ledger.history.stock(sku, loc)
+        assert s is not None
+        r.checks = {
+            "granted": granted, "stock": stock, "reserved": s.reserved, "on_hand": s.on_hand,
+            "oversold": max(0, s.reserved - s.on_hand), "other_errors": len(wrong),
+            "on_hand_equals_movements": s.on_hand == stream_movements(ledger, stock_id(sku, loc)),
+        }
+        r.ok = (s.reserved == granted == min(stock, commands) and s.reserved <= s.on_hand and not wrong
+                and r.checks["on_hand_equals_movements"])
+    return r
+
+
+def orders(url: str, commands: int = 20_000, callers: int = 64, skus: int = 2_000,
+           baseline_seconds: float = 3.0) -> Result:
+    """3-line order captures over `skus` SKU-locations, each line reserving at its location."""
+    baseline = raw_insert_rate(url, baseline_seconds)
+    run = uuid.uuid4().hex[:6]
+    per_sku = commands * 3 // skus + 10
+    with make_ledger(url) as ledger:
+        warm = [c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=per_sku, reference=f"{run}-s{i}")
+                for i in range(skus)]
+        drive(ledger.submit, warm, callers)
+        cmds = [
+            c.CaptureOrder(order_id=f"{run}-{i}", channel="online", lines=tuple(
+                {"line_id": str(j + 1), "sku": f"SKU-{(i * 3 + j * 7) % skus:05d}", "quantity": 1, "location": "WH-1"}
+                for j in range(3)))
+            for i in range(commands)
+        ]
+        before = count_events(url)
+        elapsed, lat, outcomes = drive(ledger.submit, cmds, callers)
+        r = _finish("orders", url, ledger, before, elapsed, lat, commands, baseline)
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        ledger.writer.evict()
+        reserved = 0
+        oversold = 0
+        for i in range(skus):
+            s = ledger.history.stock(f"SKU-{i:05d}", "WH-1")
+            assert s is not None
+            reserved += s.reserved
+            oversold += s.reserved > s.on_hand
+        r.checks = {"refused": len(failed), "reserved_units": reserved, "expected_units": 3 * commands,
+                    "oversold_skus": oversold}
+        r.ok = not failed and reserved == 3 * commands and not oversold
+    return r
+
+
+def timed(fn: Any, *args: Any, **kw: Any) -> Result:
+    t0 = time.monotonic()
+    r = fn(*args, **kw)
+    r.extra["wall_seconds"] = round(time.monotonic() - t0, 1)
+    return r
