@@ -58,7 +58,9 @@ class UnitOfWork:
         self._created: list[UUID] = []
 
     def begin(self) -> None:
-        self._marks = {agg_id: len(agg.pending_events) for agg_id, agg in self.touched.items()}
+        # Marks are taken lazily, when a command first gets an aggregate, so that beginning a
+        # command costs nothing however many aggregates the batch has touched.
+        self._marks = {}
         self._created = []
 
     def get(self, agg_id: UUID) -> Aggregate | None:
@@ -68,6 +70,7 @@ class UnitOfWork:
             if agg is None:
                 return None
             self.touched[agg_id] = agg
+        if agg_id not in self._marks:
             self._marks[agg_id] = len(agg.pending_events)
         return agg
 
@@ -98,7 +101,17 @@ class UnitOfWork:
     def partially_mutated(self) -> bool:
         if self._created and any(self.touched[i].pending_events for i in self._created):
             return True
-        return any(len(agg.pending_events) > self._marks.get(agg_id, 0) for agg_id, agg in self.touched.items())
+        touched = self.touched
+        return any(len(touched[agg_id].pending_events) > mark for agg_id, mark in self._marks.items())
+
+    def accessed(self) -> list[UUID]:
+        """Ids of the existing aggregates the current command got (not the ones it created)."""
+        return [agg_id for agg_id in self._marks if agg_id not in self._created]
+
+    def replace(self, agg: Aggregate) -> None:
+        """Swaps in a fresher copy of an aggregate that has no pending events in this batch."""
+        self.touched[agg.id] = agg
+        self._marks.pop(agg.id, None)
 
     def discard_created(self) -> None:
         for agg_id in self._created:
