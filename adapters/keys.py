@@ -21,6 +21,10 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class Principal:
     key_id: str
@@ -62,6 +66,8 @@ class ApiKeys:
         unknown = [s for s in scopes if s not in SCOPES]
         if unknown or not scopes:
             raise ValueError(f"scopes must be some of {', '.join(SCOPES)}")
+        if expires_at is not None and expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)  # a moment without an offset is UTC
         key_id = secrets.token_hex(6)
         token = f"lk_{key_id}_{secrets.token_urlsafe(32)}"
         with self.db.transaction() as tx:
@@ -106,7 +112,7 @@ class ApiKeys:
         principal = None
         if row is not None and row["revoked_at"] is None:
             expires = row["expires_at"]
-            if expires is None or datetime.fromisoformat(expires) > datetime.now(UTC):
+            if expires is None or _aware(datetime.fromisoformat(expires)) > datetime.now(UTC):
                 principal = Principal(row["id"], row["name"], frozenset(row["scopes"].split()))
         with self._lock:
             if len(self._cache) > 10_000:

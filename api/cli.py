@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from adapters.config import Settings
+
+if TYPE_CHECKING:
+    from adapters.keys import ApiKeys
 
 app = typer.Typer(help="ledger: event-sourced inventory and order ledger", no_args_is_help=True,
                   add_completion=False)
@@ -22,6 +25,13 @@ def _settings() -> Settings:
     except Exception as e:  # pydantic's message names the bad variable
         typer.echo(f"configuration error: {e}", err=True)
         raise typer.Exit(2) from None
+
+
+def first_start_key(keys: ApiKeys) -> str | None:
+    """On a database with no active key, creates an admin key and returns its token (shown once)."""
+    if keys.count_active() > 0:
+        return None
+    return keys.create("bootstrap-admin", ["admin"], created_by="first-start")[1]
 
 
 @app.command()
@@ -40,8 +50,8 @@ def serve(
     settings = _settings()
     configure_logging(settings.log_level)
     container = bootstrap(settings)
-    if container.keys.count_active() == 0:
-        _, token = container.keys.create("bootstrap-admin", ["admin"], created_by="first-start")
+    token = first_start_key(container.keys)
+    if token is not None:
         typer.echo("No API key existed, so a one-time admin key was created. It is shown only now:")
         typer.echo(f"  {token}")
     typer.echo(f"ledger serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
@@ -70,8 +80,8 @@ def keys_create(
     try:
         keys = ApiKeys(db)
         keys.create_tables()
-        expires_at = datetime.fromisoformat(expires) if expires else None
         try:
+            expires_at = datetime.fromisoformat(expires) if expires else None
             key_id, token = keys.create(name, scope, expires_at=expires_at)
         except ValueError as e:
             typer.echo(str(e), err=True)
