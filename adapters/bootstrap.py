@@ -50,8 +50,14 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     db = Database(settings.database_url)
     keys = ApiKeys(db)
     keys.create_tables()
-    ledger = Ledger(ledger_env(settings.database_url), locations=locations or StaticLocations())
-    container = Container(settings=settings, db=db, ledger=ledger, keys=keys)
+    from adapters.channels import ChannelPolicies  # channel policies: the ledger's location directory
+
+    channels = ChannelPolicies(db)
+    ledger = Ledger(ledger_env(settings.database_url), locations=locations or channels)
+    container = Container(settings=settings, db=db, ledger=ledger, keys=keys, extras={"channels": channels})
+    from projections.wiring import install as install_projections  # runner, outbox relay, sweeper
+
+    install_projections(container)
     if settings.reconcile_sources:
         from adapters.reconciliation.schedule import register as register_reconciliation
 

@@ -106,3 +106,8 @@ def list_exceptions(db: Database, kind: str | None = None, open_only: bool = Tru
 def open_counts(db: Database) -> dict[str, int]:
     rows = db.query(f"SELECT kind, COUNT(*) AS n FROM {TABLE} WHERE status = 'open' GROUP BY kind")
     return {r["kind"]: int(r["n"]) for r in rows}
+
+
+def list_exceptions_tx(tx: Tx, kind: str) -> list[dict[str, Any]]:
+    """The open exceptions of one kind, read inside a transaction."""
+    return tx.execute(f"SELECT kind, key FROM {TABLE} WHERE kind = %s AND status = 'open'", (kind,)).fetchall()

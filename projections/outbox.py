@@ -95,3 +95,19 @@ def token_value(token: str) -> str:
             raw.extend(ch.encode())
             i += 1
     return raw.decode("utf-8", "surrogatepass")
+
+
+class OutboxQueue:
+    """The outbox table as the relay sees it (`adapters.nats.Outbox`)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def pending(self, limit: int) -> list[dict[str, Any]]:
+        return pending(self.db, limit)
+
+    def remove(self, ids: list[int]) -> None:
+        remove(self.db, ids)
+
+    def depth(self) -> int:
+        return depth(self.db)

@@ -1,0 +1,152 @@
+"""`NatsPublisher`: the outbox relay to NATS JetStream (stream `LEDGER`, subjects `ledger.>`).
+
+It publishes outbox rows in order, each with its `Nats-Msg-Id`, keeps a bounded window
+of acknowledgements in flight, and deletes a row only after JetStream acknowledged it.
+When NATS is down, rows stay in the outbox and drain once it is back; a message that was
+stored but whose ack was lost is sent again and dropped by JetStream's de-duplication
+(window `DUPLICATE_WINDOW`). With no URL configured the relay does nothing and the outbox
+keeps filling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any, Protocol
+
+from adapters import metrics
+
+log = logging.getLogger("ledger.nats")
+
+STREAM = "LEDGER"
+SUBJECTS = ["ledger.>"]
+MAX_AGE_SECONDS = 7 * 24 * 3600
+DUPLICATE_WINDOW = 30 * 60
+
+
+class Outbox(Protocol):
+    """Where messages wait for publishing (the transactional outbox)."""
+
+    def pending(self, limit: int) -> list[dict[str, Any]]: ...
+    def remove(self, ids: list[int]) -> None: ...
+    def depth(self) -> int: ...
+
+
+class NatsPublisher:
+    """A worker (start/stop) that relays the outbox to JetStream."""
+
+    def __init__(self, url: str | None, outbox: Outbox, window: int = 256, batch: int = 1000,
+                 poll_seconds: float = 0.2) -> None:
+        self.url = url
+        self.outbox = outbox
+        self.window = window
+        self.batch = batch
+        self.poll_seconds = poll_seconds
+        self.connected = False
+        self.published = 0
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """Ready unless a URL is configured and NATS is unreachable."""
+        return self.url is None or self.connected
+
+    def start(self) -> None:
+        if self.url is None:
+            log.info("LEDGER_NATS_URL is not set: messages wait in the outbox")
+            return
+        self._thread = threading.Thread(target=self._main, name="nats-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._thread = None
+
+    def wake(self, *_: Any) -> None:
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _main(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._run())
+        finally:
+            self._loop.close()
+
+    async def _run(self) -> None:
+        import nats
+
+        self._stop, self._wake = asyncio.Event(), asyncio.Event()
+        backoff = 0.2
+        while not self._stop.is_set():
+            nc = None
+            try:
+                nc = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=0,
+                                        allow_reconnect=False)
+                js = nc.jetstream(timeout=5)
+                await self._ensure_stream(js)
+                self.connected, backoff = True, 0.2
+                await self._relay(nc, js)
+            except Exception as e:
+                if self.connected:
+                    log.warning("NATS publishing interrupted (%s); the outbox keeps the messages", type(e).__name__)
+                self.connected = False
+            finally:
+                if nc is not None and not nc.is_closed:
+                    try:
+                        await nc.close()
+                    except Exception:
+                        pass
+            await self._sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    async def _ensure_stream(self, js: Any) -> None:
+        from nats.js.errors import NotFoundError
+
+        try:
+            await js.stream_info(STREAM)
+        except NotFoundError:
+            await js.add_stream(name=STREAM, subjects=SUBJECTS, max_age=MAX_AGE_SECONDS,
+                                duplicate_window=DUPLICATE_WINDOW)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def _relay(self, nc: Any, js: Any) -> None:
+        assert self._stop is not None
+        while not self._stop.is_set():
+            if not nc.is_connected:
+                raise ConnectionError("NATS connection lost")
+            rows = await asyncio.to_thread(self.outbox.pending, self.batch)
+            metrics.OUTBOX_DEPTH.set(len(rows) if len(rows) < self.batch else await asyncio.to_thread(
+                self.outbox.depth))
+            if not rows:
+                await self._sleep(self.poll_seconds)
+                continue
+            for i in range(0, len(rows), self.window):
+                chunk = rows[i : i + self.window]
+                results = await asyncio.gather(
+                    *(js.publish(r["subject"], r["payload"].encode(), headers={"Nats-Msg-Id": r["msg_id"]})
+                      for r in chunk),
+                    return_exceptions=True,
+                )
+                acked = [r["id"] for r, res in zip(chunk, results, strict=True) if not isinstance(res, BaseException)]
+                failed = len(chunk) - len(acked)
+                await asyncio.to_thread(self.outbox.remove, acked)
+                self.published += len(acked)
+                metrics.NATS_PUBLISHED.inc(len(acked))
+                if failed:
+                    metrics.NATS_PUBLISH_FAILURES.inc(failed)
+                    raise ConnectionError(f"{failed} publishes were not acknowledged")

@@ -1,0 +1,95 @@
+"""Time-driven exceptions: reservations past their expiry, and orders stuck before the ERP.
+
+Every few seconds, from the read models:
+- a SKU-location holding a reservation past its expiry opens `reservation-expired` and gets a
+  `ReleaseExpired` command through the writer; the exception closes once the read model
+  shows no expired reservation there any more;
+- an order captured more than `erp_posting_deadline_seconds` ago and still not posted to the
+  ERP (nor cancelled) opens `stuck-order`; it closes when the order is posted or cancelled.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters import metrics
+from adapters.persistence.db import Database
+from ledger.commands import ReleaseExpired
+from projections import exceptions
+
+log = logging.getLogger("ledger.sweeper")
+
+Submit = Callable[[Any], Future[dict[str, Any]]]
+
+
+class Sweeper:
+    def __init__(self, db: Database, submit: Submit, deadline_seconds: float, period_seconds: float = 5.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.submit = submit
+        self.deadline_seconds = deadline_seconds
+        self.period_seconds = period_seconds
+        self.clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_seconds):
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("sweep failed")
+
+    def sweep(self) -> dict[str, int]:
+        """One pass; returns how many exceptions were opened and closed and commands submitted."""
+        now = self.clock()
+        opened = closed = submitted = 0
+        expired = self.db.query(
+            "SELECT sku, location, next_expiry FROM stock_levels WHERE next_expiry IS NOT NULL AND next_expiry <= %s",
+            (now,))
+        stuck = self.db.query(
+            "SELECT order_id, channel, captured_at FROM order_views WHERE erp_posted = 0 AND stage <> 'cancelled' "
+            "AND captured_at <= %s", (now - self.deadline_seconds,))
+        expired_keys = {f"{r['sku']}@{r['location']}" for r in expired}
+        stuck_keys = {r["order_id"] for r in stuck}
+        with self.db.transaction() as tx:
+            for r in expired:
+                opened += exceptions.open_exception(
+                    tx, "reservation-expired", f"{r['sku']}@{r['location']}",
+                    {"sku": r["sku"], "location": r["location"], "expired_at": r["next_expiry"]})
+            for r in stuck:
+                opened += exceptions.open_exception(
+                    tx, "stuck-order", r["order_id"],
+                    {"order_id": r["order_id"], "channel": r["channel"], "captured_at": r["captured_at"],
+                     "deadline_seconds": self.deadline_seconds})
+            for kind, keys in (("reservation-expired", expired_keys), ("stuck-order", stuck_keys)):
+                for row in exceptions.list_exceptions_tx(tx, kind):
+                    if row["key"] not in keys:
+                        closed += exceptions.close_exception(tx, kind, row["key"], {"resolved": True})
+        when = datetime.fromtimestamp(now, UTC)
+        for r in expired:
+            try:
+                self.submit(ReleaseExpired(sku=r["sku"], location=r["location"], now=when))
+                submitted += 1
+            except Exception:
+                log.exception("could not submit ReleaseExpired")
+        for kind, n in exceptions.open_counts(self.db).items():
+            metrics.EXCEPTIONS_OPEN.labels(kind).set(n)
+        return {"opened": opened, "closed": closed, "submitted": submitted}

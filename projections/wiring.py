@@ -1,0 +1,35 @@
+"""Registers the read-model workers in a container: projection runner, outbox relay, sweeper.
+
+Called once by `adapters.bootstrap.bootstrap()`. `ledger serve` starts these workers in its
+process; `ledger worker` starts them alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapters.channels import ChannelPolicies
+from adapters.nats import NatsPublisher
+from projections.outbox import OutboxQueue
+from projections.runner import Projector, Runner
+from projections.sweeper import Sweeper
+
+
+def install(container: Any, poll_seconds: float = 1.0) -> None:
+    extras = container.extras
+    channels: ChannelPolicies = extras.get("channels") or ChannelPolicies(container.db)
+    extras["channels"] = channels
+    channels.create_tables()
+    projector = Projector(container.db, container.ledger.app, channels)
+    runner = Runner(projector, poll_seconds=poll_seconds)
+    publisher = NatsPublisher(container.settings.nats_url, OutboxQueue(container.db))
+    sweeper = Sweeper(container.db, container.ledger.submit, container.settings.erp_posting_deadline_seconds)
+    container.ledger.writer.on_commit.append(runner.wake)
+    extras["projector"] = projector
+    extras["runner"] = runner
+    extras["publisher"] = publisher
+    extras["sweeper"] = sweeper
+    extras.setdefault("workers", []).extend([runner, publisher, sweeper])
+    readiness = extras.setdefault("readiness", {})
+    readiness["nats"] = lambda: publisher.healthy
+    readiness["projections"] = lambda: runner.healthy
