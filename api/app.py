@@ -16,10 +16,13 @@ from api.routes import health, metrics, orders, stock
 from api.routes import erp as erp_routes
 from api.routes import inbox, mappings, pos, webhooks
 from api.routes import reconciliations
+from api.routes import ats, channels, projections as projection_routes
+from api.routes import exceptions as exception_routes
 
 ROUTERS = [health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
 ROUTERS += [reconciliations.router]
+ROUTERS += [ats.router, channels.router, projection_routes.router, exception_routes.router]
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None,

@@ -1,0 +1,79 @@
+"""Channel policies (admin): the location group, safety stock, buffer and exclusions of a channel.
+
+A change is a new version, kept with who made it and when, and recorded in the admin audit
+trail. The `ats` read model applies it by itself: the projection runner recomputes the
+channel's ATS rows in its next cycle (woken at once) and publishes the values that changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from adapters.channels import ChannelPolicy
+from adapters.keys import Principal
+from api.deps import Admin, Auditor, ContainerDep
+from api.problems import Problem
+from ledger.bounds import MAX_QUANTITY, check_id
+from ledger.errors import InvalidCommandError
+
+router = APIRouter(tags=["channels"])
+
+
+class Buffer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    units: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
+    percent: int | None = Field(default=None, ge=0, le=100)
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    locations: list[str] = Field(min_length=1, max_length=100)
+    safety_stock: int = Field(ge=0, le=MAX_QUANTITY)
+    buffer: Buffer | None = None
+    safety_stock_overrides: dict[str, int] = Field(default_factory=dict, max_length=10_000)
+    excluded_skus: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+def _actor(p: Principal) -> str:
+    return f"{p.name} ({p.key_id})"
+
+
+@router.put("/v1/channels/{channel}")
+async def put_channel(channel: str, body: PolicyBody, container: ContainerDep, principal: Admin) -> dict[str, Any]:
+    """Sets the channel's policy (a new version); its ATS is recomputed by the projection runner."""
+    buffer = body.buffer or Buffer()
+    if buffer.units is not None and buffer.percent is not None:
+        raise Problem(422, "validation-error", "a buffer is either units or percent, not both")
+    try:
+        check_id(channel, "channel")
+        policy = ChannelPolicy(
+            channel=channel, locations=tuple(body.locations), safety_stock=body.safety_stock,
+            safety_stock_overrides=dict(body.safety_stock_overrides), buffer_units=buffer.units or 0,
+            buffer_percent=buffer.percent or 0, excluded_skus=frozenset(body.excluded_skus),
+        )
+    except InvalidCommandError as e:
+        raise Problem(422, "validation-error", e.message) from None
+    store = container.extras["channels"]
+    saved = await run_in_threadpool(store.put, policy, _actor(principal))
+    await run_in_threadpool(container.keys.audit, _actor(principal), "channel.set", channel, saved.as_dict())
+    runner = container.extras.get("runner")
+    if runner is not None:
+        runner.wake()
+    return saved.as_dict()
+
+
+@router.get("/v1/channels/{channel}")
+async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict[str, Any]:
+    """The channel's current policy and its earlier versions (newest first)."""
+    try:
+        check_id(channel, "channel")
+    except InvalidCommandError as e:
+        raise Problem(422, "validation-error", e.message) from None
+    history = await run_in_threadpool(container.extras["channels"].history, channel)
+    if not history:
+        raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
+    return {**history[0].as_dict(), "versions": [p.as_dict() for p in history]}

@@ -1,0 +1,26 @@
+"""Open exceptions for operators: drift, POS sequence gaps, parked messages, stuck orders, expired reservations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import Auditor, ContainerDep
+from api.problems import Problem
+from projections.exceptions import list_exceptions
+
+router = APIRouter(tags=["exceptions"])
+
+
+@router.get("/v1/exceptions")
+async def get_exceptions(container: ContainerDep, _: Auditor, kind: str | None = None,
+                         status: str = "open") -> dict[str, Any]:
+    """Exceptions, newest first (`?kind=stuck-order`, `?status=all` to include closed ones)."""
+    if kind is not None and (not 1 <= len(kind) <= 64 or not kind.isprintable()):
+        raise Problem(422, "validation-error", "kind must be 1 to 64 printable characters")
+    if status not in ("open", "all"):
+        raise Problem(422, "validation-error", "status is open or all")
+    items = await run_in_threadpool(list_exceptions, container.db, kind, status == "open")
+    return {"items": items}
