@@ -177,6 +177,11 @@ def reconcile(
         raise typer.Exit(1)
 
 
+from api.cli_projections import register as register_projections  # noqa: E402
+
+register_projections(app)
+
+
 def main() -> None:
     app(prog_name="ledger")
 

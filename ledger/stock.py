@@ -4,6 +4,12 @@ Quantities follow Shopify's names: `on_hand` (physically there), `reserved` (com
 orders), `unavailable` (damaged or in quality control, still on hand), `incoming` (in transit,
 not on hand). `available = on_hand - reserved - unavailable`.
 
+Event versions: an event class without `class_version` is version 1. A change to an event's
+fields adds one to `class_version` and a static `upcast_vN_vN+1(state)` that turns a stored
+state of version N into version N+1 in place; the library applies the chain when it reads an
+older event, so stored events are never rewritten. Upcasts only add or rename fields with a
+meaning-preserving default; a change of meaning is a new event type instead.
+
 Every command method checks its invariant first and only then triggers its event, so a
 refused command leaves the aggregate untouched (the group-commit writer relies on that).
 """
@@ -83,11 +89,24 @@ class SkuLocation(Aggregate):
             s.incoming += self.quantity
 
     class StockReserved(Event):
+        """Units committed to an order line (or a cart hold that may expire).
+
+        Version 2 added `expires_at`; version 1 reservations never expire.
+        """
+
+        class_version = 2
+
         reservation_id: str
         order_id: str
         line_id: str
         quantity: int
         expires_at: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # setdefault, not assignment: events stored before the class was versioned
+            # already carry `expires_at` under no version marker, and keep their expiry.
+            state.setdefault("expires_at", None)
 
         def apply(self, s: SkuLocation) -> None:
             s.reserved += self.quantity
