@@ -132,6 +132,87 @@ def keys_list() -> None:
         db.close()
 
 
+mappings_app = typer.Typer(help="mappings of Shopify, POS and ERP codes: set, list", no_args_is_help=True)
+app.add_typer(mappings_app, name="mappings")
+
+
+@mappings_app.command("set")
+def mappings_set(
+    source: Annotated[str, typer.Argument(help="shopify, pos or erp")],
+    kind: Annotated[str, typer.Argument(help="sku, location or channel")],
+    external_id: Annotated[str, typer.Argument(help="the outside code")],
+    canonical: Annotated[str, typer.Argument(help="the canonical name")],
+    actor: Annotated[str, typer.Option(help="who makes the change")] = "cli",
+) -> None:
+    """Set a mapping (a new version); parked messages that needed it are retried by the inbox worker."""
+    from adapters.bootstrap import bootstrap
+    from adapters.mappings import mapping_key
+
+    container = bootstrap(_settings())
+    try:
+        try:
+            change = container.extras["mappings"].set(source, kind, external_id, canonical, actor)
+        except Exception as e:
+            typer.echo(str(e), err=True)
+            raise typer.Exit(2) from None
+        key = mapping_key(source, kind, external_id)
+        if change["changed"]:
+            container.keys.audit(actor, "mapping.set", key,
+                                 {"old": change["old"], "new": canonical, "version": change["version"]})
+            requeued = container.extras["inbox"].requeue_using(key)
+            typer.echo(f"{key} -> {canonical} (version {change['version']}, was {change['old']}); "
+                       f"{len(requeued)} parked message(s) requeued")
+        else:
+            typer.echo(f"{key} -> {canonical} unchanged (version {change['version']})")
+    finally:
+        container.close()
+
+
+@mappings_app.command("list")
+def mappings_list(source: Annotated[str | None, typer.Option(help="only this source")] = None) -> None:
+    """List current mappings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from adapters.bootstrap import bootstrap
+
+    container = bootstrap(_settings())
+    try:
+        table = Table("source", "kind", "external id", "canonical", "version", "by", "at")
+        for m in container.extras["mappings"].list(source):
+            table.add_row(m["source"], m["kind"], m["external_id"], m["canonical"], str(m["version"]),
+                          m["updated_by"], m["updated_at"])
+        Console().print(table)
+    finally:
+        container.close()
+
+
+@app.command()
+def remap(
+    source: Annotated[str, typer.Argument(help="shopify, pos or erp")],
+    kind: Annotated[str, typer.Argument(help="sku, location or channel")],
+    external_id: Annotated[str, typer.Argument(help="the outside code whose mapping was fixed")],
+    actor: Annotated[str, typer.Option(help="who asks")] = "cli",
+) -> None:
+    """Re-translate the inbound messages that used a mapping; mis-posted movements get corrections."""
+    import orjson
+
+    from adapters.bootstrap import bootstrap
+    from adapters.mappings import check_mapping
+
+    try:
+        check_mapping(source, kind, external_id)
+    except ValueError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    container = bootstrap(_settings())
+    try:
+        answer = container.extras["remapper"].remap(source, kind, external_id, actor)
+        typer.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
+    finally:
+        container.close()
+
+
 @app.command()
 def reconcile(
     source: Annotated[str, typer.Argument(help="shopify, erp or pos")],

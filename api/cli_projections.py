@@ -1,0 +1,135 @@
+"""CLI for the read models: `ledger projections ...`, `ledger channels ...`, `ledger worker`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Annotated
+
+import orjson
+import typer
+
+projections_app = typer.Typer(help="read models: status, rebuild", no_args_is_help=True)
+channels_app = typer.Typer(help="channel policies: set, show", no_args_is_help=True)
+
+
+def _container():  # type: ignore[no-untyped-def]
+    from adapters.bootstrap import bootstrap
+    from api.cli import _settings
+
+    return bootstrap(_settings())
+
+
+@projections_app.command("status")
+def status() -> None:
+    """Each read model's position and lag."""
+    from rich.console import Console
+    from rich.table import Table
+
+    c = _container()
+    try:
+        table = Table("name", "position", "head", "lag (positions)", "lag (s)", "updated")
+        for r in c.extras["projector"].status():
+            table.add_row(r["name"], str(r["position"]), str(r["head"]), str(r["lag_positions"]),
+                          str(r["lag_seconds"]), r["updated_at"] or "")
+        Console().print(table)
+    finally:
+        c.close()
+
+
+@projections_app.command("rebuild")
+def rebuild_cmd(name: Annotated[str, typer.Argument(help="ats, stock or orders")],
+                batch: Annotated[int, typer.Option(help="events per transaction")] = 5000) -> None:
+    """Replay every event into shadow tables, then swap them in atomically (queries keep answering)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from projections.rebuild import NAMES, rebuild
+
+    if name not in NAMES:
+        typer.echo(f"unknown read model {name!r}; known: {', '.join(NAMES)}", err=True)
+        raise typer.Exit(2)
+    c = _container()
+    try:
+        with Progress(TextColumn(f"rebuilding {name}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn()) as bar:
+            task = bar.add_task(name, total=None)
+
+            def progress(position: int, head: int) -> None:
+                bar.update(task, completed=position, total=head)
+
+            result = rebuild(c.extras["projector"], name, progress=progress, batch_size=batch)
+        c.keys.audit("cli", "projection.rebuild", name, result)
+        typer.echo(orjson.dumps(result).decode())
+    finally:
+        c.close()
+
+
+@channels_app.command("set")
+def channels_set(
+    channel: Annotated[str, typer.Argument(help="the sales channel")],
+    location: Annotated[list[str], typer.Option("--location", help="a fulfilling location, in order")],
+    safety_stock: Annotated[int, typer.Option("--safety-stock", help="units held back per SKU")] = 0,
+    buffer: Annotated[str, typer.Option(help="units (5) or a percentage (10%)")] = "0",
+    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="a SKU the channel never sells")] = None,
+    override: Annotated[list[str] | None, typer.Option("--override", help="SKU=N safety stock for one SKU")] = None,
+    actor: Annotated[str, typer.Option(help="who makes the change")] = "cli",
+) -> None:
+    """Set a channel's policy (a new version; the runner recomputes its ATS)."""
+    from adapters.channels import ChannelPolicy
+    from ledger.errors import InvalidCommandError
+
+    try:
+        units, percent = (0, int(buffer[:-1])) if buffer.endswith("%") else (int(buffer), 0)
+        overrides = {k: int(v) for k, _, v in (o.rpartition("=") for o in override or [])}
+        policy = ChannelPolicy(channel=channel, locations=tuple(location), safety_stock=safety_stock,
+                               safety_stock_overrides=overrides, buffer_units=units, buffer_percent=percent,
+                               excluded_skus=frozenset(exclude or []))
+    except (ValueError, InvalidCommandError) as e:
+        typer.echo(f"invalid policy: {e}", err=True)
+        raise typer.Exit(2) from None
+    c = _container()
+    try:
+        saved = c.extras["channels"].put(policy, actor)
+        c.keys.audit(actor, "channel.set", channel, saved.as_dict())
+        typer.echo(orjson.dumps(saved.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    finally:
+        c.close()
+
+
+@channels_app.command("show")
+def channels_show(channel: Annotated[str, typer.Argument(help="the sales channel")]) -> None:
+    """Show a channel's policy and its versions."""
+    c = _container()
+    try:
+        history = c.extras["channels"].history(channel)
+        if not history:
+            typer.echo(f"channel {channel!r} has no policy", err=True)
+            raise typer.Exit(1)
+        for p in history:
+            typer.echo(orjson.dumps(p.as_dict()).decode())
+    finally:
+        c.close()
+
+
+def worker() -> None:
+    """Run the background workers (projection runner, NATS relay, sweepers) without HTTP."""
+    from adapters.logs import configure_logging
+    from api.cli import _settings
+
+    configure_logging(_settings().log_level)
+    c = _container()
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    c.start_workers()
+    typer.echo(f"ledger worker running {len(c.extras.get('workers', []))} workers; Ctrl-C stops")
+    try:
+        done.wait()
+    finally:
+        c.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(projections_app, name="projections")
+    app.add_typer(channels_app, name="channels")
+    app.command("worker")(worker)
