@@ -75,6 +75,9 @@ class Writer:
         self.stats = {"batches": 0, "commands": 0, "conflicts": 0, "replays": 0, "failures": 0,
                       "refreshes": 0}
         self._fresh: set[UUID] = set()
+        # Test hook: called with the batch's aggregates after the decision, before the save
+        # (the crash tests block here and kill the process).
+        self.before_save: Callable[[list[Aggregate]], None] | None = None
 
     # ------------------------------------------------------------------ API
 
@@ -298,6 +301,8 @@ class Writer:
             if not aggregates and not rows:
                 return outcomes
             new_events = {a.id: len(a.pending_events) for a in aggregates}
+            if self.before_save is not None:
+                self.before_save(aggregates)
             try:
                 recordings = self.app.save(*aggregates, commands=rows)
             except BaseException:
