@@ -129,6 +129,7 @@ class AtsView(Projection):
 
     def __init__(self) -> None:
         self.policies = Policies({}, 0)
+        self.position = 0  # the newest position this batch saw
         self._before: dict[tuple[str, str], int | None] = {}
 
     def begin(self, policies: Policies) -> None:
@@ -154,6 +155,7 @@ class AtsView(Projection):
     def apply(self, store: Store, position: int, event: Event) -> None:
         if not folds.is_stock_event(event):
             return
+        self.position = max(self.position, position)
         key = (str(event.originator_id),)
         if isinstance(event, folds.S.Opened):
             lv: dict[str, Any] | None = {"sku": event.sku, "location": event.location, "available": 0,
@@ -170,22 +172,27 @@ class AtsView(Projection):
             self.recompute(store, policy, lv["sku"], position)
 
     def recompute(self, store: Store, policy: ChannelPolicy, sku: str, position: int) -> None:
-        total = 0
+        total, seen = 0, False
         for loc in policy.locations:
             lv = store.get(self.LEVELS.name, (str(stock_id(sku, loc)),))
             if lv is not None:
-                total += lv["available"]
-        value = policy.ats(sku, total)
+                total, seen = total + lv["available"], True
         key = (policy.channel, sku)
         cur = store.get(self.ATS.name, key)
+        if not seen:  # none of the channel's locations knows the SKU (any more): no row, ATS 0
+            if cur is not None:
+                self._before.setdefault(key, cur["available"])
+                store.delete(self.ATS.name, key)
+            return
+        value = policy.ats(sku, total)
         if cur is not None and cur["available"] == value:
             return
-        if key not in self._before:
-            self._before[key] = None if cur is None else cur["available"]
+        self._before.setdefault(key, None if cur is None else cur["available"])
         store.put(self.ATS.name, key, {"available": value, "position": position})
 
     def recompute_channels(self, store: Store, channels: list[str], position: int) -> None:
         """Applies changed policies: every ATS row of these channels, from the levels at hand."""
+        self.position = max(self.position, position)
         for ch in channels:
             policy = self.policies.by_channel[ch]
             skus = {row["sku"] for _, row in store.select(self.LEVELS.name, "location", policy.locations)}
@@ -196,7 +203,10 @@ class AtsView(Projection):
     def finish(self, store: Store) -> None:
         for (channel, sku), before in self._before.items():
             row = store.get(self.ATS.name, (channel, sku))
-            if row is not None and row["available"] != before:
+            if row is None:
+                if before:
+                    store.emit(*ats_message(channel, sku, 0, self.position))
+            elif row["available"] != before:
                 store.emit(*ats_message(channel, sku, row["available"], row["position"]))
         self._before.clear()
 
