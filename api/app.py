@@ -12,6 +12,7 @@ from adapters.config import Settings
 from api import problems
 from api.idempotency import Idempotency
 from api.middleware import BodyGuard, RequestContext
+from api.models import problems as problems_doc
 from api.routes import health, metrics, orders, stock
 from api.routes import erp as erp_routes
 from api.routes import inbox, mappings, pos, webhooks
@@ -49,6 +50,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         version="0.1.0",
         description="Event-sourced inventory and order ledger: stock movements and order stages as facts.",
         lifespan=lifespan,
+        # Any route may answer these as problem+json (auth, body guard, validation, idempotency).
+        responses=problems_doc(400, 401, 403, 404, 409, 413, 415, 422),
     )
     if container is not None:
         app.state.container = container
