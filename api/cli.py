@@ -18,6 +18,10 @@ app = typer.Typer(help="ledger: event-sourced inventory and order ledger", no_ar
 keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
+from bench.cli import bench_app  # noqa: E402  (the benchmarks' commands import their code lazily)
+
+app.add_typer(bench_app, name="bench")
+
 
 def _settings() -> Settings:
     try:

@@ -1,0 +1,116 @@
+"""`ledger bench`: append, hot, orders, projections, api, all.
+
+Each run uses a fresh schema of `--database-url` (dropped afterwards), measures its same-run
+baseline, prints events/s, p50/p99 latency and the ratio to the baseline, and checks invariants.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from bench.common import DEFAULT_URL
+
+bench_app = typer.Typer(help="benchmarks with a same-run baseline (PostgreSQL, durable commits)",
+                        no_args_is_help=True)
+
+UrlOpt = Annotated[str, typer.Option("--database-url", help="PostgreSQL URL; a fresh schema is used and dropped")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document instead of lines")]
+CallersOpt = Annotated[int, typer.Option(help="concurrent callers")]
+
+
+def machine(url: str) -> dict[str, Any]:
+    from bench.common import server_facts
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout.strip()
+    except OSError:
+        commit = ""
+    mem = 0
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) // 1024
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "memory_mb": mem, "python": platform.python_version(), "commit": commit,
+            **server_facts(url)}
+
+
+def _run(url: str, as_json: bool, jobs: list[tuple[str, Callable[[str], Any]]]) -> None:
+    from bench.common import scratch_schema
+
+    facts = machine(url)
+    results = []
+    if not as_json:
+        typer.echo(" ".join(f"{k}={v}" for k, v in facts.items()))
+    for _name, job in jobs:
+        with scratch_schema(url) as scratch:
+            r = job(scratch)
+        results.append(r)
+        if not as_json:
+            typer.echo(r.line())
+    if as_json:
+        typer.echo(json.dumps({"machine": facts, "results": [r.as_dict() for r in results]}, indent=2))
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+@bench_app.command("append")
+def append_cmd(database_url: UrlOpt = DEFAULT_URL, commands: int = 60_000, callers: CallersOpt = 64,
+               skus: int = 10_000, as_json: JsonOpt = False) -> None:
+    """Receipts spread over 10,000 SKU-locations from 64 concurrent callers."""
+    from bench.writes import append
+
+    _run(database_url, as_json, [("append", lambda u: append(u, commands=commands, callers=callers, skus=skus))])
+
+
+@bench_app.command("hot")
+def hot_cmd(database_url: UrlOpt = DEFAULT_URL, commands: int = 60_000, callers: CallersOpt = 64,
+            as_json: JsonOpt = False) -> None:
+    """64 concurrent reservers on one SKU-location (stock runs out; no oversell allowed)."""
+    from bench.writes import hot
+
+    _run(database_url, as_json, [("hot", lambda u: hot(u, commands=commands, callers=callers))])
+
+
+@bench_app.command("orders")
+def orders_cmd(database_url: UrlOpt = DEFAULT_URL, commands: int = 20_000, callers: CallersOpt = 64,
+               as_json: JsonOpt = False) -> None:
+    """3-line order captures in process."""
+    from bench.writes import orders
+
+    _run(database_url, as_json, [("orders", lambda u: orders(u, commands=commands, callers=callers))])
+
+
+@bench_app.command("projections")
+def projections_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False) -> None:
+    """Rebuild of the stock and ATS read models over N events (default 1,000,000)."""
+    from bench.reads import projections
+
+    _run(database_url, as_json, [("projections", lambda u: projections(u, events=events))])
+
+
+@bench_app.command("api")
+def api_cmd(database_url: UrlOpt = DEFAULT_URL, seconds: float = 5.0, connections: int = 32,
+            as_json: JsonOpt = False) -> None:
+    """ATS point query vs a trivial endpoint (32 connections, one uvicorn worker), order capture over HTTP."""
+    from bench.reads import api
+
+    _run(database_url, as_json, [("api", lambda u: api(u, seconds=seconds, connections=connections))])
+
+
+@bench_app.command("all")
+def all_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False) -> None:
+    """Every benchmark, one after the other."""
+    from bench.reads import api, projections
+    from bench.writes import append, hot, orders
+
+    _run(database_url, as_json, [("append", append), ("hot", hot), ("orders", orders),
+                                 ("projections", lambda u: projections(u, events=events)), ("api", api)])

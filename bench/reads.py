@@ -1,0 +1,155 @@
+"""Read-side benchmarks: a projection rebuild, and the HTTP API against a trivial endpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from bench.common import Result, drive, make_ledger, raw_insert_rate
+from ledger import commands as c
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fill(url: str, events: int, skus: int = 10_000) -> int:
+    """Appends about `events` events (receipts over `skus` SKU-locations) as fast as the writer takes them."""
+    run = uuid.uuid4().hex[:6]
+    with make_ledger(url) as ledger:
+        cmds = [c.ReceiveStock(sku=f"SKU-{i % skus:05d}", location=f"WH-{i % 3}", quantity=1,
+                               reference=f"{run}-{i}") for i in range(max(0, events - min(events, 3 * skus)))]
+        drive(ledger.submit, cmds, 512)
+        return ledger.app.recorder.max_position()
+
+
+def projections(url: str, events: int = 1_000_000, baseline_seconds: float = 3.0) -> Result:
+    """Rebuild of the `stock` and `ats` read models over `events` events, against the raw insert rate."""
+    from adapters.channels import ChannelPolicies
+    from adapters.persistence.db import Database
+    from projections.rebuild import rebuild
+    from projections.runner import Projector
+
+    baseline = raw_insert_rate(url, baseline_seconds)
+    t0 = time.perf_counter()
+    head = fill(url, events)
+    fill_seconds = time.perf_counter() - t0
+    db = Database(url)
+    r = Result("projections", baseline="raw batched insert", baseline_rate=baseline)
+    try:
+        with make_ledger(url) as ledger:
+            projector = Projector(db, ledger.app, ChannelPolicies(db))
+            rebuilt = {name: rebuild(projector, name) for name in ("stock", "ats")}
+        stock = rebuilt["stock"]
+        r.events_per_s = stock["events"] / stock["seconds"]
+        r.ratio = r.events_per_s / baseline
+        rows = db.query_one("SELECT count(*) AS n, coalesce(sum(on_hand), 0) AS units FROM stock_levels") \
+            if _has_table(db, "stock_levels") else None
+        r.checks = {"position": stock["position"], "head": head, "rows": rows}
+        r.ok = stock["position"] == head
+        r.extra = {"rebuild": rebuilt, "fill_events_per_s": round(head / fill_seconds)}
+    finally:
+        db.close()
+    return r
+
+
+def _has_table(db: Any, name: str) -> bool:
+    try:
+        db.query_one(f"SELECT 1 FROM {name} LIMIT 1")
+        return True
+    except Exception:
+        return False
+
+
+# ---------------------------------------------------------------------- api
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(port: int, proc: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("server did not start")
+
+
+def load(base: str, path: str, connections: int, seconds: float, token: str = "",
+         body: str | None = None) -> dict[str, Any]:
+    """Runs the load generator in a second process (bench/load.py); returns its JSON figures."""
+    args = [sys.executable, "-m", "bench.load", base + path, "--connections", str(connections),
+            "--seconds", str(seconds)]
+    if token:
+        args += ["--token", token]
+    if body:
+        args += ["--body", body]
+    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def api(url: str, seconds: float = 5.0, connections: int = 32) -> Result:
+    """ATS point query vs a trivial endpoint, 32 connections, one uvicorn worker; order capture over HTTP."""
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_DATABASE_URL": url}
+    trivial_port, port = _free_port(), _free_port()
+    trivial = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.trivial:app", "--port", str(trivial_port),
+                                "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    r = Result("api", baseline="trivial FastAPI GET")
+    try:
+        _wait_http(trivial_port, trivial)
+        token = ""
+        for line in server.stdout:  # type: ignore[union-attr]
+            if line.startswith("  ") and line.strip():
+                token = line.strip()
+            if line.startswith("ledger serving"):
+                break
+        _wait_http(port, server)
+        base = f"http://127.0.0.1:{port}"
+        h = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=base, headers=h, timeout=30) as client:
+            client.put("/v1/channels/online", json={"locations": ["WH-1"], "safety_stock": 0}).raise_for_status()
+            client.post("/v1/stock/receipts", json={"sku": "SKU-1", "location": "WH-1", "quantity": 1_000_000,
+                                                    "reference": "bench-stock"}).raise_for_status()
+            time.sleep(1.5)  # the projection applies the receipt
+            ats = client.get("/v1/ats/online/SKU-1").json()
+        base_fig = load(f"http://127.0.0.1:{trivial_port}", "/ping", connections, seconds)
+        ats_fig = load(base, "/v1/ats/online/SKU-1", connections, seconds, token)
+        order_fig = load(base, "/v1/orders", connections, seconds, token,
+                         body='{"order_id": "{n}", "channel": "online", "lines": ['
+                              '{"line_id": "1", "sku": "SKU-1", "quantity": 1, "location": "WH-1"}]}')
+        r.commands_per_s = ats_fig["rps"]
+        r.p50_ms, r.p99_ms = ats_fig["p50_ms"], ats_fig["p99_ms"]
+        r.baseline_rate = base_fig["rps"]
+        r.ratio = ats_fig["rps"] / base_fig["rps"] if base_fig["rps"] else 0.0
+        r.checks = {"ats_before": ats.get("available"), "errors": ats_fig["errors"] + order_fig["errors"]}
+        r.ok = ats.get("available") == 1_000_000 and not ats_fig["errors"] and not order_fig["errors"]
+        r.extra = {"trivial": base_fig, "ats": ats_fig, "orders": order_fig}
+    finally:
+        for p in (trivial, server):
+            p.terminate()
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    return r
