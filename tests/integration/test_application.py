@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -26,7 +26,7 @@ from ledger.ports import StaticLocations
 from ledger.service import Ledger
 
 GROUPS = StaticLocations({"online": ["wh-1", "store-2"]})
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -120,14 +120,25 @@ def test_reservations_are_released_sold_and_expired(ledger):
     with pytest.raises(InsufficientStockError) as refused:
         ledger.reserve(s, "wh-1", "o-3", "1", 4)
     assert refused.value.code == "insufficient-stock"
-    ledger.execute(c.ReleaseReservation(
-        sku=s, location="wh-1", reservation_id="o-2/1", quantity=1, reason="cancelled", reference="rel-1"
-    ))
+    ledger.execute(
+        c.ReleaseReservation(
+            sku=s, location="wh-1", reservation_id="o-2/1", quantity=1, reason="cancelled", reference="rel-1"
+        )
+    )
     with pytest.raises(ReservationError):
-        ledger.execute(c.ReleaseReservation(
-            sku=s, location="wh-1", reservation_id="o-2/1", quantity=4, reason="cancelled", reference="rel-2"
-        ))
-    ledger.execute(c.SellDirect(sku=s, location="wh-1", quantity=2, reference="ship-1", reservation_id="o-2/1"))
+        ledger.execute(
+            c.ReleaseReservation(
+                sku=s,
+                location="wh-1",
+                reservation_id="o-2/1",
+                quantity=4,
+                reason="cancelled",
+                reference="rel-2",
+            )
+        )
+    ledger.execute(
+        c.SellDirect(sku=s, location="wh-1", quantity=2, reference="ship-1", reservation_id="o-2/1")
+    )
     assert stock(ledger, s, "wh-1") == (8, 4, 0)
     assert ledger.release_expired(s, "wh-1", T0 - timedelta(minutes=1))["released"] == 0
     assert ledger.release_expired(s, "wh-1", T0)["released"] == 3
@@ -153,7 +164,9 @@ def test_store_sales_returns_write_offs_and_backorders(ledger):
         ledger.execute(c.SellDirect(sku=s, location="store-2", quantity=3, reference="till-1"))
     ledger.execute(c.ConfigureBackorders(sku=s, location="store-2", allowed=True))
     ledger.execute(c.SellDirect(sku=s, location="store-2", quantity=3, reference="till-2"))
-    ledger.execute(c.ReturnToStock(sku=s, location="store-2", quantity=2, disposition="damaged", reference="ret-1"))
+    ledger.execute(
+        c.ReturnToStock(sku=s, location="store-2", quantity=2, disposition="damaged", reference="ret-1")
+    )
     assert stock(ledger, s, "store-2") == (1, 0, 2)
     ledger.execute(c.WriteOffDamaged(sku=s, location="store-2", quantity=2, reference="wo-1"))
     assert stock(ledger, s, "store-2") == (-1, 0, 0)
@@ -163,16 +176,25 @@ def test_a_correction_moves_a_mis_posted_receipt_and_names_it_once(ledger):
     s = sku()
     version = ledger.receive(s, "wrong-store", 4, "po-9")["version"]
     fix = c.CorrectMovement(
-        sku=s, location="wrong-store", version=version, reason="mapping", reference="fix-1", to_location="wh-1"
+        sku=s,
+        location="wrong-store",
+        version=version,
+        reason="mapping",
+        reference="fix-1",
+        to_location="wh-1",
     )
     out = ledger.execute(fix)
     assert (out["reversed"]["on_hand"], out["reposted"]["on_hand"]) == (0, 4)
     [(_, reposted)] = [(p, e) for p, e in ledger.history.events(stock_id(s, "wh-1"))][-1:]
     assert reposted.corrects["version"] == version and reposted.corrects["reference"] == "po-9"
     with pytest.raises(CorrectionError):
-        ledger.execute(c.CorrectMovement(sku=s, location="wrong-store", version=version, reason="m", reference="fix-2"))
+        ledger.execute(
+            c.CorrectMovement(sku=s, location="wrong-store", version=version, reason="m", reference="fix-2")
+        )
     with pytest.raises(CorrectionError):
-        ledger.execute(c.CorrectMovement(sku=s, location="wrong-store", version=1, reason="m", reference="fix-3"))
+        ledger.execute(
+            c.CorrectMovement(sku=s, location="wrong-store", version=1, reason="m", reference="fix-3")
+        )
 
 
 # ------------------------------------------------------------------ orders
@@ -193,7 +215,9 @@ def test_capturing_an_order_reserves_each_line_at_its_location_in_one_transactio
     ledger.receive(a, "store-2", 5, "po-a2")
     ledger.receive(b, "store-2", 5, "po-b")
     before = position(ledger)
-    out = capture(ledger, "1001", ("1", a, 2, None), ("2", b, 1, "store-2"), external_refs={"shopify": "gid://1"})
+    out = capture(
+        ledger, "1001", ("1", a, 2, None), ("2", b, 1, "store-2"), external_refs={"shopify": "gid://1"}
+    )
     assert out["stage"] == "reserved"
     assert [x["location"] for x in out["lines"]] == ["store-2", "store-2"]  # wh-1 has too few
     assert position(ledger) == before + 5  # order captured + 2 line reservations + 2 stock reservations
@@ -240,7 +264,11 @@ def test_an_order_ships_partially_then_split_across_locations(ledger):
     capture(ledger, "1005", ("1", a, 3, "wh-1"))
     assert ledger.ship("1005", "s1", [{"line_id": "1", "quantity": 1}])["stage"] == "partially_shipped"
     assert stock(ledger, a, "wh-1") == (2, 2, 0)
-    out = ledger.ship("1005", "s2", [{"line_id": "1", "quantity": 1}, {"line_id": "1", "quantity": 1, "location": "store-2"}])
+    out = ledger.ship(
+        "1005",
+        "s2",
+        [{"line_id": "1", "quantity": 1}, {"line_id": "1", "quantity": 1, "location": "store-2"}],
+    )
     assert out["stage"] == "shipped"
     assert stock(ledger, a, "wh-1") == (1, 0, 0)  # the reservation moved with the unit shipped elsewhere
     assert stock(ledger, a, "store-2") == (2, 0, 0)
@@ -270,18 +298,25 @@ def test_returns_restock_or_quarantine_and_refunds_are_settled(ledger):
     ledger.receive(a, "wh-1", 3, "po-a")
     capture(ledger, "1007", ("1", a, 3, "wh-1"))
     ledger.ship("1007", "s1", [{"line_id": "1", "quantity": 3}])
-    out = ledger.return_items("1007", "r1", [
-        {"line_id": "1", "quantity": 1, "disposition": "restock"},
-        {"line_id": "1", "quantity": 1, "disposition": "damaged"},
-    ])
+    out = ledger.return_items(
+        "1007",
+        "r1",
+        [
+            {"line_id": "1", "quantity": 1, "disposition": "restock"},
+            {"line_id": "1", "quantity": 1, "disposition": "damaged"},
+        ],
+    )
     assert out["stage"] == "partially_returned"
     assert stock(ledger, a, "wh-1") == (2, 0, 1)
     with pytest.raises(OrderConflictError):
         ledger.return_items("1007", "r2", [{"line_id": "1", "quantity": 2, "disposition": "restock"}])
     ledger.execute(c.RecordRefund(order_id="1007", refund_id="rf-1", amount="10.00", currency="EUR"))
-    assert ledger.execute(c.SettleRefund(order_id="1007", refund_id="rf-1", settlement_reference="bank-1"))[
-        "stage"
-    ] == "settled"
+    assert (
+        ledger.execute(c.SettleRefund(order_id="1007", refund_id="rf-1", settlement_reference="bank-1"))[
+            "stage"
+        ]
+        == "settled"
+    )
 
 
 def test_erp_attempts_posting_invoice_status_and_correlation_ids(ledger):
@@ -289,7 +324,9 @@ def test_erp_attempts_posting_invoice_status_and_correlation_ids(ledger):
     ledger.receive(a, "wh-1", 1, "po-a")
     capture(ledger, "1008", ("1", a, 1, "wh-1"))
     ledger.execute(c.RecordErpFailure(order_id="1008", document="sales-order", attempt=1, error="HTTP 503"))
-    ledger.execute(c.RecordErpPosting(order_id="1008", document="sales-order", attempts=2, erp_reference="SO-1"))
+    ledger.execute(
+        c.RecordErpPosting(order_id="1008", document="sales-order", attempts=2, erp_reference="SO-1")
+    )
     ledger.execute(c.ObservePlatformStatus(order_id="1008", status={"financial_status": "refunded"}))
     ledger.execute(c.AddCorrelationIds(order_id="1008", ids={"pos": "R-1"}))
     o = ledger.history.order("1008")
@@ -341,8 +378,10 @@ def test_a_repeat_after_a_restart_appends_nothing(open_ledger):
 def test_a_repeat_days_later_after_many_other_commands_appends_nothing(ledger):
     s = sku()
     first = ledger.receive(s, "wh-1", 5, "po-first")
-    futures = [ledger.submit(c.ReceiveStock(sku=sku(), location="wh-1", quantity=1, reference=f"po-{i}"))
-               for i in range(300)]
+    futures = [
+        ledger.submit(c.ReceiveStock(sku=sku(), location="wh-1", quantity=1, reference=f"po-{i}"))
+        for i in range(300)
+    ]
     for f in futures:
         f.result(timeout=60)
     ledger.writer.evict()  # the writer's cache is long gone by then
@@ -357,8 +396,10 @@ def test_a_repeat_days_later_after_many_other_commands_appends_nothing(ledger):
 def test_a_stream_longer_than_the_snapshot_interval_loads_from_a_snapshot(open_ledger):
     s = sku()
     ledger = open_ledger()
-    futures = [ledger.submit(c.ReceiveStock(sku=s, location="wh-1", quantity=1, reference=f"po-{i}"))
-               for i in range(SNAPSHOT_INTERVAL + 20)]
+    futures = [
+        ledger.submit(c.ReceiveStock(sku=s, location="wh-1", quantity=1, reference=f"po-{i}"))
+        for i in range(SNAPSHOT_INTERVAL + 20)
+    ]
     for f in futures:
         f.result(timeout=120)
     agg_id = stock_id(s, "wh-1")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from eventsourcing.persistence import StoredEvent
@@ -14,7 +14,7 @@ from ledger.bounds import stock_id
 from ledger.service import Ledger
 from ledger.stock import SkuLocation
 
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def ledger(database_url):
 def store_raw_reservation(ledger: Ledger, sku: str, version: int, **extra) -> None:
     """Writes a StockReserved as an older release stored it: no version marker in its state."""
     state = {
-        "timestamp": datetime.now(timezone.utc),
+        "timestamp": datetime.now(UTC),
         "reservation_id": "old-order/1",
         "order_id": "old-order",
         "line_id": "1",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +19,10 @@ def test_a_command_is_immutable():
 
 def test_each_idempotent_command_names_its_natural_key():
     assert c.ReceiveStock(sku="A", location="L", quantity=1, reference="po-1").key == "receipt:po-1"
-    assert c.TransferStock(sku="A", from_location="L", to_location="M", quantity=1, reference="t").key == "transfer:t"
+    assert (
+        c.TransferStock(sku="A", from_location="L", to_location="M", quantity=1, reference="t").key
+        == "transfer:t"
+    )
     assert c.Reserve(sku="A", location="L", order_id="o", line_id="1", quantity=1).key == "reservation:o/1"
     assert c.ShipOrder(order_id="o", shipment_id="s", lines=()).key == "shipment:o/s"
     assert c.CancelOrder(order_id="o", reason="r").key == "cancellation:o/whole"
@@ -43,13 +46,16 @@ def test_the_fingerprint_tells_command_types_apart():
 
 
 def test_the_fingerprint_handles_datetimes_and_nested_lines():
-    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
     r = c.Reserve(sku="A", location="L", order_id="o", line_id="1", quantity=1, expires_at=at)
     assert len(r.fingerprint()) == 64
     o = c.CaptureOrder(order_id="o", channel="web", lines=({"line_id": "1", "sku": "A", "quantity": 1},))
-    assert o.fingerprint() == c.CaptureOrder(
-        order_id="o", channel="web", lines=({"quantity": 1, "sku": "A", "line_id": "1"},)
-    ).fingerprint()
+    assert (
+        o.fingerprint()
+        == c.CaptureOrder(
+            order_id="o", channel="web", lines=({"quantity": 1, "sku": "A", "line_id": "1"},)
+        ).fingerprint()
+    )
 
 
 VALID = [
@@ -61,7 +67,9 @@ VALID = [
     c.CaptureOrder(order_id="o", channel="web", lines=({"line_id": "1", "sku": "A", "quantity": 1},)),
     c.ShipOrder(order_id="o", shipment_id="s", lines=({"line_id": "1", "quantity": 1},)),
     c.CancelOrder(order_id="o", reason="r", lines=({"line_id": "1", "quantity": 1},), reference="c1"),
-    c.ReturnItems(order_id="o", return_id="r", lines=({"line_id": "1", "quantity": 1, "disposition": "restock"},)),
+    c.ReturnItems(
+        order_id="o", return_id="r", lines=({"line_id": "1", "quantity": 1, "disposition": "restock"},)
+    ),
     c.AddCorrelationIds(order_id="o", ids={"pos": "R-1"}),
 ]
 
@@ -91,7 +99,9 @@ INVALID = [
         channel="web",
         lines=({"line_id": "1", "sku": "A", "quantity": 1}, {"line_id": "1", "sku": "B", "quantity": 1}),
     ),
-    c.CaptureOrder(order_id="o", channel="web", lines=({"line_id": "1", "sku": "A", "quantity": 1, "location": ""},)),
+    c.CaptureOrder(
+        order_id="o", channel="web", lines=({"line_id": "1", "sku": "A", "quantity": 1, "location": ""},)
+    ),
     c.ShipOrder(order_id="o", shipment_id="s", lines=()),
     c.CancelOrder(order_id="o", reason="r", lines=({"line_id": "1", "quantity": 1},)),
     c.ReturnItems(order_id="o", return_id="r", lines=({"line_id": "1", "quantity": 1, "disposition": "??"},)),

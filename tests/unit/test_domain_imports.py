@@ -7,7 +7,17 @@ from pathlib import Path
 
 import ledger
 
-FORBIDDEN = {"fastapi", "starlette", "psycopg", "psycopg_pool", "nats", "uvicorn", "api", "adapters", "projections"}
+FORBIDDEN = {
+    "fastapi",
+    "starlette",
+    "psycopg",
+    "psycopg_pool",
+    "nats",
+    "uvicorn",
+    "api",
+    "adapters",
+    "projections",
+}
 DOMAIN = Path(ledger.__file__).parent
 
 
@@ -46,5 +56,12 @@ def test_the_import_check_would_catch_each_forbidden_form():
         "from adapters import bootstrap\nimportlib.import_module('starlette.requests')\n"
         "if TYPE_CHECKING:\n    from api.deps import X\n"
     )
-    assert imported_roots(source) & FORBIDDEN == {"fastapi", "psycopg", "nats", "adapters", "starlette", "api"}
+    assert imported_roots(source) & FORBIDDEN == {
+        "fastapi",
+        "psycopg",
+        "nats",
+        "adapters",
+        "starlette",
+        "api",
+    }
     assert imported_roots("from . import stock\nfrom ledger.errors import LedgerError\n") == {"ledger"}

@@ -75,7 +75,10 @@ def test_an_order_line_outside_the_bounds_is_refused(line):
 
 def test_the_same_capture_is_recognised_whatever_the_line_order():
     o = captured(2, 1)
-    again = [{"line_id": "L2", "sku": "SKU-2", "quantity": 1}, {"line_id": "L1", "sku": "SKU-1", "quantity": 2}]
+    again = [
+        {"line_id": "L2", "sku": "SKU-2", "quantity": 1},
+        {"line_id": "L1", "sku": "SKU-1", "quantity": 2},
+    ]
     assert o.same_capture("online", again)
     assert not o.same_capture("pos", again)
     assert not o.same_capture("online", again[:1])
@@ -144,7 +147,10 @@ def test_a_shipment_cannot_exceed_what_is_left_to_ship():
     with pytest.raises(OrderConflictError):
         o.record_shipment(
             "s3",
-            [{"line_id": "L1", "quantity": 1, "location": "wh-1"}, {"line_id": "L1", "quantity": 1, "location": "x"}],
+            [
+                {"line_id": "L1", "quantity": 1, "location": "wh-1"},
+                {"line_id": "L1", "quantity": 1, "location": "x"},
+            ],
             CAUSE,
         )
     with pytest.raises(OrderConflictError):
@@ -161,7 +167,9 @@ def test_cancelling_one_line_partially_cancels_the_order():
 
 def test_cancelling_every_open_unit_cancels_the_order():
     o = reserved(2, 1)
-    o.record_cancellation("fraud", [{"line_id": "L1", "quantity": 2}, {"line_id": "L2", "quantity": 1}], True, CAUSE)
+    o.record_cancellation(
+        "fraud", [{"line_id": "L1", "quantity": 2}, {"line_id": "L2", "quantity": 1}], True, CAUSE
+    )
     assert (o.stage, o.cancel_reason) == ("cancelled", "fraud")
 
 
@@ -186,9 +194,13 @@ def test_a_cancellation_cannot_exceed_the_open_units():
 def test_a_return_of_some_shipped_units_is_a_partial_return_then_a_return():
     o = reserved(2)
     ship(o, "s1", L1=2)
-    o.record_return("r1", [{"line_id": "L1", "quantity": 1, "disposition": "damaged", "location": "wh-1"}], CAUSE)
+    o.record_return(
+        "r1", [{"line_id": "L1", "quantity": 1, "disposition": "damaged", "location": "wh-1"}], CAUSE
+    )
     assert o.stage == "partially_returned"
-    o.record_return("r2", [{"line_id": "L1", "quantity": 1, "disposition": "restock", "location": "wh-1"}], CAUSE)
+    o.record_return(
+        "r2", [{"line_id": "L1", "quantity": 1, "disposition": "restock", "location": "wh-1"}], CAUSE
+    )
     assert o.stage == "returned"
     assert o.returns["r1"][0]["disposition"] == "damaged"
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -37,7 +37,7 @@ from ledger.stock import movement_effect
 
 SKU = "SKU-1"
 LOCATIONS = ("north", "south")
-T0 = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 locations = st.sampled_from(LOCATIONS)
 quantities = st.integers(1, 6)
@@ -233,7 +233,9 @@ class LedgerMachine(RuleBasedStateMachine):
         except LedgerError as e:
             assert type(e) is expected_error, f"{cmd} refused with {e!r}, model expected {expected_error}"
             return
-        assert expected_error is None, f"{cmd} accepted with {outcome}, model expected {expected_error.__name__}"
+        assert expected_error is None, (
+            f"{cmd} accepted with {outcome}, model expected {expected_error.__name__}"
+        )
         if first is not None:
             assert outcome == {**first, "duplicate": True}, "a repeat must answer its first outcome"
             assert outcome["duplicate"] is True
@@ -257,7 +259,11 @@ class LedgerMachine(RuleBasedStateMachine):
         expires_at = None if expires_in is None else T0 + timedelta(minutes=expires_in)
         self.send(
             c.Reserve(
-                sku=SKU, location=location, order_id=self.ref("order"), line_id="1", quantity=quantity,
+                sku=SKU,
+                location=location,
+                order_id=self.ref("order"),
+                line_id="1",
+                quantity=quantity,
                 expires_at=expires_at,
             )
         )
@@ -271,7 +277,11 @@ class LedgerMachine(RuleBasedStateMachine):
         rid = self._reservation(location, pick)
         self.send(
             c.ReleaseReservation(
-                sku=SKU, location=location, reservation_id=rid, quantity=quantity, reason="cancelled",
+                sku=SKU,
+                location=location,
+                reservation_id=rid,
+                quantity=quantity,
+                reason="cancelled",
                 reference=self.ref("release"),
             )
         )
@@ -284,7 +294,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def sell_from_reservation(self, location, pick, quantity):
         rid = self._reservation(location, pick)
         self.send(
-            c.SellDirect(sku=SKU, location=location, quantity=quantity, reference=self.ref("ship"), reservation_id=rid)
+            c.SellDirect(
+                sku=SKU, location=location, quantity=quantity, reference=self.ref("ship"), reservation_id=rid
+            )
         )
 
     @rule(location=locations, quantity=quantities)
@@ -295,7 +307,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def transfer(self, route, quantity):
         self.send(
             c.TransferStock(
-                sku=SKU, from_location=route[0], to_location=route[1], quantity=quantity,
+                sku=SKU,
+                from_location=route[0],
+                to_location=route[1],
+                quantity=quantity,
                 reference=self.ref("transfer"),
             )
         )
@@ -304,18 +319,26 @@ class LedgerMachine(RuleBasedStateMachine):
     def return_items(self, location, quantity, disposition):
         self.send(
             c.ReturnToStock(
-                sku=SKU, location=location, quantity=quantity, disposition=disposition, reference=self.ref("return")
+                sku=SKU,
+                location=location,
+                quantity=quantity,
+                disposition=disposition,
+                reference=self.ref("return"),
             )
         )
 
     @rule(location=locations, quantity=quantities)
     def write_off(self, location, quantity):
-        self.send(c.WriteOffDamaged(sku=SKU, location=location, quantity=quantity, reference=self.ref("write-off")))
+        self.send(
+            c.WriteOffDamaged(sku=SKU, location=location, quantity=quantity, reference=self.ref("write-off"))
+        )
 
     @rule(location=locations, delta=st.integers(-8, 8).filter(bool))
     def adjust(self, location, delta):
         self.send(
-            c.AdjustStock(sku=SKU, location=location, delta=delta, reason="cycle-count", reference=self.ref("count"))
+            c.AdjustStock(
+                sku=SKU, location=location, delta=delta, reason="cycle-count", reference=self.ref("count")
+            )
         )
 
     @rule(location=locations, pick=picks, to=st.one_of(st.none(), locations))
@@ -323,7 +346,11 @@ class LedgerMachine(RuleBasedStateMachine):
         version = pick % (self.model.locs[location].version + 1) + 1 if location in self.model.locs else 2
         self.send(
             c.CorrectMovement(
-                sku=SKU, location=location, version=version, reason="mis-posted", reference=self.ref("fix"),
+                sku=SKU,
+                location=location,
+                version=version,
+                reason="mis-posted",
+                reference=self.ref("fix"),
                 to_location=to,
             )
         )
@@ -349,7 +376,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def reuse_a_reference_for_other_content(self, pick):
         receipts = [x for x in self.history if isinstance(x, c.ReceiveStock)]
         old = receipts[pick % len(receipts)]
-        self.send(c.ReceiveStock(sku=SKU, location=old.location, quantity=old.quantity + 1, reference=old.reference))
+        self.send(
+            c.ReceiveStock(sku=SKU, location=old.location, quantity=old.quantity + 1, reference=old.reference)
+        )
 
     # ------------------------------------------------------------ invariants
 
@@ -366,12 +395,18 @@ class LedgerMachine(RuleBasedStateMachine):
             expected_events += m.version
             assert s is not None
             assert (s.on_hand, s.reserved, s.unavailable, s.version, s.allow_backorder) == (
-                m.on_hand, m.reserved, m.unavailable, m.version, m.backorder,
+                m.on_hand,
+                m.reserved,
+                m.unavailable,
+                m.version,
+                m.backorder,
             )
             effects = [movement_effect(e) for e in app.events.get(stock_id(SKU, location))]
             assert s.on_hand == sum(d for d, _ in effects), "on hand is the sum of the movements"
             assert s.unavailable == sum(u for _, u in effects)
-            assert s.reserved == sum(r["quantity"] for r in s.reservations.values()), "reserved = open reservations"
+            assert s.reserved == sum(r["quantity"] for r in s.reservations.values()), (
+                "reserved = open reservations"
+            )
             assert {k: v["quantity"] for k, v in s.reservations.items()} == {
                 k: v[0] for k, v in m.reservations.items()
             }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from ledger.errors import CorrectionError, InsufficientStockError, InvalidComman
 from ledger.stock import SkuLocation, movement_effect
 
 CAUSE = {"correlation_id": "c-1", "source": "test"}
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def given(on_hand: int = 0, backorders: bool = False) -> SkuLocation:
@@ -457,7 +457,18 @@ def test_every_movement_has_a_signed_effect_and_other_events_have_none():
     s.configure_backorders(True, CAUSE)
     effects = [movement_effect(e) for e in s.collect_events()]
     assert effects == [
-        (10, 0), (0, 0), (0, 0), (0, 0), (-1, 0), (-1, 0), (-2, 0), (3, 0), (2, 2), (-1, 0), (-1, -1), (0, 0),
+        (10, 0),
+        (0, 0),
+        (0, 0),
+        (0, 0),
+        (-1, 0),
+        (-1, 0),
+        (-2, 0),
+        (3, 0),
+        (2, 2),
+        (-1, 0),
+        (-1, -1),
+        (0, 0),
     ]
     assert s.on_hand == sum(d for d, _ in effects)
     assert s.unavailable == sum(u for _, u in effects)

@@ -1,0 +1,17 @@
+# The ledger service image: `ledger serve` by default; docker-compose.yml also runs `ledger worker`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY ledger ./ledger
+COPY api ./api
+COPY projections ./projections
+COPY adapters ./adapters
+COPY bench ./bench
+RUN pip install . && useradd --system --home-dir /app ledger && chown ledger /app
+
+USER ledger
+EXPOSE 8000
+CMD ["ledger", "serve", "--host", "0.0.0.0", "--port", "8000"]

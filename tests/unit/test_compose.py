@@ -1,0 +1,71 @@
+"""docker-compose.yml and the Dockerfile (Docker does not run here, so they are read, not run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer.main
+import yaml
+
+import ledger
+from api.cli import app as cli
+
+ROOT = Path(ledger.__file__).parent.parent
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_postgres_nats_with_jetstream_the_service_and_the_worker():
+    services = compose()["services"]
+    assert set(services) == {"postgres", "nats", "ledger", "worker"}
+    assert services["postgres"]["image"].startswith("postgres:")
+    nats = services["nats"]
+    assert "-js" in nats["command"] and "8222" in nats["command"]
+
+
+def test_every_backing_service_has_a_healthcheck_and_the_ledger_waits_for_it():
+    services = compose()["services"]
+    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    assert "/healthz" in " ".join(services["nats"]["healthcheck"]["test"])
+    for name in ("ledger", "worker"):
+        assert services[name]["depends_on"] == {
+            "postgres": {"condition": "service_healthy"},
+            "nats": {"condition": "service_healthy"},
+        }
+    assert "/readyz" in " ".join(services["ledger"]["healthcheck"]["test"])
+
+
+def test_the_ledger_is_configured_through_the_contract_variables():
+    services = compose()["services"]
+    for name in ("ledger", "worker"):
+        env = services[name]["environment"]
+        assert (
+            env["LEDGER_DATABASE_URL"].startswith("postgresql://")
+            and "@postgres:5432/" in env["LEDGER_DATABASE_URL"]
+        )
+        assert env["LEDGER_NATS_URL"] == "nats://nats:4222"
+    assert services["ledger"]["command"][:4] == ["ledger", "serve", "--host", "0.0.0.0"]
+    assert services["worker"]["command"] == ["ledger", "worker"]
+    assert "8000:8000" in services["ledger"]["ports"]
+
+
+def test_the_service_command_exists_in_the_cli():
+    commands = typer.main.get_command(cli).commands  # type: ignore[attr-defined]
+    assert "serve" in commands
+
+
+def test_the_image_installs_the_project_on_python_311_slim():
+    lines = [
+        x.strip()
+        for x in (ROOT / "Dockerfile").read_text().splitlines()
+        if x.strip() and not x.startswith("#")
+    ]
+    assert lines[0] == "FROM python:3.11-slim"
+    assert any(x.startswith("RUN pip install .") for x in lines)
+    copied = {x.split()[1] for x in lines if x.startswith("COPY")}
+    packages = {"ledger", "api", "projections", "adapters"}
+    assert packages <= copied and "pyproject.toml" in copied
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert ".venv" in ignored and ".git" in ignored and not packages & set(ignored)
