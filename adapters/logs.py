@@ -72,6 +72,7 @@ def configure_logging(level: str = "INFO") -> None:
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info,
+                    _mask_processor,  # again: exception text may quote personal data
                     structlog.processors.JSONRenderer()],
     )
     handler = logging.StreamHandler()

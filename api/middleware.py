@@ -82,12 +82,14 @@ class RequestContext:
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id
         status = 500
+        started_response = False
         extra = [(b"x-request-id", request_id.encode()), (b"x-correlation-id", correlation_id.encode())]
 
         async def send_with_ids(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
@@ -95,6 +97,14 @@ class RequestContext:
         with structlog.contextvars.bound_contextvars(request_id=request_id, correlation_id=correlation_id):
             try:
                 await self.app(scope, receive, send_with_ids)
+            except Exception as e:
+                # A bug, never an answer to input: log it (masked) and answer a bare problem.
+                log.error("unhandled error", method=scope.get("method"), route=route_of(scope),
+                          error=type(e).__name__, exc_info=e)
+                if started_response:
+                    raise
+                await problem_response(500, "internal-error", "an unexpected error occurred",
+                                       scope.get("path"))(scope, receive, send_with_ids)
             finally:
                 elapsed = time.perf_counter() - started
                 route = route_of(scope)

@@ -148,3 +148,36 @@ def test_ids_and_errors_travel_in_headers(api: Api) -> None:
     odd = api.client.get("/healthz", headers={"X-Request-Id": "has spaces and\ttabs"})
     assert odd.headers["x-request-id"] != "has spaces and\ttabs" and len(odd.headers["x-request-id"]) == 32
     assert odd.headers["x-correlation-id"] == odd.headers["x-request-id"]
+
+
+def test_an_unexpected_error_answers_a_bare_500_problem(sqlite_url: str) -> None:
+    gen = make_api(sqlite_url)
+    api = next(gen)
+    try:
+        @api.client.app.get("/v1/test-boom")
+        async def boom() -> None:
+            raise RuntimeError("secret detail ann@example.com")
+
+        r = api.client.get("/v1/test-boom")
+        body = assert_problem(r, 500, "internal-error")
+        assert "secret" not in r.text and "RuntimeError" not in r.text
+        assert body["detail"] == "an unexpected error occurred"
+        assert r.headers["x-request-id"]
+    finally:
+        gen.close()
+
+
+def test_a_key_whose_first_request_still_runs_answers_409_in_progress(api: Api) -> None:
+    from api.idempotency import IdempotencyStore, fingerprint
+
+    body = b'{"sku":"S","location":"L","quantity":1,"reference":"r"}'
+    headers = api.auth("ingest:write", **{"Idempotency-Key": "k-running", "Content-Type": "application/json"})
+    scope = {"method": "POST", "path": "/v1/stock/receipts", "query_string": b"", "headers": []}
+    import hashlib
+
+    caller = hashlib.sha256(headers["Authorization"].encode()).hexdigest()
+    assert IdempotencyStore(api.container.db).claim(caller, "k-running", fingerprint(scope, body)) is None
+    r = api.client.post("/v1/stock/receipts", content=body, headers=headers)
+    assert_problem(r, 409, "idempotency-key-in-progress")
+    assert r.headers["retry-after"] == "1"
+    assert api.event_count() == 0
