@@ -51,9 +51,13 @@ class ChannelPolicy:
             check_id(loc, "location")
         for n in (self.safety_stock, self.buffer_units, *self.safety_stock_overrides.values()):
             if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_QUANTITY:
-                raise InvalidCommandError(f"safety stock and buffer units are whole numbers from 0 to {MAX_QUANTITY}")
-        if isinstance(self.buffer_percent, bool) or not isinstance(self.buffer_percent, int) or not (
-            0 <= self.buffer_percent <= 100
+                raise InvalidCommandError(
+                    f"safety stock and buffer units are whole numbers from 0 to {MAX_QUANTITY}"
+                )
+        if (
+            isinstance(self.buffer_percent, bool)
+            or not isinstance(self.buffer_percent, int)
+            or not (0 <= self.buffer_percent <= 100)
         ):
             raise InvalidCommandError("a buffer percentage is a whole number from 0 to 100")
         if self.buffer_units and self.buffer_percent:
@@ -112,7 +116,9 @@ def _row_to_policy(r: dict[str, Any]) -> ChannelPolicy:
     )
 
 
-_COLUMNS = "id, channel, locations, safety_stock, overrides, buffer_units, buffer_percent, excluded, actor, at"
+_COLUMNS = (
+    "id, channel, locations, safety_stock, overrides, buffer_units, buffer_percent, excluded, actor, at"
+)
 
 
 class ChannelPolicies:
@@ -162,8 +168,10 @@ class ChannelPolicies:
 
     def current(self, tx: Tx | None = None) -> Policies:
         """Every channel's newest policy (read in `tx` when given, so a batch sees one snapshot)."""
-        sql = (f"SELECT {_COLUMNS} FROM {TABLE} p WHERE id = (SELECT MAX(id) FROM {TABLE} q "
-               "WHERE q.channel = p.channel)")
+        sql = (
+            f"SELECT {_COLUMNS} FROM {TABLE} p WHERE id = (SELECT MAX(id) FROM {TABLE} q "
+            "WHERE q.channel = p.channel)"
+        )
         rows = tx.execute(sql).fetchall() if tx is not None else self.db.query(sql)
         by_channel = {r["channel"]: _row_to_policy(r) for r in rows}
         return Policies(by_channel, max((p.version for p in by_channel.values()), default=0))
@@ -172,8 +180,9 @@ class ChannelPolicies:
         return self.cached().by_channel.get(channel)
 
     def history(self, channel: str, limit: int = 100) -> list[ChannelPolicy]:
-        rows = self.db.query(f"SELECT {_COLUMNS} FROM {TABLE} WHERE channel = %s ORDER BY id DESC LIMIT %s",
-                             (channel, limit))
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM {TABLE} WHERE channel = %s ORDER BY id DESC LIMIT %s", (channel, limit)
+        )
         return [_row_to_policy(r) for r in rows]
 
     def cached(self) -> Policies:

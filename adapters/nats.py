@@ -36,8 +36,9 @@ class Outbox(Protocol):
 class NatsPublisher:
     """A worker (start/stop) that relays the outbox to JetStream."""
 
-    def __init__(self, url: str | None, outbox: Outbox, window: int = 256, batch: int = 1000,
-                 poll_seconds: float = 0.2) -> None:
+    def __init__(
+        self, url: str | None, outbox: Outbox, window: int = 256, batch: int = 1000, poll_seconds: float = 0.2
+    ) -> None:
         self.url = url
         self.outbox = outbox
         self.window = window
@@ -88,15 +89,18 @@ class NatsPublisher:
         while not self._stop.is_set():
             nc = None
             try:
-                nc = await nats.connect(self.url, connect_timeout=2, max_reconnect_attempts=0,
-                                        allow_reconnect=False)
+                nc = await nats.connect(
+                    self.url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+                )
                 js = nc.jetstream(timeout=5)
                 await self._ensure_stream(js)
                 self.connected, backoff = True, 0.2
                 await self._relay(nc, js)
             except Exception as e:
                 if self.connected:
-                    log.warning("NATS publishing interrupted (%s); the outbox keeps the messages", type(e).__name__)
+                    log.warning(
+                        "NATS publishing interrupted (%s); the outbox keeps the messages", type(e).__name__
+                    )
                 self.connected = False
             finally:
                 if nc is not None and not nc.is_closed:
@@ -113,8 +117,9 @@ class NatsPublisher:
         try:
             await js.stream_info(STREAM)
         except NotFoundError:
-            await js.add_stream(name=STREAM, subjects=SUBJECTS, max_age=MAX_AGE_SECONDS,
-                                duplicate_window=DUPLICATE_WINDOW)
+            await js.add_stream(
+                name=STREAM, subjects=SUBJECTS, max_age=MAX_AGE_SECONDS, duplicate_window=DUPLICATE_WINDOW
+            )
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None
@@ -130,19 +135,26 @@ class NatsPublisher:
             if not nc.is_connected:
                 raise ConnectionError("NATS connection lost")
             rows = await asyncio.to_thread(self.outbox.pending, self.batch)
-            metrics.OUTBOX_DEPTH.set(len(rows) if len(rows) < self.batch else await asyncio.to_thread(
-                self.outbox.depth))
+            metrics.OUTBOX_DEPTH.set(
+                len(rows) if len(rows) < self.batch else await asyncio.to_thread(self.outbox.depth)
+            )
             if not rows:
                 await self._sleep(self.poll_seconds)
                 continue
             for i in range(0, len(rows), self.window):
                 chunk = rows[i : i + self.window]
                 results = await asyncio.gather(
-                    *(js.publish(r["subject"], r["payload"].encode(), headers={"Nats-Msg-Id": r["msg_id"]})
-                      for r in chunk),
+                    *(
+                        js.publish(r["subject"], r["payload"].encode(), headers={"Nats-Msg-Id": r["msg_id"]})
+                        for r in chunk
+                    ),
                     return_exceptions=True,
                 )
-                acked = [r["id"] for r, res in zip(chunk, results, strict=True) if not isinstance(res, BaseException)]
+                acked = [
+                    r["id"]
+                    for r, res in zip(chunk, results, strict=True)
+                    if not isinstance(res, BaseException)
+                ]
                 failed = len(chunk) - len(acked)
                 await asyncio.to_thread(self.outbox.remove, acked)
                 self.published += len(acked)

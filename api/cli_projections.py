@@ -30,16 +30,24 @@ def status() -> None:
     try:
         table = Table("name", "position", "head", "lag (positions)", "lag (s)", "updated")
         for r in c.extras["projector"].status():
-            table.add_row(r["name"], str(r["position"]), str(r["head"]), str(r["lag_positions"]),
-                          str(r["lag_seconds"]), r["updated_at"] or "")
+            table.add_row(
+                r["name"],
+                str(r["position"]),
+                str(r["head"]),
+                str(r["lag_positions"]),
+                str(r["lag_seconds"]),
+                r["updated_at"] or "",
+            )
         Console().print(table)
     finally:
         c.close()
 
 
 @projections_app.command("rebuild")
-def rebuild_cmd(name: Annotated[str, typer.Argument(help="ats, stock or orders")],
-                batch: Annotated[int, typer.Option(help="events per transaction")] = 5000) -> None:
+def rebuild_cmd(
+    name: Annotated[str, typer.Argument(help="ats, stock or orders")],
+    batch: Annotated[int, typer.Option(help="events per transaction")] = 5000,
+) -> None:
     """Replay every event into shadow tables, then swap them in atomically (queries keep answering)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -50,8 +58,9 @@ def rebuild_cmd(name: Annotated[str, typer.Argument(help="ats, stock or orders")
         raise typer.Exit(2)
     c = _container()
     try:
-        with Progress(TextColumn(f"rebuilding {name}"), BarColumn(), MofNCompleteColumn(),
-                      TimeRemainingColumn()) as bar:
+        with Progress(
+            TextColumn(f"rebuilding {name}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
+        ) as bar:
             task = bar.add_task(name, total=None)
 
             def progress(position: int, head: int) -> None:
@@ -70,8 +79,12 @@ def channels_set(
     location: Annotated[list[str], typer.Option("--location", help="a fulfilling location, in order")],
     safety_stock: Annotated[int, typer.Option("--safety-stock", help="units held back per SKU")] = 0,
     buffer: Annotated[str, typer.Option(help="units (5) or a percentage (10%)")] = "0",
-    exclude: Annotated[list[str] | None, typer.Option("--exclude", help="a SKU the channel never sells")] = None,
-    override: Annotated[list[str] | None, typer.Option("--override", help="SKU=N safety stock for one SKU")] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="a SKU the channel never sells")
+    ] = None,
+    override: Annotated[
+        list[str] | None, typer.Option("--override", help="SKU=N safety stock for one SKU")
+    ] = None,
     actor: Annotated[str, typer.Option(help="who makes the change")] = "cli",
 ) -> None:
     """Set a channel's policy (a new version; the runner recomputes its ATS)."""
@@ -81,9 +94,15 @@ def channels_set(
     try:
         units, percent = (0, int(buffer[:-1])) if buffer.endswith("%") else (int(buffer), 0)
         overrides = {k: int(v) for k, _, v in (o.rpartition("=") for o in override or [])}
-        policy = ChannelPolicy(channel=channel, locations=tuple(location), safety_stock=safety_stock,
-                               safety_stock_overrides=overrides, buffer_units=units, buffer_percent=percent,
-                               excluded_skus=frozenset(exclude or []))
+        policy = ChannelPolicy(
+            channel=channel,
+            locations=tuple(location),
+            safety_stock=safety_stock,
+            safety_stock_overrides=overrides,
+            buffer_units=units,
+            buffer_percent=percent,
+            excluded_skus=frozenset(exclude or []),
+        )
     except (ValueError, InvalidCommandError) as e:
         typer.echo(f"invalid policy: {e}", err=True)
         raise typer.Exit(2) from None

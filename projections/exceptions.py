@@ -35,8 +35,9 @@ def create_tables(db: Database) -> None:
     )
 
 
-def _publish(tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], position: int | None,
-             n: int) -> None:
+def _publish(
+    tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], position: int | None, n: int
+) -> None:
     outbox.enqueue(
         tx,
         f"ledger.exceptions.{outbox.subject_token(kind)}",
@@ -47,8 +48,9 @@ def _publish(tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], p
 
 def open_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any], position: int | None = None) -> bool:
     """Opens `(kind, key)`; True when it was not open before (and a message was enqueued)."""
-    row = tx.execute(f"SELECT status, times_opened FROM {TABLE} WHERE kind = %s AND key = %s",
-                     (kind, key)).fetchone()
+    row = tx.execute(
+        f"SELECT status, times_opened FROM {TABLE} WHERE kind = %s AND key = %s", (kind, key)
+    ).fetchone()
     if row is not None and row["status"] == "open":
         return False
     n = 1 if row is None else int(row["times_opened"]) + 1
@@ -71,8 +73,10 @@ def open_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any], position
 
 def close_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any] | None = None) -> bool:
     """Closes `(kind, key)`; True when it was open (and a message was enqueued)."""
-    row = tx.execute(f"SELECT status, times_opened, detail, position FROM {TABLE} WHERE kind = %s AND key = %s",
-                     (kind, key)).fetchone()
+    row = tx.execute(
+        f"SELECT status, times_opened, detail, position FROM {TABLE} WHERE kind = %s AND key = %s",
+        (kind, key),
+    ).fetchone()
     if row is None or row["status"] != "open":
         return False
     merged = orjson.loads(row["detail"])
@@ -86,8 +90,9 @@ def close_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any] | None =
     return True
 
 
-def list_exceptions(db: Database, kind: str | None = None, open_only: bool = True,
-                    limit: int = 1000) -> list[dict[str, Any]]:
+def list_exceptions(
+    db: Database, kind: str | None = None, open_only: bool = True, limit: int = 1000
+) -> list[dict[str, Any]]:
     """Exceptions, newest first, each as {kind, key, status, detail, position, opened_at, closed_at}."""
     where, params = [], []
     if kind is not None:
@@ -95,8 +100,11 @@ def list_exceptions(db: Database, kind: str | None = None, open_only: bool = Tru
         params.append(kind)
     if open_only:
         where.append("status = 'open'")
-    sql = (f"SELECT kind, key, status, detail, position, opened_at, closed_at FROM {TABLE}"
-           + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY opened_at DESC, kind, key LIMIT %s")
+    sql = (
+        f"SELECT kind, key, status, detail, position, opened_at, closed_at FROM {TABLE}"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + " ORDER BY opened_at DESC, kind, key LIMIT %s"
+    )
     rows = db.query(sql, (*params, limit))
     for r in rows:
         r["detail"] = orjson.loads(r["detail"])
@@ -110,4 +118,6 @@ def open_counts(db: Database) -> dict[str, int]:
 
 def list_exceptions_tx(tx: Tx, kind: str) -> list[dict[str, Any]]:
     """The open exceptions of one kind, read inside a transaction."""
-    return tx.execute(f"SELECT kind, key FROM {TABLE} WHERE kind = %s AND status = 'open'", (kind,)).fetchall()
+    return tx.execute(
+        f"SELECT kind, key FROM {TABLE} WHERE kind = %s AND status = 'open'", (kind,)
+    ).fetchall()

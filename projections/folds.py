@@ -50,8 +50,19 @@ def is_order_event(event: Any) -> bool:
 
 
 def new_stock_row(sku: str, location: str) -> Row:
-    return {"sku": sku, "location": location, "on_hand": 0, "reserved": 0, "unavailable": 0, "incoming": 0,
-            "available": 0, "version": 0, "position": 0, "reservations": {}, "next_expiry": None}
+    return {
+        "sku": sku,
+        "location": location,
+        "on_hand": 0,
+        "reserved": 0,
+        "unavailable": 0,
+        "incoming": 0,
+        "available": 0,
+        "version": 0,
+        "position": 0,
+        "reservations": {},
+        "next_expiry": None,
+    }
 
 
 def fold_stock(row: Row | None, event: Any, position: int) -> Row | None:
@@ -81,8 +92,10 @@ def fold_stock(row: Row | None, event: Any, position: int) -> Row | None:
     elif isinstance(event, S.StockReserved):
         row["reserved"] += event.quantity
         held = res.get(event.reservation_id)
-        res[event.reservation_id] = [event.quantity + (held[0] if held else 0),
-                                     held[1] if held else epoch(event.expires_at)]
+        res[event.reservation_id] = [
+            event.quantity + (held[0] if held else 0),
+            held[1] if held else epoch(event.expires_at),
+        ]
     elif isinstance(event, S.ReservationReleased):
         row["reserved"] -= event.quantity
         consume(event.reservation_id, event.quantity)
@@ -118,9 +131,17 @@ def fold_stock(row: Row | None, event: Any, position: int) -> Row | None:
 
 def _order_state(row: Row) -> SimpleNamespace:
     s = copy.deepcopy(row["state"])
-    return SimpleNamespace(lines=s["lines"], refunds=s["refunds"], invoices=s["invoices"], erp=s["erp"],
-                           cancel_reason=s.get("cancel_reason"), shipments={}, returns={}, external_refs={},
-                           platform_status={})
+    return SimpleNamespace(
+        lines=s["lines"],
+        refunds=s["refunds"],
+        invoices=s["invoices"],
+        erp=s["erp"],
+        cancel_reason=s.get("cancel_reason"),
+        shipments={},
+        returns={},
+        external_refs={},
+        platform_status={},
+    )
 
 
 def order_stage(row: Row) -> str:
@@ -131,22 +152,45 @@ def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
     """The order's stage and lines after `event`."""
     if isinstance(event, Order.Captured):
         lines = {
-            x["line_id"]: {"line_id": x["line_id"], "sku": x["sku"], "quantity": x["quantity"], "location": None,
-                           "reserved": 0, "shipped": 0, "cancelled": 0, "returned": 0, "released": 0,
-                           "consumed": 0}
+            x["line_id"]: {
+                "line_id": x["line_id"],
+                "sku": x["sku"],
+                "quantity": x["quantity"],
+                "location": None,
+                "reserved": 0,
+                "shipped": 0,
+                "cancelled": 0,
+                "returned": 0,
+                "released": 0,
+                "consumed": 0,
+            }
             for x in event.lines
         }
-        state = {"lines": lines, "refunds": {}, "invoices": [], "cancel_reason": None,
-                 "erp": {"posted": False, "attempts": 0, "last_error": None, "reference": None}}
-        row = {"order_id": event.order_id, "channel": event.channel, "captured_at": epoch(event.timestamp),
-               "state": state}
+        state = {
+            "lines": lines,
+            "refunds": {},
+            "invoices": [],
+            "cancel_reason": None,
+            "erp": {"posted": False, "attempts": 0, "last_error": None, "reference": None},
+        }
+        row = {
+            "order_id": event.order_id,
+            "channel": event.channel,
+            "captured_at": epoch(event.timestamp),
+            "state": state,
+        }
     elif row is None:
         return None
     else:
         ns = _order_state(row)
         event.apply(ns)
-        state = {"lines": ns.lines, "refunds": ns.refunds, "invoices": ns.invoices, "erp": ns.erp,
-                 "cancel_reason": ns.cancel_reason}
+        state = {
+            "lines": ns.lines,
+            "refunds": ns.refunds,
+            "invoices": ns.invoices,
+            "erp": ns.erp,
+            "cancel_reason": ns.cancel_reason,
+        }
         row = {**row, "state": state}
     row["stage"] = order_stage(row)
     row["erp_posted"] = 1 if row["state"]["erp"]["posted"] else 0
@@ -158,8 +202,15 @@ def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
 def order_lines(row: Row) -> list[dict[str, Any]]:
     """Per-line ordered, reserved, shipped, cancelled and returned quantities."""
     return [
-        {"line_id": x["line_id"], "sku": x["sku"], "location": x["location"], "ordered": x["quantity"],
-         "reserved": x["reserved"] - x["released"] - x["consumed"], "shipped": x["shipped"],
-         "cancelled": x["cancelled"], "returned": x["returned"]}
+        {
+            "line_id": x["line_id"],
+            "sku": x["sku"],
+            "location": x["location"],
+            "ordered": x["quantity"],
+            "reserved": x["reserved"] - x["released"] - x["consumed"],
+            "shipped": x["shipped"],
+            "cancelled": x["cancelled"],
+            "returned": x["returned"],
+        }
         for x in row["state"]["lines"].values()
     ]

@@ -41,11 +41,26 @@ class StockView(Projection):
 
     name = "stock"
     LEVELS = Table(
-        "stock_levels", ("stream_id",),
-        ("sku", "location", "on_hand", "reserved", "unavailable", "incoming", "available", "version", "position",
-         "reservations", "next_expiry"),
-        types={c: "BIGINT" for c in ("on_hand", "reserved", "unavailable", "incoming", "available", "version",
-                                     "position")} | {"next_expiry": "DOUBLE PRECISION"},
+        "stock_levels",
+        ("stream_id",),
+        (
+            "sku",
+            "location",
+            "on_hand",
+            "reserved",
+            "unavailable",
+            "incoming",
+            "available",
+            "version",
+            "position",
+            "reservations",
+            "next_expiry",
+        ),
+        types={
+            c: "BIGINT"
+            for c in ("on_hand", "reserved", "unavailable", "incoming", "available", "version", "position")
+        }
+        | {"next_expiry": "DOUBLE PRECISION"},
         json=frozenset({"reservations"}),
         indexes=(("sku", "location"), ("next_expiry",)),
     )
@@ -68,10 +83,15 @@ class OrdersView(Projection):
 
     name = "orders"
     ORDERS = Table(
-        "order_views", ("order_key",),
+        "order_views",
+        ("order_key",),
         ("order_id", "channel", "stage", "state", "captured_at", "erp_posted", "version", "position"),
-        types={"captured_at": "DOUBLE PRECISION", "erp_posted": "INTEGER", "version": "BIGINT",
-               "position": "BIGINT"},
+        types={
+            "captured_at": "DOUBLE PRECISION",
+            "erp_posted": "INTEGER",
+            "version": "BIGINT",
+            "position": "BIGINT",
+        },
         json=frozenset({"state"}),
         indexes=(("order_id",), ("erp_posted", "captured_at")),
     )
@@ -104,8 +124,12 @@ class OrdersView(Projection):
             if row is not None and row["stage"] != before:
                 store.emit(
                     f"ledger.orders.{subject_token(row['order_id'])}",
-                    {"order_id": row["order_id"], "channel": row["channel"], "stage": row["stage"],
-                     "position": row["position"]},
+                    {
+                        "order_id": row["order_id"],
+                        "channel": row["channel"],
+                        "stage": row["stage"],
+                        "position": row["position"],
+                    },
                     f"order:{row['order_id']}:{row['position']}",
                 )
         self._before.clear()
@@ -120,11 +144,18 @@ class AtsView(Projection):
 
     name = "ats"
     LEVELS = Table(
-        "ats_levels", ("stream_id",), ("sku", "location", "available", "position"),
-        types={"available": "BIGINT", "position": "BIGINT"}, indexes=(("location",),),
+        "ats_levels",
+        ("stream_id",),
+        ("sku", "location", "available", "position"),
+        types={"available": "BIGINT", "position": "BIGINT"},
+        indexes=(("location",),),
     )
-    ATS = Table("ats", ("channel", "sku"), ("available", "position"),
-                types={"available": "BIGINT", "position": "BIGINT"})
+    ATS = Table(
+        "ats",
+        ("channel", "sku"),
+        ("available", "position"),
+        types={"available": "BIGINT", "position": "BIGINT"},
+    )
     tables = (LEVELS, ATS)
 
     def __init__(self) -> None:
@@ -142,14 +173,19 @@ class AtsView(Projection):
         pairs: set[tuple[str, str]] = set()
         for _, e in events:
             lv = store.get(self.LEVELS.name, (str(e.originator_id),))
-            sku, loc = (e.sku, e.location) if lv is None and hasattr(e, "sku") else (
-                (lv["sku"], lv["location"]) if lv else (None, None))
+            sku, loc = (
+                (e.sku, e.location)
+                if lv is None and hasattr(e, "sku")
+                else ((lv["sku"], lv["location"]) if lv else (None, None))
+            )
             if sku is None:
                 continue
             for p in self.policies.channels_at(loc):
                 pairs.add((p.channel, sku))
-        store.load(self.LEVELS.name, [(str(stock_id(s, loc)),) for ch, s in pairs
-                                      for loc in self.policies.by_channel[ch].locations])
+        store.load(
+            self.LEVELS.name,
+            [(str(stock_id(s, loc)),) for ch, s in pairs for loc in self.policies.by_channel[ch].locations],
+        )
         store.load(self.ATS.name, list(pairs))
 
     def apply(self, store: Store, position: int, event: Event) -> None:
@@ -158,8 +194,12 @@ class AtsView(Projection):
         self.position = max(self.position, position)
         key = (str(event.originator_id),)
         if isinstance(event, folds.S.Opened):
-            lv: dict[str, Any] | None = {"sku": event.sku, "location": event.location, "available": 0,
-                                         "position": position}
+            lv: dict[str, Any] | None = {
+                "sku": event.sku,
+                "location": event.location,
+                "available": 0,
+                "position": position,
+            }
         else:
             lv = store.get(self.LEVELS.name, key)
             delta = folds.available_delta(event)
@@ -211,8 +251,9 @@ class AtsView(Projection):
         self._before.clear()
 
 
-def ats_message(channel: str, sku: str, available: int, position: int,
-                tag: str = "") -> tuple[str, dict[str, Any], str]:
+def ats_message(
+    channel: str, sku: str, available: int, position: int, tag: str = ""
+) -> tuple[str, dict[str, Any], str]:
     """(subject, payload, msg id) of one ATS value."""
     return (
         f"ledger.ats.{subject_token(channel)}.{subject_token(sku)}",

@@ -60,8 +60,9 @@ def _ats_changes(tx: Any) -> list[dict[str, Any]]:
     ).fetchall()
 
 
-def rebuild(projector: Projector, name: str, progress: Progress | None = None,
-            batch_size: int = 5000) -> dict[str, Any]:
+def rebuild(
+    projector: Projector, name: str, progress: Progress | None = None, batch_size: int = 5000
+) -> dict[str, Any]:
     """Rebuilds one read model; returns {name, events, seconds, events_per_second, position, published}."""
     if name not in NAMES:
         raise KeyError(name)
@@ -122,6 +123,11 @@ def rebuild(projector: Projector, name: str, progress: Progress | None = None,
     if progress:
         progress(position, max(head, position))
     seconds = time.perf_counter() - started
-    return {"name": name, "events": events_read, "seconds": round(seconds, 3),
-            "events_per_second": round(events_read / seconds, 1) if seconds else None,
-            "position": position, "published": published}
+    return {
+        "name": name,
+        "events": events_read,
+        "seconds": round(seconds, 3),
+        "events_per_second": round(events_read / seconds, 1) if seconds else None,
+        "position": position,
+        "published": published,
+    }

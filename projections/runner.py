@@ -35,9 +35,15 @@ log = logging.getLogger("ledger.projections")
 class Projector:
     """Applies the ledger's events to the read models, a batch per transaction."""
 
-    def __init__(self, db: Database, app: Any, channels: ChannelPolicies,
-                 views: dict[str, Projection] | None = None, batch_size: int = 500,
-                 before_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        app: Any,
+        channels: ChannelPolicies,
+        views: dict[str, Projection] | None = None,
+        batch_size: int = 500,
+        before_commit: Callable[[int], None] | None = None,
+    ) -> None:
         self.db = db
         self.app = app
         self.channels = channels
@@ -112,9 +118,16 @@ class Projector:
                 nxt = self.events(pos, 1)
                 if nxt:
                     seconds = max(0.0, (datetime.now(UTC) - nxt[0][1].timestamp).total_seconds())
-            out.append({"name": name, "position": pos, "head": head, "lag_positions": lag,
-                        "lag_seconds": round(seconds, 3),
-                        "updated_at": tracking[name]["updated_at"] if name in tracking else None})
+            out.append(
+                {
+                    "name": name,
+                    "position": pos,
+                    "head": head,
+                    "lag_positions": lag,
+                    "lag_seconds": round(seconds, 3),
+                    "updated_at": tracking[name]["updated_at"] if name in tracking else None,
+                }
+            )
         return out
 
     def report(self) -> list[dict[str, Any]]:
@@ -197,8 +210,9 @@ class Runner:
             return
         while not self._stop.is_set():
             try:
-                with psycopg.connect(pg_conninfo(self.projector.db.url), autocommit=True,
-                                     connect_timeout=5) as conn:
+                with psycopg.connect(
+                    pg_conninfo(self.projector.db.url), autocommit=True, connect_timeout=5
+                ) as conn:
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     while not self._stop.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):

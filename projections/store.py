@@ -45,8 +45,10 @@ class Table:
         name = self.physical(suffix)
         pk = f"CONSTRAINT {name}__pk PRIMARY KEY ({', '.join(self.key)})"
         out = [f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(cols)}, {pk})"]
-        out += [f"CREATE INDEX IF NOT EXISTS {self.index_name(ix, suffix)} ON {name} ({', '.join(ix)})"
-                for ix in self.indexes]
+        out += [
+            f"CREATE INDEX IF NOT EXISTS {self.index_name(ix, suffix)} ON {name} ({', '.join(ix)})"
+            for ix in self.indexes
+        ]
         return out
 
     def encode(self, key: Key, row: dict[str, Any]) -> tuple[Any, ...]:
@@ -105,16 +107,21 @@ class Store:
         cache = self.rows[table]
         if self._tx is not None and not self.complete and values:
             cols = ", ".join((*t.key, *t.columns))
-            sql = (f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {column} IN "
-                   f"({', '.join(['%s'] * len(values))})")
+            sql = (
+                f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {column} IN "
+                f"({', '.join(['%s'] * len(values))})"
+            )
             for r in self._tx.execute(sql, list(values)).fetchall():
                 key, row = t.decode(r)
                 if key not in cache:
                     cache[key] = row
         wanted = set(values)
         at = t.key.index(column) if column in t.key else None
-        return [(k, r) for k, r in cache.items()
-                if r is not None and (k[at] if at is not None else r[column]) in wanted]
+        return [
+            (k, r)
+            for k, r in cache.items()
+            if r is not None and (k[at] if at is not None else r[column]) in wanted
+        ]
 
     def emit(self, subject: str, payload: dict[str, Any], msg_id: str) -> None:
         self.messages.append((subject, payload, msg_id))
@@ -136,8 +143,9 @@ class Store:
                 one = "(" + " AND ".join(f"{k} = %s" for k in t.key) + ")"
                 where = " OR ".join([one] * len(chunk))
                 params = [v for k in chunk for v in k]
-            for r in self._tx.execute(f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {where}",
-                                      params).fetchall():
+            for r in self._tx.execute(
+                f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {where}", params
+            ).fetchall():
                 key, row = t.decode(r)
                 cache[key] = row
             for k in chunk:
@@ -184,27 +192,40 @@ class Store:
 
 
 def create_tracking(db: Database) -> None:
-    db.script([f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
-               "policy_version BIGINT NOT NULL, updated_at TEXT NOT NULL)"])
+    db.script(
+        [
+            f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
+            "policy_version BIGINT NOT NULL, updated_at TEXT NOT NULL)"
+        ]
+    )
 
 
 def lock_tracking(tx: Tx, name: str, dialect: str) -> tuple[int, int]:
     """The (position, policy version) of a projection, locked until the transaction ends."""
-    tx.execute(f"INSERT INTO {TRACKING} (name, position, policy_version, updated_at) VALUES (%s, 0, 0, %s) "
-               "ON CONFLICT (name) DO NOTHING", (name, _now()))
+    tx.execute(
+        f"INSERT INTO {TRACKING} (name, position, policy_version, updated_at) VALUES (%s, 0, 0, %s) "
+        "ON CONFLICT (name) DO NOTHING",
+        (name, _now()),
+    )
     lock = " FOR UPDATE" if dialect == "postgres" else ""
-    row = tx.execute(f"SELECT position, policy_version FROM {TRACKING} WHERE name = %s{lock}", (name,)).fetchone()
+    row = tx.execute(
+        f"SELECT position, policy_version FROM {TRACKING} WHERE name = %s{lock}", (name,)
+    ).fetchone()
     assert row is not None
     return int(row["position"]), int(row["policy_version"])
 
 
 def save_tracking(tx: Tx, name: str, position: int, policy_version: int) -> None:
-    tx.execute(f"UPDATE {TRACKING} SET position = %s, policy_version = %s, updated_at = %s WHERE name = %s",
-               (position, policy_version, _now(), name))
+    tx.execute(
+        f"UPDATE {TRACKING} SET position = %s, policy_version = %s, updated_at = %s WHERE name = %s",
+        (position, policy_version, _now(), name),
+    )
 
 
 def read_tracking(db: Database) -> dict[str, dict[str, Any]]:
-    return {r["name"]: r for r in db.query(f"SELECT name, position, policy_version, updated_at FROM {TRACKING}")}
+    return {
+        r["name"]: r for r in db.query(f"SELECT name, position, policy_version, updated_at FROM {TRACKING}")
+    }
 
 
 def _now() -> str:

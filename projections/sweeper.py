@@ -29,8 +29,14 @@ Submit = Callable[[Any], Future[dict[str, Any]]]
 
 
 class Sweeper:
-    def __init__(self, db: Database, submit: Submit, deadline_seconds: float, period_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        db: Database,
+        submit: Submit,
+        deadline_seconds: float,
+        period_seconds: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.db = db
         self.submit = submit
         self.deadline_seconds = deadline_seconds
@@ -63,22 +69,35 @@ class Sweeper:
         opened = closed = submitted = 0
         expired = self.db.query(
             "SELECT sku, location, next_expiry FROM stock_levels WHERE next_expiry IS NOT NULL AND next_expiry <= %s",
-            (now,))
+            (now,),
+        )
         stuck = self.db.query(
             "SELECT order_id, channel, captured_at FROM order_views WHERE erp_posted = 0 AND stage <> 'cancelled' "
-            "AND captured_at <= %s", (now - self.deadline_seconds,))
+            "AND captured_at <= %s",
+            (now - self.deadline_seconds,),
+        )
         expired_keys = {f"{r['sku']}@{r['location']}" for r in expired}
         stuck_keys = {r["order_id"] for r in stuck}
         with self.db.transaction() as tx:
             for r in expired:
                 opened += exceptions.open_exception(
-                    tx, "reservation-expired", f"{r['sku']}@{r['location']}",
-                    {"sku": r["sku"], "location": r["location"], "expired_at": r["next_expiry"]})
+                    tx,
+                    "reservation-expired",
+                    f"{r['sku']}@{r['location']}",
+                    {"sku": r["sku"], "location": r["location"], "expired_at": r["next_expiry"]},
+                )
             for r in stuck:
                 opened += exceptions.open_exception(
-                    tx, "stuck-order", r["order_id"],
-                    {"order_id": r["order_id"], "channel": r["channel"], "captured_at": r["captured_at"],
-                     "deadline_seconds": self.deadline_seconds})
+                    tx,
+                    "stuck-order",
+                    r["order_id"],
+                    {
+                        "order_id": r["order_id"],
+                        "channel": r["channel"],
+                        "captured_at": r["captured_at"],
+                        "deadline_seconds": self.deadline_seconds,
+                    },
+                )
             for kind, keys in (("reservation-expired", expired_keys), ("stuck-order", stuck_keys)):
                 for row in exceptions.list_exceptions_tx(tx, kind):
                     if row["key"] not in keys:

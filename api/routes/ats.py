@@ -42,14 +42,23 @@ def read_ats(container: Container, channel: str, skus: list[str]) -> list[dict[s
     marks = ", ".join(["%s"] * len(skus))
     rows = db.query(
         f"SELECT sku, available, (SELECT position FROM projection_tracking WHERE name = 'ats') AS at "
-        f"FROM ats WHERE channel = %s AND sku IN ({marks})", (channel, *skus))
+        f"FROM ats WHERE channel = %s AND sku IN ({marks})",
+        (channel, *skus),
+    )
     found = {r["sku"]: r for r in rows}
     position = rows[0]["at"] if rows else None
     if position is None:
         row = db.query_one("SELECT position FROM projection_tracking WHERE name = 'ats'")
         position = row["position"] if row else 0
-    return [{"channel": channel, "sku": s, "available": int(found[s]["available"]) if s in found else 0,
-             "position": int(position)} for s in skus]
+    return [
+        {
+            "channel": channel,
+            "sku": s,
+            "available": int(found[s]["available"]) if s in found else 0,
+            "position": int(position),
+        }
+        for s in skus
+    ]
 
 
 @router.get("/v1/ats/{channel}/{sku}")
@@ -61,8 +70,9 @@ async def get_ats(channel: str, sku: str, container: ContainerDep, _: AtsReader)
 
 
 @router.get("/v1/ats/{channel}")
-async def list_ats(channel: str, container: ContainerDep, _: AtsReader,
-                   sku: Annotated[list[str], Query()] = []) -> dict[str, Any]:  # noqa: B006
+async def list_ats(
+    channel: str, container: ContainerDep, _: AtsReader, sku: Annotated[list[str], Query()] = []
+) -> dict[str, Any]:  # noqa: B006
     """The ATS of several SKUs on one channel (`?sku=A&sku=B`, at most 100)."""
     _known_channel(container, channel)
     if not sku:

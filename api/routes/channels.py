@@ -43,7 +43,9 @@ def _actor(p: Principal) -> str:
 
 
 @router.put("/v1/channels/{channel}")
-async def put_channel(channel: str, body: PolicyBody, container: ContainerDep, principal: Admin) -> dict[str, Any]:
+async def put_channel(
+    channel: str, body: PolicyBody, container: ContainerDep, principal: Admin
+) -> dict[str, Any]:
     """Sets the channel's policy (a new version); its ATS is recomputed by the projection runner."""
     buffer = body.buffer or Buffer()
     if buffer.units is not None and buffer.percent is not None:
@@ -51,9 +53,13 @@ async def put_channel(channel: str, body: PolicyBody, container: ContainerDep, p
     try:
         check_id(channel, "channel")
         policy = ChannelPolicy(
-            channel=channel, locations=tuple(body.locations), safety_stock=body.safety_stock,
-            safety_stock_overrides=dict(body.safety_stock_overrides), buffer_units=buffer.units or 0,
-            buffer_percent=buffer.percent or 0, excluded_skus=frozenset(body.excluded_skus),
+            channel=channel,
+            locations=tuple(body.locations),
+            safety_stock=body.safety_stock,
+            safety_stock_overrides=dict(body.safety_stock_overrides),
+            buffer_units=buffer.units or 0,
+            buffer_percent=buffer.percent or 0,
+            excluded_skus=frozenset(body.excluded_skus),
         )
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None

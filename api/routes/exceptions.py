@@ -15,8 +15,9 @@ router = APIRouter(tags=["exceptions"])
 
 
 @router.get("/v1/exceptions")
-async def get_exceptions(container: ContainerDep, _: Auditor, kind: str | None = None,
-                         status: str = "open") -> dict[str, Any]:
+async def get_exceptions(
+    container: ContainerDep, _: Auditor, kind: str | None = None, status: str = "open"
+) -> dict[str, Any]:
     """Exceptions, newest first (`?kind=stuck-order`, `?status=all` to include closed ones)."""
     if kind is not None and (not 1 <= len(kind) <= 64 or not kind.isprintable()):
         raise Problem(422, "validation-error", "kind must be 1 to 64 printable characters")

@@ -51,15 +51,27 @@ async def list_projections(container: ContainerDep, _: Admin) -> dict[str, Any]:
 async def start_rebuild(name: str, container: ContainerDep, principal: Admin) -> JSONResponse:
     """Starts a rebuild (202 with a job; poll `GET /v1/projections`)."""
     if name not in NAMES:
-        raise Problem(404, "unknown-projection", f"no read model named {name[:64]!r}; known: {', '.join(NAMES)}")
+        raise Problem(
+            404, "unknown-projection", f"no read model named {name[:64]!r}; known: {', '.join(NAMES)}"
+        )
     with _lock:
         jobs = _jobs(container)
         if any(j["name"] == name and j["state"] == "running" for j in jobs.values()):
             raise Problem(409, "rebuild-running", f"a rebuild of {name} is running")
-        job = {"id": uuid.uuid4().hex[:12], "name": name, "state": "running",
-               "started_at": datetime.now(UTC).isoformat(), "started_by": principal.name}
+        job = {
+            "id": uuid.uuid4().hex[:12],
+            "name": name,
+            "state": "running",
+            "started_at": datetime.now(UTC).isoformat(),
+            "started_by": principal.name,
+        }
         jobs[job["id"]] = job
-    await run_in_threadpool(container.keys.audit, f"{principal.name} ({principal.key_id})", "projection.rebuild",
-                            name, {"job": job["id"]})
+    await run_in_threadpool(
+        container.keys.audit,
+        f"{principal.name} ({principal.key_id})",
+        "projection.rebuild",
+        name,
+        {"job": job["id"]},
+    )
     threading.Thread(target=_run, args=(container, job), name=f"rebuild-{name}", daemon=True).start()
     return JSONResponse(dict(job), status_code=202)

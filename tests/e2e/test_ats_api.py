@@ -21,8 +21,9 @@ def test_ats_follows_receipts_and_the_channel_policy(any_api: Api):
     assert r.status_code == 200, r.text
     assert r.json()["version"] >= 1 and r.json()["changed_by"].startswith("test-admin")
     for loc, q in ((w1, 10), (w2, 5)):
-        assert api.post("/v1/stock/receipts", {"sku": sku, "location": loc, "quantity": q,
-                                               "reference": uid("r")}).status_code in (200, 201)
+        assert api.post(
+            "/v1/stock/receipts", {"sku": sku, "location": loc, "quantity": q, "reference": uid("r")}
+        ).status_code in (200, 201)
     project(api)
     got = api.get(f"/v1/ats/web/{sku}", scope="ats:read")
     assert got.status_code == 200
@@ -32,12 +33,14 @@ def test_ats_follows_receipts_and_the_channel_policy(any_api: Api):
 
     put_channel(api, "web", {"locations": [w1], "safety_stock": 0, "excluded_skus": []})
     project(api)
-    many = api.client.get("/v1/ats/web", params=[("sku", sku), ("sku", "never-seen")],
-                          headers=api.auth("ats:read")).json()
+    many = api.client.get(
+        "/v1/ats/web", params=[("sku", sku), ("sku", "never-seen")], headers=api.auth("ats:read")
+    ).json()
     assert [(i["sku"], i["available"]) for i in many["items"]] == [(sku, 10), ("never-seen", 0)]
     history = api.get("/v1/channels/web", scope="audit:read").json()
-    assert [v["version"] for v in history["versions"]] == sorted((v["version"] for v in history["versions"]),
-                                                                 reverse=True)
+    assert [v["version"] for v in history["versions"]] == sorted(
+        (v["version"] for v in history["versions"]), reverse=True
+    )
     assert len(history["versions"]) >= 2
     assert any(a["action"] == "channel.set" for a in api.container.keys.audit_trail())
 
@@ -64,7 +67,9 @@ def test_hostile_ats_and_policy_requests_get_problems_and_write_nothing(api: Api
         assert r.status_code == 422, (body, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
     assert len(api.get("/v1/channels/web").json()["versions"]) == versions
-    r = api.client.put("/v1/channels/web", json={"locations": ["w"], "safety_stock": 1}, headers=api.auth("ats:read"))
+    r = api.client.put(
+        "/v1/channels/web", json={"locations": ["w"], "safety_stock": 1}, headers=api.auth("ats:read")
+    )
     assert r.status_code == 403
     assert api.client.get("/v1/ats/web", headers=api.auth("ats:read")).status_code == 422
     too_many = [("sku", f"s{i}") for i in range(101)]
@@ -99,8 +104,10 @@ def test_exceptions_list_stuck_orders_past_the_deadline(api: Api):
     put_channel(api, "web", {"locations": ["w"], "safety_stock": 0})
     api.post("/v1/stock/receipts", {"sku": "a", "location": "w", "quantity": 3, "reference": "r1"})
     order = uid("o")
-    r = api.post("/v1/orders", {"order_id": order, "channel": "web", "lines": [{"line_id": "1", "sku": "a",
-                                                                               "quantity": 1}]})
+    r = api.post(
+        "/v1/orders",
+        {"order_id": order, "channel": "web", "lines": [{"line_id": "1", "sku": "a", "quantity": 1}]},
+    )
     assert r.status_code == 201, r.text
     project(api)
     sweeper = api.container.extras["sweeper"]

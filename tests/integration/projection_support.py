@@ -37,11 +37,17 @@ def snapshot(db: Database) -> dict[str, list[dict[str, Any]]]:
     """The read models' rows, in a stable order (policy-independent columns only)."""
     return {
         "ats": db.query("SELECT channel, sku, available FROM ats ORDER BY channel, sku"),
-        "ats_levels": db.query("SELECT stream_id, sku, location, available FROM ats_levels ORDER BY stream_id"),
-        "stock": db.query("SELECT stream_id, sku, location, on_hand, reserved, unavailable, incoming, available, "
-                          "version, position, reservations, next_expiry FROM stock_levels ORDER BY stream_id"),
-        "orders": db.query("SELECT order_key, order_id, channel, stage, state, erp_posted, version, position "
-                           "FROM order_views ORDER BY order_key"),
+        "ats_levels": db.query(
+            "SELECT stream_id, sku, location, available FROM ats_levels ORDER BY stream_id"
+        ),
+        "stock": db.query(
+            "SELECT stream_id, sku, location, on_hand, reserved, unavailable, incoming, available, "
+            "version, position, reservations, next_expiry FROM stock_levels ORDER BY stream_id"
+        ),
+        "orders": db.query(
+            "SELECT order_key, order_id, channel, stage, state, erp_posted, version, position "
+            "FROM order_views ORDER BY order_key"
+        ),
     }
 
 
@@ -49,9 +55,12 @@ def random_policy(rnd: random.Random, channel: str) -> ChannelPolicy:
     locs = rnd.sample(LOCATIONS, rnd.randint(1, len(LOCATIONS)))
     percent = rnd.choice([0, 0, 10, 50])
     return ChannelPolicy(
-        channel=channel, locations=tuple(locs), safety_stock=rnd.randint(0, 3),
+        channel=channel,
+        locations=tuple(locs),
+        safety_stock=rnd.randint(0, 3),
         safety_stock_overrides={s: rnd.randint(0, 5) for s in rnd.sample(SKUS, rnd.randint(0, 1))},
-        buffer_units=0 if percent else rnd.randint(0, 2), buffer_percent=percent,
+        buffer_units=0 if percent else rnd.randint(0, 2),
+        buffer_percent=percent,
         excluded_skus=frozenset(rnd.sample(SKUS, rnd.randint(0, 1))),
     )
 
@@ -60,8 +69,9 @@ def random_command(rig: Rig, rnd: random.Random, prefix: str, orders: list[str])
     """One random business action; refusals (no stock, nothing to cancel, ...) are part of the game."""
     led = rig.ledger
     sku, loc = rnd.choice(SKUS), rnd.choice(LOCATIONS)
-    op = rnd.choice(["receive", "receive", "adjust", "transfer", "order", "order", "ship", "cancel", "return",
-                     "expire"])
+    op = rnd.choice(
+        ["receive", "receive", "adjust", "transfer", "order", "order", "ship", "cancel", "return", "expire"]
+    )
     ref = f"{prefix}-{rnd.getrandbits(40):x}"
     try:
         if op == "receive":
@@ -72,11 +82,16 @@ def random_command(rig: Rig, rnd: random.Random, prefix: str, orders: list[str])
             to = rnd.choice([x for x in LOCATIONS if x != loc])
             led.transfer(sku, loc, to, rnd.randint(1, 4), ref)
         elif op == "order":
-            expires = datetime.now(UTC) + timedelta(seconds=rnd.choice([-60, 3600])) if rnd.random() < 0.3 else None
-            lines = [{"line_id": str(i), "sku": rnd.choice(SKUS), "quantity": rnd.randint(1, 3)}
-                     for i in range(rnd.randint(1, 2))]
-            led.capture_order(ref, rnd.choice(["web", "pos"]), lines, expires_at=expires,
-                              allow_partial=rnd.random() < 0.5)
+            expires = (
+                datetime.now(UTC) + timedelta(seconds=rnd.choice([-60, 3600])) if rnd.random() < 0.3 else None
+            )
+            lines = [
+                {"line_id": str(i), "sku": rnd.choice(SKUS), "quantity": rnd.randint(1, 3)}
+                for i in range(rnd.randint(1, 2))
+            ]
+            led.capture_order(
+                ref, rnd.choice(["web", "pos"]), lines, expires_at=expires, allow_partial=rnd.random() < 0.5
+            )
             orders.append(ref)
         elif op == "ship" and orders:
             o = rnd.choice(orders)
@@ -84,8 +99,11 @@ def random_command(rig: Rig, rnd: random.Random, prefix: str, orders: list[str])
         elif op == "cancel" and orders:
             led.cancel(rnd.choice(orders), "customer")
         elif op == "return" and orders:
-            led.return_items(rnd.choice(orders), ref, [{"line_id": "0", "quantity": 1,
-                                                        "disposition": rnd.choice(["restock", "damaged"])}])
+            led.return_items(
+                rnd.choice(orders),
+                ref,
+                [{"line_id": "0", "quantity": 1, "disposition": rnd.choice(["restock", "damaged"])}],
+            )
         elif op == "expire":
             led.release_expired(sku, loc, datetime.now(UTC))
     except LedgerError:

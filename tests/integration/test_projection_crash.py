@@ -40,8 +40,12 @@ def test_a_runner_killed_mid_batch_resumes_without_applying_any_event_twice(data
         while rig.projector.head() < 60:
             random_command(rig, rnd, prefix, orders)
         here = os.path.dirname(__file__)
-        child = subprocess.run([sys.executable, "-c", CHILD.format(here=here, url=database_url)],
-                               capture_output=True, text=True, timeout=120)
+        child = subprocess.run(
+            [sys.executable, "-c", CHILD.format(here=here, url=database_url)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert child.returncode == -signal.SIGKILL, child.stderr
         committed = {r["name"]: r["position"] for r in rig.projector.status()}
         assert 0 < min(committed.values()) < rig.projector.head()  # two batches survived, the third did not

@@ -8,11 +8,11 @@ import uuid
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from projection_support import LOCATIONS, SKUS, Rig, random_command, random_policy, snapshot
 
 from adapters.channels import ChannelPolicy
 from projections import outbox
 from projections.rebuild import rebuild
-from projection_support import LOCATIONS, SKUS, Rig, random_command, random_policy, snapshot
 
 
 def expected_ats(rig: Rig) -> dict[tuple[str, str], int]:
@@ -67,9 +67,16 @@ def test_a_policy_fix_and_a_rebuild_publish_exactly_the_ats_values_that_changed(
         before = {(r["channel"], r["sku"]): r["available"] for r in snapshot(rig.db)["ats"]}
         depth = outbox.depth(rig.db)
         # the fix: one SKU gets an override, one is excluded, one stays as it was
-        rig.channels.put(ChannelPolicy("web", ("W1", "W2"), safety_stock=1,
-                                       safety_stock_overrides={SKUS[0]: 4}, excluded_skus=frozenset({SKUS[1]})),
-                         "test")
+        rig.channels.put(
+            ChannelPolicy(
+                "web",
+                ("W1", "W2"),
+                safety_stock=1,
+                safety_stock_overrides={SKUS[0]: 4},
+                excluded_skus=frozenset({SKUS[1]}),
+            ),
+            "test",
+        )
         result = rebuild(rig.projector, "ats")
         sent = [orjson.loads(r["payload"]) for r in outbox.pending(rig.db, 1000)[depth:]]
         after = expected_ats(rig)
