@@ -29,6 +29,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from ledger.application import SNAPSHOT_INTERVAL, Decider, LedgerApplication, UnitOfWork
+from ledger.bounds import order_id as order_uuid
+from ledger.bounds import stock_id
 from ledger.commands import Command
 from ledger.errors import IdempotencyConflictError, LedgerError
 
@@ -49,6 +51,23 @@ class _Item:
     command: Command
     future: Future[dict[str, Any]] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
+
+
+def stream_ids(command: Command) -> list[UUID]:
+    """The streams a command names directly (its order, its SKU-locations), for prefetching."""
+    ids = []
+    get = command.__dict__.get
+    if isinstance(get("order_id"), str):
+        ids.append(order_uuid(get("order_id")))
+    sku = get("sku")
+    if isinstance(sku, str):
+        for field in ("location", "from_location", "to_location"):
+            if isinstance(get(field), str):
+                ids.append(stock_id(sku, get(field)))
+    for line in get("lines") or ():
+        if isinstance(line, dict) and isinstance(line.get("sku"), str) and isinstance(line.get("location"), str):
+            ids.append(stock_id(line["sku"], line["location"]))
+    return ids
 
 
 class Writer:
@@ -75,6 +94,7 @@ class Writer:
         self.stats = {"batches": 0, "commands": 0, "conflicts": 0, "replays": 0, "failures": 0,
                       "refreshes": 0}
         self._fresh: set[UUID] = set()
+        self._absent: set[UUID] = set()
         # Test hook: called with the batch's aggregates after the decision, before the save
         # (the crash tests block here and kill the process).
         self.before_save: Callable[[list[Aggregate]], None] | None = None
@@ -152,6 +172,8 @@ class Writer:
         if agg is not None:
             self.cache.move_to_end(agg_id)
             return agg
+        if agg_id in self._absent:
+            return None
         self._fresh.add(agg_id)
         try:
             agg = self.app.repository.get(agg_id)
@@ -161,6 +183,21 @@ class Writer:
         if len(self.cache) > self.cache_size:
             self.cache.popitem(last=False)
         return agg
+
+    def _absent_streams(self, batch: list[_Item]) -> set[UUID]:
+        """Streams the batch names that are neither cached nor stored, found in one query.
+
+        New orders and new SKU-locations are then known to be new without a read each. If
+        another process creates one meanwhile, the save conflicts and the batch is decided again.
+        """
+        existing_ids = getattr(self.app.recorder, "existing_ids", None)
+        if existing_ids is None:
+            return set()
+        wanted = {i for item in batch for i in stream_ids(item.command)}
+        wanted.difference_update(self.cache)
+        if len(wanted) < 2:
+            return set()
+        return wanted - existing_ids(wanted)
 
     def _refresh(self, uow: UnitOfWork, fresh: set[UUID]) -> bool:
         """Reloads the cached aggregates the current command read; True when any had changed.
@@ -237,6 +274,7 @@ class Writer:
             replay = False
             fresh: set[UUID] = set()  # aggregates read from the store during this attempt
             self._fresh = fresh
+            self._absent = self._absent_streams(batch)
             for i, item in enumerate(batch):
                 if i in failed:
                     continue

@@ -50,6 +50,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=schema, events=events)
+        self._existing = SQL(
+            "SELECT DISTINCT originator_id FROM {schema}.{events} "
+            "WHERE originator_id = ANY(%s) AND originator_version = 1"
+        ).format(schema=schema, events=events)
         self._version_at = SQL(
             "SELECT max(originator_version) AS v FROM {schema}.{events} "
             "WHERE originator_id = %s AND notification_id <= %s"
@@ -80,6 +84,15 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             ),
             prepare=True,
         )
+
+    def existing_ids(self, ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these streams exist (one indexed query for a whole batch)."""
+        ids = list(ids)
+        if not ids:
+            return set()
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._existing, (ids,), prepare=True)
+            return {r["originator_id"] for r in curs.fetchall()}
 
     def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:
         keys = list(keys)

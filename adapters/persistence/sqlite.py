@@ -36,6 +36,21 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             )
         return super()._insert_events(c, stored_events, **kwargs)
 
+    def existing_ids(self, ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these streams exist."""
+        ids = list(ids)
+        out: set[UUID] = set()
+        with self.datastore.transaction(commit=False) as c:
+            for i in range(0, len(ids), 500):
+                chunk = [x.hex for x in ids[i : i + 500]]
+                c.execute(
+                    f"SELECT originator_id FROM {self.events_table_name} "
+                    f"WHERE originator_version = 1 AND originator_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                out.update(self.convert_originator_id(r["originator_id"]) for r in c.fetchall())
+        return out
+
     def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:
         keys = list(keys)
         out: dict[str, tuple[str, Any]] = {}

@@ -97,3 +97,20 @@ def test_a_repeated_key_in_one_batch_and_across_writers_is_applied_once(pg_url):
         outcomes = [f.result(timeout=60) for f in futures]
         assert sum(1 for o in outcomes if not o.get("duplicate")) == 1
         assert a.history.stock("S", "WH").on_hand == 4
+
+
+def test_two_writers_capturing_the_same_new_orders_reserve_each_order_once(pg_url):
+    with Ledger(ledger_env(pg_url)) as a, Ledger(ledger_env(pg_url)) as b:
+        a.receive("S", "WH", 1000, "stock")
+        b.history.stock("S", "WH")
+
+        def capture(i: int) -> c.CaptureOrder:
+            return c.CaptureOrder(order_id=f"o{i}", channel="web", lines=(
+                {"line_id": "1", "sku": "S", "quantity": 2, "location": "WH"},))
+
+        futures = [ledger.submit(capture(i)) for i in range(60) for ledger in (a, b)]
+        outcomes = [f.result(timeout=60) for f in futures]
+        assert all(o["lines"][0]["reserved"] == 2 for o in outcomes)
+        a.writer.evict()
+        s = a.history.stock("S", "WH")
+        assert s.reserved == 120 and len(s.reservations) == 60
