@@ -44,7 +44,7 @@ def reconcile(levels: int = 100_000, url: str = DEFAULT_URL) -> dict[str, float]
         for f in futures:
             f.result()
         seeded = time.perf_counter() - t
-        snap = Snapshot("erp", at, [Level(f"S{i}", "L", 10 - (i % 100 == 0)) for i in range(levels)])
+        snap = Snapshot("erp", at, [Level(f"S{i}", "L", 10 + (i % 100 == 0)) for i in range(levels)])
         r = Reconciler(StockStreams.of(db, ledger.app))
         t = time.perf_counter()
         report = r.reconcile(snap, keep=False)
