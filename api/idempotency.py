@@ -45,11 +45,13 @@ class IdempotencyStore:
         self._ready = False
 
     def create_tables(self) -> None:
-        self.db.script([
-            "CREATE TABLE IF NOT EXISTS idempotency_keys (scope TEXT NOT NULL, key TEXT NOT NULL, "
-            "fingerprint TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL, status INTEGER, "
-            f"headers TEXT, body {self.db.blob}, completed_at TEXT, PRIMARY KEY (scope, key))"
-        ])
+        self.db.script(
+            [
+                "CREATE TABLE IF NOT EXISTS idempotency_keys (scope TEXT NOT NULL, key TEXT NOT NULL, "
+                "fingerprint TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL, status INTEGER, "
+                f"headers TEXT, body {self.db.blob}, completed_at TEXT, PRIMARY KEY (scope, key))"
+            ]
+        )
         self._ready = True
 
     def claim(self, scope: str, key: str, fingerprint: str) -> dict[str, Any] | None:
@@ -72,7 +74,11 @@ class IdempotencyStore:
             ).fetchone()
             if row is None:
                 return {"status": None, "fingerprint": fingerprint, "claimed_at": now}
-            if row["status"] is None and row["fingerprint"] == fingerprint and now - row["claimed_at"] > STALE_SECONDS:
+            if (
+                row["status"] is None
+                and row["fingerprint"] == fingerprint
+                and now - row["claimed_at"] > STALE_SECONDS
+            ):
                 taken = tx.execute(
                     "UPDATE idempotency_keys SET claimed_at = %s WHERE scope = %s AND key = %s "
                     "AND status IS NULL AND claimed_at = %s",
@@ -86,13 +92,20 @@ class IdempotencyStore:
         self.db.execute(
             "UPDATE idempotency_keys SET status = %s, headers = %s, body = %s, completed_at = %s "
             "WHERE scope = %s AND key = %s",
-            (status, orjson.dumps(headers).decode(), body, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             scope, key),
+            (
+                status,
+                orjson.dumps(headers).decode(),
+                body,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                scope,
+                key,
+            ),
         )
 
     def release(self, scope: str, key: str) -> None:
-        self.db.execute("DELETE FROM idempotency_keys WHERE scope = %s AND key = %s AND status IS NULL",
-                        (scope, key))
+        self.db.execute(
+            "DELETE FROM idempotency_keys WHERE scope = %s AND key = %s AND status IS NULL", (scope, key)
+        )
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
@@ -112,8 +125,12 @@ def _name_route(scope: Scope) -> None:
 def fingerprint(scope: Scope, body: bytes) -> str:
     h = hashlib.sha256()
     headers = _headers(scope)
-    for part in (scope.get("method", ""), scope.get("path", ""), scope.get("query_string", b"").decode("latin-1"),
-                 headers.get(b"if-match", b"").decode("latin-1")):
+    for part in (
+        scope.get("method", ""),
+        scope.get("path", ""),
+        scope.get("query_string", b"").decode("latin-1"),
+        headers.get(b"if-match", b"").decode("latin-1"),
+    ):
         h.update(part.encode() + b"\n")
     h.update(body)
     return h.hexdigest()
@@ -134,7 +151,11 @@ class Idempotency:
         return store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path", "").startswith(SKIPPED_PATHS):
+        if (
+            scope["type"] != "http"
+            or scope.get("method") != "POST"
+            or scope.get("path", "").startswith(SKIPPED_PATHS)
+        ):
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
@@ -146,9 +167,12 @@ class Idempotency:
         key = raw.decode("latin-1")
         path = scope.get("path")
         if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable() or not key.isascii():
-            await problem_response(422, "validation-error",
-                                   f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
-                                   path)(scope, receive, send)
+            await problem_response(
+                422,
+                "validation-error",
+                f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters",
+                path,
+            )(scope, receive, send)
             return
         body = scope.get("state", {}).get("body")
         if body is None:  # no BodyGuard in front: read the body here
@@ -208,14 +232,19 @@ class Idempotency:
         path = scope.get("path")
         _name_route(scope)
         if row["fingerprint"] != fp:
-            response = problem_response(422, "idempotency-key-reused",
-                                        "this Idempotency-Key was used with another request", path)
+            response = problem_response(
+                422, "idempotency-key-reused", "this Idempotency-Key was used with another request", path
+            )
             await response(scope, receive, send)
             return
         if row["status"] is None:
-            response = problem_response(409, "idempotency-key-in-progress",
-                                        "the first request with this Idempotency-Key is still running", path,
-                                        headers={"retry-after": "1"})
+            response = problem_response(
+                409,
+                "idempotency-key-in-progress",
+                "the first request with this Idempotency-Key is still running",
+                path,
+                headers={"retry-after": "1"},
+            )
             await response(scope, receive, send)
             return
         headers = orjson.loads(row["headers"] or "{}")

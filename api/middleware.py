@@ -99,12 +99,18 @@ class RequestContext:
                 await self.app(scope, receive, send_with_ids)
             except Exception as e:
                 # A bug, never an answer to input: log it (masked) and answer a bare problem.
-                log.error("unhandled error", method=scope.get("method"), route=route_of(scope),
-                          error=type(e).__name__, exc_info=e)
+                log.error(
+                    "unhandled error",
+                    method=scope.get("method"),
+                    route=route_of(scope),
+                    error=type(e).__name__,
+                    exc_info=e,
+                )
                 if started_response:
                     raise
-                await problem_response(500, "internal-error", "an unexpected error occurred",
-                                       scope.get("path"))(scope, receive, send_with_ids)
+                await problem_response(
+                    500, "internal-error", "an unexpected error occurred", scope.get("path")
+                )(scope, receive, send_with_ids)
             finally:
                 elapsed = time.perf_counter() - started
                 route = route_of(scope)
@@ -134,7 +140,8 @@ class BodyGuard:
         if length is not None:
             if not length.strip().isdigit():
                 await problem_response(400, "malformed-request", "Content-Length is not a number", path)(
-                    scope, receive, send)
+                    scope, receive, send
+                )
                 return
             if int(length) > limit:
                 await self._too_large(scope, receive, send, limit)
@@ -160,8 +167,9 @@ class BodyGuard:
         if body and path.startswith(JSON_PREFIXES) and not path.startswith(RAW_BODY_PATHS):
             ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
             if ctype and not (ctype == "application/json" or ctype.endswith("+json")):
-                await problem_response(415, "unsupported-media-type", "the body must be application/json",
-                                       path)(scope, receive, send)
+                await problem_response(
+                    415, "unsupported-media-type", "the body must be application/json", path
+                )(scope, receive, send)
                 return
         scope.setdefault("state", {})["body"] = body
         replayed = False
@@ -177,6 +185,11 @@ class BodyGuard:
 
     @staticmethod
     async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = problem_response(413, "body-too-large", f"the body is larger than {limit} bytes",
-                                    scope.get("path"), headers={"connection": "close"})
+        response = problem_response(
+            413,
+            "body-too-large",
+            f"the body is larger than {limit} bytes",
+            scope.get("path"),
+            headers={"connection": "close"},
+        )
         await response(scope, receive, send)

@@ -23,9 +23,16 @@ log = logging.getLogger("ledger.metrics")
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
-                             "description": "Prometheus text exposition"}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition",
+        }
+    },
+)
 async def metrics() -> Response:
     """Prometheus metrics: request latency by route, events appended by type, lag, outbox depth, ..."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -29,48 +29,89 @@ def _answer(outcome: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
-async def capture(body: NewOrder, request: Request, container: ContainerDep, _: Ingester,
-                  idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def capture(
+    body: NewOrder,
+    request: Request,
+    container: ContainerDep,
+    _: Ingester,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Capture an order and reserve every line (at its location, or in the channel's locations).
 
     409 `insufficient-stock` when a line cannot be reserved, unless `allow_partial` is true.
     """
     lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
-    cmd = CaptureOrder(order_id=body.order_id, channel=body.channel, lines=lines, allow_partial=body.allow_partial,
-                       cause=cause_from(request, reference=body.order_id))
+    cmd = CaptureOrder(
+        order_id=body.order_id,
+        channel=body.channel,
+        lines=lines,
+        allow_partial=body.allow_partial,
+        cause=cause_from(request, reference=body.order_id),
+    )
     return _answer(await execute(container, cmd))
 
 
 @router.post("/{order_id}/shipments", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
-async def ship(order_id: OrderId, body: Shipment, request: Request, container: ContainerDep, _: Ingester,
-               idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def ship(
+    order_id: OrderId,
+    body: Shipment,
+    request: Request,
+    container: ContainerDep,
+    _: Ingester,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Record a shipment: the reserved units leave on hand. A repeated `shipment_id` appends nothing."""
     check_id(order_id, "order_id")
     lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
-    cmd = ShipOrder(order_id=order_id, shipment_id=body.shipment_id, lines=lines,
-                    cause=cause_from(request, reference=body.shipment_id))
+    cmd = ShipOrder(
+        order_id=order_id,
+        shipment_id=body.shipment_id,
+        lines=lines,
+        cause=cause_from(request, reference=body.shipment_id),
+    )
     return _answer(await execute(container, cmd))
 
 
 @router.post("/{order_id}/cancellation", status_code=200, response_model=OrderView, responses=WRITE_PROBLEMS)
-async def cancel(order_id: OrderId, body: Cancellation, request: Request, container: ContainerDep, _: Ingester,
-                 idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def cancel(
+    order_id: OrderId,
+    body: Cancellation,
+    request: Request,
+    container: ContainerDep,
+    _: Ingester,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Cancel the whole order, or some units of some lines; their reservations are released."""
     check_id(order_id, "order_id")
     lines = None if body.lines is None else tuple(x.model_dump() for x in body.lines)
-    cmd = CancelOrder(order_id=order_id, reason=body.reason, lines=lines, reference=body.reference,
-                      cause=cause_from(request, reference=body.reference))
+    cmd = CancelOrder(
+        order_id=order_id,
+        reason=body.reason,
+        lines=lines,
+        reference=body.reference,
+        cause=cause_from(request, reference=body.reference),
+    )
     return _answer(await execute(container, cmd))
 
 
 @router.post("/{order_id}/returns", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
-async def return_items(order_id: OrderId, body: Return, request: Request, container: ContainerDep, _: Ingester,
-                       idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def return_items(
+    order_id: OrderId,
+    body: Return,
+    request: Request,
+    container: ContainerDep,
+    _: Ingester,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Record returned units: `restock` puts them back on hand, `damaged` keeps them unavailable."""
     check_id(order_id, "order_id")
     lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
-    cmd = ReturnItems(order_id=order_id, return_id=body.return_id, lines=lines,
-                      cause=cause_from(request, reference=body.return_id))
+    cmd = ReturnItems(
+        order_id=order_id,
+        return_id=body.return_id,
+        lines=lines,
+        cause=cause_from(request, reference=body.return_id),
+    )
     return _answer(await execute(container, cmd))
 
 

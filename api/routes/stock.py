@@ -18,7 +18,6 @@ from api.middleware import cause_from
 from api.models import (
     Adjustment,
     EventPage,
-    Id,
     Receipt,
     StockView,
     Transfer,
@@ -34,13 +33,19 @@ router = APIRouter(prefix="/v1/stock", tags=["stock"])
 
 IfMatch = Annotated[
     str | None,
-    Header(alias="If-Match", max_length=40,
-           description="compare-and-set: the stream version the write expects (the ETag of a read)"),
+    Header(
+        alias="If-Match",
+        max_length=40,
+        description="compare-and-set: the stream version the write expects (the ETag of a read)",
+    ),
 ]
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", max_length=255,
-           description="a repeat with the same key and body returns the first answer and appends nothing"),
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="a repeat with the same key and body returns the first answer and appends nothing",
+    ),
 ]
 SkuPath = Annotated[str, Path(min_length=1, max_length=128)]
 VERSION = re.compile(r'^\s*(?:W/)?"?(\d{1,15})"?\s*$')
@@ -78,43 +83,92 @@ def _answer(response: Response, outcome: dict[str, Any], version: int | None = N
 
 
 @router.post("/receipts", status_code=201, response_model=StockView, responses=WRITE_PROBLEMS)
-async def receive(body: Receipt, request: Request, response: Response, container: ContainerDep,
-                  _: Ingester, if_match: IfMatch = None, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def receive(
+    body: Receipt,
+    request: Request,
+    response: Response,
+    container: ContainerDep,
+    _: Ingester,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Record units received at a location. A repeat of the same `reference` appends nothing."""
-    cmd = ReceiveStock(sku=body.sku, location=body.location, quantity=body.quantity, reference=body.reference,
-                       if_match=if_match_version(if_match), cause=cause_from(request, reference=body.reference))
+    cmd = ReceiveStock(
+        sku=body.sku,
+        location=body.location,
+        quantity=body.quantity,
+        reference=body.reference,
+        if_match=if_match_version(if_match),
+        cause=cause_from(request, reference=body.reference),
+    )
     outcome = await execute(container, cmd)
     return _answer(response, outcome, outcome["version"])
 
 
 @router.post("/adjustments", status_code=201, response_model=StockView, responses=WRITE_PROBLEMS)
-async def adjust(body: Adjustment, request: Request, response: Response, container: ContainerDep,
-                 _: Ingester, if_match: IfMatch = None, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+async def adjust(
+    body: Adjustment,
+    request: Request,
+    response: Response,
+    container: ContainerDep,
+    _: Ingester,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Correct on hand by a signed delta; 409 `insufficient-stock` below zero or below what is reserved."""
-    cmd = AdjustStock(sku=body.sku, location=body.location, delta=body.delta, reason=body.reason,
-                      reference=body.reference, if_match=if_match_version(if_match),
-                      cause=cause_from(request, reference=body.reference))
+    cmd = AdjustStock(
+        sku=body.sku,
+        location=body.location,
+        delta=body.delta,
+        reason=body.reason,
+        reference=body.reference,
+        if_match=if_match_version(if_match),
+        cause=cause_from(request, reference=body.reference),
+    )
     outcome = await execute(container, cmd)
     return _answer(response, outcome, outcome["version"])
 
 
-@router.post("/transfers", status_code=201, response_model=TransferView, response_model_by_alias=True,
-             responses=WRITE_PROBLEMS)
-async def transfer(body: Transfer, request: Request, response: Response, container: ContainerDep,
-                   _: Ingester, if_match: IfMatch = None, idempotency_key: IdempotencyKey = None) -> dict[str, Any]:
+@router.post(
+    "/transfers",
+    status_code=201,
+    response_model=TransferView,
+    response_model_by_alias=True,
+    responses=WRITE_PROBLEMS,
+)
+async def transfer(
+    body: Transfer,
+    request: Request,
+    response: Response,
+    container: ContainerDep,
+    _: Ingester,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
     """Move units between two locations. `If-Match` is compared with the source's version."""
-    cmd = TransferStock(sku=body.sku, from_location=body.from_location, to_location=body.to_location,
-                        quantity=body.quantity, reference=body.reference, if_match=if_match_version(if_match),
-                        cause=cause_from(request, reference=body.reference))
+    cmd = TransferStock(
+        sku=body.sku,
+        from_location=body.from_location,
+        to_location=body.to_location,
+        quantity=body.quantity,
+        reference=body.reference,
+        if_match=if_match_version(if_match),
+        cause=cause_from(request, reference=body.reference),
+    )
     outcome = await execute(container, cmd)
     return _answer(response, outcome, outcome["from"]["version"])
 
 
 @router.get("/{sku}/{location}", response_model=StockView, responses=problems(401, 403, 404, 422))
-async def stock(sku: SkuPath, location: SkuPath, response: Response, container: ContainerDep, _: Auditor,
-                as_of: Annotated[datetime | None, Query(description="RFC 3339 moment, with its offset")] = None,
-                position: Annotated[int | None, Query(ge=0, le=2**62, description="a ledger position")] = None,
-                ) -> dict[str, Any]:
+async def stock(
+    sku: SkuPath,
+    location: SkuPath,
+    response: Response,
+    container: ContainerDep,
+    _: Auditor,
+    as_of: Annotated[datetime | None, Query(description="RFC 3339 moment, with its offset")] = None,
+    position: Annotated[int | None, Query(ge=0, le=2**62, description="a ledger position")] = None,
+) -> dict[str, Any]:
     """The stock of a SKU at a location, now (straight from the ledger), at a moment, or at a position."""
     check_id(sku, "sku"), check_id(location, "location")
     if as_of is not None and position is not None:
@@ -130,8 +184,12 @@ async def stock(sku: SkuPath, location: SkuPath, response: Response, container: 
     else:
         s = await run_in_threadpool(history.stock, sku, location)
     if s is None:
-        raise Problem(404, "stock-not-found", f"no stock events for {sku} at {location}"
-                      + (" by then" if as_of is not None or position is not None else ""))
+        raise Problem(
+            404,
+            "stock-not-found",
+            f"no stock events for {sku} at {location}"
+            + (" by then" if as_of is not None or position is not None else ""),
+        )
     response.headers["ETag"] = etag(s.version)
     return stock_view(s)  # type: ignore[arg-type]
 
@@ -169,8 +227,16 @@ def event_item(position: int, event: Any) -> dict[str, Any]:
     }
 
 
-def read_page(container: Any, sku: str, location: str, after: int, limit: int, types: set[str],
-              since: datetime | None, until: datetime | None) -> dict[str, Any]:
+def read_page(
+    container: Any,
+    sku: str,
+    location: str,
+    after: int,
+    limit: int,
+    types: set[str],
+    since: datetime | None,
+    until: datetime | None,
+) -> dict[str, Any]:
     """One page of a stream's events, filtered; scans at most MAX_SCAN events, then hands out a cursor."""
     agg_id = stock_id(sku, location)
     items: list[dict[str, Any]] = []
@@ -207,11 +273,15 @@ def read_page(container: Any, sku: str, location: str, after: int, limit: int, t
 
 @router.get("/{sku}/{location}/events", response_model=EventPage, responses=problems(401, 403, 422))
 async def events(
-    sku: SkuPath, location: SkuPath, container: ContainerDep, _: Auditor,
+    sku: SkuPath,
+    location: SkuPath,
+    container: ContainerDep,
+    _: Auditor,
     after: Annotated[int, Query(ge=0, le=2**62, description="ledger position to start after")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    type: Annotated[list[str] | None, Query(max_length=50, description="event types to keep, e.g. StockReceived")]
-    = None,
+    type: Annotated[
+        list[str] | None, Query(max_length=50, description="event types to keep, e.g. StockReceived")
+    ] = None,
     since: Annotated[datetime | None, Query(description="RFC 3339: events recorded at or after")] = None,
     until: Annotated[datetime | None, Query(description="RFC 3339: events recorded at or before")] = None,
 ) -> dict[str, Any]:

@@ -17,4 +17,3 @@ def api(sqlite_url: str) -> Iterator[Api]:
 def any_api(database_url: str) -> Iterator[Api]:
     """The same app once on SQLite and once on PostgreSQL."""
     yield from make_api(database_url)
-

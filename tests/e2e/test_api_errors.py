@@ -56,21 +56,37 @@ def test_a_receipt_outside_the_bounds_is_422_and_writes_nothing(api: Api, body: 
 
 def test_malformed_json_is_400(api: Api) -> None:
     for raw in (b"{", b'{"sku": }', b"\xff\xfe\x00", b'{"quantity": 1' + b"1" * 5000 + b"}", b"NaN"):
-        r = api.client.post("/v1/stock/receipts", content=raw,
-                            headers=api.auth("ingest:write", **{"Content-Type": "application/json"}))
+        r = api.client.post(
+            "/v1/stock/receipts",
+            content=raw,
+            headers=api.auth("ingest:write", **{"Content-Type": "application/json"}),
+        )
         assert r.status_code in (400, 422), (raw[:20], r.status_code)
         assert_problem(r, r.status_code)
-    assert_problem(api.client.post("/v1/stock/receipts", content=b"{", headers=api.auth(
-        "ingest:write", **{"Content-Type": "application/json"})), 400, "malformed-json")
+    assert_problem(
+        api.client.post(
+            "/v1/stock/receipts",
+            content=b"{",
+            headers=api.auth("ingest:write", **{"Content-Type": "application/json"}),
+        ),
+        400,
+        "malformed-json",
+    )
 
 
 def test_a_non_json_body_is_415(api: Api) -> None:
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
-        r = api.client.post("/v1/stock/receipts", content=b"sku=S1", headers=api.auth("ingest:write", **{
-            "Content-Type": ctype}))
+        r = api.client.post(
+            "/v1/stock/receipts",
+            content=b"sku=S1",
+            headers=api.auth("ingest:write", **{"Content-Type": ctype}),
+        )
         assert_problem(r, 415, "unsupported-media-type")
-    ok = api.client.post("/v1/stock/receipts", content=b'{"sku":"S","location":"L","quantity":1,"reference":"r"}',
-                         headers=api.auth("ingest:write", **{"Content-Type": "application/json; charset=utf-8"}))
+    ok = api.client.post(
+        "/v1/stock/receipts",
+        content=b'{"sku":"S","location":"L","quantity":1,"reference":"r"}',
+        headers=api.auth("ingest:write", **{"Content-Type": "application/json; charset=utf-8"}),
+    )
     assert ok.status_code == 201
 
 
@@ -85,8 +101,11 @@ def test_a_body_over_the_limit_is_413_by_length_and_by_stream(sqlite_url: str) -
             for _ in range(10):
                 yield b" " * 1000  # no Content-Length: the guard counts the stream
 
-        r = api.client.post("/v1/stock/receipts", content=chunks(),
-                            headers=api.auth("ingest:write", **{"Content-Type": "application/json"}))
+        r = api.client.post(
+            "/v1/stock/receipts",
+            content=chunks(),
+            headers=api.auth("ingest:write", **{"Content-Type": "application/json"}),
+        )
         assert_problem(r, 413, "body-too-large")
         assert api.event_count() == 0
         assert api.post("/v1/stock/receipts", GOOD).status_code == 201
@@ -106,20 +125,39 @@ def test_bad_paths_and_queries_are_4xx_problems(api: Api) -> None:
     assert_problem(api.get("/v1/stock/S/W/events", since="not-a-time"), 422)
     assert_problem(api.get("/v1/stock/S/W", position="abc"), 422)
     assert_problem(api.get("/v1/orders/a%01b"), 422)
-    assert_problem(api.client.post("/v1/stock/receipts", json=GOOD,
-                                   headers=api.auth("ingest:write", **{"Idempotency-Key": "k" * 300})), 422)
-    assert_problem(api.client.post("/v1/stock/receipts", json=GOOD,
-                                   headers=api.auth("ingest:write", **{"Content-Length": "abc"})), 400)
+    assert_problem(
+        api.client.post(
+            "/v1/stock/receipts",
+            json=GOOD,
+            headers=api.auth("ingest:write", **{"Idempotency-Key": "k" * 300}),
+        ),
+        422,
+    )
+    assert_problem(
+        api.client.post(
+            "/v1/stock/receipts", json=GOOD, headers=api.auth("ingest:write", **{"Content-Length": "abc"})
+        ),
+        400,
+    )
 
 
 BAD_ORDERS = [
     {"order_id": "o", "channel": "web", "lines": []},
     {"order_id": "o", "channel": "web"},
     {"order_id": "o", "channel": "web", "lines": [{"line_id": "1", "sku": "S", "quantity": 0}]},
-    {"order_id": "o", "channel": "web", "lines": [{"line_id": "1", "sku": "S", "quantity": 1, "colour": "red"}]},
+    {
+        "order_id": "o",
+        "channel": "web",
+        "lines": [{"line_id": "1", "sku": "S", "quantity": 1, "colour": "red"}],
+    },
     {"order_id": "o", "channel": "web", "lines": [{"line_id": "1", "sku": "S", "quantity": 1}] * 2},
     {"order_id": "o\x7f", "channel": "web", "lines": [{"line_id": "1", "sku": "S", "quantity": 1}]},
-    {"order_id": "o", "channel": "web", "lines": [{"line_id": "1", "sku": "S", "quantity": 1}], "allow_partial": 1},
+    {
+        "order_id": "o",
+        "channel": "web",
+        "lines": [{"line_id": "1", "sku": "S", "quantity": 1}],
+        "allow_partial": 1,
+    },
     {"order_id": "o", "channel": "web", "lines": "S"},
 ]
 
@@ -132,18 +170,31 @@ def test_an_order_outside_the_bounds_is_422(api: Api, body: dict) -> None:
 
 def test_bad_order_steps_are_422(api: Api) -> None:
     oid = uid()
-    assert_problem(api.post(f"/v1/orders/{oid}/returns", {
-        "return_id": "R", "lines": [{"line_id": "L", "quantity": 1, "disposition": "lost"}]}), 422)
+    assert_problem(
+        api.post(
+            f"/v1/orders/{oid}/returns",
+            {"return_id": "R", "lines": [{"line_id": "L", "quantity": 1, "disposition": "lost"}]},
+        ),
+        422,
+    )
     assert_problem(api.post(f"/v1/orders/{oid}/shipments", {"shipment_id": "S", "lines": []}), 422)
     assert_problem(api.post(f"/v1/orders/{oid}/cancellation", {"reason": ""}), 422)
     assert_problem(api.post("/v1/stock/adjustments", {**GOOD, "delta": 0, "reason": "x"}), 422)
-    assert_problem(api.post("/v1/stock/adjustments", {"sku": "S", "location": "L", "delta": 0, "reason": "x",
-                                                      "reference": "r"}), 422)
+    assert_problem(
+        api.post(
+            "/v1/stock/adjustments",
+            {"sku": "S", "location": "L", "delta": 0, "reason": "x", "reference": "r"},
+        ),
+        422,
+    )
 
 
 def test_ids_and_errors_travel_in_headers(api: Api) -> None:
-    r = api.client.post("/v1/stock/receipts", json={**GOOD, "quantity": 0},
-                        headers=api.auth("ingest:write", **{"X-Request-Id": "req-1", "X-Correlation-Id": "c-9"}))
+    r = api.client.post(
+        "/v1/stock/receipts",
+        json={**GOOD, "quantity": 0},
+        headers=api.auth("ingest:write", **{"X-Request-Id": "req-1", "X-Correlation-Id": "c-9"}),
+    )
     assert r.headers["x-request-id"] == "req-1" and r.headers["x-correlation-id"] == "c-9"
     odd = api.client.get("/healthz", headers={"X-Request-Id": "has spaces and\ttabs"})
     assert odd.headers["x-request-id"] != "has spaces and\ttabs" and len(odd.headers["x-request-id"]) == 32
@@ -154,6 +205,7 @@ def test_an_unexpected_error_answers_a_bare_500_problem(sqlite_url: str) -> None
     gen = make_api(sqlite_url)
     api = next(gen)
     try:
+
         @api.client.app.get("/v1/test-boom")
         async def boom() -> None:
             raise RuntimeError("secret detail ann@example.com")

@@ -6,7 +6,9 @@ from e2e_api import Api, uid
 
 
 def stock(api: Api, sku: str, location: str, quantity: int) -> None:
-    r = api.post("/v1/stock/receipts", {"sku": sku, "location": location, "quantity": quantity, "reference": uid()})
+    r = api.post(
+        "/v1/stock/receipts", {"sku": sku, "location": location, "quantity": quantity, "reference": uid()}
+    )
     assert r.status_code == 201, r.text
 
 
@@ -55,8 +57,10 @@ def test_an_order_that_cannot_be_reserved_changes_nothing_unless_partial_is_aske
     a, b = uid("sku-"), uid("sku-")
     stock(api, a, "W1", 5)
     stock(api, b, "W1", 1)
-    lines = [{"line_id": "1", "sku": a, "quantity": 2, "location": "W1"},
-             {"line_id": "2", "sku": b, "quantity": 2, "location": "W1"}]
+    lines = [
+        {"line_id": "1", "sku": a, "quantity": 2, "location": "W1"},
+        {"line_id": "2", "sku": b, "quantity": 2, "location": "W1"},
+    ]
     oid = uid("o-")
     count = api.event_count()
     r = api.post("/v1/orders", {"order_id": oid, "channel": "web", "lines": lines})
@@ -65,7 +69,9 @@ def test_an_order_that_cannot_be_reserved_changes_nothing_unless_partial_is_aske
     assert api.event_count() == count
     assert on_hand(api, a, "W1")["reserved"] == 0
     assert api.get(f"/v1/orders/{oid}").status_code == 404
-    partial = api.post("/v1/orders", {"order_id": oid, "channel": "web", "lines": lines, "allow_partial": True})
+    partial = api.post(
+        "/v1/orders", {"order_id": oid, "channel": "web", "lines": lines, "allow_partial": True}
+    )
     assert partial.status_code == 201
     reserved = {x["line_id"]: x["reserved"] for x in partial.json()["lines"]}
     assert reserved == {"1": 2, "2": 0} and partial.json()["stage"] == "captured"
@@ -77,37 +83,47 @@ def test_ship_cancel_and_return_move_stock_and_stage(any_api: Api) -> None:
     body = order(sku, 4)
     oid = body["order_id"]
     any_api.post("/v1/orders", body)
-    shipped = any_api.post(f"/v1/orders/{oid}/shipments",
-                           {"shipment_id": "S1", "lines": [{"line_id": "L1", "quantity": 3}]})
+    shipped = any_api.post(
+        f"/v1/orders/{oid}/shipments", {"shipment_id": "S1", "lines": [{"line_id": "L1", "quantity": 3}]}
+    )
     assert shipped.status_code == 201, shipped.text
     assert shipped.json()["stage"] == "partially_shipped"
     s = on_hand(any_api, sku, "W1")
     assert (s["on_hand"], s["reserved"]) == (7, 1)
     count = any_api.event_count()
-    again = any_api.post(f"/v1/orders/{oid}/shipments",
-                         {"shipment_id": "S1", "lines": [{"line_id": "L1", "quantity": 3}]})
+    again = any_api.post(
+        f"/v1/orders/{oid}/shipments", {"shipment_id": "S1", "lines": [{"line_id": "L1", "quantity": 3}]}
+    )
     assert again.status_code == 201 and any_api.event_count() == count
-    too_many = any_api.post(f"/v1/orders/{oid}/shipments",
-                            {"shipment_id": "S2", "lines": [{"line_id": "L1", "quantity": 2}]})
+    too_many = any_api.post(
+        f"/v1/orders/{oid}/shipments", {"shipment_id": "S2", "lines": [{"line_id": "L1", "quantity": 2}]}
+    )
     assert too_many.status_code == 409
-    unknown_line = any_api.post(f"/v1/orders/{oid}/shipments",
-                                {"shipment_id": "S3", "lines": [{"line_id": "nope", "quantity": 1}]})
+    unknown_line = any_api.post(
+        f"/v1/orders/{oid}/shipments", {"shipment_id": "S3", "lines": [{"line_id": "nope", "quantity": 1}]}
+    )
     assert unknown_line.status_code == 409
     cancelled = any_api.post(f"/v1/orders/{oid}/cancellation", {"reason": "customer"})
     assert cancelled.status_code == 200, cancelled.text
     assert on_hand(any_api, sku, "W1")["reserved"] == 0
-    returned = any_api.post(f"/v1/orders/{oid}/returns", {
-        "return_id": "R1", "lines": [{"line_id": "L1", "quantity": 2, "disposition": "restock"}]})
+    returned = any_api.post(
+        f"/v1/orders/{oid}/returns",
+        {"return_id": "R1", "lines": [{"line_id": "L1", "quantity": 2, "disposition": "restock"}]},
+    )
     assert returned.status_code == 201, returned.text
     assert returned.json()["stage"] in ("partially_returned", "returned")
     assert on_hand(any_api, sku, "W1")["on_hand"] == 9
-    damaged = any_api.post(f"/v1/orders/{oid}/returns", {
-        "return_id": "R2", "lines": [{"line_id": "L1", "quantity": 1, "disposition": "damaged"}]})
+    damaged = any_api.post(
+        f"/v1/orders/{oid}/returns",
+        {"return_id": "R2", "lines": [{"line_id": "L1", "quantity": 1, "disposition": "damaged"}]},
+    )
     assert damaged.status_code == 201
     s = on_hand(any_api, sku, "W1")
     assert (s["on_hand"], s["unavailable"], s["available"]) == (10, 1, 9)
-    over = any_api.post(f"/v1/orders/{oid}/returns", {
-        "return_id": "R3", "lines": [{"line_id": "L1", "quantity": 1, "disposition": "restock"}]})
+    over = any_api.post(
+        f"/v1/orders/{oid}/returns",
+        {"return_id": "R3", "lines": [{"line_id": "L1", "quantity": 1, "disposition": "restock"}]},
+    )
     assert over.status_code == 409
 
 
@@ -117,14 +133,20 @@ def test_a_cancellation_of_some_lines_needs_a_reference_and_releases_them(api: A
     body = order(sku, 5)
     oid = body["order_id"]
     api.post("/v1/orders", body)
-    no_ref = api.post(f"/v1/orders/{oid}/cancellation", {"reason": "oos", "lines": [{"line_id": "L1", "quantity": 2}]})
+    no_ref = api.post(
+        f"/v1/orders/{oid}/cancellation", {"reason": "oos", "lines": [{"line_id": "L1", "quantity": 2}]}
+    )
     assert no_ref.status_code == 422
-    r = api.post(f"/v1/orders/{oid}/cancellation",
-                 {"reason": "oos", "reference": "C1", "lines": [{"line_id": "L1", "quantity": 2}]})
+    r = api.post(
+        f"/v1/orders/{oid}/cancellation",
+        {"reason": "oos", "reference": "C1", "lines": [{"line_id": "L1", "quantity": 2}]},
+    )
     assert r.status_code == 200 and r.json()["stage"] == "partially_cancelled"
     assert on_hand(api, sku, "W1")["reserved"] == 3
-    too_many = api.post(f"/v1/orders/{oid}/cancellation",
-                        {"reason": "oos", "reference": "C2", "lines": [{"line_id": "L1", "quantity": 4}]})
+    too_many = api.post(
+        f"/v1/orders/{oid}/cancellation",
+        {"reason": "oos", "reference": "C2", "lines": [{"line_id": "L1", "quantity": 4}]},
+    )
     assert too_many.status_code == 409
 
 
@@ -135,7 +157,10 @@ def test_unknown_orders_are_404_for_reads_and_writes(api: Api) -> None:
     for path, body in (
         ("shipments", {"shipment_id": "S", "lines": [{"line_id": "L1", "quantity": 1}]}),
         ("cancellation", {"reason": "x"}),
-        ("returns", {"return_id": "R", "lines": [{"line_id": "L1", "quantity": 1, "disposition": "restock"}]}),
+        (
+            "returns",
+            {"return_id": "R", "lines": [{"line_id": "L1", "quantity": 1, "disposition": "restock"}]},
+        ),
     ):
         w = api.post(f"/v1/orders/{oid}/{path}", body)
         assert w.status_code == 404, (path, w.text)

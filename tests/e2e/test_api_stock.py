@@ -17,7 +17,13 @@ def test_a_receipt_answers_201_with_the_stock_and_its_version_as_etag(any_api: A
     r = any_api.post("/v1/stock/receipts", receipt(sku, quantity=7))
     assert r.status_code == 201, r.text
     body = r.json()
-    assert (body["sku"], body["location"], body["on_hand"], body["available"], body["reserved"]) == (sku, "W1", 7, 7, 0)
+    assert (body["sku"], body["location"], body["on_hand"], body["available"], body["reserved"]) == (
+        sku,
+        "W1",
+        7,
+        7,
+        0,
+    )
     assert r.headers["etag"] == f'"{body["version"]}"'
     got = any_api.get(f"/v1/stock/{sku}/W1")
     assert got.status_code == 200
@@ -44,7 +50,11 @@ def test_idempotency_key_replays_the_first_answer_and_refuses_another_body(any_a
     assert first.status_code == 201
     count = any_api.event_count()
     again = any_api.post("/v1/stock/receipts", body, **{"Idempotency-Key": key})
-    assert (again.status_code, again.json(), again.headers["etag"]) == (201, first.json(), first.headers["etag"])
+    assert (again.status_code, again.json(), again.headers["etag"]) == (
+        201,
+        first.json(),
+        first.headers["etag"],
+    )
     assert again.headers["idempotent-replayed"] == "true"
     assert any_api.event_count() == count
     changed = any_api.post("/v1/stock/receipts", {**body, "quantity": 6}, **{"Idempotency-Key": key})
@@ -59,8 +69,11 @@ def test_an_idempotency_key_belongs_to_its_caller(api: Api) -> None:
     sku, key = uid("sku-"), uid("key-")
     other = api.container.keys.create("other-writer", ["ingest:write"])[1]
     a = api.post("/v1/stock/receipts", receipt(sku, quantity=1), **{"Idempotency-Key": key})
-    b = api.client.post("/v1/stock/receipts", json=receipt(sku, quantity=2),
-                        headers={"Authorization": f"Bearer {other}", "Idempotency-Key": key})
+    b = api.client.post(
+        "/v1/stock/receipts",
+        json=receipt(sku, quantity=2),
+        headers={"Authorization": f"Bearer {other}", "Idempotency-Key": key},
+    )
     assert (a.status_code, b.status_code) == (201, 201)
     assert api.get(f"/v1/stock/{sku}/W1").json()["on_hand"] == 3
 
@@ -83,8 +96,11 @@ def test_a_refused_request_is_kept_under_its_key_and_a_401_is_not(api: Api) -> N
 def test_an_adjustment_below_zero_or_below_reserved_is_refused(any_api: Api) -> None:
     sku = uid("sku-")
     any_api.post("/v1/stock/receipts", receipt(sku, quantity=10))
-    order = {"order_id": uid("o-"), "channel": "web", "lines": [{"line_id": "1", "sku": sku, "quantity": 4,
-                                                                  "location": "W1"}]}
+    order = {
+        "order_id": uid("o-"),
+        "channel": "web",
+        "lines": [{"line_id": "1", "sku": sku, "quantity": 4, "location": "W1"}],
+    }
     assert any_api.post("/v1/orders", order).status_code == 201
     count = any_api.event_count()
     below_reserved = {"sku": sku, "location": "W1", "delta": -7, "reason": "count", "reference": uid()}
@@ -152,10 +168,15 @@ def test_events_page_by_position_filter_by_type_and_link_to_their_cause(any_api:
     sku = uid("sku-")
     refs = [uid("r-") for _ in range(5)]
     for ref in refs:
-        any_api.client.post("/v1/stock/receipts", json=receipt(sku, quantity=1, reference=ref),
-                            headers=any_api.auth("ingest:write", **{"X-Correlation-Id": "corr-" + ref}))
-    any_api.post("/v1/stock/adjustments",
-                 {"sku": sku, "location": "W1", "delta": -1, "reason": "damaged-box", "reference": "adj-1"})
+        any_api.client.post(
+            "/v1/stock/receipts",
+            json=receipt(sku, quantity=1, reference=ref),
+            headers=any_api.auth("ingest:write", **{"X-Correlation-Id": "corr-" + ref}),
+        )
+    any_api.post(
+        "/v1/stock/adjustments",
+        {"sku": sku, "location": "W1", "delta": -1, "reason": "damaged-box", "reference": "adj-1"},
+    )
     seen: list[dict] = []
     after = 0
     while True:

@@ -65,15 +65,21 @@ def served() -> Iterator[tuple[Any, str]]:
 
 
 @pytest.mark.parametrize("path,method,mode", CASES, ids=[f"{m} {p} {g.value}" for p, m, g in CASES])
-def test_the_api_honours_its_own_schema(served: tuple[Any, str], path: str, method: str,
-                                        mode: schemathesis.GenerationMode) -> None:
+def test_the_api_honours_its_own_schema(
+    served: tuple[Any, str], path: str, method: str, mode: schemathesis.GenerationMode
+) -> None:
     schema, token = served
     operation = schema[path][method]
     checks = CHECKS + ([negative_data_rejection] if mode is NEGATIVE else [])
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: schemathesis.Case) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -1,4 +1,4 @@
-"""Structured logs: personal data and secrets are masked; the access line carries ids, never bodies or tokens."""
+"""Structured logs: personal data and secrets are masked; the access line has ids, never bodies or tokens."""
 
 from __future__ import annotations
 
@@ -42,7 +42,9 @@ def test_secrets_and_personal_data_inside_free_text_are_masked() -> None:
     out = mask_text(text)
     assert "ann.lee@example.co.uk" not in out and "7946" not in out and "SECRETsecret" not in out
     assert mask({"Authorization": "Bearer lk_x", "X-Shopify-Hmac-Sha256": "abc"}) == {
-        "Authorization": "***", "X-Shopify-Hmac-Sha256": "***"}
+        "Authorization": "***",
+        "X-Shopify-Hmac-Sha256": "***",
+    }
 
 
 @pytest.fixture
@@ -69,8 +71,15 @@ def test_the_access_line_has_ids_route_and_status_but_no_body_or_token(json_logs
         app = create_app(container=container, run_workers=False)
         with TestClient(app) as client:
             body = {"sku": "S1", "location": "W1", "quantity": 1, "reference": "ann@example.com"}
-            r = client.post("/v1/stock/receipts", json=body, headers={
-                "Authorization": f"Bearer {token}", "X-Correlation-Id": "corr-42", "X-Request-Id": "req-42"})
+            r = client.post(
+                "/v1/stock/receipts",
+                json=body,
+                headers={
+                    "Authorization": f"Bearer {token}",
+                    "X-Correlation-Id": "corr-42",
+                    "X-Request-Id": "req-42",
+                },
+            )
             assert r.status_code == 201
             client.get("/v1/stock/S1/W1")  # 401: no token
     finally:
