@@ -11,6 +11,9 @@ one. The request's fingerprint is a hash of method, path, query, If-Match and bo
 - the same key while its first request still runs: 409 `idempotency-key-in-progress` with
   `Retry-After` (a claim older than `STALE_SECONDS` is taken over, after a crash).
 
+Keys are kept for `KEEP_SECONDS` (24 hours); after that the same key is new again. The domain's
+natural keys (a receipt's reference, an order id, a shipment id) still hold for ever.
+
 It runs inside `BodyGuard`, which has already buffered the body. The Shopify webhook route is
 left out: it de-duplicates on Shopify's own webhook id.
 """
@@ -35,6 +38,8 @@ NOT_KEPT = {401, 403, 429}
 STALE_SECONDS = 60.0
 SKIPPED_PATHS = ("/v1/webhooks/shopify",)
 MAX_KEY_LENGTH = 255
+KEEP_SECONDS = 24 * 3600
+PURGE_EVERY = 1000  # claims between two purges of expired keys
 
 
 class IdempotencyStore:
@@ -43,6 +48,7 @@ class IdempotencyStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._ready = False
+        self._claims = 0
 
     def create_tables(self) -> None:
         self.db.script(
@@ -58,6 +64,9 @@ class IdempotencyStore:
         """Claims the key (None) or returns the row that already holds it."""
         if not self._ready:
             self.create_tables()
+        self._claims += 1
+        if self._claims % PURGE_EVERY == 0:
+            self.purge()
         now = time.time()
         with self.db.transaction() as tx:
             n = tx.execute(
@@ -100,6 +109,12 @@ class IdempotencyStore:
                 scope,
                 key,
             ),
+        )
+
+    def purge(self, older_than: float = KEEP_SECONDS) -> int:
+        """Forgets keys claimed longer ago than `older_than` seconds (24 hours by default, like Stripe)."""
+        return self.db.execute(
+            "DELETE FROM idempotency_keys WHERE claimed_at < %s", (time.time() - older_than,)
         )
 
     def release(self, scope: str, key: str) -> None:

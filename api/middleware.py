@@ -20,6 +20,7 @@ from typing import Any
 
 import structlog
 from starlette.requests import Request
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.metrics import REQUEST_LATENCY
@@ -49,6 +50,12 @@ def _id_from(value: str | None) -> str | None:
 def route_of(scope: Scope) -> str:
     """The route template (`/v1/stock/{sku}/{location}`), never the raw path: bounded label values."""
     route = scope.get("route")
+    if route is None:  # plain Starlette routes (/openapi.json, /docs) are not always named in the scope
+        router = getattr(scope.get("app"), "router", None)
+        for candidate in getattr(router, "routes", ()):
+            if candidate.matches(scope)[0] != Match.NONE:
+                route = candidate
+                break
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else "unmatched"
 

@@ -233,3 +233,15 @@ def test_a_key_whose_first_request_still_runs_answers_409_in_progress(api: Api) 
     assert_problem(r, 409, "idempotency-key-in-progress")
     assert r.headers["retry-after"] == "1"
     assert api.event_count() == 0
+
+
+def test_idempotency_keys_are_forgotten_after_a_day(api: Api) -> None:
+    from api.idempotency import IdempotencyStore
+
+    body = {"sku": uid(), "location": "W1", "quantity": 1, "reference": uid()}
+    assert api.post("/v1/stock/receipts", body, **{"Idempotency-Key": "k-old"}).status_code == 201
+    store = IdempotencyStore(api.container.db)
+    assert store.purge() == 0
+    assert store.purge(older_than=-1) == 1
+    again = api.post("/v1/stock/receipts", body, **{"Idempotency-Key": "k-old"})
+    assert again.status_code == 201 and "idempotent-replayed" in again.headers  # the reference still holds

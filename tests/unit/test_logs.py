@@ -108,3 +108,18 @@ def test_exception_text_in_logs_is_masked(json_logs: io.StringIO) -> None:
     assert "failed" in out and "ValueError" in out
     for secret in ("ann@example.com", "7946", "bob@example.com", "carol@example.com"):
         assert secret not in out, out
+
+
+def test_routes_are_labelled_by_template_and_unknown_paths_by_one_label(
+    json_logs: io.StringIO, sqlite_url: str
+) -> None:
+    container = bootstrap(Settings(database_url=sqlite_url))
+    try:
+        with TestClient(create_app(container=container, run_workers=False)) as client:
+            for path in ("/openapi.json", "/healthz", "/no/such/path/1", "/no/such/path/2"):
+                client.get(path)
+    finally:
+        container.close()
+    lines = [json.loads(x) for x in json_logs.getvalue().splitlines() if x.startswith("{")]
+    routes = [x["route"] for x in lines if x.get("logger") == "ledger.access"]
+    assert routes == ["/openapi.json", "/healthz", "unmatched", "unmatched"]
