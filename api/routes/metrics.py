@@ -34,7 +34,7 @@ router = APIRouter(tags=["health"])
     },
 )
 async def metrics() -> Response:
-    """Prometheus metrics: request latency by route, events appended by type, lag, outbox depth, ..."""
+    """Prometheus text, with no token: scrape it on an internal port. Latency, events by type, lag, ..."""
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -39,6 +39,8 @@ async def capture(
     """Capture an order and reserve every line (at its location, or in the channel's locations).
 
     409 `insufficient-stock` when a line cannot be reserved, unless `allow_partial` is true.
+    The same order id with the same lines again answers 201 with the order as it stands and
+    appends nothing; with other lines, 409 `order-conflict`.
     """
     lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
     cmd = CaptureOrder(
