@@ -57,7 +57,7 @@ def _run(url: str, as_json: bool, jobs: list[tuple[str, Callable[[str], Any]]]) 
         if not as_json:
             typer.echo(r.line())
     if as_json:
-        typer.echo(json.dumps({"machine": facts, "results": [r.as_dict() for r in results]}, indent=2))
+        typer.echo(json.dumps({"machine": facts, "results": [r.as_dict() for r in results]}, indent=2, default=str))
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 

@@ -55,7 +55,7 @@ class Result:
         head = f"{self.name:<12} {self.events_per_s:>9,.0f} events/s {self.commands_per_s:>9,.0f} cmds/s"
         lat = f"p50 {self.p50_ms:6.1f} ms  p99 {self.p99_ms:6.1f} ms"
         base = f"{self.ratio:5.0%} of {self.baseline} ({self.baseline_rate:,.0f}/s)" if self.baseline else ""
-        status = "ok" if self.ok else "FAILED " + json.dumps({k: v for k, v in self.checks.items()})
+        status = "ok" if self.ok else "FAILED " + json.dumps(self.checks, default=str)
         return f"{head}  {lat}  {base}  {status}"
 
 

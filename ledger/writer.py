@@ -95,6 +95,7 @@ class Writer:
                       "refreshes": 0}
         self._fresh: set[UUID] = set()
         self._absent: set[UUID] = set()
+        self._snapped: dict[UUID, int] = {}  # version of each aggregate's last snapshot here
         # Test hook: called with the batch's aggregates after the decision, before the save
         # (the crash tests block here and kill the process).
         self.before_save: Callable[[list[Aggregate]], None] | None = None
@@ -360,13 +361,24 @@ class Writer:
             return outcomes
 
     def _snapshot(self, aggregates: list[Aggregate], new_events: dict[UUID, int]) -> None:
+        """Snapshots every aggregate that has gone `interval` events without one, after the commit.
+
+        The interval is SNAPSHOT_INTERVAL, or the aggregate's state size when that is larger (a
+        hot SKU with 50,000 open reservations): a snapshot costs O(state), so this keeps its cost
+        per event bounded, and a cold load never reads more events than it decodes entries.
+        """
         if self.app.snapshots is None:
             return
         snaps = []
         for agg in aggregates:
             n = new_events.get(agg.id, 0)
-            if agg.version // SNAPSHOT_INTERVAL > (agg.version - n) // SNAPSHOT_INTERVAL:
+            before = agg.version - n
+            last = self._snapped.get(agg.id, before - before % SNAPSHOT_INTERVAL)
+            if agg.version - last >= max(SNAPSHOT_INTERVAL, state_size(agg)):
                 snaps.append(type(agg).Snapshot.take(agg))
+                self._snapped[agg.id] = agg.version
+        if len(self._snapped) > self.cache_size:
+            self._snapped.clear()
         if snaps:
             try:
                 self.app.snapshots.put(snaps)
@@ -374,3 +386,8 @@ class Writer:
                 pass  # another process took the same snapshot
             except Exception:
                 log.warning("snapshot not stored", exc_info=True)
+
+
+def state_size(agg: Aggregate) -> int:
+    """Entries in an aggregate's collections (reservations, lines, ...): what a snapshot copies."""
+    return sum(len(v) for v in vars(agg).values() if isinstance(v, dict | list))

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 PG_RECORDER = "adapters.persistence.postgres:LedgerPostgresRecorder"
 SQLITE_RECORDER = "adapters.persistence.sqlite:LedgerSQLiteRecorder"
+TRANSCODER = "adapters.persistence.transcoder:OrjsonTranscoder"
 
 
 def is_postgres(url: str) -> bool:
@@ -41,7 +42,7 @@ def sqlite_path(url: str) -> str:
 
 def ledger_env(url: str, pool_size: int = 4) -> dict[str, str]:
     """The eventsourcing environment for a database URL (postgresql://... or sqlite:///path)."""
-    env = {"IS_SNAPSHOTTING_ENABLED": "y", "CREATE_TABLE": "y"}
+    env = {"IS_SNAPSHOTTING_ENABLED": "y", "CREATE_TABLE": "y", "TRANSCODER_TOPIC": TRANSCODER}
     if is_postgres(url):
         p = pg_parts(url)
         env.update(
