@@ -34,13 +34,17 @@ def reconcile(levels: int = 100_000, url: str = DEFAULT_URL) -> dict[str, float]
     db = Database(url)
     try:
         t = time.perf_counter()
-        futures = [ledger.submit(c.ReceiveStock(sku=f"S{i}", location="L", quantity=10, reference=f"r{i}"))
-                   for i in range(levels)]
+        futures = [
+            ledger.submit(c.ReceiveStock(sku=f"S{i}", location="L", quantity=10, reference=f"r{i}"))
+            for i in range(levels)
+        ]
         for f in futures:
             f.result()
         at = datetime.now(UTC)
-        futures = [ledger.submit(c.SellDirect(sku=f"S{i}", location="L", quantity=1, reference=f"s{i}"))
-                   for i in range(0, levels, 10)]
+        futures = [
+            ledger.submit(c.SellDirect(sku=f"S{i}", location="L", quantity=1, reference=f"s{i}"))
+            for i in range(0, levels, 10)
+        ]
         for f in futures:
             f.result()
         seeded = time.perf_counter() - t
@@ -49,8 +53,13 @@ def reconcile(levels: int = 100_000, url: str = DEFAULT_URL) -> dict[str, float]
         t = time.perf_counter()
         report = r.reconcile(snap, keep=False)
         took = time.perf_counter() - t
-        out = {"levels": levels, "seed_seconds": round(seeded, 1), "reconcile_seconds": round(took, 2),
-               "levels_per_second": round(levels / took), "mismatches": len(report["mismatches"])}
+        out = {
+            "levels": levels,
+            "seed_seconds": round(seeded, 1),
+            "reconcile_seconds": round(took, 2),
+            "levels_per_second": round(levels / took),
+            "mismatches": len(report["mismatches"]),
+        }
         assert out["mismatches"] == len(range(0, levels, 100)), out
         return out
     finally:

@@ -52,8 +52,12 @@ class Cause:
         return RANK[self.kind]
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "quantity": self.quantity, "basis": self.basis,
-                               "detail": self.detail}
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "quantity": self.quantity,
+            "basis": self.basis,
+            "detail": self.detail,
+        }
         if self.events:
             out["events"] = self.events
         if self.messages:
@@ -78,7 +82,8 @@ def timing(measure: str, external: int, s: AsOf) -> Cause | None:
         seen.append(f)
         if running == external:
             return Cause(
-                "timing", external - ledger,
+                "timing",
+                external - ledger,
                 f"the snapshot already counts {len(seen)} movement(s) recorded after observed_at "
                 f"(positions {_positions(seen)}): timing, not drift",
                 events=[x.ref() for x in seen],
@@ -93,7 +98,8 @@ def timing(measure: str, external: int, s: AsOf) -> Cause | None:
         if running == external:
             seen.reverse()
             return Cause(
-                "timing", external - ledger,
+                "timing",
+                external - ledger,
                 f"the snapshot does not yet count {len(seen)} movement(s) recorded just before observed_at "
                 f"(positions {_positions(seen)}): timing, not drift",
                 events=[x.ref() for x in seen],
@@ -101,9 +107,7 @@ def timing(measure: str, external: int, s: AsOf) -> Cause | None:
     return None
 
 
-def candidates(
-    measure: str, s: AsOf, messages: Sequence[InboundMessage], match: Any
-) -> list[Cause]:
+def candidates(measure: str, s: AsOf, messages: Sequence[InboundMessage], match: Any) -> list[Cause]:
     """Causes of a known size. `match(effect)` tells whether a message effect is this level's."""
     out: list[Cause] = []
     for m in messages:
@@ -111,35 +115,65 @@ def candidates(
         if not size:
             continue
         if m.status == "parked":
-            out.append(Cause("parked-message", size,
-                             f"inbound {m.source} message {m.id} was parked ({m.reason}); the outside system "
-                             f"counts it, the ledger does not", messages=[m.id]))
+            out.append(
+                Cause(
+                    "parked-message",
+                    size,
+                    f"inbound {m.source} message {m.id} was parked ({m.reason}); the outside system "
+                    f"counts it, the ledger does not",
+                    messages=[m.id],
+                )
+            )
         elif m.status == "duplicate":
-            out.append(Cause("duplicate-refused", size,
-                             f"inbound {m.source} message {m.id} was refused as a duplicate ({m.reason}); "
-                             f"the outside system seems to have counted it twice", messages=[m.id]))
+            out.append(
+                Cause(
+                    "duplicate-refused",
+                    size,
+                    f"inbound {m.source} message {m.id} was refused as a duplicate ({m.reason}); "
+                    f"the outside system seems to have counted it twice",
+                    messages=[m.id],
+                )
+            )
     held = s.held()
     sign = 1 if measure == "available" else -1
-    what = ("the outside system does not count {what} held by the ledger"
-            if measure == "available" else "the outside system already deducted {what} not yet shipped")
+    what = (
+        "the outside system does not count {what} held by the ledger"
+        if measure == "available"
+        else "the outside system already deducted {what} not yet shipped"
+    )
     for rid, n in held.items():
         facts = s.reservations[rid]
-        out.append(Cause("reservations-not-counted", sign * n,
-                         what.format(what=f"reservation {rid} ({n} unit(s), position {facts[0].position})"),
-                         events=[f.ref() for f in facts]))
+        out.append(
+            Cause(
+                "reservations-not-counted",
+                sign * n,
+                what.format(what=f"reservation {rid} ({n} unit(s), position {facts[0].position})"),
+                events=[f.ref() for f in facts],
+            )
+        )
     if len(held) > 1:
         total = sum(held.values())
         facts = [f for rid in held for f in s.reservations[rid]]
-        out.append(Cause("reservations-not-counted", sign * total,
-                         what.format(what=f"all {len(held)} reservations ({total} unit(s))"),
-                         events=[f.ref() for f in facts]))
+        out.append(
+            Cause(
+                "reservations-not-counted",
+                sign * total,
+                what.format(what=f"all {len(held)} reservations ({total} unit(s))"),
+                events=[f.ref() for f in facts],
+            )
+        )
     for f in s.corrections:
         e = f.effect(measure)
         if e:
-            out.append(Cause("correction", -e,
-                             f"the outside system has not applied correction {f.reference or ''} at position "
-                             f"{f.position} ({f.data.get('reason', '')})".replace("  ", " "),
-                             events=[f.ref()]))
+            out.append(
+                Cause(
+                    "correction",
+                    -e,
+                    f"the outside system has not applied correction {f.reference or ''} at position "
+                    f"{f.position} ({f.data.get('reason', '')})".replace("  ", " "),
+                    events=[f.ref()],
+                )
+            )
     out.sort(key=lambda c: c.rank)
     return out[:MAX_CANDIDATES]
 
@@ -179,17 +213,26 @@ def explain(
     for g in gaps:
         if residual == 0:
             break
-        causes.append(Cause(
-            "pos-sequence-gap", residual,
-            f"POS store {g.store} is missing batch sequence number(s) {', '.join(map(str, g.missing[:10]))}; "
-            f"their movements are not in the ledger yet (size unknown)",
-            basis="possible", messages=[f"pos:{g.store}:{n}" for n in g.missing[:10]],
-        ))
+        causes.append(
+            Cause(
+                "pos-sequence-gap",
+                residual,
+                f"POS store {g.store} is missing batch sequence number(s) {', '.join(map(str, g.missing[:10]))}; "
+                f"their movements are not in the ledger yet (size unknown)",
+                basis="possible",
+                messages=[f"pos:{g.store}:{n}" for n in g.missing[:10]],
+            )
+        )
         residual = 0
     if residual:
-        causes.append(Cause("unexplained", residual,
-                            f"{residual:+d} unit(s) not explained by any fact in the ledger",
-                            basis="residual"))
+        causes.append(
+            Cause(
+                "unexplained",
+                residual,
+                f"{residual:+d} unit(s) not explained by any fact in the ledger",
+                basis="residual",
+            )
+        )
     return "mismatch", sorted(causes, key=lambda c: c.rank)
 
 

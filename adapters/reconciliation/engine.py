@@ -62,11 +62,14 @@ def check_snapshot(snap: Snapshot) -> None:
         check_id(lv.location, f"levels[{i}].location")
         q = lv.quantity
         if isinstance(q, bool) or not isinstance(q, int) or abs(q) > MAX_QUANTITY:
-            raise InvalidCommandError(f"levels[{i}].quantity must be a whole number within ±{MAX_QUANTITY}",
-                                      field=f"levels[{i}].quantity")
+            raise InvalidCommandError(
+                f"levels[{i}].quantity must be a whole number within ±{MAX_QUANTITY}",
+                field=f"levels[{i}].quantity",
+            )
         if lv.observed_at is not None and lv.observed_at.tzinfo is None:
-            raise InvalidCommandError(f"levels[{i}].observed_at needs a time zone offset",
-                                      field=f"levels[{i}].observed_at")
+            raise InvalidCommandError(
+                f"levels[{i}].observed_at needs a time zone offset", field=f"levels[{i}].observed_at"
+            )
 
 
 class RunLog:
@@ -76,19 +79,29 @@ class RunLog:
         self.db = db
 
     def create_tables(self) -> None:
-        self.db.script([
-            "CREATE TABLE IF NOT EXISTS reconciliations (id TEXT PRIMARY KEY, source TEXT NOT NULL, "
-            "observed_at TEXT NOT NULL, ran_at TEXT NOT NULL, compared BIGINT NOT NULL, "
-            "mismatches BIGINT NOT NULL, drift BIGINT NOT NULL, report TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS reconciliations_ran ON reconciliations (source, ran_at)",
-        ])
+        self.db.script(
+            [
+                "CREATE TABLE IF NOT EXISTS reconciliations (id TEXT PRIMARY KEY, source TEXT NOT NULL, "
+                "observed_at TEXT NOT NULL, ran_at TEXT NOT NULL, compared BIGINT NOT NULL, "
+                "mismatches BIGINT NOT NULL, drift BIGINT NOT NULL, report TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS reconciliations_ran ON reconciliations (source, ran_at)",
+            ]
+        )
 
     def save(self, report: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT INTO reconciliations (id, source, observed_at, ran_at, compared, mismatches, drift, report) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (report["id"], report["source"], report["observed_at"], report["ran_at"], report["compared"],
-             len(report["mismatches"]), report["exceptions"]["drift"], orjson.dumps(report).decode()),
+            (
+                report["id"],
+                report["source"],
+                report["observed_at"],
+                report["ran_at"],
+                report["compared"],
+                len(report["mismatches"]),
+                report["exceptions"]["drift"],
+                orjson.dumps(report).decode(),
+            ),
         )
 
     def get(self, run_id: str) -> dict[str, Any] | None:
@@ -184,8 +197,12 @@ class Reconciler:
             near = evidence.near(source, {sku, lv.sku})
             names_sku, names_loc = {sku, lv.sku}, {loc, lv.location}
 
-            def match(e: MessageEffect, names_sku: set[str] = names_sku, names_loc: set[str] = names_loc) -> bool:
-                return (not e.resolved or e.sku in names_sku) and (e.location is None or e.location in names_loc)
+            def match(
+                e: MessageEffect, names_sku: set[str] = names_sku, names_loc: set[str] = names_loc
+            ) -> bool:
+                return (not e.resolved or e.sku in names_sku) and (
+                    e.location is None or e.location in names_loc
+                )
 
             gaps = gaps_at.get(loc, []) or gaps_at.get(lv.location, [])
             status, causes = explain(measure, lv.quantity, s, near, gaps, match)
@@ -195,9 +212,15 @@ class Reconciler:
                 continue
             ledger = s.value(measure)
             row: dict[str, Any] = {
-                "sku": sku, "location": loc, "external": lv.quantity, "ledger": ledger,
-                "delta": lv.quantity - ledger, "explanation": summary(causes),
-                "causes": [c.as_dict() for c in causes], "position": s.position, "observed_at": at.isoformat(),
+                "sku": sku,
+                "location": loc,
+                "external": lv.quantity,
+                "ledger": ledger,
+                "delta": lv.quantity - ledger,
+                "explanation": summary(causes),
+                "causes": [c.as_dict() for c in causes],
+                "position": s.position,
+                "observed_at": at.isoformat(),
             }
             if (lv.sku, lv.location) != (sku, loc):
                 row["external_ids"] = {"sku": lv.sku, "location": lv.location}
@@ -208,7 +231,9 @@ class Reconciler:
             row["drift"] = limit.exceeded(row["delta"], ledger)
             mismatches.append(row)
             if row["drift"]:
-                detail = {k: row[k] for k in ("sku", "location", "external", "ledger", "delta", "explanation")}
+                detail = {
+                    k: row[k] for k in ("sku", "location", "external", "ledger", "delta", "explanation")
+                }
                 opened.append((key, {"source": source, "measure": measure, **detail}, s.position))
             else:
                 calm.append(key)

@@ -25,8 +25,14 @@ from ledger.bounds import stock_id
 
 STOCK_TOPIC = "ledger.stock:SkuLocation."
 MOVEMENTS = (
-    "StockReceived", "StockSold", "StockTransferredOut", "StockTransferredIn", "StockReturned",
-    "StockAdjusted", "DamagedWrittenOff", "MovementCorrected",
+    "StockReceived",
+    "StockSold",
+    "StockTransferredOut",
+    "StockTransferredIn",
+    "StockReturned",
+    "StockAdjusted",
+    "DamagedWrittenOff",
+    "MovementCorrected",
 )
 
 
@@ -52,7 +58,11 @@ class Fact:
         return self.on_hand - self.reserved - self.unavailable
 
     def ref(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"position": self.position, "type": self.type, "recorded_at": self.at.isoformat()}
+        out: dict[str, Any] = {
+            "position": self.position,
+            "type": self.type,
+            "recorded_at": self.at.isoformat(),
+        }
         if self.reference:
             out["reference"] = self.reference
         if self.reservation_id:
@@ -68,7 +78,7 @@ def _timestamp(value: Any) -> datetime:
 
 def decode(position: int, version: int, topic: str, state: bytes) -> Fact:
     """A stored SkuLocation event as a `Fact` (unknown event types change nothing)."""
-    kind = topic[len(STOCK_TOPIC):] if topic.startswith(STOCK_TOPIC) else topic.rsplit(".", 1)[-1]
+    kind = topic[len(STOCK_TOPIC) :] if topic.startswith(STOCK_TOPIC) else topic.rsplit(".", 1)[-1]
     d = orjson.loads(state)
     at = _timestamp(d.get("timestamp"))
     q = d.get("quantity") or 0

@@ -85,8 +85,7 @@ class InboundMessage:
 class InboundEvidence(Protocol):
     """Inbound messages the ledger did not apply: parked for a mapping, or refused as duplicates."""
 
-    def unapplied(self, source: str | None = None) -> Sequence[InboundMessage]:
-        ...
+    def unapplied(self, source: str | None = None) -> Sequence[InboundMessage]: ...
 
 
 @dataclass(frozen=True)
@@ -99,8 +98,7 @@ class SequenceGap:
 class SequenceGaps(Protocol):
     """Missing batch sequence numbers per POS store."""
 
-    def gaps(self) -> Sequence[SequenceGap]:
-        ...
+    def gaps(self) -> Sequence[SequenceGap]: ...
 
 
 Opening = tuple[str, dict[str, Any], "int | None"]  # key, detail, ledger position
@@ -110,8 +108,7 @@ Closing = tuple[str, dict[str, Any]]  # key, detail
 class ExceptionBook(Protocol):
     """The exceptions store: which are open, and opening and closing many at once."""
 
-    def open_keys(self, kind: str, prefix: str = "") -> set[str]:
-        ...
+    def open_keys(self, kind: str, prefix: str = "") -> set[str]: ...
 
     def apply(self, kind: str, opened: Sequence[Opening], closed: Sequence[Closing]) -> tuple[int, int]:
         """Opens and closes exceptions in one transaction; (newly opened, closed)."""

@@ -7,8 +7,20 @@ import io
 from typing import Any
 
 COLUMNS = (
-    "reconciliation", "source", "measure", "observed_at", "status", "sku", "location", "external_sku",
-    "external_location", "external", "ledger", "delta", "causes", "explanation",
+    "reconciliation",
+    "source",
+    "measure",
+    "observed_at",
+    "status",
+    "sku",
+    "location",
+    "external_sku",
+    "external_location",
+    "external",
+    "ledger",
+    "delta",
+    "causes",
+    "explanation",
 )
 
 
@@ -17,17 +29,28 @@ def rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for status_of, items in (("mismatch", report["mismatches"]), ("timing", report["timing"])):
         for m in items:
-            status = "timing" if status_of == "timing" else ("drift" if m.get("drift") else "within-threshold")
+            status = (
+                "timing" if status_of == "timing" else ("drift" if m.get("drift") else "within-threshold")
+            )
             ext = m.get("external_ids") or {}
-            out.append({
-                "reconciliation": report["id"], "source": report["source"], "measure": report["measure"],
-                "observed_at": m.get("observed_at", report["observed_at"]), "status": status,
-                "sku": m["sku"], "location": m["location"], "external_sku": ext.get("sku", m["sku"]),
-                "external_location": ext.get("location", m["location"]), "external": m["external"],
-                "ledger": m["ledger"], "delta": m["delta"],
-                "causes": " ".join(f"{c['kind']}:{c['quantity']:+d}" for c in m["causes"]),
-                "explanation": m["explanation"],
-            })
+            out.append(
+                {
+                    "reconciliation": report["id"],
+                    "source": report["source"],
+                    "measure": report["measure"],
+                    "observed_at": m.get("observed_at", report["observed_at"]),
+                    "status": status,
+                    "sku": m["sku"],
+                    "location": m["location"],
+                    "external_sku": ext.get("sku", m["sku"]),
+                    "external_location": ext.get("location", m["location"]),
+                    "external": m["external"],
+                    "ledger": m["ledger"],
+                    "delta": m["delta"],
+                    "causes": " ".join(f"{c['kind']}:{c['quantity']:+d}" for c in m["causes"]),
+                    "explanation": m["explanation"],
+                }
+            )
     return out
 
 
@@ -61,6 +84,13 @@ def to_table(report: dict[str, Any]) -> Any:
     )
     table = Table("status", "sku", "location", "external", "ledger", "delta", "explanation", show_lines=False)
     for r in rows(report):
-        table.add_row(r["status"], r["sku"], r["location"], str(r["external"]), str(r["ledger"]),
-                      f"{r['delta']:+d}", r["explanation"])
+        table.add_row(
+            r["status"],
+            r["sku"],
+            r["location"],
+            str(r["external"]),
+            str(r["ledger"]),
+            f"{r['delta']:+d}",
+            r["explanation"],
+        )
     return Group(head, table)

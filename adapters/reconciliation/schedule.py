@@ -16,8 +16,12 @@ log = logging.getLogger("ledger.reconcile")
 
 
 class ScheduledReconciliation:
-    def __init__(self, reconciler: Callable[[], Reconciler], sources: Sequence[InventorySnapshotSource],
-                 interval: float) -> None:
+    def __init__(
+        self,
+        reconciler: Callable[[], Reconciler],
+        sources: Sequence[InventorySnapshotSource],
+        interval: float,
+    ) -> None:
         self.reconciler = reconciler
         self.sources = list(sources)
         self.interval = interval
@@ -33,8 +37,12 @@ class ScheduledReconciliation:
                     self.last[src.source] = {"status": "no snapshot"}
                     continue
                 report = self.reconciler().reconcile(snap)
-                self.last[src.source] = {"status": "ok", "id": report["id"], "compared": report["compared"],
-                                         "mismatches": len(report["mismatches"])}
+                self.last[src.source] = {
+                    "status": "ok",
+                    "id": report["id"],
+                    "compared": report["compared"],
+                    "mismatches": len(report["mismatches"]),
+                }
             except Exception as e:  # one failing source never stops the others
                 log.warning("scheduled reconciliation of %s failed: %s", src.source, type(e).__name__)
                 self.last[src.source] = {"status": "failed", "error": str(e)[:200]}
@@ -70,9 +78,13 @@ def register(container: Any) -> ScheduledReconciliation | None:
         elif name == "erp" and settings.erp_url:
             sources.append(HttpErpInventory(settings.erp_url))
         else:
-            raise ValueError(f"LEDGER_RECONCILE_SOURCES: cannot pull {name!r} (shopify, or erp with LEDGER_ERP_URL)")
+            raise ValueError(
+                f"LEDGER_RECONCILE_SOURCES: cannot pull {name!r} (shopify, or erp with LEDGER_ERP_URL)"
+            )
     if not sources:
         return None
-    job = ScheduledReconciliation(lambda: wiring.build(container), sources, settings.reconcile_interval_seconds)
+    job = ScheduledReconciliation(
+        lambda: wiring.build(container), sources, settings.reconcile_interval_seconds
+    )
     container.extras.setdefault("workers", []).append(job)
     return job

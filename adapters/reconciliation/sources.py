@@ -40,13 +40,20 @@ class ShopifyObservedLevels:
         self.db = db
 
     def snapshot(self) -> Snapshot | None:
-        rows = self.db.query("SELECT kind, object_id, location_id, available, sku, updated_at "
-                             "FROM shopify_observations ORDER BY kind, object_id, location_id")
+        rows = self.db.query(
+            "SELECT kind, object_id, location_id, available, sku, updated_at "
+            "FROM shopify_observations ORDER BY kind, object_id, location_id"
+        )
         skus = {r["object_id"]: r["sku"] for r in rows if r["kind"] == "item" and r["sku"]}
         levels = [
-            Level(skus.get(r["object_id"], r["object_id"]), r["location_id"], int(r["available"]),
-                  _time(r["updated_at"]))
-            for r in rows if r["kind"] == "level" and r["available"] is not None
+            Level(
+                skus.get(r["object_id"], r["object_id"]),
+                r["location_id"],
+                int(r["available"]),
+                _time(r["updated_at"]),
+            )
+            for r in rows
+            if r["kind"] == "level" and r["available"] is not None
         ]
         if not levels:
             return None
@@ -91,7 +98,9 @@ def read_file(source: str, text: str, observed_at: datetime | None = None, name:
             body = orjson.loads(stripped)
             items = body if isinstance(body, list) else body["levels"]
             at = at or (None if isinstance(body, list) else _time(body.get("observed_at")))
-            levels = [Level(x["sku"], x["location"], x["quantity"], _time(x.get("observed_at"))) for x in items]
+            levels = [
+                Level(x["sku"], x["location"], x["quantity"], _time(x.get("observed_at"))) for x in items
+            ]
         else:
             import csv
             import io
@@ -99,8 +108,10 @@ def read_file(source: str, text: str, observed_at: datetime | None = None, name:
             reader = csv.DictReader(io.StringIO(text))
             if not {"sku", "location", "quantity"} <= set(reader.fieldnames or ()):
                 raise SnapshotError("a CSV snapshot needs the columns sku, location, quantity")
-            levels = [Level(r["sku"], r["location"], int(r["quantity"]), _time(r.get("observed_at")))
-                      for r in reader]
+            levels = [
+                Level(r["sku"], r["location"], int(r["quantity"]), _time(r.get("observed_at")))
+                for r in reader
+            ]
     except SnapshotError:
         raise
     except (ValueError, KeyError, TypeError) as e:

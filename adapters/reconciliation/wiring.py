@@ -30,8 +30,9 @@ class SqlIdentityMap:
         self.db = db
 
     def canonical_ids(self, source: str, kind: str) -> dict[str, str]:
-        rows = self.db.query("SELECT external_id, canonical FROM mappings WHERE source = %s AND kind = %s",
-                             (source, kind))
+        rows = self.db.query(
+            "SELECT external_id, canonical FROM mappings WHERE source = %s AND kind = %s", (source, kind)
+        )
         return {r["external_id"]: r["canonical"] for r in rows}
 
 
@@ -44,8 +45,10 @@ class InboxEvidence:
         self.mappings = mappings
 
     def unapplied(self, source: str | None = None) -> Sequence[InboundMessage]:
-        sql = ("SELECT id, source, kind, status, reason, deliveries, received_at, body FROM inbox "
-               "WHERE (status IN ('parked', 'duplicate') OR deliveries > 1)")
+        sql = (
+            "SELECT id, source, kind, status, reason, deliveries, received_at, body FROM inbox "
+            "WHERE (status IN ('parked', 'duplicate') OR deliveries > 1)"
+        )
         params: list[Any] = []
         if source:
             sql += " AND source = %s"
@@ -70,7 +73,9 @@ class InboxEvidence:
             status, reason = r["status"], r["reason"] or ""
             if status not in ("parked", "duplicate"):
                 status, reason = "duplicate", f"delivered {r['deliveries']} times, applied once"
-            out.append(InboundMessage(f"inbox:{r['id']}", r["source"], status, reason, r["received_at"], effects))
+            out.append(
+                InboundMessage(f"inbox:{r['id']}", r["source"], status, reason, r["received_at"], effects)
+            )
         return out
 
     @staticmethod
@@ -81,7 +86,11 @@ class InboxEvidence:
                 q = int(li.get("quantity") or 0)
                 if q <= 0:
                     continue
-                sku, ok = canon("shopify", "sku", li["variant_id"]) if li.get("variant_id") is not None else ("", False)
+                sku, ok = (
+                    canon("shopify", "sku", li["variant_id"])
+                    if li.get("variant_id") is not None
+                    else ("", False)
+                )
                 if not ok and li.get("sku"):
                     sku, ok = str(li["sku"]), True
                 if sku:

@@ -26,8 +26,11 @@ def _printable(value: str) -> str:
     return value
 
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
-               AfterValidator(_printable)]
+Id = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
+    AfterValidator(_printable),
+]
 
 
 class LevelIn(BaseModel):
@@ -50,13 +53,18 @@ Format = Annotated[Literal["json", "csv"], Query(description="`csv` gives the fi
 
 def _answer(report: dict[str, Any], fmt: str) -> Any:
     if fmt == "csv":
-        return Response(reports.to_csv(report), media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="reconciliation-{report["id"]}.csv"'})
+        return Response(
+            reports.to_csv(report),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="reconciliation-{report["id"]}.csv"'},
+        )
     return report
 
 
 @router.post("/v1/reconciliations")
-async def reconcile(body: ReconciliationIn, container: ContainerDep, _: Auditor, format: Format = "json") -> Any:
+async def reconcile(
+    body: ReconciliationIn, container: ContainerDep, _: Auditor, format: Format = "json"
+) -> Any:
     """Compare outside levels with the ledger as of `observed_at`; each mismatch with its ranked causes."""
     snap = Snapshot(
         body.source,
@@ -70,9 +78,12 @@ async def reconcile(body: ReconciliationIn, container: ContainerDep, _: Auditor,
 
 
 @router.get("/v1/reconciliations")
-async def recent(container: ContainerDep, _: Auditor,
-                 source: Literal["shopify", "erp", "pos"] | None = None,
-                 limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+async def recent(
+    container: ContainerDep,
+    _: Auditor,
+    source: Literal["shopify", "erp", "pos"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
     """Recent reconciliation runs, newest first (summaries)."""
     reconciler = await run_in_threadpool(wiring.build, container)
     assert reconciler.runs is not None
@@ -81,8 +92,9 @@ async def recent(container: ContainerDep, _: Auditor,
 
 
 @router.get("/v1/reconciliations/{run_id}")
-async def one(run_id: Annotated[str, Path(max_length=64)], container: ContainerDep, _: Auditor,
-              format: Format = "json") -> Any:
+async def one(
+    run_id: Annotated[str, Path(max_length=64)], container: ContainerDep, _: Auditor, format: Format = "json"
+) -> Any:
     """One run's full report (JSON, or CSV for finance)."""
     reconciler = await run_in_threadpool(wiring.build, container)
     assert reconciler.runs is not None
@@ -90,4 +102,3 @@ async def one(run_id: Annotated[str, Path(max_length=64)], container: ContainerD
     if found is None:
         raise Problem(404, "reconciliation-not-found", f"no reconciliation {run_id[:64]}")
     return _answer(found, format)
-

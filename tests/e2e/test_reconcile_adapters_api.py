@@ -14,16 +14,29 @@ def now() -> str:
 
 
 def batch(store: str, batch_id: str, seq: int, item: str, qty: int) -> dict:
-    return {"store": store, "batch_id": batch_id, "sequence": seq, "transactions": [
-        {"txn_id": uid("t"), "type": "sale", "occurred_at": now(), "lines": [{"item": item, "quantity": qty}]}]}
+    return {
+        "store": store,
+        "batch_id": batch_id,
+        "sequence": seq,
+        "transactions": [
+            {
+                "txn_id": uid("t"),
+                "type": "sale",
+                "occurred_at": now(),
+                "lines": [{"item": item, "quantity": qty}],
+            }
+        ],
+    }
 
 
 def setup(api) -> tuple[str, str, str]:
     store, item, sku = uid("S"), uid("I"), uid("SKU-")
     api.container.extras["mappings"].set("pos", "location", store, "STORE-" + store, "test")
     api.container.extras["mappings"].set("pos", "sku", item, sku, "test")
-    r = api.post("/v1/stock/receipts", {"sku": sku, "location": "STORE-" + store, "quantity": 10,
-                                        "reference": uid("po-")})
+    r = api.post(
+        "/v1/stock/receipts",
+        {"sku": sku, "location": "STORE-" + store, "quantity": 10, "reference": uid("po-")},
+    )
     assert r.status_code in (200, 201), r.text
     return store, item, sku
 
@@ -36,9 +49,15 @@ def post_batch(api, body: dict) -> None:
 
 
 def reconcile(api, source: str, sku: str, location: str, quantity: int) -> dict:
-    r = api.post("/v1/reconciliations", {"source": source, "observed_at": now(),
-                                         "levels": [{"sku": sku, "location": location, "quantity": quantity}]},
-                 scope="audit:read")
+    r = api.post(
+        "/v1/reconciliations",
+        {
+            "source": source,
+            "observed_at": now(),
+            "levels": [{"sku": sku, "location": location, "quantity": quantity}],
+        },
+        scope="audit:read",
+    )
     assert r.status_code == 200, r.text
     return r.json()
 

@@ -18,7 +18,9 @@ def now() -> str:
 
 
 def seed(api, sku: str, quantity: int) -> None:
-    r = api.post("/v1/stock/receipts", {"sku": sku, "location": "WH", "quantity": quantity, "reference": uid("po-")})
+    r = api.post(
+        "/v1/stock/receipts", {"sku": sku, "location": "WH", "quantity": quantity, "reference": uid("po-")}
+    )
     assert r.status_code in (200, 201), r.text
 
 
@@ -26,15 +28,23 @@ def test_a_reconciliation_reports_mismatches_with_explanations_and_raises_drift(
     a, b = uid("SKU-"), uid("SKU-")
     seed(api, a, 10)
     seed(api, b, 5)
-    body = {"source": "erp", "observed_at": now(),
-            "levels": [{"sku": a, "location": "WH", "quantity": 10}, {"sku": b, "location": "WH", "quantity": 2}]}
+    body = {
+        "source": "erp",
+        "observed_at": now(),
+        "levels": [{"sku": a, "location": "WH", "quantity": 10}, {"sku": b, "location": "WH", "quantity": 2}],
+    }
     r = api.post("/v1/reconciliations", body, scope="audit:read")
     assert r.status_code == 200, r.text
     report = r.json()
     assert report["compared"] == 2 and report["matched"] == 1
     (m,) = report["mismatches"]
     assert {k: m[k] for k in ("sku", "location", "external", "ledger", "delta")} == {
-        "sku": b, "location": "WH", "external": 2, "ledger": 5, "delta": -3}
+        "sku": b,
+        "location": "WH",
+        "external": 2,
+        "ledger": 5,
+        "delta": -3,
+    }
     assert m["causes"][-1]["kind"] == "unexplained" and "unexplained" in m["explanation"]
     assert [e["key"] for e in list_exceptions(api.container.db, "drift")] == [f"erp/{b}/WH"]
     got = api.get(f"/v1/reconciliations/{report['id']}")
@@ -48,7 +58,13 @@ def test_the_finance_export_is_csv(api):
     r = api.client.post("/v1/reconciliations?format=csv", json=body, headers=api.auth("audit:read"))
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     (row,) = list(csv.DictReader(io.StringIO(r.text)))
-    assert (row["sku"], row["external"], row["ledger"], row["delta"], row["status"]) == (a, "1", "4", "-3", "drift")
+    assert (row["sku"], row["external"], row["ledger"], row["delta"], row["status"]) == (
+        a,
+        "1",
+        "4",
+        "-3",
+        "drift",
+    )
 
 
 def test_reconciliation_needs_the_audit_scope(api):
@@ -75,8 +91,11 @@ def test_hostile_input_is_refused_with_a_problem_and_nothing_is_kept(api):
         r = api.post("/v1/reconciliations", body, scope="audit:read")
         assert r.status_code == 422, (body, r.status_code, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
-    r = api.client.post("/v1/reconciliations", content=b"{not json", headers=api.auth("audit:read",
-                        **{"Content-Type": "application/json"}))
+    r = api.client.post(
+        "/v1/reconciliations",
+        content=b"{not json",
+        headers=api.auth("audit:read", **{"Content-Type": "application/json"}),
+    )
     assert 400 <= r.status_code < 500
     assert api.get("/v1/reconciliations").json()["items"] == []
     assert api.get("/v1/reconciliations/nope").status_code == 404

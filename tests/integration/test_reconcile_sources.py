@@ -61,8 +61,14 @@ def erp() -> Iterator[Erp]:
 
 @pytest.fixture
 def container(sqlite_url: str, erp: Erp) -> Iterator[Container]:
-    c = bootstrap(Settings(database_url=sqlite_url, erp_url=erp.url, reconcile_sources="erp,shopify",
-                           reconcile_interval_seconds=3600))
+    c = bootstrap(
+        Settings(
+            database_url=sqlite_url,
+            erp_url=erp.url,
+            reconcile_sources="erp,shopify",
+            reconcile_interval_seconds=3600,
+        )
+    )
     yield c
     c.close()
 
@@ -77,12 +83,22 @@ def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp
     assert len(jobs) == 1 and [s.source for s in jobs[0].sources] == ["erp", "shopify"]
     a = "SKU-" + uuid.uuid4().hex[:8]
     container.ledger.receive(a, "WH", 9, "po-" + a)
-    erp.answer = (200, json.dumps({"observed_at": later(), "levels": [{"sku": a, "location": "WH", "quantity": 8}]}).encode())
+    erp.answer = (
+        200,
+        json.dumps(
+            {"observed_at": later(), "levels": [{"sku": a, "location": "WH", "quantity": 8}]}
+        ).encode(),
+    )
     last = jobs[0].run_once()
     assert last["erp"]["status"] == "ok" and last["erp"]["mismatches"] == 1
     assert last["shopify"] == {"status": "no snapshot"}
     assert [e["key"] for e in list_exceptions(container.db, "drift")] == [f"erp/{a}/WH"]
-    erp.answer = (200, json.dumps({"observed_at": later(), "levels": [{"sku": a, "location": "WH", "quantity": 9}]}).encode())
+    erp.answer = (
+        200,
+        json.dumps(
+            {"observed_at": later(), "levels": [{"sku": a, "location": "WH", "quantity": 9}]}
+        ).encode(),
+    )
     jobs[0].run_once()
     assert list_exceptions(container.db, "drift") == []
     erp.answer = (503, b"{}")
@@ -110,10 +126,16 @@ def test_shopify_levels_come_from_stored_observations_each_as_of_its_own_moment(
     seen = later()
     container.ledger.adjust(a, "WH", -1, "count", "cc-" + a)  # after Shopify's observation: timing
     with container.db.transaction() as tx:
-        tx.execute("INSERT INTO shopify_observations (kind, object_id, location_id, available, sku, updated_at, "
-                   "inbox_id) VALUES ('item', '4401', '', NULL, %s, %s, 1)", (a, seen))
-        tx.execute("INSERT INTO shopify_observations (kind, object_id, location_id, available, sku, updated_at, "
-                   "inbox_id) VALUES ('level', '4401', '6884', 5, NULL, %s, 2)", (seen,))
+        tx.execute(
+            "INSERT INTO shopify_observations (kind, object_id, location_id, available, sku, updated_at, "
+            "inbox_id) VALUES ('item', '4401', '', NULL, %s, %s, 1)",
+            (a, seen),
+        )
+        tx.execute(
+            "INSERT INTO shopify_observations (kind, object_id, location_id, available, sku, updated_at, "
+            "inbox_id) VALUES ('level', '4401', '6884', 5, NULL, %s, 2)",
+            (seen,),
+        )
     snap = ShopifyObservedLevels(container.db).snapshot()
     assert snap is not None and [(x.sku, x.location, x.quantity) for x in snap.levels] == [(a, "6884", 5)]
     report = wiring.build(container).reconcile(snap)
@@ -122,8 +144,12 @@ def test_shopify_levels_come_from_stored_observations_each_as_of_its_own_moment(
 
 def test_snapshot_files_in_json_and_csv():
     at = datetime(2026, 5, 1, tzinfo=UTC)
-    j = read_file("erp", orjson.dumps({"observed_at": at.isoformat(), "levels": [
-        {"sku": "A", "location": "W", "quantity": 3}]}).decode())
+    j = read_file(
+        "erp",
+        orjson.dumps(
+            {"observed_at": at.isoformat(), "levels": [{"sku": "A", "location": "W", "quantity": 3}]}
+        ).decode(),
+    )
     c = read_file("erp", "sku,location,quantity\nA,W,3\n", observed_at=at)
     assert j.levels == c.levels and j.observed_at == c.observed_at == at
     for bad in ("sku,quantity\nA,3\n", "[1, 2]", "sku,location,quantity\nA,W,three\n"):

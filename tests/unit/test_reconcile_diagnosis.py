@@ -54,8 +54,9 @@ def test_an_outside_available_that_ignores_reservations_is_explained_by_them():
 
 
 def test_a_correction_the_outside_never_applied():
-    facts = stream()[:3] + [Fact(6, 4, "MovementCorrected", at(5), on_hand=-4, reference="fix-1",
-                                 data={"reason": "wrong store"})]
+    facts = stream()[:3] + [
+        Fact(6, 4, "MovementCorrected", at(5), on_hand=-4, reference="fix-1", data={"reason": "wrong store"})
+    ]
     s = fold(facts, at(10), window=timedelta(seconds=2))
     status, causes = explain("on_hand", 20, s)
     assert [(c.kind, c.quantity) for c in causes] == [("correction", 4)]
@@ -68,10 +69,12 @@ def test_a_movement_just_before_the_moment_reads_as_timing_inside_the_window():
 
 
 def test_a_parked_message_and_a_duplicate_add_up_to_the_delta():
-    parked = InboundMessage("inbox:7", "pos", "parked", "unknown item X", None,
-                            [MessageEffect("SKU", "S1", -2, -2)])
-    dup = InboundMessage("inbox:9", "pos", "duplicate", "delivered 2 times", None,
-                         [MessageEffect("SKU", "S1", -1, -1)])
+    parked = InboundMessage(
+        "inbox:7", "pos", "parked", "unknown item X", None, [MessageEffect("SKU", "S1", -2, -2)]
+    )
+    dup = InboundMessage(
+        "inbox:9", "pos", "duplicate", "delivered 2 times", None, [MessageEffect("SKU", "S1", -1, -1)]
+    )
     s = fold(stream()[:2], at(10))
     status, causes = explain("on_hand", 17, s, [parked, dup])
     assert [(c.kind, c.quantity) for c in causes] == [("parked-message", -2), ("duplicate-refused", -1)]

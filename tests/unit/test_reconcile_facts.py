@@ -51,7 +51,9 @@ def run(s: SkuLocation, op: str, n: int, i: int) -> None:
     elif op == "transfer_in":
         s.transfer_in(f"t{i}", "elsewhere", n, cause)
     elif op == "correct":
-        s.correct({"sku": s.sku, "location": s.location, "version": n, "correction": f"c{i}"}, -1, 0, "fix", cause)
+        s.correct(
+            {"sku": s.sku, "location": s.location, "version": n, "correction": f"c{i}"}, -1, 0, "fix", cause
+        )
 
 
 @settings(max_examples=60, deadline=None)
@@ -65,8 +67,15 @@ def test_fold_of_stored_events_matches_the_aggregate(steps):
         except LedgerError:
             pass
     events = s.collect_events()
-    facts = [decode(pos, e.originator_version, app.mapper.to_stored_event(e).topic,
-                    app.mapper.to_stored_event(e).state) for pos, e in enumerate(events, 1)]
+    facts = [
+        decode(
+            pos,
+            e.originator_version,
+            app.mapper.to_stored_event(e).topic,
+            app.mapper.to_stored_event(e).state,
+        )
+        for pos, e in enumerate(events, 1)
+    ]
     now = datetime.now(UTC) + timedelta(seconds=1)
     as_of = fold(facts, now)
     assert (as_of.on_hand, as_of.reserved, as_of.unavailable) == (s.on_hand, s.reserved, s.unavailable)
