@@ -58,6 +58,9 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     from projections.wiring import install as install_projections  # runner, outbox relay, sweeper
 
     install_projections(container)
+    from adapters.intake import install as install_adapters  # inbox, mappings, Shopify, POS, ERP
+
+    install_adapters(container)
     if settings.reconcile_sources:
         from adapters.reconciliation.schedule import register as register_reconciliation
 

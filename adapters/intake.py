@@ -1,0 +1,335 @@
+"""Applying inbox messages: translate through the current mappings, submit, record the outcome; and remap.
+
+`Intake.apply(rows)` translates a run of messages in order, submits every resulting command to
+the group-commit writer before waiting for any (so a run is decided in few transactions, in
+order), then records each message's status in one transaction. Every command carries
+`cause = {source, reference, correlation_id, causation_id, mapping_version, mappings}`:
+`reference` and `causation_id` are the inbox id, `mapping_version` the newest mapping version
+the translation used, and `mappings` the keys that chose its SKU and location.
+
+`Remapper.remap(source, kind, external_id)` re-translates the messages that used a mapping
+after it was fixed: every movement they posted on a stream whose SKU or location came from
+that mapping, and that now maps elsewhere, gets a `CorrectMovement` (reversal on the wrong
+stream, re-posting on the right one, both naming the original). Parked messages that asked for
+the mapping are applied. Nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from adapters import erp, pos, shopify
+from adapters.inbox import Inbox
+from adapters.loop import Loop
+from adapters.mappings import Lookup, SqlMappingStore, mapping_key
+from adapters.metrics import INBOX_MESSAGES
+from adapters.translate import Context, Translation, ref
+from ledger import commands as c
+from ledger.bounds import stock_id
+from ledger.errors import InvalidCommandError, LedgerError, OrderNotFoundError, VersionConflictError
+from ledger.service import Ledger
+from ledger.stock import SkuLocation, movement_effect
+from ledger.writer import StorageError
+from projections.exceptions import close_exception, open_exception
+
+log = logging.getLogger("ledger.intake")
+
+Translator = Callable[[dict[str, Any], Any, Lookup, Context], Translation]
+TRANSLATORS: dict[str, Translator] = {"shopify": shopify.translate, "pos": pos.translate, "erp": erp.translate}
+
+
+def _error(e: BaseException) -> str:
+    return f"{getattr(e, 'code', type(e).__name__)}: {e}"[:300]
+
+
+class Intake:
+    def __init__(self, ledger: Ledger, inbox: Inbox, mappings: SqlMappingStore) -> None:
+        self.ledger = ledger
+        self.inbox = inbox
+        self.mappings = mappings
+        self.ctx = Context(ledger.history, inbox.db)
+
+    # -------------------------------------------------------------- apply
+
+    def step(self) -> int:
+        rows = self.inbox.due()
+        return len(self.apply(rows)) if rows else 0
+
+    def apply(self, rows: list[dict[str, Any]]) -> dict[int, str]:
+        """Applies messages in order; returns each message's new status."""
+        plans: list[tuple[dict[str, Any], Translation | None, Lookup, str | None, list[Future[Any]]]] = []
+        touched: set[str] = set()
+        for row in rows:
+            lookup = Lookup(self.mappings, row["source"])
+            translation, problem = None, None
+            try:
+                payload = orjson.loads(row["body"] if "body" in row else self.inbox.body(row["id"]))
+                translation = TRANSLATORS[row["source"]](row, payload, lookup, self.ctx)
+            except (ValueError, ValidationError, LedgerError, KeyError) as e:
+                problem = f"cannot translate: {_error(e)}"
+            orders = self._orders(translation)
+            if orders & touched:
+                break  # it was translated against state an earlier message of this run changes: next run
+            touched |= orders
+            futures: list[Future[Any]] = []
+            if translation is not None and not (translation.park or translation.wait_for or translation.reject):
+                for item in translation.items:
+                    cause = {
+                        "source": row["source"],
+                        "reference": str(row["id"]),
+                        "correlation_id": str(row["external_id"])[:128],
+                        "causation_id": str(row["id"]),
+                        "mapping_version": lookup.version,
+                        "mappings": item.mappings,
+                    }
+                    futures.append(self.ledger.submit(replace(item.command, cause=cause)))
+            plans.append((row, translation, lookup, problem, futures))
+
+        # Wait for every outcome before opening the transaction: the writer may need the same database.
+        outcomes: list[list[Any]] = []
+        for *_, futures in plans:
+            results: list[Any] = []
+            for f in futures:
+                try:
+                    results.append(f.result(timeout=120))
+                except Exception as e:
+                    results.append(e)
+            outcomes.append(results)
+        statuses: dict[int, str] = {}
+        wakes: list[str] = []
+        with self.inbox.db.transaction() as tx:
+            for (row, t, lookup, problem, _), results in zip(plans, outcomes, strict=True):
+                status, reason, wait_for = self._judge(t, problem, results)
+                if status == "received":  # the ledger could not store: try again later
+                    continue
+                outcome = self._outcome(t, results)
+                self.inbox.finish(tx, row["id"], status, reason, outcome, lookup.uses, wait_for)
+                key = str(row["id"])
+                if status == "parked":
+                    open_exception(tx, "parked-message", key,
+                                   {"source": row["source"], "external_id": row["external_id"], "reason": reason})
+                elif status != "waiting":
+                    close_exception(tx, "parked-message", key, {"resolved": status})
+                if t is not None and status in ("applied", "duplicate"):
+                    if t.after is not None:
+                        t.after(tx, results)
+                    wakes += t.wakes
+                statuses[row["id"]] = status
+            self.inbox.wake(tx, wakes)  # last: a message of this run may have just started waiting
+        for row, *_ in plans:
+            if row["id"] in statuses:
+                INBOX_MESSAGES.labels(row["source"], statuses[row["id"]]).inc()
+        self.inbox.refresh_metrics()
+        return statuses
+
+    @staticmethod
+    def _orders(t: Translation | None) -> set[str]:
+        """The orders a translation read or acts on."""
+        if t is None:
+            return set()
+        found = {str(getattr(i.command, "order_id")) for i in t.items if hasattr(i.command, "order_id")}
+        if t.wait_for and t.wait_for.startswith("order:"):
+            found.add(t.wait_for[len("order:"):])
+        return found | {w[len("order:"):] for w in t.wakes if w.startswith("order:")}
+
+    @staticmethod
+    def _judge(t: Translation | None, problem: str | None, results: list[Any]) -> tuple[str, str | None, str | None]:
+        if problem is not None or t is None:
+            return "rejected", problem, None
+        if t.reject:
+            return "rejected", t.reject, None
+        if t.park:
+            return "parked", t.park, None
+        if t.wait_for:
+            return "waiting", f"waiting for {t.wait_for}", t.wait_for
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if any(isinstance(e, StorageError | VersionConflictError) for e in errors):
+            return "received", None, None
+        for e in errors:
+            if isinstance(e, OrderNotFoundError):
+                order = e.details.get("order_id", "")
+                return "waiting", f"waiting for order:{order}", f"order:{order}"
+        if errors:
+            reason = "; ".join(_error(e) for e in errors)
+            ok = len(results) - len(errors)
+            if not ok:
+                return "rejected", reason, None
+            return "applied", f"{len(errors)} of {len(results)} commands refused: {reason}"[:1000], None
+        if t.duplicate or (results and all(isinstance(r, dict) and r.get("duplicate") for r in results)):
+            return "duplicate", "every command was already recorded", None
+        return "applied", "; ".join(t.notes)[:1000] or None, None
+
+    @staticmethod
+    def _outcome(t: Translation | None, results: list[Any]) -> dict[str, Any]:
+        if t is None:
+            return {}
+        streams = sorted({s for item in t.items for s in item.streams})
+        return {
+            "commands": [
+                {"type": type(item.command).__name__,
+                 "result": "refused" if isinstance(r, BaseException) else ("duplicate" if r.get("duplicate") else "ok"),
+                 **({"error": _error(r)} if isinstance(r, BaseException) else {})}
+                for item, r in zip(t.items, results, strict=False)
+            ],
+            "streams": [list(s) for s in streams],
+            "notes": t.notes,
+        }
+
+    def sweep_waiting(self) -> int:
+        """Requeues messages waiting for an order that is now in the ledger by another path."""
+        ids = []
+        for row in self.inbox.list(status="waiting", limit=1000):
+            key = row.get("wait_for") or ""
+            if key.startswith("order:") and self.ledger.history.order(key[len("order:"):]) is not None:
+                ids.append(int(row["id"]))
+        return self.inbox.requeue(ids, ("waiting",))
+
+
+class InboxWorker(Loop):
+    """Applies received messages in the background; re-checks waiting ones now and then."""
+
+    def __init__(self, intake: Intake, poll: float = 0.2, sweep_every: int = 25) -> None:
+        self.intake = intake
+        self._idle = 0
+        self.sweep_every = sweep_every
+        super().__init__("inbox-worker", self._step, poll)
+
+    def _step(self) -> int:
+        n = self.intake.step()
+        if not n:
+            self._idle += 1
+            if self._idle % self.sweep_every == 0:
+                n = self.intake.sweep_waiting()
+        return n
+
+
+class Remapper:
+    def __init__(self, intake: Intake, keys: Any = None) -> None:
+        self.intake = intake
+        self.keys = keys
+
+    def remap(self, source: str, kind: str, external_id: str, actor: str = "cli") -> dict[str, Any]:
+        key = mapping_key(source, kind, external_id)
+        current = self.intake.mappings.get(source, kind, external_id)
+        canonical = current[0] if current else (external_id if source == "erp" and kind != "channel" else None)
+        version = current[1] if current else 0
+        rows = self.intake.inbox.using(key)
+        corrections: list[tuple[int, c.CorrectMovement]] = []
+        if canonical is not None and kind in ("sku", "location"):
+            for row in rows:
+                if row["status"] in ("applied", "duplicate"):
+                    corrections += [(int(row["id"]), cmd) for cmd in self._corrections(row, key, kind, canonical, version)]
+        futures = [(inbox_id, self.intake.ledger.submit(cmd)) for inbox_id, cmd in corrections]
+        corrected_msgs: set[int] = set()
+        movements, failures = 0, []
+        for inbox_id, f in futures:
+            try:
+                result = f.result(timeout=120)
+            except Exception as e:
+                failures.append({"inbox_id": inbox_id, "error": _error(e)})
+                continue
+            if not result.get("duplicate"):
+                movements += 1
+                corrected_msgs.add(inbox_id)
+        parked = [int(r["id"]) for r in rows if r["status"] == "parked"]
+        applied_parked = 0
+        if parked:
+            self.intake.inbox.requeue(parked, ("parked",))
+            due = [r for r in self.intake.inbox.due(limit=10_000) if int(r["id"]) in set(parked)]
+            statuses = self.intake.apply(due)
+            applied_parked = sum(1 for s in statuses.values() if s in ("applied", "duplicate"))
+        answer = {
+            "mapping": key,
+            "canonical": canonical,
+            "version": version,
+            "messages": len(corrected_msgs) + applied_parked,
+            "movements": movements,
+            "parked_applied": applied_parked,
+            "examined": len(rows),
+            "failures": failures,
+        }
+        if self.keys is not None:
+            self.keys.audit(actor, "mapping.remap", key, {k: v for k, v in answer.items() if k != "failures"})
+        return answer
+
+    def _corrections(self, row: dict[str, Any], key: str, kind: str, canonical: str,
+                     version: int) -> list[c.CorrectMovement]:
+        history = self.intake.ledger.history
+        out = []
+        for sku, location in (row.get("outcome") or {}).get("streams", []):
+            wrong_coordinate = sku if kind == "sku" else location
+            if wrong_coordinate == canonical:
+                continue
+            stream: SkuLocation | None = history.stock(sku, location)
+            if stream is None:
+                continue
+            after = None
+            while True:
+                page = list(history.events(stock_id(sku, location), after=after, limit=500))
+                for position, event in page:
+                    cause = getattr(event, "cause", None) or {}
+                    if cause.get("causation_id") != str(row["id"]) or cause.get("mappings", {}).get(kind) != key:
+                        continue
+                    if isinstance(event, SkuLocation.MovementCorrected) or movement_effect(event) == (0, 0):
+                        continue
+                    if str(event.originator_version) in stream.corrected:
+                        continue
+                    target = {"to_sku": canonical} if kind == "sku" else {"to_location": canonical}
+                    out.append(c.CorrectMovement(
+                        sku=sku, location=location, version=event.originator_version, reason="remap",
+                        reference=ref("remap", row["id"], sku, location, event.originator_version),
+                        cause={"source": "remap", "reference": str(row["id"]), "correlation_id": key[:128],
+                               "causation_id": str(row["id"]), "mapping_version": version,
+                               "mappings": {kind: key}},
+                        **target,
+                    ))
+                if len(page) < 500:
+                    break
+                after = page[-1][0]
+        return out
+
+
+def validate_mapping_args(source: str, kind: str, external_id: str) -> None:
+    from adapters.mappings import check_mapping
+
+    try:
+        check_mapping(source, kind, external_id)
+    except ValueError as e:
+        raise InvalidCommandError(str(e), field="mapping") from None
+
+
+def install(container: Any) -> None:
+    """Wires the inbox, mappings, translators and the ERP queue into a container, with their workers."""
+    from projections import exceptions
+
+    db = container.db
+    mappings = SqlMappingStore(db)
+    mappings.create_tables()
+    inbox = Inbox(db)
+    inbox.create_tables()
+    shopify.create_tables(db)
+    pos.create_tables(db)
+    exceptions.create_tables(db)
+    queue = erp.ErpQueue(db)
+    queue.create_tables()
+    intake = Intake(container.ledger, inbox, mappings)
+    settings = container.settings
+    gateway = erp.HttpErp(settings.erp_url) if settings.erp_url else None
+    poster = erp.ErpPoster(container.ledger, queue, gateway)
+    feeder = erp.ErpFeeder(container.ledger, queue)
+    worker = InboxWorker(intake)
+    container.extras.update(
+        mappings=mappings, inbox=inbox, intake=intake, remapper=Remapper(intake, container.keys),
+        erp_queue=queue, erp_poster=poster, erp_feeder=feeder, inbox_worker=worker,
+    )
+    container.extras.setdefault("workers", []).extend(
+        [worker, Loop("erp-feeder", feeder.step, 0.5), Loop("erp-poster", poster.step, 0.5)]
+    )
+    container.extras.setdefault("readiness", {})["erp"] = lambda: poster.breaker.state != "open"

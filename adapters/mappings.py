@@ -1,0 +1,146 @@
+"""Versioned mappings from outside codes to canonical names: `(source, kind, external_id) -> canonical`.
+
+Sources are `shopify`, `pos` and `erp`; kinds are `sku`, `location` and `channel`. Every change
+is a new version, kept with who made it, when, and the old and new value. Versions come from one
+sequence over all mappings, so "mapping version N" names one moment of the whole table.
+
+`Lookup` is what a translation uses: it answers from the store and remembers every key it asked
+for (found or not), so the inbox knows which messages a later fix of that key affects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from adapters.persistence.db import Database
+from ledger.bounds import check_id
+
+SOURCES = ("shopify", "pos", "erp")
+KINDS = ("sku", "location", "channel")
+
+
+def mapping_key(source: str, kind: str, external_id: str) -> str:
+    return f"{source}/{kind}/{external_id}"
+
+
+def check_mapping(source: str, kind: str, external_id: str) -> None:
+    """Raises ValueError for an unknown source or kind, or an id outside the bounds."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    check_id(external_id, "external_id")
+
+
+class MappingStore(Protocol):
+    """Where outside codes are resolved to canonical names (the role a translation needs)."""
+
+    def get(self, source: str, kind: str, external_id: str) -> tuple[str, int] | None:
+        """(canonical, version) or None when the code is not mapped."""
+        ...
+
+
+class SqlMappingStore:
+    """Mappings and their history in the ledger database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_tables(self) -> None:
+        self.db.script(
+            [
+                "CREATE TABLE IF NOT EXISTS mappings (source TEXT NOT NULL, kind TEXT NOT NULL, "
+                "external_id TEXT NOT NULL, canonical TEXT NOT NULL, version BIGINT NOT NULL, "
+                "updated_by TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (source, kind, external_id))",
+                f"CREATE TABLE IF NOT EXISTS mapping_history (version {self.db.serial}, source TEXT NOT NULL, "
+                "kind TEXT NOT NULL, external_id TEXT NOT NULL, old TEXT, new TEXT NOT NULL, "
+                "actor TEXT NOT NULL, at TEXT NOT NULL)",
+                "CREATE INDEX IF NOT EXISTS mapping_history_key ON mapping_history (source, kind, external_id)",
+            ]
+        )
+
+    def get(self, source: str, kind: str, external_id: str) -> tuple[str, int] | None:
+        row = self.db.query_one(
+            "SELECT canonical, version FROM mappings WHERE source = %s AND kind = %s AND external_id = %s",
+            (source, kind, external_id),
+        )
+        return None if row is None else (row["canonical"], int(row["version"]))
+
+    def set(self, source: str, kind: str, external_id: str, canonical: str, actor: str) -> dict[str, Any]:
+        """Sets a mapping; a new version unless the value is unchanged. Returns the change."""
+        check_mapping(source, kind, external_id)
+        check_id(canonical, "canonical")
+        now = datetime.now(UTC).isoformat()
+        with self.db.transaction() as tx:
+            row = tx.execute(
+                "SELECT canonical, version FROM mappings WHERE source = %s AND kind = %s AND external_id = %s",
+                (source, kind, external_id),
+            ).fetchone()
+            old = None if row is None else row["canonical"]
+            if old == canonical:
+                return {"source": source, "kind": kind, "external_id": external_id, "canonical": canonical,
+                        "version": int(row["version"]), "old": old, "changed": False}  # type: ignore[index]
+            version = int(
+                tx.execute(
+                    "INSERT INTO mapping_history (source, kind, external_id, old, new, actor, at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING version",
+                    (source, kind, external_id, old, canonical, actor, now),
+                ).fetchone()["version"]  # type: ignore[index]
+            )
+            tx.execute(
+                "INSERT INTO mappings (source, kind, external_id, canonical, version, updated_by, updated_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source, kind, external_id) DO UPDATE SET "
+                "canonical = excluded.canonical, version = excluded.version, updated_by = excluded.updated_by, "
+                "updated_at = excluded.updated_at",
+                (source, kind, external_id, canonical, version, actor, now),
+            )
+        return {"source": source, "kind": kind, "external_id": external_id, "canonical": canonical,
+                "version": version, "old": old, "changed": True}
+
+    def history(self, source: str, kind: str, external_id: str) -> list[dict[str, Any]]:
+        return self.db.query(
+            "SELECT version, old, new, actor, at FROM mapping_history "
+            "WHERE source = %s AND kind = %s AND external_id = %s ORDER BY version",
+            (source, kind, external_id),
+        )
+
+    def list(self, source: str | None = None, kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        sql = "SELECT source, kind, external_id, canonical, version, updated_by, updated_at FROM mappings WHERE 1=1"
+        params: list[Any] = []
+        if source:
+            sql += " AND source = %s"
+            params.append(source)
+        if kind:
+            sql += " AND kind = %s"
+            params.append(kind)
+        sql += " ORDER BY source, kind, external_id LIMIT %s"
+        params.append(limit)
+        return self.db.query(sql, params)
+
+
+@dataclass
+class Lookup:
+    """Resolves codes for one translation and records each key used, with its version (0: unmapped)."""
+
+    store: MappingStore
+    source: str
+    uses: dict[str, int] = field(default_factory=dict)
+
+    def get(self, kind: str, external_id: Any) -> str | None:
+        if external_id is None or external_id == "":
+            return None
+        ext = str(external_id)
+        try:
+            check_id(ext, "external_id")
+        except Exception:
+            return None
+        hit = self.store.get(self.source, kind, ext)
+        self.uses[mapping_key(self.source, kind, ext)] = 0 if hit is None else hit[1]
+        return None if hit is None else hit[0]
+
+    @property
+    def version(self) -> int:
+        """The newest mapping version this translation relied on (0 when none)."""
+        return max(self.uses.values(), default=0)

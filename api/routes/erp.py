@@ -1,0 +1,41 @@
+"""Inbound ERP messages: goods receipts, transfers and cycle counts (ingest:write)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from adapters import erp
+from api.deps import ContainerDep, Ingester
+from api.routes.inbox import read_json, store, validation_problem
+
+router = APIRouter(tags=["erp"])
+
+
+async def _receive(request: Request, container: Any, kind: str) -> dict[str, Any]:
+    body, payload = await read_json(request, container)
+    try:
+        message = erp.SHAPES[kind].model_validate(payload)
+    except ValidationError as e:
+        raise validation_problem(e) from None
+    return await store(container, "erp", message.message_id, kind, body, payload)
+
+
+@router.post("/v1/erp/goods-receipts")
+async def goods_receipt(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
+    """`{message_id, receipt_id, location, lines: [{sku, quantity}]}`: units received at a location."""
+    return await _receive(request, container, "goods-receipt")
+
+
+@router.post("/v1/erp/transfers")
+async def transfer(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
+    """`{message_id, transfer_id, from_location, to_location, lines: [{sku, quantity}]}`."""
+    return await _receive(request, container, "transfer")
+
+
+@router.post("/v1/erp/cycle-counts")
+async def cycle_count(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
+    """`{message_id, count_id, location, counted_at, lines: [{sku, counted}]}`: absolute counted quantities."""
+    return await _receive(request, container, "cycle-count")

@@ -1,0 +1,30 @@
+"""POS batches: validated and stored in the request, applied by the inbox worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+
+from adapters import pos
+from api.deps import ContainerDep, Ingester
+from api.problems import Problem
+from api.routes.inbox import read_json, store, validation_problem
+
+router = APIRouter(tags=["pos"])
+
+
+@router.post("/v1/pos/batches")
+async def post_batch(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
+    """A POS batch `{store, batch_id, sequence, transactions}`; the same (store, batch_id) again changes nothing."""
+    body, payload = await read_json(request, container)
+    try:
+        batch = pos.PosBatch.model_validate(payload)
+    except ValidationError as e:
+        raise validation_problem(e) from None
+    try:
+        return await store(container, "pos", pos.external_id(batch.store, batch.batch_id), "batch", body, payload,
+                           on_new=pos.on_stored(batch))
+    except pos.SequenceConflict as e:
+        raise Problem(409, "pos-sequence-conflict", str(e)) from None
