@@ -285,7 +285,10 @@ class Decider:
         wrong = self._existing(uow, cmd.sku, cmd.location)
         if cmd.version > wrong.version:
             raise CorrectionError(f"{cmd.sku} at {cmd.location} has no event {cmd.version}")
-        original = next(iter(self.app.events.get(wrong.id, gt=cmd.version - 1, lte=cmd.version)), None)
+        # The named movement may have been decided earlier in this same batch and not be stored yet.
+        original = next((e for e in wrong.pending_events if e.originator_version == cmd.version), None)
+        if original is None:
+            original = next(iter(self.app.events.get(wrong.id, gt=cmd.version - 1, lte=cmd.version)), None)
         on_hand, unavailable = movement_effect(original) if original is not None else (0, 0)
         if (on_hand, unavailable) == (0, 0):
             raise CorrectionError(f"event {cmd.version} of {cmd.sku} at {cmd.location} is not a movement")

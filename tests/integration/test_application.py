@@ -411,3 +411,22 @@ def test_a_stream_longer_than_the_snapshot_interval_loads_from_a_snapshot(open_l
     assert (x.on_hand, x.version) == (SNAPSHOT_INTERVAL + 20, SNAPSHOT_INTERVAL + 21)
     assert fresh.receive(s, "wh-1", 1, "po-after")["on_hand"] == SNAPSHOT_INTERVAL + 21
     assert fresh.history.order("never") is None and order_uuid("never") != agg_id
+
+
+def test_a_correction_may_name_a_movement_decided_earlier_in_the_same_batch(ledger):
+    s = sku()
+    warmup = [
+        ledger.submit(c.ReceiveStock(sku=sku(), location="wh-1", quantity=1, reference=f"w-{i}"))
+        for i in range(50)
+    ]
+    receipt = ledger.submit(c.ReceiveStock(sku=s, location="wrong-store", quantity=4, reference="po-1"))
+    fix = ledger.submit(
+        c.CorrectMovement(
+            sku=s, location="wrong-store", version=2, reason="mapping", reference="fix-1", to_location="wh-1"
+        )
+    )
+    for f in warmup:
+        f.result(timeout=30)
+    assert receipt.result(timeout=30)["on_hand"] == 4
+    out = fix.result(timeout=30)
+    assert (out["reversed"]["on_hand"], out["reposted"]["on_hand"]) == (0, 4)

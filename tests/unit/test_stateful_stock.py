@@ -13,6 +13,7 @@ import copy
 import os
 import shutil
 import tempfile
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -203,6 +204,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model = Model()
         self.n = 0
         self.history: list[c.Command] = []  # every command sent, for duplicates and retries
+        self.buffer: list[c.Command] | None = None  # commands of a burst, sent together
 
     def teardown(self) -> None:
         self.ledger.close()
@@ -213,8 +215,15 @@ class LedgerMachine(RuleBasedStateMachine):
         return f"{prefix}-{self.n}"
 
     def send(self, cmd: c.Command) -> None:
-        """Sends a command to the ledger and to the model, and compares the decisions."""
+        """Sends a command to the ledger (or to the burst being built) and checks its decision."""
         self.history.append(cmd)
+        if self.buffer is not None:
+            self.buffer.append(cmd)
+            return
+        self.check(cmd, self.ledger.submit(cmd))
+
+    def check(self, cmd: c.Command, future: Future) -> None:
+        """Compares the ledger's decision of a command with the model's, in submission order."""
         key = cmd.key
         expected_error: type[Exception] | None = None
         model = copy.deepcopy(self.model)
@@ -229,7 +238,7 @@ class LedgerMachine(RuleBasedStateMachine):
             except LedgerError as e:
                 expected_error = type(e)
         try:
-            outcome = self.ledger.execute(cmd)
+            outcome = future.result(timeout=60)
         except LedgerError as e:
             assert type(e) is expected_error, f"{cmd} refused with {e!r}, model expected {expected_error}"
             return
@@ -380,6 +389,23 @@ class LedgerMachine(RuleBasedStateMachine):
             c.ReceiveStock(sku=SKU, location=old.location, quantity=old.quantity + 1, reference=old.reference)
         )
 
+    @rule(data=st.data(), size=st.integers(2, 8))
+    def burst(self, data, size):
+        """Several commands queued at once, so the writer decides them in one batch (group commit):
+        each must be decided exactly as if it had come alone, in order."""
+        self.buffer = []
+        try:
+            for _ in range(size):
+                name = data.draw(st.sampled_from(sorted(BURSTABLE)))
+                if name == "repeat_a_command" and not self.history:
+                    continue
+                getattr(self, name)(**{k: data.draw(v) for k, v in BURSTABLE[name].items()})
+        finally:
+            burst, self.buffer = self.buffer, None
+        futures = [self.ledger.submit(cmd) for cmd in burst]
+        for cmd, future in zip(burst, futures, strict=True):
+            self.check(cmd, future)
+
     # ------------------------------------------------------------ invariants
 
     @invariant()
@@ -414,6 +440,31 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert s.available >= 0, "oversold at a location that never allowed backorders"
         assert app.recorder.max_position() == expected_events, "a refused or repeated command appended events"
 
+
+# The rules a burst draws from, with their argument strategies.
+BURSTABLE = {
+    "receive": {"location": locations, "quantity": quantities},
+    "reserve": {
+        "location": locations,
+        "quantity": quantities,
+        "expires_in": st.one_of(st.none(), st.integers(1, 5)),
+    },
+    "release": {"location": locations, "pick": picks, "quantity": quantities},
+    "release_expired": {"location": locations, "minutes": st.integers(0, 6)},
+    "sell_from_reservation": {"location": locations, "pick": picks, "quantity": quantities},
+    "sell_direct": {"location": locations, "quantity": quantities},
+    "transfer": {"route": st.permutations(LOCATIONS), "quantity": quantities},
+    "return_items": {
+        "location": locations,
+        "quantity": quantities,
+        "disposition": st.sampled_from(["restock", "damaged"]),
+    },
+    "write_off": {"location": locations, "quantity": quantities},
+    "adjust": {"location": locations, "delta": st.integers(-8, 8).filter(bool)},
+    "correct": {"location": locations, "pick": picks, "to": st.one_of(st.none(), locations)},
+    "configure_backorders": {"location": locations, "allowed": st.booleans()},
+    "repeat_a_command": {"pick": picks},
+}
 
 LedgerMachine.TestCase.settings = settings(
     max_examples=int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", "200")),
