@@ -24,6 +24,10 @@ ROUTERS = [health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
 ROUTERS += [reconciliations.router]
 ROUTERS += [ats.router, channels.router, projection_routes.router, exception_routes.router]
+from api.routes import explain as explain_routes  # noqa: E402
+from api.console import routes as console_routes  # noqa: E402
+
+ROUTERS += [explain_routes.router, console_routes.router]
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None,
