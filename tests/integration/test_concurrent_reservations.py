@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from adapters.persistence.urls import ledger_env
+from ledger import commands as c
 from ledger.bounds import stock_id
 from ledger.errors import InsufficientStockError
 from ledger.service import Ledger
@@ -99,3 +100,23 @@ def test_concurrent_reservations_of_mixed_sizes_never_oversell(pg_url, writers):
     assert s.reserved == sum(granted) <= UNITS
     assert s.available == UNITS - sum(granted) < 3  # a refusal only when too few units were left
     assert reserved_events == len(granted)
+
+
+def test_a_ledger_never_refuses_on_stale_state_after_another_ledger_released_units(pg_url):
+    sku = "SKU-" + uuid.uuid4().hex[:8]
+    with Ledger(ledger_env(pg_url)) as a, Ledger(ledger_env(pg_url)) as b:
+        a.receive(sku, "wh-1", 2, "po-1")
+        a.reserve(sku, "wh-1", "o-1", "1", 2)  # a's writer now caches available = 0
+        b.execute(
+            c.ReleaseReservation(
+                sku=sku,
+                location="wh-1",
+                reservation_id="o-1/1",
+                quantity=2,
+                reason="cancelled",
+                reference="rel-1",
+            )
+        )
+        assert a.reserve(sku, "wh-1", "o-2", "1", 2)["available"] == 0
+        with pytest.raises(InsufficientStockError):
+            b.reserve(sku, "wh-1", "o-3", "1", 1)
