@@ -430,3 +430,26 @@ def test_a_correction_may_name_a_movement_decided_earlier_in_the_same_batch(ledg
     assert receipt.result(timeout=30)["on_hand"] == 4
     out = fix.result(timeout=30)
     assert (out["reversed"]["on_hand"], out["reposted"]["on_hand"]) == (0, 4)
+
+
+def test_a_shipment_that_fails_half_way_changes_nothing_and_its_batch_still_commits(ledger):
+    a, b = sku(), sku()
+    ledger.receive(a, "wh-1", 2, "po-a")
+    ledger.receive(b, "wh-1", 2, "po-b")
+    capture(ledger, "1009", ("1", a, 2, "wh-1"), ("2", b, 2, "wh-1"))
+    before = position(ledger)
+    bad = ledger.submit(
+        c.ShipOrder(
+            order_id="1009",
+            shipment_id="s1",
+            lines=({"line_id": "1", "quantity": 2}, {"line_id": "2", "quantity": 2, "location": "empty-store"}),
+        )
+    )
+    good = ledger.submit(c.ReceiveStock(sku=a, location="store-2", quantity=1, reference="po-c"))
+    with pytest.raises(InsufficientStockError):
+        bad.result(timeout=30)
+    assert good.result(timeout=30)["on_hand"] == 1
+    assert position(ledger) == before + 2  # only the receipt (and its stream's opening)
+    assert stock(ledger, a, "wh-1") == (2, 2, 0) and stock(ledger, b, "wh-1") == (2, 2, 0)
+    assert ledger.history.order("1009").stage == "reserved"
+    assert ledger.ship("1009", "s1", [{"line_id": "1", "quantity": 2}])["stage"] == "partially_shipped"
