@@ -442,7 +442,10 @@ def test_a_shipment_that_fails_half_way_changes_nothing_and_its_batch_still_comm
         c.ShipOrder(
             order_id="1009",
             shipment_id="s1",
-            lines=({"line_id": "1", "quantity": 2}, {"line_id": "2", "quantity": 2, "location": "empty-store"}),
+            lines=(
+                {"line_id": "1", "quantity": 2},
+                {"line_id": "2", "quantity": 2, "location": "empty-store"},
+            ),
         )
     )
     good = ledger.submit(c.ReceiveStock(sku=a, location="store-2", quantity=1, reference="po-c"))
