@@ -117,7 +117,11 @@ class CycleCount(_Message):
         return self
 
 
-SHAPES: dict[str, type[_Message]] = {"goods-receipt": GoodsReceipt, "transfer": Transfer, "cycle-count": CycleCount}
+SHAPES: dict[str, type[_Message]] = {
+    "goods-receipt": GoodsReceipt,
+    "transfer": Transfer,
+    "cycle-count": CycleCount,
+}
 
 
 def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -> Translation:
@@ -131,9 +135,16 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
         location, lkey = code("location", m.location)
         for i, line in enumerate(m.lines):
             sku, skey = code("sku", line.sku)
-            t.add(c.ReceiveStock(sku=sku, location=location, quantity=line.quantity,
-                                 reference=ref("erp-receipt", m.receipt_id, i)),
-                  {"sku": skey, "location": lkey}, [(sku, location)])
+            t.add(
+                c.ReceiveStock(
+                    sku=sku,
+                    location=location,
+                    quantity=line.quantity,
+                    reference=ref("erp-receipt", m.receipt_id, i),
+                ),
+                {"sku": skey, "location": lkey},
+                [(sku, location)],
+            )
     elif isinstance(m, Transfer):
         src, src_key = code("location", m.from_location)
         dst, dst_key = code("location", m.to_location)
@@ -142,9 +153,17 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
             return t
         for i, line in enumerate(m.lines):
             sku, skey = code("sku", line.sku)
-            t.add(c.TransferStock(sku=sku, from_location=src, to_location=dst, quantity=line.quantity,
-                                  reference=ref("erp-transfer", m.transfer_id, i)),
-                  {"sku": skey, "location": src_key}, [(sku, src), (sku, dst)])
+            t.add(
+                c.TransferStock(
+                    sku=sku,
+                    from_location=src,
+                    to_location=dst,
+                    quantity=line.quantity,
+                    reference=ref("erp-transfer", m.transfer_id, i),
+                ),
+                {"sku": skey, "location": src_key},
+                [(sku, src), (sku, dst)],
+            )
     else:
         assert isinstance(m, CycleCount)
         location, lkey = code("location", m.location)
@@ -156,9 +175,18 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
             if delta == 0:
                 t.notes.append(f"{sku} at {location}: count matches on hand {on_hand}")
                 continue
-            t.add(c.AdjustStock(sku=sku, location=location, delta=delta, reason="cycle-count",
-                                reference=ref("erp-count", m.count_id, i), if_match=version),
-                  {"sku": skey, "location": lkey}, [(sku, location)])
+            t.add(
+                c.AdjustStock(
+                    sku=sku,
+                    location=location,
+                    delta=delta,
+                    reason="cycle-count",
+                    reference=ref("erp-count", m.count_id, i),
+                    if_match=version,
+                ),
+                {"sku": skey, "location": lkey},
+                [(sku, location)],
+            )
     return t
 
 
@@ -268,8 +296,12 @@ class ErpQueue:
 
 
 def _cause(document: str, row_id: int) -> dict[str, Any]:
-    return {"source": "erp-poster", "reference": document[:128], "correlation_id": document[:128],
-            "causation_id": f"erp-queue:{row_id}"}
+    return {
+        "source": "erp-poster",
+        "reference": document[:128],
+        "correlation_id": document[:128],
+        "causation_id": f"erp-queue:{row_id}",
+    }
 
 
 class ErpFeeder:
@@ -301,10 +333,13 @@ class ErpFeeder:
             if not moved:
                 if start != 0:
                     raise RuntimeError("another feeder moved the ERP tracking position")
-                tx.execute("INSERT INTO erp_tracking (name, position) VALUES (%s, %s)",
-                           (ErpQueue.TRACKING, notes[-1].id))
+                tx.execute(
+                    "INSERT INTO erp_tracking (name, position) VALUES (%s, %s)",
+                    (ErpQueue.TRACKING, notes[-1].id),
+                )
             tx.executemany(
-                "INSERT INTO erp_queue (document, kind, order_id, name, payload, position, status, created_at) "
+                "INSERT INTO erp_queue (document, kind, order_id, name, payload, position, status, "
+                "created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s) ON CONFLICT (document) DO NOTHING",
                 [(*r, now) for r in rows],
             )
@@ -314,25 +349,50 @@ class ErpFeeder:
     def _document(self, n: Any) -> tuple[str, str, str, str, str, int]:
         event = self.ledger.app.mapper.to_domain_event(n)
         if isinstance(event, Order.Captured):
-            doc = {"order_id": event.order_id, "channel": event.channel, "lines": event.lines,
-                   "external_refs": event.external_refs, "captured_at": event.timestamp.isoformat(),
-                   "position": n.id}
-            return (f"sales-order:{event.order_id}", "sales-order", event.order_id, "sales-order",
-                    orjson.dumps(doc).decode(), n.id)
+            doc = {
+                "order_id": event.order_id,
+                "channel": event.channel,
+                "lines": event.lines,
+                "external_refs": event.external_refs,
+                "captured_at": event.timestamp.isoformat(),
+                "position": n.id,
+            }
+            return (
+                f"sales-order:{event.order_id}",
+                "sales-order",
+                event.order_id,
+                "sales-order",
+                orjson.dumps(doc).decode(),
+                n.id,
+            )
         order: Order = self.ledger.app.repository.get(n.originator_id, version=n.originator_version)
         refund = order.refunds[event.refund_id]
-        doc = {"order_id": order.order_id, "refund_id": event.refund_id, "amount": refund["amount"],
-               "currency": refund["currency"], "lines": refund["lines"],
-               "settlement_reference": event.settlement_reference, "position": n.id}
+        doc = {
+            "order_id": order.order_id,
+            "refund_id": event.refund_id,
+            "amount": refund["amount"],
+            "currency": refund["currency"],
+            "lines": refund["lines"],
+            "settlement_reference": event.settlement_reference,
+            "position": n.id,
+        }
         name = ref("credit-memo", event.refund_id)
-        return (f"credit-memo:{order.order_id}:{event.refund_id}", "credit-memo", order.order_id, name,
-                orjson.dumps(doc).decode(), n.id)
+        return (
+            f"credit-memo:{order.order_id}:{event.refund_id}",
+            "credit-memo",
+            order.order_id,
+            name,
+            orjson.dumps(doc).decode(),
+            n.id,
+        )
 
 
 class CircuitBreaker:
     """Opens after `threshold` failures in a row; after `cooldown` seconds lets one trial through."""
 
-    def __init__(self, threshold: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, threshold: int = 5, cooldown: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ):
         self.threshold = threshold
         self.cooldown = cooldown
         self.clock = clock
@@ -389,21 +449,39 @@ class ErpPoster:
                 break
             attempts = int(r["attempts"]) + 1
             try:
-                reference = self.gateway.post(r["kind"], orjson.loads(r["payload"]), idempotency_key(r["document"]))
+                reference = self.gateway.post(
+                    r["kind"], orjson.loads(r["payload"]), idempotency_key(r["document"])
+                )
             except ErpError as e:
                 self.breaker.failure()
                 ERP_POSTINGS.labels("failed").inc()
                 self.queue.failed(r["id"], attempts, time.time() + self.backoff(attempts), str(e))
-                futures.append(self.ledger.submit(c.RecordErpFailure(
-                    order_id=r["order_id"], document=r["name"], attempt=attempts, error=str(e),
-                    cause=_cause(r["document"], r["id"]))))
+                futures.append(
+                    self.ledger.submit(
+                        c.RecordErpFailure(
+                            order_id=r["order_id"],
+                            document=r["name"],
+                            attempt=attempts,
+                            error=str(e),
+                            cause=_cause(r["document"], r["id"]),
+                        )
+                    )
+                )
                 continue
             self.breaker.success()
             ERP_POSTINGS.labels("posted").inc()
             self.queue.posted(r["id"], attempts, reference)
-            futures.append(self.ledger.submit(c.RecordErpPosting(
-                order_id=r["order_id"], document=r["name"], attempts=attempts, erp_reference=reference,
-                cause=_cause(r["document"], r["id"]))))
+            futures.append(
+                self.ledger.submit(
+                    c.RecordErpPosting(
+                        order_id=r["order_id"],
+                        document=r["name"],
+                        attempts=attempts,
+                        erp_reference=reference,
+                        cause=_cause(r["document"], r["id"]),
+                    )
+                )
+            )
             done += 1
         for f in futures:
             try:

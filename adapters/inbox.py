@@ -71,7 +71,8 @@ class Inbox:
                 f"external_id TEXT NOT NULL, kind TEXT NOT NULL, body {self.db.blob} NOT NULL, "
                 "headers TEXT NOT NULL, received_at TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, "
                 "fingerprint TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1, wait_for TEXT, "
-                "outcome TEXT, mapping_version BIGINT NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, "
+                "outcome TEXT, mapping_version BIGINT NOT NULL DEFAULT 0, attempts INTEGER NOT NULL "
+                "DEFAULT 0, "
                 "updated_at TEXT NOT NULL, UNIQUE (source, external_id))",
                 "CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, id)",
                 "CREATE INDEX IF NOT EXISTS inbox_wait ON inbox (wait_for)",
@@ -102,8 +103,18 @@ class Inbox:
                 "INSERT INTO inbox (source, external_id, kind, body, headers, received_at, status, reason, "
                 "fingerprint, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 "ON CONFLICT (source, external_id) DO NOTHING RETURNING id",
-                (source, external_id, kind, body, orjson.dumps(headers).decode(), now, status, reason,
-                 print_, now),
+                (
+                    source,
+                    external_id,
+                    kind,
+                    body,
+                    orjson.dumps(headers).decode(),
+                    now,
+                    status,
+                    reason,
+                    print_,
+                    now,
+                ),
             ).fetchone()
             if row is not None:
                 if on_new is not None:
@@ -160,7 +171,8 @@ class Inbox:
         return [
             _decode(r)
             for r in self.db.query(
-                f"SELECT {', '.join('i.' + c.strip() for c in COLUMNS.split(','))}, u.version AS used_version "
+                f"SELECT {', '.join('i.' + c.strip() for c in COLUMNS.split(','))}, u.version AS "
+                "used_version "
                 "FROM inbox i JOIN inbox_uses u ON u.inbox_id = i.id WHERE u.mapping = %s ORDER BY i.id",
                 (mapping,),
             )
@@ -186,8 +198,15 @@ class Inbox:
         tx.execute(
             "UPDATE inbox SET status = %s, reason = %s, outcome = %s, wait_for = %s, mapping_version = %s, "
             "attempts = attempts + 1, updated_at = %s WHERE id = %s",
-            (status, reason, None if outcome is None else orjson.dumps(outcome).decode(), wait_for,
-             max((uses or {}).values(), default=0), utcnow(), inbox_id),
+            (
+                status,
+                reason,
+                None if outcome is None else orjson.dumps(outcome).decode(),
+                wait_for,
+                max((uses or {}).values(), default=0),
+                utcnow(),
+                inbox_id,
+            ),
         )
         if uses:
             tx.execute("DELETE FROM inbox_uses WHERE inbox_id = %s", (inbox_id,))
@@ -221,7 +240,8 @@ class Inbox:
         n = 0
         for key in keys:
             n += tx.execute(
-                "UPDATE inbox SET status = 'received', updated_at = %s WHERE status = 'waiting' AND wait_for = %s",
+                "UPDATE inbox SET status = 'received', updated_at = %s WHERE status = 'waiting' AND "
+                "wait_for = %s",
                 (utcnow(), key),
             ).rowcount
         return n

@@ -42,7 +42,11 @@ from projections.exceptions import close_exception, open_exception
 log = logging.getLogger("ledger.intake")
 
 Translator = Callable[[dict[str, Any], Any, Lookup, Context], Translation]
-TRANSLATORS: dict[str, Translator] = {"shopify": shopify.translate, "pos": pos.translate, "erp": erp.translate}
+TRANSLATORS: dict[str, Translator] = {
+    "shopify": shopify.translate,
+    "pos": pos.translate,
+    "erp": erp.translate,
+}
 
 
 def _error(e: BaseException) -> str:
@@ -79,7 +83,9 @@ class Intake:
                 break  # it was translated against state an earlier message of this run changes: next run
             touched |= orders
             futures: list[Future[Any]] = []
-            if translation is not None and not (translation.park or translation.wait_for or translation.reject):
+            if translation is not None and not (
+                translation.park or translation.wait_for or translation.reject
+            ):
                 for item in translation.items:
                     cause = {
                         "source": row["source"],
@@ -113,8 +119,12 @@ class Intake:
                 self.inbox.finish(tx, row["id"], status, reason, outcome, lookup.uses, wait_for)
                 key = str(row["id"])
                 if status == "parked":
-                    open_exception(tx, "parked-message", key,
-                                   {"source": row["source"], "external_id": row["external_id"], "reason": reason})
+                    open_exception(
+                        tx,
+                        "parked-message",
+                        key,
+                        {"source": row["source"], "external_id": row["external_id"], "reason": reason},
+                    )
                 elif status != "waiting":
                     close_exception(tx, "parked-message", key, {"resolved": status})
                 if t is not None and status in ("applied", "duplicate"):
@@ -134,13 +144,15 @@ class Intake:
         """The orders a translation read or acts on."""
         if t is None:
             return set()
-        found = {str(getattr(i.command, "order_id")) for i in t.items if hasattr(i.command, "order_id")}
+        found = {str(i.command.order_id) for i in t.items if hasattr(i.command, "order_id")}
         if t.wait_for and t.wait_for.startswith("order:"):
-            found.add(t.wait_for[len("order:"):])
-        return found | {w[len("order:"):] for w in t.wakes if w.startswith("order:")}
+            found.add(t.wait_for[len("order:") :])
+        return found | {w[len("order:") :] for w in t.wakes if w.startswith("order:")}
 
     @staticmethod
-    def _judge(t: Translation | None, problem: str | None, results: list[Any]) -> tuple[str, str | None, str | None]:
+    def _judge(
+        t: Translation | None, problem: str | None, results: list[Any]
+    ) -> tuple[str, str | None, str | None]:
         if problem is not None or t is None:
             return "rejected", problem, None
         if t.reject:
@@ -173,9 +185,13 @@ class Intake:
         streams = sorted({s for item in t.items for s in item.streams})
         return {
             "commands": [
-                {"type": type(item.command).__name__,
-                 "result": "refused" if isinstance(r, BaseException) else ("duplicate" if r.get("duplicate") else "ok"),
-                 **({"error": _error(r)} if isinstance(r, BaseException) else {})}
+                {
+                    "type": type(item.command).__name__,
+                    "result": "refused"
+                    if isinstance(r, BaseException)
+                    else ("duplicate" if r.get("duplicate") else "ok"),
+                    **({"error": _error(r)} if isinstance(r, BaseException) else {}),
+                }
                 for item, r in zip(t.items, results, strict=False)
             ],
             "streams": [list(s) for s in streams],
@@ -187,7 +203,7 @@ class Intake:
         ids = []
         for row in self.inbox.list(status="waiting", limit=1000):
             key = row.get("wait_for") or ""
-            if key.startswith("order:") and self.ledger.history.order(key[len("order:"):]) is not None:
+            if key.startswith("order:") and self.ledger.history.order(key[len("order:") :]) is not None:
                 ids.append(int(row["id"]))
         return self.inbox.requeue(ids, ("waiting",))
 
@@ -218,14 +234,18 @@ class Remapper:
     def remap(self, source: str, kind: str, external_id: str, actor: str = "cli") -> dict[str, Any]:
         key = mapping_key(source, kind, external_id)
         current = self.intake.mappings.get(source, kind, external_id)
-        canonical = current[0] if current else (external_id if source == "erp" and kind != "channel" else None)
+        canonical = (
+            current[0] if current else (external_id if source == "erp" and kind != "channel" else None)
+        )
         version = current[1] if current else 0
         rows = self.intake.inbox.using(key)
         corrections: list[tuple[int, c.CorrectMovement]] = []
         if canonical is not None and kind in ("sku", "location"):
             for row in rows:
                 if row["status"] in ("applied", "duplicate"):
-                    corrections += [(int(row["id"]), cmd) for cmd in self._corrections(row, key, kind, canonical, version)]
+                    corrections += [
+                        (int(row["id"]), cmd) for cmd in self._corrections(row, key, kind, canonical, version)
+                    ]
         futures = [(inbox_id, self.intake.ledger.submit(cmd)) for inbox_id, cmd in corrections]
         corrected_msgs: set[int] = set()
         movements, failures = 0, []
@@ -259,8 +279,9 @@ class Remapper:
             self.keys.audit(actor, "mapping.remap", key, {k: v for k, v in answer.items() if k != "failures"})
         return answer
 
-    def _corrections(self, row: dict[str, Any], key: str, kind: str, canonical: str,
-                     version: int) -> list[c.CorrectMovement]:
+    def _corrections(
+        self, row: dict[str, Any], key: str, kind: str, canonical: str, version: int
+    ) -> list[c.CorrectMovement]:
         history = self.intake.ledger.history
         out = []
         for sku, location in (row.get("outcome") or {}).get("streams", []):
@@ -273,23 +294,36 @@ class Remapper:
             after = None
             while True:
                 page = list(history.events(stock_id(sku, location), after=after, limit=500))
-                for position, event in page:
+                for _, event in page:
                     cause = getattr(event, "cause", None) or {}
-                    if cause.get("causation_id") != str(row["id"]) or cause.get("mappings", {}).get(kind) != key:
+                    if (
+                        cause.get("causation_id") != str(row["id"])
+                        or cause.get("mappings", {}).get(kind) != key
+                    ):
                         continue
                     if isinstance(event, SkuLocation.MovementCorrected) or movement_effect(event) == (0, 0):
                         continue
                     if str(event.originator_version) in stream.corrected:
                         continue
                     target = {"to_sku": canonical} if kind == "sku" else {"to_location": canonical}
-                    out.append(c.CorrectMovement(
-                        sku=sku, location=location, version=event.originator_version, reason="remap",
-                        reference=ref("remap", row["id"], sku, location, event.originator_version),
-                        cause={"source": "remap", "reference": str(row["id"]), "correlation_id": key[:128],
-                               "causation_id": str(row["id"]), "mapping_version": version,
-                               "mappings": {kind: key}},
-                        **target,
-                    ))
+                    out.append(
+                        c.CorrectMovement(
+                            sku=sku,
+                            location=location,
+                            version=event.originator_version,
+                            reason="remap",
+                            reference=ref("remap", row["id"], sku, location, event.originator_version),
+                            cause={
+                                "source": "remap",
+                                "reference": str(row["id"]),
+                                "correlation_id": key[:128],
+                                "causation_id": str(row["id"]),
+                                "mapping_version": version,
+                                "mappings": {kind: key},
+                            },
+                            **target,
+                        )
+                    )
                 if len(page) < 500:
                     break
                 after = page[-1][0]
@@ -326,8 +360,14 @@ def install(container: Any) -> None:
     feeder = erp.ErpFeeder(container.ledger, queue)
     worker = InboxWorker(intake)
     container.extras.update(
-        mappings=mappings, inbox=inbox, intake=intake, remapper=Remapper(intake, container.keys),
-        erp_queue=queue, erp_poster=poster, erp_feeder=feeder, inbox_worker=worker,
+        mappings=mappings,
+        inbox=inbox,
+        intake=intake,
+        remapper=Remapper(intake, container.keys),
+        erp_queue=queue,
+        erp_poster=poster,
+        erp_feeder=feeder,
+        inbox_worker=worker,
     )
     container.extras.setdefault("workers", []).extend(
         [worker, Loop("erp-feeder", feeder.step, 0.5), Loop("erp-poster", poster.step, 0.5)]

@@ -1,4 +1,4 @@
-"""A background worker: calls `step()` in a thread until stopped; idles `poll` seconds when there was nothing to do."""
+"""A background worker: calls `step()` in a thread until stopped; idles `poll` seconds when idle."""
 
 from __future__ import annotations
 

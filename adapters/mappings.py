@@ -53,11 +53,14 @@ class SqlMappingStore:
             [
                 "CREATE TABLE IF NOT EXISTS mappings (source TEXT NOT NULL, kind TEXT NOT NULL, "
                 "external_id TEXT NOT NULL, canonical TEXT NOT NULL, version BIGINT NOT NULL, "
-                "updated_by TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (source, kind, external_id))",
-                f"CREATE TABLE IF NOT EXISTS mapping_history (version {self.db.serial}, source TEXT NOT NULL, "
+                "updated_by TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (source, kind, "
+                "external_id))",
+                f"CREATE TABLE IF NOT EXISTS mapping_history (version {self.db.serial}, source TEXT "
+                "NOT NULL, "
                 "kind TEXT NOT NULL, external_id TEXT NOT NULL, old TEXT, new TEXT NOT NULL, "
                 "actor TEXT NOT NULL, at TEXT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS mapping_history_key ON mapping_history (source, kind, external_id)",
+                "CREATE INDEX IF NOT EXISTS mapping_history_key ON mapping_history (source, kind, "
+                "external_id)",
             ]
         )
 
@@ -75,13 +78,21 @@ class SqlMappingStore:
         now = datetime.now(UTC).isoformat()
         with self.db.transaction() as tx:
             row = tx.execute(
-                "SELECT canonical, version FROM mappings WHERE source = %s AND kind = %s AND external_id = %s",
+                "SELECT canonical, version FROM mappings WHERE source = %s AND kind = %s AND "
+                "external_id = %s",
                 (source, kind, external_id),
             ).fetchone()
             old = None if row is None else row["canonical"]
             if old == canonical:
-                return {"source": source, "kind": kind, "external_id": external_id, "canonical": canonical,
-                        "version": int(row["version"]), "old": old, "changed": False}  # type: ignore[index]
+                return {
+                    "source": source,
+                    "kind": kind,
+                    "external_id": external_id,
+                    "canonical": canonical,
+                    "version": int(row["version"]),
+                    "old": old,
+                    "changed": False,
+                }  # type: ignore[index]
             version = int(
                 tx.execute(
                     "INSERT INTO mapping_history (source, kind, external_id, old, new, actor, at) "
@@ -90,14 +101,23 @@ class SqlMappingStore:
                 ).fetchone()["version"]  # type: ignore[index]
             )
             tx.execute(
-                "INSERT INTO mappings (source, kind, external_id, canonical, version, updated_by, updated_at) "
+                "INSERT INTO mappings (source, kind, external_id, canonical, version, updated_by, "
+                "updated_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (source, kind, external_id) DO UPDATE SET "
-                "canonical = excluded.canonical, version = excluded.version, updated_by = excluded.updated_by, "
+                "canonical = excluded.canonical, version = excluded.version, updated_by = "
+                "excluded.updated_by, "
                 "updated_at = excluded.updated_at",
                 (source, kind, external_id, canonical, version, actor, now),
             )
-        return {"source": source, "kind": kind, "external_id": external_id, "canonical": canonical,
-                "version": version, "old": old, "changed": True}
+        return {
+            "source": source,
+            "kind": kind,
+            "external_id": external_id,
+            "canonical": canonical,
+            "version": version,
+            "old": old,
+            "changed": True,
+        }
 
     def history(self, source: str, kind: str, external_id: str) -> list[dict[str, Any]]:
         return self.db.query(
@@ -106,8 +126,13 @@ class SqlMappingStore:
             (source, kind, external_id),
         )
 
-    def list(self, source: str | None = None, kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        sql = "SELECT source, kind, external_id, canonical, version, updated_by, updated_at FROM mappings WHERE 1=1"
+    def list(
+        self, source: str | None = None, kind: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT source, kind, external_id, canonical, version, updated_by, updated_at "
+            "FROM mappings WHERE 1=1"
+        )
         params: list[Any] = []
         if source:
             sql += " AND source = %s"

@@ -112,10 +112,13 @@ def on_stored(batch: PosBatch) -> Any:
 
     def hook(tx: Tx, inbox_id: int) -> None:
         taken = tx.execute(
-            "SELECT batch_id FROM pos_sequences WHERE store = %s AND sequence = %s", (batch.store, batch.sequence)
+            "SELECT batch_id FROM pos_sequences WHERE store = %s AND sequence = %s",
+            (batch.store, batch.sequence),
         ).fetchone()
         if taken is not None:
-            raise SequenceConflict(f"sequence {batch.sequence} of store {batch.store} is batch {taken['batch_id']}")
+            raise SequenceConflict(
+                f"sequence {batch.sequence} of store {batch.store} is batch {taken['batch_id']}"
+            )
         tx.execute(
             "INSERT INTO pos_sequences (store, sequence, batch_id, inbox_id) VALUES (%s, %s, %s, %s)",
             (batch.store, batch.sequence, batch.batch_id, inbox_id),
@@ -125,9 +128,16 @@ def on_stored(batch: PosBatch) -> Any:
             if t.type == "void":
                 continue
             tx.execute(
-                "INSERT INTO pos_transactions (store, txn_id, type, lines, inbox_id) VALUES (%s, %s, %s, %s, %s) "
+                "INSERT INTO pos_transactions (store, txn_id, type, lines, inbox_id) VALUES (%s, "
+                "%s, %s, %s, %s) "
                 "ON CONFLICT (store, txn_id) DO NOTHING",
-                (batch.store, t.txn_id, t.type, orjson.dumps([x.model_dump() for x in t.lines]).decode(), inbox_id),
+                (
+                    batch.store,
+                    t.txn_id,
+                    t.type,
+                    orjson.dumps([x.model_dump() for x in t.lines]).decode(),
+                    inbox_id,
+                ),
             )
             # A void that arrived before this transaction can apply now.
             tx.execute(
@@ -149,14 +159,19 @@ def _track_gaps(tx: Tx, store: str, sequence: int) -> None:
         return
     # Only the numbers this batch newly exposed can be new gaps: those just below it.
     below = tx.execute(
-        "SELECT max(sequence) AS prev FROM pos_sequences WHERE store = %s AND sequence < %s", (store, sequence)
+        "SELECT max(sequence) AS prev FROM pos_sequences WHERE store = %s AND sequence < %s",
+        (store, sequence),
     ).fetchone()
     prev = below["prev"] if below else None  # type: ignore[index]
     if prev is None:
         return
     for missing in range(int(prev) + 1, min(sequence, int(prev) + 1 + MAX_GAP_EXCEPTIONS)):
-        open_exception(tx, "pos-sequence-gap", f"{store}:{missing}",
-                       {"store": store, "sequence": missing, "seen_up_to": sequence})
+        open_exception(
+            tx,
+            "pos-sequence-gap",
+            f"{store}:{missing}",
+            {"store": store, "sequence": missing, "seen_up_to": sequence},
+        )
 
 
 def open_gaps(db: Database, store: str) -> list[int]:
@@ -201,10 +216,12 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
             keys = {"location": loc_key, "sku": mapping_key("pos", "sku", line.item)}
             r = ref(*reference, i)
             if kind == "sale":
-                cmd: c.Command = c.SellDirect(sku=sku, location=location, quantity=line.quantity, reference=r,
-                                              record_shortfall=True)
+                cmd: c.Command = c.SellDirect(
+                    sku=sku, location=location, quantity=line.quantity, reference=r, record_shortfall=True
+                )
             else:
-                cmd = c.ReturnToStock(sku=sku, location=location, quantity=line.quantity, disposition="restock",
-                                      reference=r)
+                cmd = c.ReturnToStock(
+                    sku=sku, location=location, quantity=line.quantity, disposition="restock", reference=r
+                )
             t.add(cmd, keys, [(sku, location)])
     return t

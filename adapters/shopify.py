@@ -175,7 +175,8 @@ def create_tables(db: Database) -> None:
     db.script(
         [
             "CREATE TABLE IF NOT EXISTS shopify_observations (kind TEXT NOT NULL, object_id TEXT NOT NULL, "
-            "location_id TEXT NOT NULL, available BIGINT, sku TEXT, updated_at TEXT, inbox_id BIGINT NOT NULL, "
+            "location_id TEXT NOT NULL, available BIGINT, sku TEXT, updated_at TEXT, inbox_id "
+            "BIGINT NOT NULL, "
             "PRIMARY KEY (kind, object_id, location_id))",
         ]
     )
@@ -185,7 +186,10 @@ def create_tables(db: Database) -> None:
 
 
 def _status(p: OrderPayload) -> dict[str, Any]:
-    status: dict[str, Any] = {"financial_status": p.financial_status, "fulfillment_status": p.fulfillment_status}
+    status: dict[str, Any] = {
+        "financial_status": p.financial_status,
+        "fulfillment_status": p.fulfillment_status,
+    }
     if p.updated_at is not None:
         status["updated_at"] = p.updated_at.isoformat()
     return status
@@ -244,8 +248,11 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
     if not lines:
         t.notes.append("no stock lines")
         return t
-    refs = {"name": p.name, "order_number": None if p.order_number is None else str(p.order_number),
-            "admin_graphql_api_id": p.admin_graphql_api_id}
+    refs = {
+        "name": p.name,
+        "order_number": None if p.order_number is None else str(p.order_number),
+        "admin_graphql_api_id": p.admin_graphql_api_id,
+    }
     t.add(
         c.CaptureOrder(
             order_id=order_id,
@@ -353,11 +360,17 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
             cancels.append({"line_id": str(r.line_item_id), "quantity": r.quantity})
     refund_id = str(p.id)
     if returns:
-        t.add(c.ReturnItems(order_id=order_id, return_id=ref("refund", refund_id), lines=tuple(returns)),
-              keys, streams)
+        t.add(
+            c.ReturnItems(order_id=order_id, return_id=ref("refund", refund_id), lines=tuple(returns)),
+            keys,
+            streams,
+        )
     if cancels:
-        t.add(c.CancelOrder(order_id=order_id, reason="refunded", lines=tuple(cancels),
-                            reference=ref("refund", refund_id)))
+        t.add(
+            c.CancelOrder(
+                order_id=order_id, reason="refunded", lines=tuple(cancels), reference=ref("refund", refund_id)
+            )
+        )
     amount, currency = Decimal(0), None
     txns = [x for x in p.transactions if (x.kind or "refund") == "refund"]
     for x in txns:
@@ -368,11 +381,23 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
             t.reject = f"refund transaction {x.id} has an amount that is not a number"
             return t
         currency = currency or x.currency
-    t.add(c.RecordRefund(order_id=order_id, refund_id=refund_id, amount=str(amount),
-                         currency=(currency or "XXX")[:16], lines=tuple(recorded)))
+    t.add(
+        c.RecordRefund(
+            order_id=order_id,
+            refund_id=refund_id,
+            amount=str(amount),
+            currency=(currency or "XXX")[:16],
+            lines=tuple(recorded),
+        )
+    )
     if txns and all(x.status == "success" for x in txns):
-        t.add(c.SettleRefund(order_id=order_id, refund_id=refund_id,
-                             settlement_reference=ref("shopify-transaction", txns[0].id or refund_id)))
+        t.add(
+            c.SettleRefund(
+                order_id=order_id,
+                refund_id=refund_id,
+                settlement_reference=ref("shopify-transaction", txns[0].id or refund_id),
+            )
+        )
     return t
 
 
@@ -388,13 +413,15 @@ def _observation(topic: str, p: Any, inbox_id: int) -> Translation:
 
     def record(tx: Tx, _: list[Any]) -> None:
         row = tx.execute(
-            "SELECT updated_at FROM shopify_observations WHERE kind = %s AND object_id = %s AND location_id = %s",
+            "SELECT updated_at FROM shopify_observations WHERE kind = %s AND object_id = %s AND "
+            "location_id = %s",
             values[:3],
         ).fetchone()
         if row is not None and (row["updated_at"] or "") > stamp:
             return  # an older observation never overwrites a newer one
         tx.execute(
-            "INSERT INTO shopify_observations (kind, object_id, location_id, available, sku, updated_at, inbox_id) "
+            "INSERT INTO shopify_observations (kind, object_id, location_id, available, sku, "
+            "updated_at, inbox_id) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (kind, object_id, location_id) DO UPDATE SET "
             "available = excluded.available, sku = excluded.sku, updated_at = excluded.updated_at, "
             "inbox_id = excluded.inbox_id",
@@ -408,6 +435,7 @@ def _observation(topic: str, p: Any, inbox_id: int) -> Translation:
 
 def observations(db: Database, kind: str | None = None) -> list[dict[str, Any]]:
     if kind:
-        return db.query("SELECT * FROM shopify_observations WHERE kind = %s ORDER BY object_id, location_id",
-                        (kind,))
+        return db.query(
+            "SELECT * FROM shopify_observations WHERE kind = %s ORDER BY object_id, location_id", (kind,)
+        )
     return db.query("SELECT * FROM shopify_observations ORDER BY kind, object_id, location_id")

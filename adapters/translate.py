@@ -48,8 +48,12 @@ class Translation:
     after: Callable[[Tx, list[Any]], None] | None = None
     wakes: list[str] = field(default_factory=list)  # wait keys this message satisfies once applied
 
-    def add(self, command: Command, mappings: dict[str, str] | None = None,
-            streams: list[tuple[str, str]] | None = None) -> None:
+    def add(
+        self,
+        command: Command,
+        mappings: dict[str, str] | None = None,
+        streams: list[tuple[str, str]] | None = None,
+    ) -> None:
         self.items.append(Item(command, dict(mappings or {}), list(streams or [])))
 
 

@@ -37,5 +37,5 @@ async def transfer(request: Request, container: ContainerDep, _: Ingester) -> di
 
 @router.post("/v1/erp/cycle-counts")
 async def cycle_count(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
-    """`{message_id, count_id, location, counted_at, lines: [{sku, counted}]}`: absolute counted quantities."""
+    """`{message_id, count_id, location, counted_at, lines: [{sku, counted}]}`: absolute counts."""
     return await _receive(request, container, "cycle-count")

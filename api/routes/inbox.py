@@ -83,8 +83,14 @@ async def read_json(request: Request, container: Container) -> tuple[bytes, Any]
 
 
 def validation_problem(e: ValidationError) -> Problem:
-    errors = [{"loc": [str(x) for x in err.get("loc", ())], "msg": str(err.get("msg", "")),
-               "type": str(err.get("type", ""))} for err in e.errors()]
+    errors = [
+        {
+            "loc": [str(x) for x in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        }
+        for err in e.errors()
+    ]
     return Problem(422, "validation-error", "the message does not satisfy the schema", errors=errors)
 
 
@@ -103,15 +109,32 @@ async def store(
     """Stores a message once per delivery id and answers with its (first) status."""
     print_ = fingerprint(payload)
     stored: Stored = await run_in_threadpool(
-        container.extras["inbox"].store, source, external_id, kind, body, headers or {}, print_, status, reason,
+        container.extras["inbox"].store,
+        source,
+        external_id,
+        kind,
+        body,
+        headers or {},
+        print_,
+        status,
+        reason,
         on_new,
     )
     if not stored.created and stored.row["fingerprint"] != print_ and source != "shopify":
-        raise Problem(409, "delivery-id-reused", f"{external_id} was already received with other content",
-                      inbox_id=stored.row["id"])
+        raise Problem(
+            409,
+            "delivery-id-reused",
+            f"{external_id} was already received with other content",
+            inbox_id=stored.row["id"],
+        )
     worker = container.extras.get("inbox_worker")
     if worker is not None and stored.created:
         worker.wake()
     row = stored.row
-    return {"inbox_id": row["id"], "status": row["status"], "reason": row["reason"], "duplicate": not stored.created,
-            "outcome": row["outcome"]}
+    return {
+        "inbox_id": row["id"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "duplicate": not stored.created,
+        "outcome": row["outcome"],
+    }

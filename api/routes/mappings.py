@@ -8,8 +8,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
-from adapters.mappings import mapping_key
 from adapters.keys import Principal
+from adapters.mappings import mapping_key
 from api.deps import Admin, Auditor, ContainerDep
 from api.problems import Problem
 from ledger.bounds import check_id
@@ -38,8 +38,9 @@ def _check(external_id: str) -> None:
 
 
 @router.put("/v1/mappings/{source}/{kind}/{external_id}")
-async def put_mapping(source: Source, kind: Kind, external_id: str, body: MappingBody, container: ContainerDep,
-                      principal: Admin) -> dict[str, Any]:
+async def put_mapping(
+    source: Source, kind: Kind, external_id: str, body: MappingBody, container: ContainerDep, principal: Admin
+) -> dict[str, Any]:
     """Sets a mapping (a new version, kept with who and when); parked messages that needed it are retried."""
     _check(external_id)
     try:
@@ -50,11 +51,16 @@ async def put_mapping(source: Source, kind: Kind, external_id: str, body: Mappin
     change = await run_in_threadpool(store.set, source, kind, external_id, body.canonical, _actor(principal))
     requeued: list[int] = []
     if change["changed"]:
-        await run_in_threadpool(container.keys.audit, _actor(principal), "mapping.set",
-                                mapping_key(source, kind, external_id),
-                                {"old": change["old"], "new": change["canonical"], "version": change["version"]})
-        requeued = await run_in_threadpool(container.extras["inbox"].requeue_using,
-                                           mapping_key(source, kind, external_id))
+        await run_in_threadpool(
+            container.keys.audit,
+            _actor(principal),
+            "mapping.set",
+            mapping_key(source, kind, external_id),
+            {"old": change["old"], "new": change["canonical"], "version": change["version"]},
+        )
+        requeued = await run_in_threadpool(
+            container.extras["inbox"].requeue_using, mapping_key(source, kind, external_id)
+        )
         worker = container.extras.get("inbox_worker")
         if worker is not None and requeued:
             worker.wake()
@@ -62,15 +68,17 @@ async def put_mapping(source: Source, kind: Kind, external_id: str, body: Mappin
 
 
 @router.get("/v1/mappings")
-async def list_mappings(container: ContainerDep, _: Auditor, source: Source | None = None,
-                        kind: Kind | None = None) -> dict[str, Any]:
+async def list_mappings(
+    container: ContainerDep, _: Auditor, source: Source | None = None, kind: Kind | None = None
+) -> dict[str, Any]:
     """Current mappings."""
     return {"items": await run_in_threadpool(container.extras["mappings"].list, source, kind)}
 
 
 @router.get("/v1/mappings/{source}/{kind}/{external_id}")
-async def get_mapping(source: Source, kind: Kind, external_id: str, container: ContainerDep,
-                      _: Auditor) -> dict[str, Any]:
+async def get_mapping(
+    source: Source, kind: Kind, external_id: str, container: ContainerDep, _: Auditor
+) -> dict[str, Any]:
     """A mapping's current value and every version (who, when, old value, new value)."""
     _check(external_id)
     store = container.extras["mappings"]
@@ -78,16 +86,22 @@ async def get_mapping(source: Source, kind: Kind, external_id: str, container: C
     history = await run_in_threadpool(store.history, source, kind, external_id)
     if current is None and not history:
         raise Problem(404, "not-found", f"no mapping {mapping_key(source, kind, external_id)}")
-    return {"source": source, "kind": kind, "external_id": external_id,
-            "canonical": None if current is None else current[0],
-            "version": None if current is None else current[1], "history": history}
+    return {
+        "source": source,
+        "kind": kind,
+        "external_id": external_id,
+        "canonical": None if current is None else current[0],
+        "version": None if current is None else current[1],
+        "history": history,
+    }
 
 
 @router.post("/v1/mappings/{source}/{kind}/{external_id}/remap")
-async def remap(source: Source, kind: Kind, external_id: str, container: ContainerDep,
-                principal: Admin) -> dict[str, Any]:
+async def remap(
+    source: Source, kind: Kind, external_id: str, container: ContainerDep, principal: Admin
+) -> dict[str, Any]:
     """Re-translates the messages that used this mapping; mis-posted movements get correction events."""
     _check(external_id)
-    return await run_in_threadpool(container.extras["remapper"].remap, source, kind, external_id,
-                                   _actor(principal))
-
+    return await run_in_threadpool(
+        container.extras["remapper"].remap, source, kind, external_id, _actor(principal)
+    )

@@ -17,14 +17,21 @@ router = APIRouter(tags=["pos"])
 
 @router.post("/v1/pos/batches")
 async def post_batch(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
-    """A POS batch `{store, batch_id, sequence, transactions}`; the same (store, batch_id) again changes nothing."""
+    """A POS batch `{store, batch_id, sequence, transactions}`; a repeat changes nothing."""
     body, payload = await read_json(request, container)
     try:
         batch = pos.PosBatch.model_validate(payload)
     except ValidationError as e:
         raise validation_problem(e) from None
     try:
-        return await store(container, "pos", pos.external_id(batch.store, batch.batch_id), "batch", body, payload,
-                           on_new=pos.on_stored(batch))
+        return await store(
+            container,
+            "pos",
+            pos.external_id(batch.store, batch.batch_id),
+            "batch",
+            body,
+            payload,
+            on_new=pos.on_stored(batch),
+        )
     except pos.SequenceConflict as e:
         raise Problem(409, "pos-sequence-conflict", str(e)) from None

@@ -20,8 +20,10 @@ class AdaptersApi:
     def __init__(self, client: TestClient, container: Container) -> None:
         self.client = client
         self.container = container
-        self.tokens = {s: container.keys.create(f"test-{s}", [s])[1]
-                       for s in ("ats:read", "audit:read", "ingest:write", "admin")}
+        self.tokens = {
+            s: container.keys.create(f"test-{s}", [s])[1]
+            for s in ("ats:read", "audit:read", "ingest:write", "admin")
+        }
 
     def h(self, scope: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[scope]}"}
@@ -33,8 +35,11 @@ class AdaptersApi:
         return self.client.get(path, params=params, headers=self.h(scope))
 
     def map(self, source: str, kind: str, external_id: str, canonical: str) -> dict[str, Any]:
-        r = self.client.put(f"/v1/mappings/{source}/{kind}/{external_id}", json={"canonical": canonical},
-                            headers=self.h("admin"))
+        r = self.client.put(
+            f"/v1/mappings/{source}/{kind}/{external_id}",
+            json={"canonical": canonical},
+            headers=self.h("admin"),
+        )
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 

@@ -15,7 +15,9 @@ CUSTOMER = {
 }
 
 
-def order(order_id: int, lines: list[tuple[int, int | None, str | None, int]], **extra: Any) -> dict[str, Any]:
+def order(
+    order_id: int, lines: list[tuple[int, int | None, str | None, int]], **extra: Any
+) -> dict[str, Any]:
     """orders/create (and orders/cancelled) payload; lines are (line id, variant_id, sku, quantity)."""
     body = {
         "id": order_id,
@@ -55,8 +57,13 @@ def order(order_id: int, lines: list[tuple[int, int | None, str | None, int]], *
     return body
 
 
-def fulfillment(fulfillment_id: int, order_id: int, location_id: int, lines: list[tuple[int, int]],
-                status: str = "success") -> dict[str, Any]:
+def fulfillment(
+    fulfillment_id: int,
+    order_id: int,
+    location_id: int,
+    lines: list[tuple[int, int]],
+    status: str = "success",
+) -> dict[str, Any]:
     """fulfillments/create payload; lines are (order line item id, quantity)."""
     return {
         "id": fulfillment_id,
@@ -72,8 +79,13 @@ def fulfillment(fulfillment_id: int, order_id: int, location_id: int, lines: lis
     }
 
 
-def refund(refund_id: int, order_id: int, lines: list[tuple[int, int, str, int | None]],
-           amount: str = "10.00", status: str = "success") -> dict[str, Any]:
+def refund(
+    refund_id: int,
+    order_id: int,
+    lines: list[tuple[int, int, str, int | None]],
+    amount: str = "10.00",
+    status: str = "success",
+) -> dict[str, Any]:
     """refunds/create payload; lines are (order line item id, quantity, restock_type, location_id)."""
     return {
         "id": refund_id,
@@ -82,22 +94,47 @@ def refund(refund_id: int, order_id: int, lines: list[tuple[int, int, str, int |
         "note": "it broke during shipping",
         "restock": True,
         "refund_line_items": [
-            {"id": refund_id * 10 + i, "line_item_id": lid, "quantity": q, "restock_type": rt, "location_id": loc,
-             "subtotal": 10.0, "total_tax": 0.0}
+            {
+                "id": refund_id * 10 + i,
+                "line_item_id": lid,
+                "quantity": q,
+                "restock_type": rt,
+                "location_id": loc,
+                "subtotal": 10.0,
+                "total_tax": 0.0,
+            }
             for i, (lid, q, rt, loc) in enumerate(lines)
         ],
         "transactions": [
-            {"id": refund_id * 100, "kind": "refund", "status": status, "amount": amount, "currency": "USD",
-             "gateway": "bogus"}
+            {
+                "id": refund_id * 100,
+                "kind": "refund",
+                "status": status,
+                "amount": amount,
+                "currency": "USD",
+                "gateway": "bogus",
+            }
         ],
     }
 
 
 def inventory_level(item_id: int, location_id: int, available: int, updated_at: str) -> dict[str, Any]:
-    return {"inventory_item_id": item_id, "location_id": location_id, "available": available,
-            "updated_at": updated_at, "admin_graphql_api_id": f"gid://shopify/InventoryLevel/{item_id}"}
+    return {
+        "inventory_item_id": item_id,
+        "location_id": location_id,
+        "available": available,
+        "updated_at": updated_at,
+        "admin_graphql_api_id": f"gid://shopify/InventoryLevel/{item_id}",
+    }
 
 
 def inventory_item(item_id: int, sku: str, updated_at: str) -> dict[str, Any]:
-    return {"id": item_id, "sku": sku, "tracked": True, "requires_shipping": True, "cost": "25.00",
-            "created_at": "2026-01-01T00:00:00-05:00", "updated_at": updated_at}
+    return {
+        "id": item_id,
+        "sku": sku,
+        "tracked": True,
+        "requires_shipping": True,
+        "cost": "25.00",
+        "created_at": "2026-01-01T00:00:00-05:00",
+        "updated_at": updated_at,
+    }

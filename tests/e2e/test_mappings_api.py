@@ -19,12 +19,25 @@ def api(database_url: str) -> Iterator[AdaptersApi]:
 
 
 def sale_batch(seq: int) -> dict:
-    return {"store": "S001", "batch_id": f"B{seq}", "sequence": seq, "transactions": [
-        {"txn_id": f"T{seq}a", "type": "sale", "occurred_at": "2026-11-20T10:00:00Z",
-         "lines": [{"item": "ITEM-1", "quantity": 2}]},
-        {"txn_id": f"T{seq}b", "type": "return", "occurred_at": "2026-11-20T10:05:00Z",
-         "lines": [{"item": "ITEM-1", "quantity": 1}]},
-    ]}
+    return {
+        "store": "S001",
+        "batch_id": f"B{seq}",
+        "sequence": seq,
+        "transactions": [
+            {
+                "txn_id": f"T{seq}a",
+                "type": "sale",
+                "occurred_at": "2026-11-20T10:00:00Z",
+                "lines": [{"item": "ITEM-1", "quantity": 2}],
+            },
+            {
+                "txn_id": f"T{seq}b",
+                "type": "return",
+                "occurred_at": "2026-11-20T10:05:00Z",
+                "lines": [{"item": "ITEM-1", "quantity": 1}],
+            },
+        ],
+    }
 
 
 def test_a_store_mapped_to_the_wrong_location_is_fixed_and_remapped(api: AdaptersApi) -> None:
@@ -87,7 +100,9 @@ def test_hostile_mapping_requests_are_refused(api: AdaptersApi) -> None:
     h = api.h("admin")
     assert api.client.put("/v1/mappings/amazon/sku/1", json={"canonical": "A"}, headers=h).status_code == 422
     assert api.client.put("/v1/mappings/pos/colour/1", json={"canonical": "A"}, headers=h).status_code == 422
-    assert api.client.put("/v1/mappings/pos/sku/1", json={"canonical": "A" * 129}, headers=h).status_code == 422
+    assert (
+        api.client.put("/v1/mappings/pos/sku/1", json={"canonical": "A" * 129}, headers=h).status_code == 422
+    )
     assert api.client.put("/v1/mappings/pos/sku/1", json={"canonical": "a\tb"}, headers=h).status_code == 422
     assert api.client.put("/v1/mappings/pos/sku/1", json={}, headers=h).status_code == 422
     r = api.client.put("/v1/mappings/pos/sku/1", json={"canonical": "A"}, headers=api.h("ingest:write"))
@@ -97,11 +112,16 @@ def test_hostile_mapping_requests_are_refused(api: AdaptersApi) -> None:
     assert api.get("/v1/mappings").json()["items"] == []
 
 
-def test_an_erp_code_mapped_later_is_remapped_from_the_command_line(sqlite_url: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_erp_code_mapped_later_is_remapped_from_the_command_line(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for api in make(sqlite_url):
-        receipt = {"message_id": "m-1", "receipt_id": "GR-1", "location": "WH1",
-                   "lines": [{"sku": "OLD-CODE", "quantity": 7}]}
+        receipt = {
+            "message_id": "m-1",
+            "receipt_id": "GR-1",
+            "location": "WH1",
+            "lines": [{"sku": "OLD-CODE", "quantity": 7}],
+        }
         assert api.post("/v1/erp/goods-receipts", receipt).status_code == 200
         api.drain()
         assert api.on_hand("OLD-CODE", "WH1") == 7
@@ -111,7 +131,7 @@ def test_an_erp_code_mapped_later_is_remapped_from_the_command_line(sqlite_url: 
         assert r.exit_code == 0, r.output
         r = runner.invoke(cli, ["remap", "erp", "sku", "OLD-CODE"])
         assert r.exit_code == 0, r.output
-        answer = orjson.loads(r.output[r.output.index("{"):])
+        answer = orjson.loads(r.output[r.output.index("{") :])
         assert answer["messages"] == 1 and answer["movements"] == 1
         api.container.ledger.writer.evict()
         assert (api.on_hand("OLD-CODE", "WH1"), api.on_hand("SKU-A", "WH1")) == (0, 7)

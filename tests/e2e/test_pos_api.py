@@ -25,14 +25,20 @@ def pos(database_url: str) -> Iterator[AdaptersApi]:
 
 
 def txn(txn_id: str, kind: str, *lines: tuple[str, int], void_of: str | None = None) -> dict[str, Any]:
-    t: dict[str, Any] = {"txn_id": txn_id, "type": kind, "occurred_at": "2026-11-20T10:00:00Z",
-                         "lines": [{"item": i, "quantity": q} for i, q in lines]}
+    t: dict[str, Any] = {
+        "txn_id": txn_id,
+        "type": kind,
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "lines": [{"item": i, "quantity": q} for i, q in lines],
+    }
     if void_of is not None:
         t["void_of"] = void_of
     return t
 
 
-def batch(seq: int, *txns: dict[str, Any], store: str = "S001", batch_id: str | None = None) -> dict[str, Any]:
+def batch(
+    seq: int, *txns: dict[str, Any], store: str = "S001", batch_id: str | None = None
+) -> dict[str, Any]:
     return {"store": store, "batch_id": batch_id or f"B{seq}", "sequence": seq, "transactions": list(txns)}
 
 
@@ -83,7 +89,9 @@ def test_a_sequence_gap_is_an_exception_until_the_missing_batch_arrives(pos: Ada
     assert pos.on_hand("SKU-A", STORE) == 16
 
 
-def test_a_void_that_arrives_before_its_sale_waits_and_a_repeated_void_reverses_once(pos: AdaptersApi) -> None:
+def test_a_void_that_arrives_before_its_sale_waits_and_a_repeated_void_reverses_once(
+    pos: AdaptersApi,
+) -> None:
     pos.post("/v1/pos/batches", batch(2, txn("V1", "void", void_of="T1")))
     pos.drain()
     assert [m["status"] for m in pos.inbox()] == ["waiting"]
@@ -134,10 +142,16 @@ def test_hostile_batches_are_refused_and_nothing_is_stored(pos: AdaptersApi) -> 
         r = pos.post("/v1/pos/batches", body)
         assert r.status_code == 422, (body, r.text)
         assert r.headers["content-type"].startswith("application/problem+json")
-    r = pos.client.post("/v1/pos/batches", content=b"[1,", headers={**pos.h("ingest:write"),
-                                                                      "Content-Type": "application/json"})
+    r = pos.client.post(
+        "/v1/pos/batches",
+        content=b"[1,",
+        headers={**pos.h("ingest:write"), "Content-Type": "application/json"},
+    )
     assert r.status_code == 400
-    assert pos.post("/v1/pos/batches", batch(1, txn("T1", "sale", ("ITEM-1", 1))), scope="ats:read").status_code == 403
+    assert (
+        pos.post("/v1/pos/batches", batch(1, txn("T1", "sale", ("ITEM-1", 1))), scope="ats:read").status_code
+        == 403
+    )
     assert pos.inbox() == []
     # A batch id reused with other content, or a sequence number reused by another batch: 409.
     assert pos.post("/v1/pos/batches", batch(1, txn("T1", "sale", ("ITEM-1", 1)))).status_code == 200

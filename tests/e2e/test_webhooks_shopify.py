@@ -37,8 +37,15 @@ class Shop:
         self.admin = admin
         self.auditor = auditor
 
-    def send(self, topic: str, payload: dict[str, Any], webhook_id: str | None = None, secret: str = SECRET,
-             signature: str | None = None, **headers: str) -> Any:
+    def send(
+        self,
+        topic: str,
+        payload: dict[str, Any],
+        webhook_id: str | None = None,
+        secret: str = SECRET,
+        signature: str | None = None,
+        **headers: str,
+    ) -> Any:
         body = orjson.dumps(payload)
         h = {
             "X-Shopify-Topic": topic,
@@ -61,8 +68,11 @@ class Shop:
                 return
 
     def map(self, kind: str, external_id: Any, canonical: str) -> Any:
-        r = self.client.put(f"/v1/mappings/shopify/{kind}/{external_id}", json={"canonical": canonical},
-                            headers={"Authorization": f"Bearer {self.admin}"})
+        r = self.client.put(
+            f"/v1/mappings/shopify/{kind}/{external_id}",
+            json={"canonical": canonical},
+            headers={"Authorization": f"Bearer {self.admin}"},
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -107,17 +117,28 @@ def _stored(shop: Shop) -> int:
 
 def test_forged_missing_and_wrong_secret_signatures_are_refused_and_nothing_is_stored(shop: Shop) -> None:
     payload = sp.order(1001, [(1, None, "SKU-A", 1)])
-    for kwargs in ({"signature": False}, {"signature": "bm90IGEgc2lnbmF0dXJl"}, {"secret": "someone-else"},
-                   {"signature": ""}):
+    for kwargs in (
+        {"signature": False},
+        {"signature": "bm90IGEgc2lnbmF0dXJl"},
+        {"secret": "someone-else"},
+        {"signature": ""},
+    ):
         r = shop.send("orders/create", payload, **kwargs)
         assert r.status_code == 401
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["type"].endswith("invalid-signature")
     # The body altered after signing no longer verifies.
     body = orjson.dumps(payload)
-    r = shop.client.post("/v1/webhooks/shopify", content=body.replace(b'"quantity":1', b'"quantity":9'),
-                         headers={"X-Shopify-Hmac-Sha256": sign(body, SECRET), "X-Shopify-Topic": "orders/create",
-                                  "X-Shopify-Webhook-Id": "w-tampered", "Content-Type": "application/json"})
+    r = shop.client.post(
+        "/v1/webhooks/shopify",
+        content=body.replace(b'"quantity":1', b'"quantity":9'),
+        headers={
+            "X-Shopify-Hmac-Sha256": sign(body, SECRET),
+            "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Webhook-Id": "w-tampered",
+            "Content-Type": "application/json",
+        },
+    )
     assert r.status_code == 401
     assert _stored(shop) == 0
     shop.drain()
@@ -132,7 +153,9 @@ def test_the_previous_secret_still_verifies_during_a_rotation(shop: Shop) -> Non
 
 
 def test_order_created_captures_and_reserves_once_however_often_it_is_delivered(shop: Shop) -> None:
-    payload = sp.order(820982911946154508, [(466157049, 39072856, "SKU-A", 2), (518995019, 49148385, "SKU-B", 1)])
+    payload = sp.order(
+        820982911946154508, [(466157049, 39072856, "SKU-A", 2), (518995019, 49148385, "SKU-B", 1)]
+    )
     first = shop.send("orders/create", payload, webhook_id="b54557e4-bdd9-4b37-8a5f-bf7d70bcd043")
     assert first.status_code == 200 and first.json()["status"] == "received"
     again = shop.send("orders/create", payload, webhook_id="b54557e4-bdd9-4b37-8a5f-bf7d70bcd043")
@@ -187,9 +210,14 @@ def test_cancellation_releases_what_is_reserved(shop: Shop) -> None:
     shop.send("orders/create", sp.order(4001, [(1, None, "SKU-A", 4)]))
     shop.drain()
     assert shop.stock("SKU-A", WH) == (10, 4)
-    cancelled = sp.order(4001, [(1, None, "SKU-A", 4)], cancelled_at="2026-11-20T11:00:00-05:00",
-                         cancel_reason="customer", financial_status="refunded",
-                         updated_at="2026-11-20T11:00:00-05:00")
+    cancelled = sp.order(
+        4001,
+        [(1, None, "SKU-A", 4)],
+        cancelled_at="2026-11-20T11:00:00-05:00",
+        cancel_reason="customer",
+        financial_status="refunded",
+        updated_at="2026-11-20T11:00:00-05:00",
+    )
     shop.send("orders/cancelled", cancelled)
     shop.drain()
     assert shop.stock("SKU-A", WH) == (10, 0)
@@ -204,14 +232,20 @@ def test_refunds_restock_release_or_change_nothing_per_restock_type(shop: Shop) 
     shop.drain()
     assert shop.stock("SKU-A", WH) == (7, 0)
     # One unit returned to the store, one refunded with no restock, one unfulfilled unit of B released.
-    shop.send("refunds/create", sp.refund(7001, 5001, [(1, 1, "return", SHOPIFY_STORE), (1, 1, "no_restock", None),
-                                                       (2, 1, "cancel", None)]))
+    shop.send(
+        "refunds/create",
+        sp.refund(
+            7001, 5001, [(1, 1, "return", SHOPIFY_STORE), (1, 1, "no_restock", None), (2, 1, "cancel", None)]
+        ),
+    )
     shop.drain()
     assert shop.stock("SKU-A", WH) == (7, 0)
     assert shop.stock("SKU-A", STORE) == (1, 0)
     assert shop.stock("SKU-B", WH) == (10, 1)
     order = shop.container.ledger.history.order("5001")
-    assert order is not None and order.refunds["7001"]["amount"] == "10.00" and order.refunds["7001"]["settled"]
+    assert (
+        order is not None and order.refunds["7001"]["amount"] == "10.00" and order.refunds["7001"]["settled"]
+    )
     assert order.stage == "settled"
 
 
@@ -231,8 +265,12 @@ def test_a_refund_before_its_order_waits_and_then_applies(shop: Shop) -> None:
 
 def test_an_older_status_never_overwrites_a_newer_one(shop: Shop) -> None:
     shop.send("orders/create", sp.order(6101, [(1, None, "SKU-A", 1)]))
-    newer = sp.order(6101, [(1, None, "SKU-A", 1)], financial_status="refunded", updated_at="2026-11-20T12:00:00-05:00")
-    older = sp.order(6101, [(1, None, "SKU-A", 1)], financial_status="paid", updated_at="2026-11-20T11:00:00-05:00")
+    newer = sp.order(
+        6101, [(1, None, "SKU-A", 1)], financial_status="refunded", updated_at="2026-11-20T12:00:00-05:00"
+    )
+    older = sp.order(
+        6101, [(1, None, "SKU-A", 1)], financial_status="paid", updated_at="2026-11-20T11:00:00-05:00"
+    )
     shop.send("orders/updated", newer)
     shop.send("orders/updated", older)
     shop.drain()
@@ -243,11 +281,17 @@ def test_an_older_status_never_overwrites_a_newer_one(shop: Shop) -> None:
 
 def test_inventory_topics_are_observations_never_movements(shop: Shop) -> None:
     before = shop.container.ledger.app.recorder.max_position()
-    shop.send("inventory_levels/update", sp.inventory_level(271878346596884015, SHOPIFY_WH, 4,
-                                                            "2026-11-20T12:00:00-05:00"))
-    shop.send("inventory_levels/update", sp.inventory_level(271878346596884015, SHOPIFY_WH, 9,
-                                                            "2026-11-20T11:00:00-05:00"))
-    shop.send("inventory_items/update", sp.inventory_item(271878346596884015, "SKU-A", "2026-11-20T12:00:00-05:00"))
+    shop.send(
+        "inventory_levels/update",
+        sp.inventory_level(271878346596884015, SHOPIFY_WH, 4, "2026-11-20T12:00:00-05:00"),
+    )
+    shop.send(
+        "inventory_levels/update",
+        sp.inventory_level(271878346596884015, SHOPIFY_WH, 9, "2026-11-20T11:00:00-05:00"),
+    )
+    shop.send(
+        "inventory_items/update", sp.inventory_item(271878346596884015, "SKU-A", "2026-11-20T12:00:00-05:00")
+    )
     shop.drain()
     assert shop.container.ledger.app.recorder.max_position() == before
     levels = observations(shop.container.db, "level")
@@ -282,9 +326,16 @@ def test_unsupported_topics_are_kept_as_rejected_and_malformed_bodies_refused(sh
     r = shop.send("orders/create", {"id": "not a number", "line_items": []})
     assert r.status_code == 422
     body = b"{not json"
-    r = shop.client.post("/v1/webhooks/shopify", content=body,
-                         headers={"X-Shopify-Hmac-Sha256": sign(body, SECRET), "X-Shopify-Topic": "orders/create",
-                                  "X-Shopify-Webhook-Id": "w-bad-json", "Content-Type": "application/json"})
+    r = shop.client.post(
+        "/v1/webhooks/shopify",
+        content=body,
+        headers={
+            "X-Shopify-Hmac-Sha256": sign(body, SECRET),
+            "X-Shopify-Topic": "orders/create",
+            "X-Shopify-Webhook-Id": "w-bad-json",
+            "Content-Type": "application/json",
+        },
+    )
     assert r.status_code == 400
     r = shop.send("orders/create", sp.order(1, [(1, None, "A", 1)]), webhook_id="\x07bell")
     assert r.status_code == 400

@@ -27,8 +27,9 @@ def container(database_url: str) -> Iterator[Container]:
 
 def deliver(container: Container, kind: str, message: dict[str, Any]) -> dict[str, Any]:
     erp.SHAPES[kind].model_validate(message)
-    stored = container.extras["inbox"].store("erp", message["message_id"], kind, orjson.dumps(message), {},
-                                             fingerprint(message))
+    stored = container.extras["inbox"].store(
+        "erp", message["message_id"], kind, orjson.dumps(message), {}, fingerprint(message)
+    )
     for _ in range(10):
         if not container.extras["intake"].step():
             break
@@ -45,20 +46,43 @@ def on_hand(container: Container, sku: str, location: str) -> tuple[int, int]:
 def test_receipts_transfers_and_counts_move_stock_through_the_mappings(container: Container) -> None:
     container.extras["mappings"].set("erp", "location", "0100", "WH1", "test")
     container.extras["mappings"].set("erp", "location", "0200", "STORE1", "test")
-    row = deliver(container, "goods-receipt", {"message_id": "m1", "receipt_id": "GR-1", "location": "0100",
-                                               "lines": [{"sku": "SKU-A", "quantity": 30},
-                                                         {"sku": "SKU-B", "quantity": 4}]})
+    row = deliver(
+        container,
+        "goods-receipt",
+        {
+            "message_id": "m1",
+            "receipt_id": "GR-1",
+            "location": "0100",
+            "lines": [{"sku": "SKU-A", "quantity": 30}, {"sku": "SKU-B", "quantity": 4}],
+        },
+    )
     assert row["status"] == "applied"
-    deliver(container, "transfer", {"message_id": "m2", "transfer_id": "TR-1", "from_location": "0100",
-                                    "to_location": "0200", "lines": [{"sku": "SKU-A", "quantity": 10}]})
+    deliver(
+        container,
+        "transfer",
+        {
+            "message_id": "m2",
+            "transfer_id": "TR-1",
+            "from_location": "0100",
+            "to_location": "0200",
+            "lines": [{"sku": "SKU-A", "quantity": 10}],
+        },
+    )
     assert on_hand(container, "SKU-A", "WH1") == (20, 0)
     assert on_hand(container, "SKU-A", "STORE1") == (10, 0)
     container.ledger.capture_order("o-1", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 5}])
     # The shelf holds 17: the count becomes an adjustment of -3 against what the ledger holds.
-    row = deliver(container, "cycle-count", {"message_id": "m3", "count_id": "CC-1", "location": "0100",
-                                             "counted_at": "2026-11-20T08:00:00Z",
-                                             "lines": [{"sku": "SKU-A", "counted": 17},
-                                                       {"sku": "SKU-B", "counted": 4}]})
+    row = deliver(
+        container,
+        "cycle-count",
+        {
+            "message_id": "m3",
+            "count_id": "CC-1",
+            "location": "0100",
+            "counted_at": "2026-11-20T08:00:00Z",
+            "lines": [{"sku": "SKU-A", "counted": 17}, {"sku": "SKU-B", "counted": 4}],
+        },
+    )
     assert row["status"] == "applied" and "count matches" in row["reason"]
     assert on_hand(container, "SKU-A", "WH1") == (17, 5)
     s = container.ledger.history.stock("SKU-A", "WH1")
@@ -68,8 +92,15 @@ def test_receipts_transfers_and_counts_move_stock_through_the_mappings(container
     assert last.cause["source"] == "erp" and last.cause["causation_id"] == str(row["id"])
 
 
-def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_refused(container: Container) -> None:
-    msg = {"message_id": "m1", "receipt_id": "GR-1", "location": "WH1", "lines": [{"sku": "SKU-A", "quantity": 3}]}
+def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_refused(
+    container: Container,
+) -> None:
+    msg = {
+        "message_id": "m1",
+        "receipt_id": "GR-1",
+        "location": "WH1",
+        "lines": [{"sku": "SKU-A", "quantity": 3}],
+    }
     deliver(container, "goods-receipt", msg)
     again = deliver(container, "goods-receipt", msg)
     assert again["deliveries"] == 2
@@ -78,27 +109,80 @@ def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_refuse
     assert dup["status"] == "duplicate"
     assert on_hand(container, "SKU-A", "WH1") == (3, 0)
     container.ledger.capture_order("o-1", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 2}])
-    row = deliver(container, "cycle-count", {"message_id": "m2", "count_id": "CC-1", "location": "WH1",
-                                             "counted_at": "2026-11-20T08:00:00Z",
-                                             "lines": [{"sku": "SKU-A", "counted": 1}]})
+    row = deliver(
+        container,
+        "cycle-count",
+        {
+            "message_id": "m2",
+            "count_id": "CC-1",
+            "location": "WH1",
+            "counted_at": "2026-11-20T08:00:00Z",
+            "lines": [{"sku": "SKU-A", "counted": 1}],
+        },
+    )
     assert row["status"] == "rejected" and "insufficient-stock" in row["reason"]
     assert on_hand(container, "SKU-A", "WH1") == (3, 2)
 
 
-@pytest.mark.parametrize("kind,message", [
-    ("goods-receipt", {"message_id": "m", "receipt_id": "r", "location": "W", "lines": []}),
-    ("goods-receipt", {"message_id": "m", "receipt_id": "r", "location": "W", "lines": [{"sku": "A", "quantity": 0}]}),
-    ("goods-receipt", {"message_id": "m", "receipt_id": "r", "location": "W",
-                       "lines": [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 2}]}),
-    ("transfer", {"message_id": "m", "transfer_id": "t", "from_location": "W", "to_location": "W",
-                  "lines": [{"sku": "A", "quantity": 1}]}),
-    ("cycle-count", {"message_id": "m", "count_id": "c", "location": "W", "counted_at": "yesterday",
-                     "lines": [{"sku": "A", "counted": 1}]}),
-    ("cycle-count", {"message_id": "m", "count_id": "c", "location": "W", "counted_at": "2026-11-20T08:00:00Z",
-                     "lines": [{"sku": "A", "counted": -1}]}),
-    ("cycle-count", {"message_id": "m\n", "count_id": "c", "location": "W", "counted_at": "2026-11-20T08:00:00Z",
-                     "lines": [{"sku": "A", "counted": 1}]}),
-])
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("goods-receipt", {"message_id": "m", "receipt_id": "r", "location": "W", "lines": []}),
+        (
+            "goods-receipt",
+            {"message_id": "m", "receipt_id": "r", "location": "W", "lines": [{"sku": "A", "quantity": 0}]},
+        ),
+        (
+            "goods-receipt",
+            {
+                "message_id": "m",
+                "receipt_id": "r",
+                "location": "W",
+                "lines": [{"sku": "A", "quantity": 1}, {"sku": "A", "quantity": 2}],
+            },
+        ),
+        (
+            "transfer",
+            {
+                "message_id": "m",
+                "transfer_id": "t",
+                "from_location": "W",
+                "to_location": "W",
+                "lines": [{"sku": "A", "quantity": 1}],
+            },
+        ),
+        (
+            "cycle-count",
+            {
+                "message_id": "m",
+                "count_id": "c",
+                "location": "W",
+                "counted_at": "yesterday",
+                "lines": [{"sku": "A", "counted": 1}],
+            },
+        ),
+        (
+            "cycle-count",
+            {
+                "message_id": "m",
+                "count_id": "c",
+                "location": "W",
+                "counted_at": "2026-11-20T08:00:00Z",
+                "lines": [{"sku": "A", "counted": -1}],
+            },
+        ),
+        (
+            "cycle-count",
+            {
+                "message_id": "m\n",
+                "count_id": "c",
+                "location": "W",
+                "counted_at": "2026-11-20T08:00:00Z",
+                "lines": [{"sku": "A", "counted": 1}],
+            },
+        ),
+    ],
+)
 def test_malformed_erp_messages_do_not_validate(kind: str, message: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         erp.SHAPES[kind].model_validate(message)

@@ -1,4 +1,4 @@
-"""Posting to the ERP through the durable queue, against a small real HTTP server that can go into maintenance."""
+"""Posting to the ERP through the durable queue, against a real HTTP server that can go into maintenance."""
 
 from __future__ import annotations
 
@@ -85,8 +85,15 @@ def container(pg_url: str) -> Iterator[Container]:
 
 
 def poster_for(container: Container, erp: FakeErp) -> ErpPoster:
-    return ErpPoster(container.ledger, container.extras["erp_queue"], HttpErp(erp.url, timeout=0.1),
-                     CircuitBreaker(threshold=5, cooldown=0.05), backoff_base=0.01, backoff_max=0.1, batch=200)
+    return ErpPoster(
+        container.ledger,
+        container.extras["erp_queue"],
+        HttpErp(erp.url, timeout=0.1),
+        CircuitBreaker(threshold=5, cooldown=0.05),
+        backoff_base=0.01,
+        backoff_max=0.1,
+        batch=200,
+    )
 
 
 def run_until_drained(container: Container, poster: ErpPoster, deadline: float = 60.0) -> None:
@@ -107,9 +114,14 @@ def test_a_maintenance_window_during_a_burst_of_500_orders_delays_posting_but_lo
 ) -> None:
     ledger = container.ledger
     ledger.receive("SKU-A", "WH1", 1000, "seed")
-    futures = [ledger.submit(c.CaptureOrder(order_id=f"o-{i}", channel="online",
-                                            lines=({"line_id": "1", "sku": "SKU-A", "quantity": 1},)))
-               for i in range(500)]
+    futures = [
+        ledger.submit(
+            c.CaptureOrder(
+                order_id=f"o-{i}", channel="online", lines=({"line_id": "1", "sku": "SKU-A", "quantity": 1},)
+            )
+        )
+        for i in range(500)
+    ]
     for f in futures:
         f.result(timeout=60)
     erp = FakeErp(["down"] * 60 + ["slow"] * 4 + ["down"] * 10)
@@ -143,8 +155,14 @@ def test_a_failed_attempt_shows_on_the_order_with_its_count_until_it_is_posted(c
     ledger.capture_order("o-1", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 1}])
     erp = FakeErp(["down", "down"])
     try:
-        poster = ErpPoster(ledger, container.extras["erp_queue"], HttpErp(erp.url, timeout=1.0),
-                           CircuitBreaker(threshold=100), backoff_base=0.0, backoff_max=0.0)
+        poster = ErpPoster(
+            ledger,
+            container.extras["erp_queue"],
+            HttpErp(erp.url, timeout=1.0),
+            CircuitBreaker(threshold=100),
+            backoff_base=0.0,
+            backoff_max=0.0,
+        )
         container.extras["erp_feeder"].step()
         poster.step()
         order = ledger.history.order("o-1")
@@ -169,9 +187,18 @@ def test_a_settled_refund_is_posted_as_a_credit_memo(container: Container) -> No
     try:
         run_until_drained(container, poster_for(container, erp))
         memos = [d for d in erp.documents.values() if d["path"] == "/credit-memos"]
-        assert memos == [{"path": "/credit-memos", "order_id": "o-9", "refund_id": "r1", "amount": "12.50",
-                          "currency": "EUR", "lines": [], "settlement_reference": "psp-77",
-                          "position": memos[0]["position"]}]
+        assert memos == [
+            {
+                "path": "/credit-memos",
+                "order_id": "o-9",
+                "refund_id": "r1",
+                "amount": "12.50",
+                "currency": "EUR",
+                "lines": [],
+                "settlement_reference": "psp-77",
+                "position": memos[0]["position"],
+            }
+        ]
         assert erp.paths == Counter({"/sales-orders": 1, "/credit-memos": 1})
     finally:
         erp.close()
