@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -409,7 +409,12 @@ def _observation(topic: str, p: Any, inbox_id: int) -> Translation:
     else:
         values = ("item", str(p.id), "", None, p.sku)
         updated = p.updated_at
-    stamp = updated.isoformat() if updated else ""
+    # UTC, so that text order is time order whatever offset the shop uses
+    stamp = (
+        updated.astimezone(UTC).isoformat()
+        if updated and updated.tzinfo
+        else (updated.isoformat() if updated else "")
+    )
 
     def record(tx: Tx, _: list[Any]) -> None:
         row = tx.execute(
