@@ -31,8 +31,12 @@ class NoOrders:
         return None
 
 
-def translate(topic: str, payload: dict[str, Any], table: dict[tuple[str, str, str], str] | None = None,
-              shop: str = "shop.myshopify.com") -> tuple[Any, Lookup]:
+def translate(
+    topic: str,
+    payload: dict[str, Any],
+    table: dict[tuple[str, str, str], str] | None = None,
+    shop: str = "shop.myshopify.com",
+) -> tuple[Any, Lookup]:
     lookup = Lookup(Mappings(table or {}), "shopify")
     row = {"id": 1, "kind": topic, "headers": {"x-shopify-shop-domain": shop}}
     return shopify.translate(row, payload, lookup, Context(NoOrders(), None)), lookup  # type: ignore[arg-type]
@@ -49,23 +53,39 @@ def test_a_signature_verifies_only_its_own_body_and_secret(body: bytes, secret: 
 
 
 def test_an_order_captures_on_the_mapped_channel_with_mapped_variants_and_keeps_its_ids() -> None:
-    payload = {"id": 820982911946154508, "name": "#1001", "order_number": 1001,
-               "admin_graphql_api_id": "gid://shopify/Order/820982911946154508", "financial_status": "paid",
-               "updated_at": "2026-11-20T10:00:00-05:00", "email": "a@b.example",
-               "line_items": [{"id": 1, "variant_id": 11, "sku": "ignored", "quantity": 2},
-                              {"id": 2, "variant_id": 22, "sku": "FALLBACK", "quantity": 1},
-                              {"id": 3, "variant_id": None, "sku": None, "quantity": 1},
-                              {"id": 4, "variant_id": 44, "sku": "X", "quantity": 0}]}
-    t, lookup = translate("orders/create", payload, {("shopify", "sku", "11"): "SKU-A",
-                                                     ("shopify", "channel", "shop.myshopify.com"): "web-eu"})
+    payload = {
+        "id": 820982911946154508,
+        "name": "#1001",
+        "order_number": 1001,
+        "admin_graphql_api_id": "gid://shopify/Order/820982911946154508",
+        "financial_status": "paid",
+        "updated_at": "2026-11-20T10:00:00-05:00",
+        "email": "a@b.example",
+        "line_items": [
+            {"id": 1, "variant_id": 11, "sku": "ignored", "quantity": 2},
+            {"id": 2, "variant_id": 22, "sku": "FALLBACK", "quantity": 1},
+            {"id": 3, "variant_id": None, "sku": None, "quantity": 1},
+            {"id": 4, "variant_id": 44, "sku": "X", "quantity": 0},
+        ],
+    }
+    t, lookup = translate(
+        "orders/create",
+        payload,
+        {("shopify", "sku", "11"): "SKU-A", ("shopify", "channel", "shop.myshopify.com"): "web-eu"},
+    )
     (item,) = t.items
     cmd = item.command
     assert isinstance(cmd, c.CaptureOrder)
     assert cmd.order_id == "820982911946154508" and cmd.channel == "web-eu" and cmd.allow_partial
-    assert cmd.lines == ({"line_id": "1", "sku": "SKU-A", "quantity": 2},
-                         {"line_id": "2", "sku": "FALLBACK", "quantity": 1})
-    assert cmd.external_refs == {"name": "#1001", "order_number": "1001",
-                                 "admin_graphql_api_id": "gid://shopify/Order/820982911946154508"}
+    assert cmd.lines == (
+        {"line_id": "1", "sku": "SKU-A", "quantity": 2},
+        {"line_id": "2", "sku": "FALLBACK", "quantity": 1},
+    )
+    assert cmd.external_refs == {
+        "name": "#1001",
+        "order_number": "1001",
+        "admin_graphql_api_id": "gid://shopify/Order/820982911946154508",
+    }
     assert cmd.platform_status["financial_status"] == "paid"
     assert "a@b.example" not in repr(cmd)
     assert lookup.uses == {"shopify/channel/shop.myshopify.com": 7, "shopify/sku/11": 7, "shopify/sku/22": 0}
@@ -75,27 +95,45 @@ def test_an_order_captures_on_the_mapped_channel_with_mapped_variants_and_keeps_
 def test_an_unmapped_shop_sells_online_and_an_unknown_variant_with_no_sku_parks() -> None:
     t, _ = translate("orders/create", {"id": 5, "line_items": [{"id": 1, "sku": "A", "quantity": 1}]})
     assert t.items[0].command.channel == "online"
-    t, lookup = translate("orders/create", {"id": 5, "line_items": [{"id": 1, "variant_id": 99, "quantity": 1}]})
+    t, lookup = translate(
+        "orders/create", {"id": 5, "line_items": [{"id": 1, "variant_id": 99, "quantity": 1}]}
+    )
     assert t.park == "unknown variant 99" and t.items == []
     assert lookup.uses == {"shopify/channel/shop.myshopify.com": 0, "shopify/sku/99": 0}
 
 
-@pytest.mark.parametrize("topic", ["orders/cancelled", "orders/updated", "fulfillments/create", "refunds/create"])
+@pytest.mark.parametrize(
+    "topic", ["orders/cancelled", "orders/updated", "fulfillments/create", "refunds/create"]
+)
 def test_messages_about_an_order_not_yet_captured_wait_for_it(topic: str) -> None:
-    payload = {"id": 9, "order_id": 5, "status": "success", "location_id": 1, "line_items": [],
-               "refund_line_items": [], "transactions": []}
+    payload = {
+        "id": 9,
+        "order_id": 5,
+        "status": "success",
+        "location_id": 1,
+        "line_items": [],
+        "refund_line_items": [],
+        "transactions": [],
+    }
     t, _ = translate(topic, payload, {("shopify", "location", "1"): "WH1"})
-    assert t.wait_for == "order:5" if topic in ("fulfillments/create", "refunds/create") else t.wait_for == "order:9"
+    assert (
+        t.wait_for == "order:5"
+        if topic in ("fulfillments/create", "refunds/create")
+        else t.wait_for == "order:9"
+    )
     assert t.items == []
 
 
-@pytest.mark.parametrize("topic,payload", [
-    ("orders/create", {"id": "x", "line_items": []}),
-    ("orders/create", {"id": 1, "line_items": [{"id": 1, "quantity": -1}]}),
-    ("fulfillments/create", {"order_id": 1}),
-    ("refunds/create", {"id": 1, "order_id": 2, "refund_line_items": [{"id": 1, "quantity": 1}]}),
-    ("inventory_levels/update", {"inventory_item_id": 1}),
-])
+@pytest.mark.parametrize(
+    "topic,payload",
+    [
+        ("orders/create", {"id": "x", "line_items": []}),
+        ("orders/create", {"id": 1, "line_items": [{"id": 1, "quantity": -1}]}),
+        ("fulfillments/create", {"order_id": 1}),
+        ("refunds/create", {"id": 1, "order_id": 2, "refund_line_items": [{"id": 1, "quantity": 1}]}),
+        ("inventory_levels/update", {"inventory_item_id": 1}),
+    ],
+)
 def test_payloads_without_the_documented_fields_do_not_validate(topic: str, payload: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         shopify.parse(topic, payload)
