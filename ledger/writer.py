@@ -19,7 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -51,6 +51,36 @@ class _Item:
     command: Command
     future: Future[dict[str, Any]] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
+
+
+class _Pending:
+    """A batch's events, collected from its aggregates at decision time (what `app.save` takes)."""
+
+    __slots__ = ("id", "events")
+
+    def __init__(self, agg_id: UUID | None, events: Sequence[Any]) -> None:
+        self.id = agg_id
+        self.events = events
+
+    def collect_events(self) -> Sequence[Any]:
+        return self.events
+
+
+@dataclass
+class _Decision:
+    batch: list[_Item]
+    outcomes: dict[int, dict[str, Any]]
+    failed: dict[int, BaseException]
+    rows: list[tuple[str, str, dict[str, Any]]]
+    touched: list[UUID]
+    pending: list[_Pending]
+    snapshots: list[Any]
+    keys: dict[str, tuple[str, dict[str, Any]]]
+
+
+class _Redo(Exception):
+    def __init__(self, touched: list[UUID]) -> None:
+        self.touched = touched
 
 
 def stream_ids(command: Command) -> list[UUID]:
@@ -96,6 +126,7 @@ class Writer:
         self._fresh: set[UUID] = set()
         self._absent: set[UUID] = set()
         self._snapped: dict[UUID, int] = {}  # version of each aggregate's last snapshot here
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="ledger-commit")
         # Test hook: called with the batch's aggregates after the decision, before the save
         # (the crash tests block here and kill the process).
         self.before_save: Callable[[list[Aggregate]], None] | None = None
@@ -105,6 +136,7 @@ class Writer:
     def start(self) -> None:
         with self._lock:
             if self._thread is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix="ledger-commit")
                 self._stopped = False
                 self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
                 self._thread.start()
@@ -116,6 +148,7 @@ class Writer:
         if thread is not None:
             self._queue.put(None)
             thread.join(timeout=30)
+            self._committer.shutdown(wait=True)
 
     def submit(self, command: Command) -> Future[dict[str, Any]]:
         """Queues a command; the future holds its outcome once its batch has committed."""
@@ -142,24 +175,101 @@ class Writer:
 
     # ------------------------------------------------------------- the loop
 
+    def _take(self, block: bool) -> tuple[list[_Item], bool]:
+        """Up to `max_batch` queued items (waiting for one when `block`); True once stop was asked."""
+        batch: list[_Item] = []
+        try:
+            first = self._queue.get() if block else self._queue.get_nowait()
+        except queue.Empty:
+            return batch, False
+        if first is None:
+            return batch, True
+        batch.append(first)
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return batch, True
+            batch.append(nxt)
+        return batch, False
+
     def _run(self) -> None:
+        """Decides batch N+1 while batch N commits on the committer thread (a one-deep pipeline).
+
+        Batch N+1 is decided on state that includes N's uncommitted events, so it is handed to
+        the committer, and its callers answered, only after N committed. If N fails, N+1 is
+        thrown away and decided again from the store.
+        """
+        inflight: tuple[_Decision, Future[Any]] | None = None
+        stopping = False
         while True:
-            first = self._queue.get()
-            if first is None:
+            batch, stop = self._take(block=inflight is None and not stopping)
+            stopping = stopping or stop
+            decision: _Decision | None = None
+            if batch:
+                decision = self._decide_guarded(batch, inflight)
+            if inflight is not None:
+                committed = self._finish(*inflight)
+                inflight = None
+                if not committed and decision is not None:
+                    self.evict(decision.touched)
+                    self._process(decision.batch)
+                    decision = None
+            if decision is not None:
+                if decision.pending or decision.rows:
+                    inflight = (decision, self._committer.submit(self._save, decision))
+                else:
+                    self._resolve(decision)
+            if stopping and inflight is None and self._queue.empty():
                 return
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._process(batch)
-                    return
-                batch.append(nxt)
+
+    def _decide_guarded(self, batch: list[_Item], inflight: tuple[_Decision, Future[Any]] | None) -> _Decision | None:
+        """Decides a batch for the pipeline; falls back to the one-batch-at-a-time path if it must."""
+        failed: dict[int, BaseException] = {}
+        try:
+            return self._decide(batch, failed, inflight[0].keys if inflight else {}, pipelined=inflight is not None)
+        except _Redo as redo:
+            # A command failed half-way while another batch was in flight: evicting now would
+            # lose that batch's state, so wait for it and then decide this one on its own.
+            if inflight is not None:
+                self._finish(*inflight)
+            self.evict(redo.touched)
             self._process(batch)
+        except BaseException as e:
+            log.exception("writer batch could not be decided")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(StorageError(f"batch failed: {type(e).__name__}"))
+        return None
+
+    def _finish(self, decision: _Decision, commit: Future[Any]) -> bool:
+        """Waits for an in-flight batch; answers its callers. False when it was not stored."""
+        if not decision.batch:
+            return True  # already finished
+        try:
+            recordings = commit.result()
+        except IntegrityError:
+            self.stats["conflicts"] += 1
+            self.evict(decision.touched)
+            self._process(decision.batch)  # decide it again from the store, with retries
+            decision.batch = []
+            return False
+        except Exception as e:
+            self.stats["failures"] += 1
+            self.evict(decision.touched)
+            log.warning("batch of %d not stored: %s", len(decision.batch), type(e).__name__)
+            self._fail(decision, e)
+            decision.batch = []
+            return False
+        self._committed(decision, recordings)
+        self._resolve(decision)
+        decision.batch = []
+        return True
 
     def _process(self, batch: list[_Item]) -> None:
+        """One batch at a time, with conflict retries (the pipeline's fallback)."""
         try:
             self._commit_batch(batch)
         except BaseException as e:  # the writer thread must survive anything
@@ -185,20 +295,20 @@ class Writer:
             self.cache.popitem(last=False)
         return agg
 
-    def _absent_streams(self, batch: list[_Item]) -> set[UUID]:
-        """Streams the batch names that are neither cached nor stored, found in one query.
+    def _lookup(self, batch: list[_Item], keys: list[str]) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
+        """The batch's recorded keys, and the streams it names that are neither cached nor stored.
 
-        New orders and new SKU-locations are then known to be new without a read each. If
-        another process creates one meanwhile, the save conflicts and the batch is decided again.
+        One round trip. New orders and new SKU-locations are then known to be new without a read
+        each; if another process creates one meanwhile, the save conflicts and the batch is
+        decided again.
         """
-        existing_ids = getattr(self.app.recorder, "existing_ids", None)
-        if existing_ids is None:
-            return set()
-        wanted = {i for item in batch for i in stream_ids(item.command)}
-        wanted.difference_update(self.cache)
-        if len(wanted) < 2:
-            return set()
-        return wanted - existing_ids(wanted)
+        recorder: Any = self.app.recorder
+        if not hasattr(recorder, "lookup"):
+            return (recorder.select_commands(keys) if keys else {}), set()
+        cache = self.cache
+        wanted = {i for item in batch for i in stream_ids(item.command) if i not in cache}
+        known, existing = recorder.lookup(keys, list(wanted))
+        return known, wanted - existing
 
     def _refresh(self, uow: UnitOfWork, fresh: set[UUID]) -> bool:
         """Reloads the cached aggregates the current command read; True when any had changed.
@@ -223,7 +333,7 @@ class Writer:
         return changed
 
     def _remember(self, aggregates: list[Aggregate]) -> None:
-        """Caches the aggregates of a committed batch, created ones included."""
+        """Caches the aggregates of a decided batch, created ones included."""
         for agg in aggregates:
             self.cache[agg.id] = agg
             self.cache.move_to_end(agg.id)
@@ -233,27 +343,30 @@ class Writer:
     def _commit_batch(self, batch: list[_Item]) -> None:
         failed: dict[int, BaseException] = {}
         for attempt in range(CONFLICT_RETRIES + 1):
+            decision = None
             try:
-                outcomes = self._decide_and_save(batch, failed)
+                decision = self._decide(batch, failed, {}, pipelined=False)
+                recordings = self._save(decision) if decision.pending or decision.rows else []
             except IntegrityError:
                 self.stats["conflicts"] += 1
+                if decision is not None:
+                    self.evict(decision.touched)
                 if attempt == CONFLICT_RETRIES:
                     break
                 time.sleep(0.001 * (2**attempt))
                 continue
             except Exception as e:
                 self.stats["failures"] += 1
+                if decision is not None:
+                    self.evict(decision.touched)
                 log.warning("batch of %d not stored: %s", len(batch), type(e).__name__)
                 err = StorageError(f"the ledger could not store the command: {type(e).__name__}")
                 for i, item in enumerate(batch):
                     if not item.future.done():
                         item.future.set_exception(failed.get(i, err))
                 return
-            for i, item in enumerate(batch):
-                if i in failed:
-                    item.future.set_exception(failed[i])
-                else:
-                    item.future.set_result(outcomes[i])
+            self._committed(decision, recordings)
+            self._resolve(decision)
             return
         # Persistent conflicts: decide and save each command alone.
         if len(batch) > 1:
@@ -262,130 +375,180 @@ class Writer:
         else:
             batch[0].future.set_exception(StorageError("conflicting writes kept refusing this command"))
 
-    def _decide_and_save(self, batch: list[_Item], failed: dict[int, BaseException]) -> dict[int, dict[str, Any]]:
-        """Decides every command not known to fail, saves once, returns outcomes by index."""
+    def _save(self, decision: _Decision) -> list[Any]:
+        """The batch's one transaction (runs on the committer thread in the pipeline)."""
+        return self.app.save(*decision.pending, commands=decision.rows)
+
+    def _committed(self, decision: _Decision, recordings: list[Any]) -> None:
+        self.stats["batches"] += 1
+        self.stats["commands"] += len(decision.outcomes)
+        if recordings:
+            last = max(r.notification.id for r in recordings)
+            for callback in self.on_commit:
+                try:
+                    callback(last)
+                except Exception:  # a listener never breaks the write path
+                    log.exception("on_commit listener failed")
+        if decision.snapshots:
+            try:
+                self.app.snapshots.recorder.insert_events(decision.snapshots)  # type: ignore[union-attr]
+            except IntegrityError:
+                pass  # another process took the same snapshot
+            except Exception:
+                log.warning("snapshot not stored", exc_info=True)
+
+    @staticmethod
+    def _resolve(decision: _Decision) -> None:
+        for i, item in enumerate(decision.batch):
+            if item.future.done():
+                continue
+            if i in decision.failed:
+                item.future.set_exception(decision.failed[i])
+            else:
+                item.future.set_result(decision.outcomes[i])
+
+    @staticmethod
+    def _fail(decision: _Decision, e: BaseException) -> None:
+        err = StorageError(f"the ledger could not store the command: {type(e).__name__}")
+        for i, item in enumerate(decision.batch):
+            if not item.future.done():
+                item.future.set_exception(decision.failed.get(i, err))
+
+    def _decide(
+        self,
+        batch: list[_Item],
+        failed: dict[int, BaseException],
+        inflight_keys: dict[str, tuple[str, dict[str, Any]]],
+        pipelined: bool,
+    ) -> _Decision:
+        """Decides every command not known to fail; collects the events to save in one go."""
         while True:
             uow = UnitOfWork(self._load)
-            outcomes: dict[int, dict[str, Any]] = {}
-            rows: list[tuple[str, str, dict[str, Any]]] = []
-            keys = [item.command.key for item in batch if item.command.key]
-            known = self.app.recorder.select_commands(keys) if keys else {}  # type: ignore[attr-defined]
-            first_by_key: dict[str, int] = {}
-            duplicates: dict[int, int] = {}
-            replay = False
-            fresh: set[UUID] = set()  # aggregates read from the store during this attempt
-            self._fresh = fresh
-            self._absent = self._absent_streams(batch)
-            for i, item in enumerate(batch):
-                if i in failed:
-                    continue
-                cmd = item.command
-                key = cmd.key
-                fingerprint = cmd.fingerprint() if key else ""
-                if key and key in known:
-                    stored_fp, outcome = known[key]
-                    if stored_fp != fingerprint:
-                        failed[i] = IdempotencyConflictError(
-                            f"{key} was already recorded with other content", key=key
-                        )
-                    else:
-                        outcomes[i] = {**outcome, "duplicate": True}
-                    continue
-                if key and key in first_by_key:
-                    duplicates[i] = first_by_key[key]
-                    continue
-                uow.begin()
-                try:
-                    try:
-                        outcome = self.decider.decide(cmd, uow)
-                    except LedgerError:
-                        # Refused against cached state? Another process may have written since:
-                        # refresh what the command read and decide it once more.
-                        if uow.partially_mutated() or not self._refresh(uow, fresh):
-                            raise
-                        uow.discard_created()
-                        uow.begin()
-                        outcome = self.decider.decide(cmd, uow)
-                except LedgerError as e:
-                    if uow.partially_mutated():
-                        failed[i] = e
-                        replay = True
-                        break
-                    uow.discard_created()
-                    failed[i] = e
-                    continue
-                except Exception as e:
-                    log.exception("command %s failed unexpectedly", type(cmd).__name__)
-                    failed[i] = StorageError(f"the command could not be decided: {type(e).__name__}")
-                    if uow.partially_mutated():
-                        replay = True
-                        break
-                    uow.discard_created()
-                    continue
-                outcomes[i] = outcome
-                if key:
-                    first_by_key[key] = i
-                    rows.append((key, fingerprint, outcome))
-            if replay:
-                # Throw away this attempt's state and decide again without the failed command.
-                self.stats["replays"] += 1
-                self.evict(list(uow.touched))
-                continue
-            for i, j in duplicates.items():
-                if j in failed:
-                    failed[i] = failed[j]
-                else:
-                    outcomes[i] = {**outcomes[j], "duplicate": True}
-            aggregates = uow.aggregates()
-            if not aggregates and not rows:
-                return outcomes
-            new_events = {a.id: len(a.pending_events) for a in aggregates}
-            if self.before_save is not None:
-                self.before_save(aggregates)
             try:
-                recordings = self.app.save(*aggregates, commands=rows)
+                decision = self._decide_once(batch, failed, inflight_keys, uow)
             except BaseException:
-                self.evict(list(uow.touched))
+                self.evict(list(uow.touched))  # this attempt's state is half-made: forget it
                 raise
-            self._remember(aggregates)
-            self.stats["batches"] += 1
-            self.stats["commands"] += len(outcomes)
-            if recordings:
-                last = max(r.notification.id for r in recordings)
-                for callback in self.on_commit:
-                    try:
-                        callback(last)
-                    except Exception:  # a listener never breaks the write path
-                        log.exception("on_commit listener failed")
-            self._snapshot([a for a in aggregates], new_events)
-            return outcomes
+            if decision is not None:
+                return decision
+            # Throw away this attempt's state and decide again without the failed command.
+            self.stats["replays"] += 1
+            if pipelined:
+                raise _Redo(list(uow.touched))
+            self.evict(list(uow.touched))
 
-    def _snapshot(self, aggregates: list[Aggregate], new_events: dict[UUID, int]) -> None:
-        """Snapshots every aggregate that has gone `interval` events without one, after the commit.
+    def _decide_once(
+        self,
+        batch: list[_Item],
+        failed: dict[int, BaseException],
+        inflight_keys: dict[str, tuple[str, dict[str, Any]]],
+        uow: UnitOfWork,
+    ) -> _Decision | None:
+        """One attempt; None when a command failed half-way (the batch must be decided again)."""
+        outcomes: dict[int, dict[str, Any]] = {}
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        keys = [item.command.key for item in batch if item.command.key]
+        known, self._absent = self._lookup(batch, keys)
+        if inflight_keys:
+            known.update({k: inflight_keys[k] for k in keys if k in inflight_keys})
+        first_by_key: dict[str, int] = {}
+        written: dict[str, tuple[str, dict[str, Any]]] = {}
+        duplicates: dict[int, int] = {}
+        replay = False
+        fresh: set[UUID] = set()  # aggregates read from the store during this attempt
+        self._fresh = fresh
+        for i, item in enumerate(batch):
+            if i in failed:
+                continue
+            cmd = item.command
+            key = cmd.key
+            fingerprint = cmd.fingerprint() if key else ""
+            if key and key in known:
+                stored_fp, outcome = known[key]
+                if stored_fp != fingerprint:
+                    failed[i] = IdempotencyConflictError(
+                        f"{key} was already recorded with other content", key=key
+                    )
+                else:
+                    outcomes[i] = {**outcome, "duplicate": True}
+                continue
+            if key and key in first_by_key:
+                duplicates[i] = first_by_key[key]
+                continue
+            uow.begin()
+            try:
+                try:
+                    outcome = self.decider.decide(cmd, uow)
+                except LedgerError:
+                    # Refused against cached state? Another process may have written since:
+                    # refresh what the command read and decide it once more.
+                    if uow.partially_mutated() or not self._refresh(uow, fresh):
+                        raise
+                    uow.discard_created()
+                    uow.begin()
+                    outcome = self.decider.decide(cmd, uow)
+            except LedgerError as e:
+                if uow.partially_mutated():
+                    failed[i] = e
+                    replay = True
+                    break
+                uow.discard_created()
+                failed[i] = e
+                continue
+            except Exception as e:
+                log.exception("command %s failed unexpectedly", type(cmd).__name__)
+                failed[i] = StorageError(f"the command could not be decided: {type(e).__name__}")
+                if uow.partially_mutated():
+                    replay = True
+                    break
+                uow.discard_created()
+                continue
+            outcomes[i] = outcome
+            if key:
+                first_by_key[key] = i
+                rows.append((key, fingerprint, outcome))
+                written[key] = (fingerprint, outcome)
+        if replay:
+            return None
+        for i, j in duplicates.items():
+            if j in failed:
+                failed[i] = failed[j]
+            else:
+                outcomes[i] = {**outcomes[j], "duplicate": True}
+        aggregates = uow.aggregates()
+        if aggregates and self.before_save is not None:
+            self.before_save(aggregates)
+        new_events = {a.id: len(a.pending_events) for a in aggregates}
+        # The events leave the aggregates now, so the next batch can be decided on them
+        # while this one commits; the snapshots are encoded now for the same reason.
+        # One holder for the whole batch: `app.save` runs two runtime-protocol checks per object.
+        events = [e for a in aggregates for e in a.collect_events()]
+        pending = [_Pending(None, events)] if events else []
+        snapshots = self._snapshots(aggregates, new_events)
+        self._remember(aggregates)
+        return _Decision(batch, outcomes, failed, rows, list(uow.touched), pending, snapshots, written)
+
+    def _snapshots(self, aggregates: list[Aggregate], new_events: dict[UUID, int]) -> list[Any]:
+        """Encoded snapshots of the aggregates that went `interval` events without one.
 
         The interval is SNAPSHOT_INTERVAL, or the aggregate's state size when that is larger (a
         hot SKU with 50,000 open reservations): a snapshot costs O(state), so this keeps its cost
         per event bounded, and a cold load never reads more events than it decodes entries.
+        They are stored after the batch commits, never before.
         """
         if self.app.snapshots is None:
-            return
+            return []
         snaps = []
         for agg in aggregates:
             n = new_events.get(agg.id, 0)
             before = agg.version - n
             last = self._snapped.get(agg.id, before - before % SNAPSHOT_INTERVAL)
             if agg.version - last >= max(SNAPSHOT_INTERVAL, state_size(agg)):
-                snaps.append(type(agg).Snapshot.take(agg))
+                snaps.append(self.app.mapper.to_stored_event(type(agg).Snapshot.take(agg)))  # type: ignore[attr-defined]
                 self._snapped[agg.id] = agg.version
         if len(self._snapped) > self.cache_size:
             self._snapped.clear()
-        if snaps:
-            try:
-                self.app.snapshots.put(snaps)
-            except IntegrityError:
-                pass  # another process took the same snapshot
-            except Exception:
-                log.warning("snapshot not stored", exc_info=True)
+        return snaps
 
 
 def state_size(agg: Aggregate) -> int:

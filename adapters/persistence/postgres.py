@@ -13,9 +13,9 @@ from uuid import UUID
 import orjson
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
-from psycopg import Cursor
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
@@ -50,6 +50,26 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
             "RETURNING notification_id"
         ).format(schema=schema, events=events)
+        # Command rows and events in one statement, after the table lock (so command-key
+        # conflicts between processes are met under the lock too, one writer at a time).
+        self._insert_both = SQL(
+            "WITH c AS (INSERT INTO {schema}.{table} (key, fingerprint, outcome) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])) "
+            "INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state) "
+            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
+            "RETURNING notification_id"
+        ).format(schema=schema, table=table, events=events)
+        # One round trip before deciding a batch: which keys are recorded, which streams exist.
+        self._lookup = SQL(
+            "SELECT key, fingerprint, outcome, NULL::uuid AS id FROM {schema}.{table} WHERE key = ANY(%s) "
+            "UNION ALL SELECT NULL, NULL, NULL, originator_id FROM {schema}.{events} "
+            "WHERE originator_id = ANY(%s) AND originator_version = 1"
+        ).format(schema=schema, table=table, events=events)
+        if not self.datastore.lock_timeout:
+            # `SET LOCAL lock_timeout = '0s'` is the default already: one statement less per save.
+            self.lock_table_statements = [
+                q for q in self.lock_table_statements if "lock_timeout" not in q.as_string(None)
+            ]
         self._existing = SQL(
             "SELECT DISTINCT originator_id FROM {schema}.{events} "
             "WHERE originator_id = ANY(%s) AND originator_version = 1"
@@ -61,7 +81,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
 
     def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         rows = kwargs.get("commands") or ()
-        if rows:
+        if rows and not stored_events:  # with events, they go in with the events' statement
             curs.execute(
                 self._insert_commands,
                 ([r[0] for r in rows], [r[1] for r in rows], [orjson.dumps(r[2]) for r in rows]),
@@ -74,16 +94,33 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         """The library's insert (table lock, NOTIFY, one INSERT returning ids), with plain arrays."""
         self._lock_table(curs)
         self._notify_channel(curs)
-        curs.execute(
-            self._insert_arrays,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-            prepare=True,
+        events = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
         )
+        rows = kwargs.get("commands") or ()
+        if rows:
+            commands = ([r[0] for r in rows], [r[1] for r in rows], [orjson.dumps(r[2]) for r in rows])
+            curs.execute(self._insert_both, (*commands, *events), prepare=True)
+        else:
+            curs.execute(self._insert_arrays, events, prepare=True)
+
+    def lookup(self, keys: Sequence[str], ids: Sequence[UUID]) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
+        """`select_commands(keys)` and `existing_ids(ids)` in one round trip."""
+        if not keys and not ids:
+            return {}, set()
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._lookup, (list(keys), list(ids)), prepare=True)
+            known: dict[str, tuple[str, Any]] = {}
+            existing: set[UUID] = set()
+            for r in curs.fetchall():
+                if r["id"] is None:
+                    known[r["key"]] = (r["fingerprint"], orjson.loads(r["outcome"]))
+                else:
+                    existing.add(r["id"])
+            return known, existing
 
     def existing_ids(self, ids: Iterable[UUID]) -> set[UUID]:
         """Which of these streams exist (one indexed query for a whole batch)."""
