@@ -78,6 +78,9 @@ class Intake:
                 translation = TRANSLATORS[row["source"]](row, payload, lookup, self.ctx)
             except (ValueError, ValidationError, LedgerError, KeyError) as e:
                 problem = f"cannot translate: {_error(e)}"
+            except Exception as e:  # a message that breaks a translator must not block the inbox
+                log.exception("translating inbox message %s failed", row["id"])
+                problem = f"cannot translate: {type(e).__name__}"
             orders = self._orders(translation)
             if orders & touched:
                 break  # it was translated against state an earlier message of this run changes: next run

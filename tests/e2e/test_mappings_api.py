@@ -123,6 +123,19 @@ def test_an_erp_code_mapped_later_is_remapped_from_the_command_line(
             "lines": [{"sku": "OLD-CODE", "quantity": 7}],
         }
         assert api.post("/v1/erp/goods-receipts", receipt).status_code == 200
+        same_place = {
+            "message_id": "m-2",
+            "transfer_id": "TR",
+            "from_location": "WH1",
+            "to_location": "WH1",
+            "lines": [{"sku": "OLD-CODE", "quantity": 1}],
+        }
+        r = api.post("/v1/erp/transfers", same_place)
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+        assert api.post("/v1/erp/goods-receipts", {**receipt, "lines": []}).status_code == 422
+        assert api.post("/v1/erp/cycle-counts", receipt).status_code == 422
+        assert api.post("/v1/erp/goods-receipts", receipt, scope="ats:read").status_code == 403
+        assert len(api.inbox()) == 1
         api.drain()
         assert api.on_hand("OLD-CODE", "WH1") == 7
         monkeypatch.setenv("LEDGER_DATABASE_URL", sqlite_url)

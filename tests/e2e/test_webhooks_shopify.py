@@ -19,6 +19,7 @@ import shopify_payloads as sp
 
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
+from adapters.metrics import REGISTRY
 from adapters.shopify import observations, sign
 from api.app import create_app
 from ledger.ports import StaticLocations
@@ -304,6 +305,7 @@ def test_an_unknown_variant_parks_the_order_until_its_mapping_exists(shop: Shop)
     shop.drain()
     parked = shop.inbox(status="parked")
     assert len(parked) == 1 and "4455667788" in parked[0]["reason"]
+    assert REGISTRY.get_sample_value("ledger_parked_messages", {"source": "shopify"}) == 1
     keys = [e["key"] for e in list_exceptions(shop.container.db, "parked-message")]
     assert keys == [str(parked[0]["id"])]
     assert shop.stage(8001) is None
@@ -314,6 +316,7 @@ def test_an_unknown_variant_parks_the_order_until_its_mapping_exists(shop: Shop)
     assert shop.stock("SKU-B", WH) == (10, 2)
     assert shop.stage(8001) == "reserved"
     assert list_exceptions(shop.container.db, "parked-message") == []
+    assert REGISTRY.get_sample_value("ledger_parked_messages", {"source": "shopify"}) == 0
     order = shop.container.ledger.history.order("8001")
     assert order is not None
     first = next(iter(shop.container.ledger.history.events(order.id)))[1]
