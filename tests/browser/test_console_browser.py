@@ -68,13 +68,33 @@ def seed(url: str) -> dict[str, str]:
         channels.put(ChannelPolicy(channel="web", locations=(names["warehouse"],), safety_stock=2), "seed")
         channels.put(ChannelPolicy(channel="store", locations=(names["store_location"],)), "seed")
         led = container.ledger
-        led.execute(c.ReceiveStock(sku=names["sku"], location=names["warehouse"], quantity=20, reference="po-1",
-                                   cause={"source": "seed", "correlation_id": "po-1"}))
-        led.execute(c.ReceiveStock(sku=names["sku"], location=names["store_location"], quantity=6,
-                                   reference="po-2", cause={"source": "seed"}))
-        led.execute(c.CaptureOrder(order_id=names["order"], channel="web",
-                                   lines=({"line_id": "1", "sku": names["sku"], "quantity": 3},),
-                                   external_refs={"name": "#1001"}, cause={"source": "seed"}))
+        led.execute(
+            c.ReceiveStock(
+                sku=names["sku"],
+                location=names["warehouse"],
+                quantity=20,
+                reference="po-1",
+                cause={"source": "seed", "correlation_id": "po-1"},
+            )
+        )
+        led.execute(
+            c.ReceiveStock(
+                sku=names["sku"],
+                location=names["store_location"],
+                quantity=6,
+                reference="po-2",
+                cause={"source": "seed"},
+            )
+        )
+        led.execute(
+            c.CaptureOrder(
+                order_id=names["order"],
+                channel="web",
+                lines=({"line_id": "1", "sku": names["sku"], "quantity": 3},),
+                external_refs={"name": "#1001"},
+                cause={"source": "seed"},
+            )
+        )
         container.extras["mappings"].set("pos", "sku", names["item"], names["sku"], "seed")
         return names
     finally:
@@ -102,28 +122,62 @@ def test_console_in_a_real_browser(tmp_path: Path):
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "LEDGER_DATABASE_URL": url, "LEDGER_NATS_URL": ""}
     ledger = str(Path(sys.executable).with_name("ledger"))
-    server = subprocess.Popen([ledger, "serve", "--port", str(port)], cwd=tmp_path, env=env,
-                              stdout=open(tmp_path / "server.log", "wb"), stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        [ledger, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=open(tmp_path / "server.log", "wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         client = httpx.Client(base_url=base, timeout=10)
         wait(lambda: client.get("/healthz").status_code == 200, "ledger serve")
-        batch = {"store": names["store_code"], "batch_id": "b-1", "sequence": 1, "transactions": [
-            {"txn_id": "t-1", "type": "sale", "occurred_at": "2024-05-01T10:00:00Z",
-             "lines": [{"item": names["item"], "quantity": 2}]}]}
+        batch = {
+            "store": names["store_code"],
+            "batch_id": "b-1",
+            "sequence": 1,
+            "transactions": [
+                {
+                    "txn_id": "t-1",
+                    "type": "sale",
+                    "occurred_at": "2024-05-01T10:00:00Z",
+                    "lines": [{"item": names["item"], "quantity": 2}],
+                }
+            ],
+        }
         r = client.post("/v1/pos/batches", json=batch, headers={"Authorization": f"Bearer {names['ingest']}"})
         assert r.status_code in (200, 201, 202), r.text
         parked_id = r.json()["inbox_id"]
         audit = {"Authorization": f"Bearer {names['admin']}"}
-        wait(lambda: client.get(f"/v1/inbox/{parked_id}", headers=audit).json()["status"] == "parked", "parking")
-        wait(lambda: all(p["lag_positions"] == 0 for p in client.get("/v1/projections", headers=audit).json()["items"]),
-             "projections")
+        wait(
+            lambda: client.get(f"/v1/inbox/{parked_id}", headers=audit).json()["status"] == "parked",
+            "parking",
+        )
+        wait(
+            lambda: all(
+                p["lag_positions"] == 0 for p in client.get("/v1/projections", headers=audit).json()["items"]
+            ),
+            "projections",
+        )
         SHOTS.mkdir(parents=True, exist_ok=True)
-        config = {"base": base, "chromium": CHROMIUM, "screenshots": str(SHOTS), "admin": names["admin"],
-                  "auditor": names["auditor"], "sku": names["sku"], "parked_id": parked_id,
-                  "store_location": names["store_location"]}
+        config = {
+            "base": base,
+            "chromium": CHROMIUM,
+            "screenshots": str(SHOTS),
+            "admin": names["admin"],
+            "auditor": names["auditor"],
+            "sku": names["sku"],
+            "parked_id": parked_id,
+            "store_location": names["store_location"],
+        }
         (tmp_path / "drive.json").write_text(json.dumps(config))
-        run = subprocess.run([node, str(HERE / "drive.mjs"), str(tmp_path / "drive.json")], cwd=HERE,
-                             capture_output=True, text=True, timeout=180)
+        run = subprocess.run(
+            [node, str(HERE / "drive.mjs"), str(tmp_path / "drive.json")],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         lines = [x for x in run.stdout.splitlines() if x.startswith("{")]
         seen = json.loads(lines[-1]) if lines else {}
         assert run.returncode == 0 and "error" not in seen, (seen.get("error"), run.stderr[-2000:])

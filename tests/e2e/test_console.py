@@ -12,7 +12,9 @@ HTML = {"accept": "text/html"}
 
 def sign_in(api: Api, scope: str) -> None:
     api.client.cookies.clear()
-    r = api.client.post("/console/login", data={"token": api.tokens[scope]}, headers=HTML, follow_redirects=False)
+    r = api.client.post(
+        "/console/login", data={"token": api.tokens[scope]}, headers=HTML, follow_redirects=False
+    )
     assert r.status_code == 303, r.text
     cookie = r.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
@@ -30,8 +32,10 @@ def seed(api: Api) -> tuple[str, str, str]:
     sku, w, oid = uid("sku."), uid("w"), uid("o")
     api.client.put("/v1/channels/web", json={"locations": [w], "safety_stock": 1}, headers=api.auth("admin"))
     api.post("/v1/stock/receipts", {"sku": sku, "location": w, "quantity": 8, "reference": uid()})
-    r = api.post("/v1/orders", {"order_id": oid, "channel": "web", "lines": [{"line_id": "1", "sku": sku,
-                                                                               "quantity": 3}]})
+    r = api.post(
+        "/v1/orders",
+        {"order_id": oid, "channel": "web", "lines": [{"line_id": "1", "sku": sku, "quantity": 3}]},
+    )
     assert r.status_code == 201, r.text
     api.container.extras["projector"].catch_up()
     return sku, w, oid
@@ -40,9 +44,19 @@ def seed(api: Api) -> tuple[str, str, str]:
 def parked_pos_batch(api: Api, sku: str, store: str) -> int:
     item = uid("item")
     api.client.put(f"/v1/mappings/pos/sku/{item}", json={"canonical": sku}, headers=api.auth("admin"))
-    body = {"store": store, "batch_id": uid("b"), "sequence": 1, "transactions": [
-        {"txn_id": uid("t"), "type": "sale", "occurred_at": "2024-05-01T10:00:00Z",
-         "lines": [{"item": item, "quantity": 2}]}]}
+    body = {
+        "store": store,
+        "batch_id": uid("b"),
+        "sequence": 1,
+        "transactions": [
+            {
+                "txn_id": uid("t"),
+                "type": "sale",
+                "occurred_at": "2024-05-01T10:00:00Z",
+                "lines": [{"item": item, "quantity": 2}],
+            }
+        ],
+    }
     r = api.post("/v1/pos/batches", body)
     assert r.status_code in (200, 201, 202), r.text
     api.container.extras["intake"].step()
@@ -60,10 +74,20 @@ def test_unsigned_visitors_are_sent_to_sign_in_and_bad_keys_are_refused(api: Api
     ats_only = api.client.post("/console/login", data={"token": api.tokens["ats:read"]})
     assert ats_only.status_code == 403
     assert ats_only.headers["content-type"].startswith("application/problem+json")
-    assert api.client.post("/console/login", content=b'{"token": 1}',
-                           headers={"content-type": "application/json"}).status_code == 415
-    assert api.client.post("/console/login", content=b"token=" + b"x" * 20_000,
-                           headers={"content-type": "application/x-www-form-urlencoded"}).status_code == 413
+    assert (
+        api.client.post(
+            "/console/login", content=b'{"token": 1}', headers={"content-type": "application/json"}
+        ).status_code
+        == 415
+    )
+    assert (
+        api.client.post(
+            "/console/login",
+            content=b"token=" + b"x" * 20_000,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        ).status_code
+        == 413
+    )
     assert api.client.get("/console/static/../app.py").status_code == 404
 
 
@@ -71,7 +95,7 @@ def test_an_auditor_sees_the_sku_order_and_operations_pages(api: Api):
     sku, w, oid = seed(api)
     sign_in(api, "audit:read")
     page = api.client.get(f"/console/search?q={sku}", headers=HTML)
-    assert page.status_code == 200 and f"SKU <span id=\"sku\">{sku}</span>" in page.text
+    assert page.status_code == 200 and f'SKU <span id="sku">{sku}</span>' in page.text
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
     assert 'class="ats-line"' in page.text and re.search(r'd="M[\d.]+,[\d.]+ ', page.text)
     assert "max(0, 5 − 1 − 0) = 4" in page.text  # 8 on hand − 3 reserved, − safety stock 1
@@ -89,9 +113,15 @@ def test_an_auditor_sees_the_sku_order_and_operations_pages(api: Api):
 def test_search_finds_orders_by_their_outside_ids(api: Api):
     sku, w, _ = seed(api)
     oid, name = uid("820"), "#" + uid()
-    api.container.ledger.execute(__import__("ledger.commands", fromlist=["x"]).CaptureOrder(
-        order_id=oid, channel="web", lines=({"line_id": "1", "sku": sku, "quantity": 1},),
-        external_refs={"name": name}, cause={}))
+    api.container.ledger.execute(
+        __import__("ledger.commands", fromlist=["x"]).CaptureOrder(
+            order_id=oid,
+            channel="web",
+            lines=({"line_id": "1", "sku": sku, "quantity": 1},),
+            external_refs={"name": name},
+            cause={},
+        )
+    )
     sign_in(api, "audit:read")
     r = api.client.get("/console/search", params={"q": name}, headers=HTML, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == f"/console/orders/{oid}"
@@ -127,25 +157,44 @@ def test_map_and_retry_applies_the_parked_message(api: Api):
     sign_in(api, "admin")
     ops = api.client.get("/console/operations", headers=HTML).text
     assert f"pos/location/{store}" in ops
-    bad = api.client.post("/console/actions/map", data={"source": "pos", "kind": "planet", "external_id": store,
-                                                        "canonical": w, "csrf": csrf(api)})
+    bad = api.client.post(
+        "/console/actions/map",
+        data={"source": "pos", "kind": "planet", "external_id": store, "canonical": w, "csrf": csrf(api)},
+    )
     assert bad.status_code == 422
-    r = api.client.post("/console/actions/map", data={"source": "pos", "kind": "location", "external_id": store,
-                                                      "canonical": w, "csrf": csrf(api)}, headers=HTML)
+    r = api.client.post(
+        "/console/actions/map",
+        data={"source": "pos", "kind": "location", "external_id": store, "canonical": w, "csrf": csrf(api)},
+        headers=HTML,
+    )
     assert r.status_code == 200 and "1 parked message(s) applied" in r.text
     assert api.container.extras["inbox"].get(inbox_id)["status"] == "applied"
     assert api.container.ledger.history.stock(sku, w).on_hand == 8 - 2
     history = api.container.extras["mappings"].history("pos", "location", store)
     assert history[-1]["actor"].startswith("test-admin") and history[-1]["actor"].endswith("via console")
-    rebuild = api.client.post("/console/actions/rebuild", data={"name": "stock", "csrf": csrf(api)}, headers=HTML)
+    rebuild = api.client.post(
+        "/console/actions/rebuild", data={"name": "stock", "csrf": csrf(api)}, headers=HTML
+    )
     assert rebuild.status_code == 200 and "rebuild of stock started" in rebuild.text
 
 
 def test_personal_data_is_masked_unless_the_key_is_admin(api: Api):
-    payload = {"id": 1, "email": "jane.doe@example.com", "customer": {"first_name": "Jane", "phone": "+44 20 7946 0000"},
-               "line_items": []}
+    payload = {
+        "id": 1,
+        "email": "jane.doe@example.com",
+        "customer": {"first_name": "Jane", "phone": "+44 20 7946 0000"},
+        "line_items": [],
+    }
     stored = api.container.extras["inbox"].store(
-        "shopify", uid("wh"), "orders/create", orjson.dumps(payload), {}, "fp", status="rejected", reason="test")
+        "shopify",
+        uid("wh"),
+        "orders/create",
+        orjson.dumps(payload),
+        {},
+        "fp",
+        status="rejected",
+        reason="test",
+    )
     inbox_id = stored.row["id"]
     sign_in(api, "audit:read")
     masked = api.client.get(f"/console/messages/{inbox_id}", headers=HTML).text

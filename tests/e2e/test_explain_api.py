@@ -1,4 +1,4 @@
-"""GET /v1/ats/{channel}/{sku}/explain over HTTP: terms that add up to the served ATS, now and as of a moment."""
+"""GET /v1/ats/{channel}/{sku}/explain over HTTP: terms that add up to the served ATS, now and as of."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def channel(api: Api, name: str, body: dict) -> None:
 
 
 moves = st.lists(
-    st.tuples(st.sampled_from(["receive", "order", "adjust", "cancel"]), st.integers(0, 2), st.integers(1, 9)),
+    st.tuples(
+        st.sampled_from(["receive", "order", "adjust", "cancel"]), st.integers(0, 2), st.integers(1, 9)
+    ),
     min_size=1,
     max_size=8,
 )
@@ -37,14 +39,20 @@ def test_explained_terms_add_up_to_the_served_ats_for_random_histories(api: Api,
     orders: list[str] = []
     for verb, i, q in moves:
         if verb == "receive":
-            api.post("/v1/stock/receipts", {"sku": sku, "location": locs[i], "quantity": q, "reference": uid()})
+            api.post(
+                "/v1/stock/receipts", {"sku": sku, "location": locs[i], "quantity": q, "reference": uid()}
+            )
         elif verb == "adjust":
-            api.post("/v1/stock/adjustments",
-                     {"sku": sku, "location": locs[i], "delta": -q, "reason": "count", "reference": uid()})
+            api.post(
+                "/v1/stock/adjustments",
+                {"sku": sku, "location": locs[i], "delta": -q, "reason": "count", "reference": uid()},
+            )
         elif verb == "order":
             oid = uid("o")
-            r = api.post("/v1/orders", {"order_id": oid, "channel": ch,
-                                        "lines": [{"line_id": "1", "sku": sku, "quantity": q}]})
+            r = api.post(
+                "/v1/orders",
+                {"order_id": oid, "channel": ch, "lines": [{"line_id": "1", "sku": sku, "quantity": q}]},
+            )
             if r.status_code == 201:
                 orders.append(oid)
         elif orders:
@@ -78,8 +86,9 @@ def test_as_of_explains_a_past_value_under_the_policy_then_in_force(any_api: Api
     project(api)
     now = api.get(f"/v1/ats/{ch}/{sku}/explain").json()
     assert now["available"] == 15 - 4 == now["read_model"]["available"]
-    past = api.client.get(f"/v1/ats/{ch}/{sku}/explain", params={"as_of": then.isoformat()},
-                          headers=api.auth("audit:read")).json()
+    past = api.client.get(
+        f"/v1/ats/{ch}/{sku}/explain", params={"as_of": then.isoformat()}, headers=api.auth("audit:read")
+    ).json()
     assert past["available"] == 10 - 1 and past["as_of"] == then.isoformat()
     assert past["policy"]["version"] < now["policy"]["version"]
     agg = api.container.ledger.history.as_of_time(stock_id(sku, w), then)

@@ -8,17 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.channels import ChannelPolicy, Policies
+from ledger.stock import SkuLocation
 from projections.explain import explain, in_force, series
 from projections.models import AtsView
 from projections.store import Store
-from ledger.stock import SkuLocation
 
 SKU = "sku-1"
 LOCATIONS = ("w1", "w2", "w3")
 
 step = st.tuples(
     st.sampled_from(LOCATIONS),
-    st.sampled_from(["receive", "reserve", "release", "sell", "sell_direct", "adjust", "damaged", "write_off"]),
+    st.sampled_from(
+        ["receive", "reserve", "release", "sell", "sell_direct", "adjust", "damaged", "write_off"]
+    ),
     st.integers(1, 20),
 )
 policy_st = st.builds(
@@ -96,13 +98,17 @@ def test_terms_add_up_to_the_ats_the_read_model_computes(steps, policy):
     e = explain(policy, SKU, streams)
     assert e["available"] == read_model_ats(policy, log)
     in_group = [x for x in e["locations"] if x["location"] in aggs]
-    assert e["total_available"] == sum(x["on_hand"] - x["reserved"] - x["unavailable"] for x in e["locations"])
+    assert e["total_available"] == sum(
+        x["on_hand"] - x["reserved"] - x["unavailable"] for x in e["locations"]
+    )
     for x in in_group:  # each location's terms are the aggregate's own quantities
         s = aggs[x["location"]]
         assert (x["on_hand"], x["reserved"], x["unavailable"]) == (s.on_hand, s.reserved, s.unavailable)
         assert x["events"]["count"] == len(streams[x["location"]])
     if not e["excluded"] and in_group:
-        assert e["available"] == max(0, e["total_available"] - e["safety_stock"]["value"] - e["buffer"]["value"])
+        assert e["available"] == max(
+            0, e["total_available"] - e["safety_stock"]["value"] - e["buffer"]["value"]
+        )
     if e["excluded"]:
         assert e["available"] == 0
 
@@ -118,7 +124,10 @@ def test_each_linked_event_moves_its_terms_by_what_it_says(steps, policy):
                 moved[t] += d
         if x["events"]["count"] <= len(x["events"]["items"]):  # every event listed: they sum to the terms
             assert (moved["on_hand"], moved["reserved"], moved["unavailable"]) == (
-                x["on_hand"], x["reserved"], x["unavailable"])
+                x["on_hand"],
+                x["reserved"],
+                x["unavailable"],
+            )
 
 
 @settings(max_examples=100, deadline=None)
@@ -132,7 +141,9 @@ def test_the_chart_ends_at_the_explained_value(steps, policy):
 
 
 def test_an_excluded_sku_explains_zero_and_says_why():
-    policy = ChannelPolicy(channel="web", locations=("w1",), excluded_skus=frozenset({SKU}), version=1, at="x")
+    policy = ChannelPolicy(
+        channel="web", locations=("w1",), excluded_skus=frozenset({SKU}), version=1, at="x"
+    )
     aggs, streams, _ = history([("w1", "receive", 5)])
     e = explain(policy, SKU, streams)
     assert e["available"] == 0 and e["excluded"] and "excluded" in e["formula"]
