@@ -89,6 +89,14 @@ def orders_cmd(database_url: UrlOpt = DEFAULT_URL, commands: int = 20_000, calle
     _run(database_url, as_json, [("orders", lambda u: orders(u, commands=commands, callers=callers))])
 
 
+@bench_app.command("long")
+def long_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False) -> None:
+    """One SKU-location with N events (default 1,000,000): write rate at the end vs the start, cold load."""
+    from bench.writes import long_stream
+
+    _run(database_url, as_json, [("long", lambda u: long_stream(u, events=events))])
+
+
 @bench_app.command("projections")
 def projections_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False) -> None:
     """Rebuild of the stock and ATS read models over N events (default 1,000,000)."""

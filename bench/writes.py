@@ -6,7 +6,15 @@ import time
 import uuid
 from typing import Any
 
-from bench.common import Result, count_events, drive, make_ledger, percentile, raw_insert_rate, stream_movements
+from bench.common import (
+    Result,
+    count_events,
+    drive,
+    make_ledger,
+    percentile,
+    raw_insert_rate,
+    stream_movements,
+)
 from ledger import commands as c
 from ledger.bounds import stock_id
 
@@ -123,4 +131,54 @@ def timed(fn: Any, *args: Any, **kw: Any) -> Result:
     t0 = time.monotonic()
     r = fn(*args, **kw)
     r.extra["wall_seconds"] = round(time.monotonic() - t0, 1)
+    return r
+
+
+def long_stream(url: str, events: int = 1_000_000, callers: int = 256, window: int = 20_000,
+                baseline_seconds: float = 3.0) -> Result:
+    """One SKU-location written to `events` events: the last window's rate vs the first's, and a
+    cold load of the long stream vs a fresh one (events read through the recorder, and time)."""
+    from ledger.application import SNAPSHOT_INTERVAL
+
+    baseline = raw_insert_rate(url, baseline_seconds)
+    run = uuid.uuid4().hex[:6]
+    r = Result("long", baseline="raw batched insert", baseline_rate=baseline)
+    with make_ledger(url) as ledger:
+        rates: list[float] = []
+        lat_last: list[float] = []
+        done = 1
+        ledger.execute(c.ReceiveStock(sku="LONG", location="WH", quantity=1, reference=f"{run}-0"))
+        ledger.execute(c.ReceiveStock(sku="FRESH", location="WH", quantity=1, reference=f"{run}-f"))
+        while done < events - 1:
+            n = min(window, events - 1 - done)
+            cmds = [c.ReceiveStock(sku="LONG", location="WH", quantity=1, reference=f"{run}-{done + k}")
+                    for k in range(n)]
+            elapsed, lat, _ = drive(ledger.submit, cmds, callers)
+            rates.append(n / elapsed)
+            lat_last = lat
+            done += n
+        r.events_per_s = rates[-1]
+        r.ratio = rates[-1] / rates[0]
+        r.p50_ms, r.p99_ms = percentile(lat_last, 0.5), percentile(lat_last, 0.99)
+    loads = {}
+    for sku in ("LONG", "FRESH"):
+        with make_ledger(url) as cold:
+            read = [0]
+            inner = cold.app.recorder.select_events
+
+            def counted(*a: Any, _inner: Any = inner, _read: list[int] = read, **k: Any) -> Any:
+                rows = _inner(*a, **k)
+                _read[0] += len(rows)
+                return rows
+
+            cold.app.recorder.select_events = counted  # type: ignore[method-assign]
+            t0 = time.perf_counter()
+            s = cold.history.stock(sku, "WH")
+            loads[sku] = {"ms": round((time.perf_counter() - t0) * 1000, 2), "events_read": read[0],
+                          "version": s.version if s else 0, "on_hand": s.on_hand if s else 0}
+    r.checks = {"load_long": loads["LONG"], "load_fresh": loads["FRESH"]}
+    r.ok = (loads["LONG"]["on_hand"] == events - 1 and loads["LONG"]["events_read"] <= SNAPSHOT_INTERVAL)
+    r.extra = {"first_window_per_s": round(rates[0]), "last_window_per_s": round(rates[-1]), "windows": len(rates)}
+    r.baseline = "first window of the same stream"
+    r.baseline_rate = rates[0]
     return r
