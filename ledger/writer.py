@@ -95,8 +95,9 @@ def stream_ids(command: Command) -> list[UUID]:
             if isinstance(get(field), str):
                 ids.append(stock_id(sku, get(field)))
     for line in get("lines") or ():
-        if isinstance(line, dict) and isinstance(line.get("sku"), str) and isinstance(line.get("location"), str):
-            ids.append(stock_id(line["sku"], line["location"]))
+        sku, location = (line.get("sku"), line.get("location")) if isinstance(line, dict) else (None, None)
+        if isinstance(sku, str) and isinstance(location, str):
+            ids.append(stock_id(sku, location))
     return ids
 
 
@@ -225,11 +226,14 @@ class Writer:
             if stopping and inflight is None and self._queue.empty():
                 return
 
-    def _decide_guarded(self, batch: list[_Item], inflight: tuple[_Decision, Future[Any]] | None) -> _Decision | None:
+    def _decide_guarded(
+        self, batch: list[_Item], inflight: tuple[_Decision, Future[Any]] | None
+    ) -> _Decision | None:
         """Decides a batch for the pipeline; falls back to the one-batch-at-a-time path if it must."""
         failed: dict[int, BaseException] = {}
         try:
-            return self._decide(batch, failed, inflight[0].keys if inflight else {}, pipelined=inflight is not None)
+            keys = inflight[0].keys if inflight else {}
+            return self._decide(batch, failed, keys, pipelined=inflight is not None)
         except _Redo as redo:
             # A command failed half-way while another batch was in flight: evicting now would
             # lose that batch's state, so wait for it and then decide this one on its own.

@@ -79,7 +79,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "WHERE originator_id = %s AND notification_id <= %s"
         ).format(schema=schema, events=events)
 
-    def _insert_events(self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
         rows = kwargs.get("commands") or ()
         if rows and not stored_events:  # with events, they go in with the events' statement
             curs.execute(
@@ -107,7 +109,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         else:
             curs.execute(self._insert_arrays, events, prepare=True)
 
-    def lookup(self, keys: Sequence[str], ids: Sequence[UUID]) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
+    def lookup(
+        self, keys: Sequence[str], ids: Sequence[UUID]
+    ) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
         """`select_commands(keys)` and `existing_ids(ids)` in one round trip."""
         if not keys and not ids:
             return {}, set()

@@ -36,7 +36,9 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
             )
         return super()._insert_events(c, stored_events, **kwargs)
 
-    def lookup(self, keys: Sequence[str], ids: Sequence[UUID]) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
+    def lookup(
+        self, keys: Sequence[str], ids: Sequence[UUID]
+    ) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
         """`select_commands(keys)` and `existing_ids(ids)` together."""
         return (self.select_commands(keys) if keys else {}), (self.existing_ids(ids) if ids else set())
 
