@@ -114,3 +114,30 @@ def test_two_writers_capturing_the_same_new_orders_reserve_each_order_once(pg_ur
         a.writer.evict()
         s = a.history.stock("S", "WH")
         assert s.reserved == 120 and len(s.reservations) == 60
+
+
+def test_reservations_are_granted_first_come_first_served_and_expired_ones_come_back(pg_url):
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    with Ledger(ledger_env(pg_url)) as ledger:
+        ledger.receive("S", "WH", 5, "stock")
+        futures = [ledger.submit(c.Reserve(sku="S", location="WH", order_id=f"o{i}", line_id="1", quantity=1,
+                                           expires_at=now - timedelta(seconds=1) if i < 2 else None))
+                   for i in range(10)]
+        granted = []
+        for i, f in enumerate(futures):
+            try:
+                f.result(timeout=60)
+                granted.append(i)
+            except InsufficientStockError:
+                pass
+        assert granted == [0, 1, 2, 3, 4]  # in submission order
+        # The sweeper's command, through the same writer: both expired holds come back at once.
+        out = ledger.execute(c.ReleaseExpired(sku="S", location="WH", now=now))
+        assert out["released"] == 2 and out["available"] == 2
+        late = [ledger.submit(c.Reserve(sku="S", location="WH", order_id=f"late{i}", line_id="1", quantity=1))
+                for i in range(3)]
+        results = [f.exception(timeout=60) for f in late]
+        assert [r is None for r in results] == [True, True, False]
+        assert ledger.history.stock("S", "WH").reserved == 5
