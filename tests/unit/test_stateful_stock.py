@@ -33,8 +33,11 @@ from ledger.errors import (
     ReservationError,
     StockNotFoundError,
 )
+from ledger.orders import Order
+from ledger.ports import StaticLocations
 from ledger.service import Ledger
 from ledger.stock import movement_effect
+from ledger.writer import StorageError
 
 SKU = "SKU-1"
 LOCATIONS = ("north", "south")
@@ -474,3 +477,212 @@ LedgerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLedgerAgainstModel = LedgerMachine.TestCase
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders moving stock: random captures, shipments (partial, split across locations),
+# cancellations, returns and repeats. No reference model decides here; instead, after every
+# step, the orders and the SKU-locations must agree with each other and conserve every unit.
+
+SKUS = ("SKU-A", "SKU-B")
+order_locations = st.sampled_from(LOCATIONS)
+
+
+def fit(quantity: int, room: int) -> int:
+    """Mostly a quantity that fits what is left (so steps succeed), sometimes one that does not."""
+    return min(quantity, room) if room > 0 and quantity % 4 else quantity
+
+
+class OrderMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = tempfile.mkdtemp(prefix="ledger-orders-")
+        self.ledger = Ledger(
+            ledger_env(f"sqlite:///{self.dir}/ledger.db"), StaticLocations({"online": LOCATIONS})
+        )
+        self.orders: list[str] = []
+        self.received = dict.fromkeys(SKUS, 0)
+        self.sent: list[c.Command] = []
+        self.n = 0
+
+    def teardown(self) -> None:
+        self.ledger.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def send(self, cmd: c.Command) -> dict[str, Any] | None:
+        """Sends a command; a refusal must be a domain error and must append nothing."""
+        self.sent.append(cmd)
+        before = self.ledger.app.recorder.max_position()
+        try:
+            outcome = self.ledger.execute(cmd)
+        except StorageError:
+            raise
+        except LedgerError:
+            assert self.ledger.app.recorder.max_position() == before, f"refused {cmd} appended events"
+            return None
+        if outcome.get("duplicate"):
+            assert self.ledger.app.recorder.max_position() == before, f"repeated {cmd} appended events"
+        if isinstance(cmd, c.CaptureOrder) and cmd.order_id not in self.orders:
+            self.orders.append(cmd.order_id)  # a refused capture may succeed when repeated later
+        return outcome
+
+    def ref(self) -> str:
+        self.n += 1
+        return str(self.n)
+
+    def order(self, pick: int, wanted: Any = None) -> Any:
+        """An order picked by `pick`, preferring (three times in four) one for which `wanted` holds."""
+        orders = [self.ledger.history.order(x) for x in self.orders]
+        if wanted is not None and pick % 4:
+            orders = [o for o in orders if wanted(o)] or orders
+        return orders[pick % len(orders)]
+
+    @initialize()
+    def seed(self):
+        for s in SKUS:
+            for location in LOCATIONS:
+                self.receive(s, location, 3)
+
+    @rule(sku=st.sampled_from(SKUS), location=order_locations, quantity=quantities)
+    def receive(self, sku, location, quantity):
+        if self.send(
+            c.ReceiveStock(sku=sku, location=location, quantity=quantity, reference=f"po-{self.ref()}")
+        ):
+            self.received[sku] += quantity
+
+    @rule(
+        lines=st.lists(
+            st.tuples(st.sampled_from(SKUS), st.integers(1, 4), st.one_of(st.none(), order_locations)),
+            min_size=1,
+            max_size=3,
+        ),
+        partial=st.booleans(),
+    )
+    def capture(self, lines, partial):
+        order_id = f"order-{self.ref()}"
+        self.send(
+            c.CaptureOrder(
+                order_id=order_id,
+                channel="online",
+                lines=tuple(
+                    {"line_id": str(i), "sku": s, "quantity": q, "location": loc}
+                    for i, (s, q, loc) in enumerate(lines, 1)
+                ),
+                allow_partial=partial,
+            )
+        )
+
+    @precondition(lambda self: self.orders)
+    @rule(
+        pick=picks,
+        quantity=st.integers(1, 4),
+        elsewhere=st.sampled_from([None, None, None, *LOCATIONS]),
+        both=st.booleans(),
+    )
+    def ship(self, pick, quantity, elsewhere, both):
+        o = self.order(pick, lambda o: any(Order.open_quantity(x) for x in o.lines.values()))
+        lines = list(o.lines)[: 2 if both else 1]
+        self.send(
+            c.ShipOrder(
+                order_id=o.order_id,
+                shipment_id=f"s-{self.ref()}",
+                lines=tuple(
+                    {
+                        "line_id": lid,
+                        "quantity": fit(quantity, Order.open_quantity(o.lines[lid])),
+                        "location": elsewhere,
+                    }
+                    for lid in lines
+                ),
+            )
+        )
+
+    @precondition(lambda self: self.orders)
+    @rule(pick=picks, quantity=st.one_of(st.none(), st.integers(1, 3)))
+    def cancel(self, pick, quantity):
+        o = self.order(pick)
+        if quantity is None:
+            self.send(c.CancelOrder(order_id=o.order_id, reason="customer"))
+        else:
+            line = list(o.lines)[pick % len(o.lines)]
+            self.send(
+                c.CancelOrder(
+                    order_id=o.order_id,
+                    reason="customer",
+                    lines=({"line_id": line, "quantity": quantity},),
+                    reference=f"c-{self.ref()}",
+                )
+            )
+
+    @precondition(lambda self: self.orders)
+    @rule(pick=picks, quantity=st.integers(1, 3), disposition=st.sampled_from(["restock", "damaged"]))
+    def return_items(self, pick, quantity, disposition):
+        o = self.order(pick, lambda o: any(o.returnable(x) for x in o.lines))
+        line = max(o.lines, key=o.returnable) if pick % 3 else list(o.lines)[pick % len(o.lines)]
+        self.send(
+            c.ReturnItems(
+                order_id=o.order_id,
+                return_id=f"r-{self.ref()}",
+                lines=(
+                    {
+                        "line_id": line,
+                        "quantity": fit(quantity, o.returnable(line)),
+                        "disposition": disposition,
+                    },
+                ),
+            )
+        )
+
+    @precondition(lambda self: self.sent)
+    @rule(pick=picks)
+    def repeat(self, pick):
+        self.send(self.sent[pick % len(self.sent)])
+
+    @invariant()
+    def orders_and_stock_agree_and_every_unit_is_accounted_for(self):
+        h = self.ledger.history
+        stock = {(s, loc): h.stock(s, loc) for s in SKUS for loc in LOCATIONS}
+        held: dict[tuple[str, str], int] = {}
+        shipped = dict.fromkeys(SKUS, 0)
+        returned = dict.fromkeys(SKUS, 0)
+        damaged: dict[tuple[str, str], int] = {}
+        for order_id in self.orders:
+            o = h.order(order_id)
+            for lid, line in o.lines.items():
+                assert line["shipped"] + line["cancelled"] <= line["quantity"]
+                assert 0 <= line["returned"] <= line["shipped"]
+                hold = Order.held_quantity(line)
+                assert 0 <= hold <= Order.open_quantity(line), f"{order_id}/{lid} holds {hold}: {line}"
+                if line["location"] is not None:
+                    s = stock[(line["sku"], line["location"])]
+                    assert s.reserved_for(f"{order_id}/{lid}") == hold, f"{order_id}/{lid}: {line}"
+                    key = (line["sku"], line["location"])
+                    held[key] = held.get(key, 0) + hold
+                shipped[line["sku"]] += line["shipped"]
+            for lines in o.returns.values():
+                for r in lines:
+                    sku = o.lines[r["line_id"]]["sku"]
+                    returned[sku] += r["quantity"]
+                    if r["disposition"] == "damaged":
+                        damaged[(sku, r["location"])] = damaged.get((sku, r["location"]), 0) + r["quantity"]
+        for key, s in stock.items():
+            assert s.reserved == held.get(key, 0), (
+                f"{key}: reserved {s.reserved}, orders hold {held.get(key, 0)}"
+            )
+            assert s.unavailable == damaged.get(key, 0)
+            assert s.available >= 0, f"{key} oversold"
+        for sku in SKUS:
+            on_hand = sum(stock[(sku, loc)].on_hand for loc in LOCATIONS)
+            assert on_hand == self.received[sku] - shipped[sku] + returned[sku], (
+                f"{sku} lost or invented units"
+            )
+
+
+OrderMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("LEDGER_STATEFUL_ORDER_EXAMPLES", "100")),
+    stateful_step_count=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestOrdersMoveStockConsistently = OrderMachine.TestCase
