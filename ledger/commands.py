@@ -19,6 +19,12 @@ from ledger.bounds import check_delta, check_id, check_quantity
 from ledger.errors import InvalidCommandError
 
 
+def check_lines(lines: object, field: str = "lines") -> None:
+    """Order lines are a sequence of objects (dicts); their fields are checked by each command."""
+    if not isinstance(lines, tuple | list) or not all(isinstance(x, dict) for x in lines):
+        raise InvalidCommandError("lines must be a list of objects", field=field)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Command:
     cause: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -285,6 +291,7 @@ class CaptureOrder(Command):
 
     def validate(self) -> None:
         check_id(self.order_id, "order_id"), check_id(self.channel, "channel")
+        check_lines(self.lines)
         if not self.lines:
             raise InvalidCommandError("an order needs at least one line", field="lines")
         seen = set()
@@ -310,6 +317,7 @@ class ShipOrder(Command):
 
     def validate(self) -> None:
         check_id(self.order_id, "order_id"), check_id(self.shipment_id, "shipment_id")
+        check_lines(self.lines)
         if not self.lines:
             raise InvalidCommandError("a shipment needs at least one line", field="lines")
         for line in self.lines:
@@ -335,6 +343,7 @@ class CancelOrder(Command):
     def validate(self) -> None:
         check_id(self.order_id, "order_id"), check_id(self.reason, "reason")
         if self.lines is not None:
+            check_lines(self.lines)
             if self.reference is None:
                 raise InvalidCommandError("a line cancellation needs a reference", field="reference")
             for line in self.lines:
@@ -354,6 +363,7 @@ class ReturnItems(Command):
 
     def validate(self) -> None:
         check_id(self.order_id, "order_id"), check_id(self.return_id, "return_id")
+        check_lines(self.lines)
         if not self.lines:
             raise InvalidCommandError("a return needs at least one line", field="lines")
         for line in self.lines:
@@ -378,7 +388,9 @@ class RecordRefund(Command):
         return f"refund:{self.order_id}/{self.refund_id}"
 
     def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.refund_id, "refund_id"), check_id(self.currency, "currency")
+        check_id(self.order_id, "order_id"), check_id(self.refund_id, "refund_id")
+        check_id(self.currency, "currency"), check_id(self.amount, "amount")
+        check_lines(self.lines)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -409,6 +421,9 @@ class RecordErpPosting(Command):
 
     def validate(self) -> None:
         check_id(self.order_id, "order_id"), check_id(self.document, "document")
+        check_quantity(self.attempts, "attempts")
+        if self.erp_reference is not None:
+            check_id(self.erp_reference, "erp_reference")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -424,6 +439,9 @@ class RecordErpFailure(Command):
 
     def validate(self) -> None:
         check_id(self.order_id, "order_id"), check_id(self.document, "document")
+        check_quantity(self.attempt, "attempt")
+        if not isinstance(self.error, str):
+            raise InvalidCommandError("error must be text", field="error")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -442,6 +460,8 @@ class ObservePlatformStatus(Command):
 
     def validate(self) -> None:
         check_id(self.order_id, "order_id")
+        if not isinstance(self.status, dict):
+            raise InvalidCommandError("status must be an object", field="status")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -451,5 +471,7 @@ class AddCorrelationIds(Command):
 
     def validate(self) -> None:
         check_id(self.order_id, "order_id")
+        if not isinstance(self.ids, dict):
+            raise InvalidCommandError("ids must be an object", field="ids")
         for k, v in self.ids.items():
             check_id(k, "system"), check_id(v, "id")
