@@ -422,8 +422,8 @@ class RecordErpPosting(Command):
     def validate(self) -> None:
         check_id(self.order_id, "order_id"), check_id(self.document, "document")
         check_quantity(self.attempts, "attempts")
-        if self.erp_reference is not None:
-            check_id(self.erp_reference, "erp_reference")
+        if self.erp_reference is not None and not isinstance(self.erp_reference, str):
+            raise InvalidCommandError("erp_reference must be text", field="erp_reference")
 
 
 @dataclass(frozen=True, kw_only=True)
