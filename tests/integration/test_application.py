@@ -21,6 +21,7 @@ from ledger.errors import (
     OrderNotFoundError,
     ReservationError,
     StockNotFoundError,
+    VersionConflictError,
 )
 from ledger.ports import StaticLocations
 from ledger.service import Ledger
@@ -456,3 +457,25 @@ def test_a_shipment_that_fails_half_way_changes_nothing_and_its_batch_still_comm
     assert stock(ledger, a, "wh-1") == (2, 2, 0) and stock(ledger, b, "wh-1") == (2, 2, 0)
     assert ledger.history.order("1009").stage == "reserved"
     assert ledger.ship("1009", "s1", [{"line_id": "1", "quantity": 2}])["stage"] == "partially_shipped"
+
+
+def test_a_compare_and_set_write_names_the_version_it_read(ledger):
+    s = sku()
+    with pytest.raises(VersionConflictError):
+        ledger.receive(s, "wh-1", 1, "po-0", if_match=3)
+    assert ledger.history.stock(s, "wh-1") is None
+    version = ledger.receive(s, "wh-1", 5, "po-1", if_match=0)["version"]
+    with pytest.raises(VersionConflictError) as refused:
+        ledger.adjust(s, "wh-1", -1, "cycle-count", "cc-1", if_match=version - 1)
+    assert refused.value.code == "version-conflict" and refused.value.details["current"] == version
+    assert ledger.adjust(s, "wh-1", -1, "cycle-count", "cc-2", if_match=version)["on_hand"] == 4
+
+
+def test_expected_stock_is_incoming_until_it_arrives(ledger):
+    s = sku()
+    ledger.execute(c.ExpectStock(sku=s, location="wh-1", quantity=10, reference="asn-1"))
+    x = ledger.history.stock(s, "wh-1")
+    assert (x.incoming, x.on_hand, x.available) == (10, 0, 0)
+    ledger.receive(s, "wh-1", 6, "asn-1-part", expected=True)
+    x = ledger.history.stock(s, "wh-1")
+    assert (x.incoming, x.on_hand, x.available) == (4, 6, 6)
