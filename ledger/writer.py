@@ -123,6 +123,7 @@ class Writer:
         decider: Decider,
         cache_size: int = 200_000,
         max_batch: int = MAX_BATCH,
+        linger: float = 0.001,
         on_commit: Sequence[Callable[[int], None]] = (),
     ) -> None:
         self.app = app
@@ -130,6 +131,8 @@ class Writer:
         self.cache: OrderedDict[UUID, Aggregate] = OrderedDict()
         self.cache_size = cache_size
         self.max_batch = max_batch
+        self.linger = linger  # seconds a batch smaller than `linger_batch` waits for more
+        self.linger_batch = 32
         self.on_commit = list(on_commit)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -200,11 +203,20 @@ class Writer:
         if first is None:
             return batch, True
         batch.append(first)
+        linger_until = time.monotonic() + self.linger if self.linger else 0.0
         while len(batch) < self.max_batch:
             try:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
-                break
+                # A small batch waits a moment for the callers just answered to come back:
+                # each save has a fixed cost, so fuller batches carry more commands per second.
+                wait = linger_until - time.monotonic()
+                if len(batch) >= self.linger_batch or wait <= 0:
+                    break
+                try:
+                    nxt = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
             if nxt is None:
                 return batch, True
             batch.append(nxt)

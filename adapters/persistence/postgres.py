@@ -79,6 +79,12 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "WHERE originator_id = %s AND notification_id <= %s"
         ).format(schema=schema, events=events)
 
+    def _create_table(self, curs: Cursor[DictRow]) -> None:
+        """The library's DDL, one process at a time: two workers starting together would both run
+        `CREATE OR REPLACE FUNCTION ...` and one would fail with "tuple concurrently updated"."""
+        curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ledger-ddl:{self.datastore.schema}",))
+        super()._create_table(curs)
+
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
