@@ -273,7 +273,11 @@ class SkuLocation(Aggregate):
                 held=held,
             )
         self.trigger_event(
-            self.ReservationReleased, reservation_id=reservation_id, quantity=quantity, reason=reason, cause=cause
+            self.ReservationReleased,
+            reservation_id=reservation_id,
+            quantity=quantity,
+            reason=reason,
+            cause=cause,
         )
 
     def expired_reservations(self, now: datetime) -> list[tuple[str, int]]:
@@ -342,7 +346,11 @@ class SkuLocation(Aggregate):
                 available=self.available,
             )
         self.trigger_event(
-            self.StockTransferredOut, transfer_id=transfer_id, to_location=to_location, quantity=quantity, cause=cause
+            self.StockTransferredOut,
+            transfer_id=transfer_id,
+            to_location=to_location,
+            quantity=quantity,
+            cause=cause,
         )
 
     def transfer_in(self, transfer_id: str, from_location: str, quantity: int, cause: Cause) -> None:
@@ -419,7 +427,9 @@ class SkuLocation(Aggregate):
         new_on_hand = self.on_hand + on_hand_delta
         new_unavailable = self.unavailable + unavailable_delta
         if new_unavailable < 0 or (
-            not self.allow_backorder and new_on_hand - self.reserved - new_unavailable < 0 and on_hand_delta < 0
+            not self.allow_backorder
+            and new_on_hand - self.reserved - new_unavailable < 0
+            and on_hand_delta < 0
         ):
             raise InsufficientStockError(
                 f"correcting {self.sku} at {self.location} by {on_hand_delta} would oversell: "
