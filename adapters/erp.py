@@ -8,9 +8,10 @@ warehouse master).
 - goods receipt `{message_id, receipt_id, location, lines: [{sku, quantity}]}` -> ReceiveStock
 - transfer `{message_id, transfer_id, from_location, to_location, lines: [{sku, quantity}]}` -> TransferStock
 - cycle count `{message_id, count_id, location, counted_at, lines: [{sku, counted}]}`: `counted` is the
-  absolute quantity on the shelf; it becomes an AdjustStock of `counted - on_hand` (reason
-  `cycle-count`) against the ledger's on hand when the message is applied, compare-and-set on
-  the stream's version so a movement in between makes it re-read rather than overwrite.
+  absolute quantity on the shelf; each line is a `CountStock`, which the writer turns into a
+  `StockAdjusted` of `counted - on_hand` (reason `cycle-count`) against the state it holds, so a
+  count on a hot SKU never retries. A matching count appends nothing; a count below reserved and
+  unavailable is recorded and its shortfall shows in the message's reason.
 
 Outbound, `ErpFeeder` follows the event log and puts one row per captured order and per settled
 refund in the `erp_queue` table, committing its tracking position in the same transaction, so
@@ -169,20 +170,13 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
         location, lkey = code("location", m.location)
         for i, line in enumerate(m.lines):
             sku, skey = code("sku", line.sku)
-            s = ctx.history.stock(sku, location)
-            on_hand, version = (0, 0) if s is None else (s.on_hand, s.version)
-            delta = line.counted - on_hand
-            if delta == 0:
-                t.notes.append(f"{sku} at {location}: count matches on hand {on_hand}")
-                continue
             t.add(
-                c.AdjustStock(
+                c.CountStock(
                     sku=sku,
                     location=location,
-                    delta=delta,
+                    counted=line.counted,
                     reason="cycle-count",
                     reference=ref("erp-count", m.count_id, i),
-                    if_match=version,
                 ),
                 {"sku": skey, "location": lkey},
                 [(sku, location)],

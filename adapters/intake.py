@@ -179,7 +179,14 @@ class Intake:
             return "applied", f"{len(errors)} of {len(results)} commands refused: {reason}"[:1000], None
         if t.duplicate or (results and all(isinstance(r, dict) and r.get("duplicate") for r in results)):
             return "duplicate", "every command was already recorded", None
-        return "applied", "; ".join(t.notes)[:1000] or None, None
+        notes = list(t.notes)
+        for r in results:
+            if isinstance(r, dict) and r.get("shortfall"):
+                notes.append(
+                    f"{r.get('sku')} at {r.get('location')}: counted {r['shortfall']} below reserved "
+                    "and unavailable"
+                )
+        return "applied", "; ".join(notes)[:1000] or None, None
 
     @staticmethod
     def _outcome(t: Translation | None, results: list[Any]) -> dict[str, Any]:
@@ -194,6 +201,7 @@ class Intake:
                     if isinstance(r, BaseException)
                     else ("duplicate" if r.get("duplicate") else "ok"),
                     **({"error": _error(r)} if isinstance(r, BaseException) else {}),
+                    **({k: r[k] for k in ("delta", "shortfall") if k in r} if isinstance(r, dict) else {}),
                 }
                 for item, r in zip(t.items, results, strict=False)
             ],

@@ -146,6 +146,7 @@ class Decider:
             c.ReceiveStock: self.receive,
             c.ExpectStock: self.expect,
             c.AdjustStock: self.adjust,
+            c.CountStock: self.count,
             c.TransferStock: self.transfer,
             c.Reserve: self.reserve,
             c.ReleaseReservation: self.release,
@@ -209,6 +210,16 @@ class Decider:
             s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
         s.adjust(cmd.delta, cmd.reason, cmd.reference, cmd.cause)
         return stock_view(s)
+
+    def count(self, cmd: c.CountStock, uow: UnitOfWork) -> dict[str, Any]:
+        """A physical count, decided against the state the writer holds (never a stale read)."""
+        s = uow.stock(cmd.sku, cmd.location)
+        if s is None:
+            if cmd.counted == 0:
+                return {"sku": cmd.sku, "location": cmd.location, "delta": 0, "shortfall": 0, "on_hand": 0}
+            s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
+        delta = s.count(cmd.counted, cmd.reason, cmd.reference, cmd.cause)
+        return {**stock_view(s), "delta": delta, "shortfall": max(0, s.reserved + s.unavailable - s.on_hand)}
 
     def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
         src = uow.stock(cmd.sku, cmd.from_location)

@@ -101,6 +101,35 @@ class AdjustStock(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CountStock(Command):
+    """A physical count: `counted` units are on the shelf (absolute, not a delta).
+
+    The writer turns it into a `StockAdjusted` of `counted - on_hand` against the state it holds,
+    so a count never races the movements around it (no compare-and-set, no retry). A count that
+    matches appends nothing. A count below what is reserved and unavailable is still recorded
+    (the shelf is what it is): the answer names the `shortfall`.
+    """
+
+    sku: str
+    location: str
+    counted: int
+    reference: str
+    reason: str = "cycle-count"
+
+    @property
+    def key(self) -> str:
+        return f"count:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
+        check_id(self.reason, "reason")
+        if isinstance(self.counted, bool) or not isinstance(self.counted, int):
+            raise InvalidCommandError("counted must be a whole number", field="counted")
+        if self.counted != 0:
+            check_quantity(self.counted, "counted")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TransferStock(Command):
     sku: str
     from_location: str

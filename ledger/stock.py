@@ -396,6 +396,26 @@ class SkuLocation(Aggregate):
             )
         self.trigger_event(self.StockAdjusted, delta=delta, reason=reason, reference=reference, cause=cause)
 
+    def count(self, counted: int, reason: str, reference: str, cause: Cause) -> int:
+        """Records a physical count of `counted` units as a `StockAdjusted` of the difference.
+
+        A count that matches on hand appends nothing. Unlike `adjust`, a count below what is
+        reserved and unavailable is recorded: the units are not on the shelf whatever the ledger
+        believed, and the shortfall must show (ATS is floored at zero; the orders stay visible).
+        Returns the delta.
+        """
+        if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
+            raise ReservationError(f"a count must be a whole number of units, not {counted!r}")
+        if not reason:
+            raise ReservationError("a count needs a reason")
+        delta = counted - self.on_hand
+        if delta:
+            check_delta(delta)
+            self.trigger_event(
+                self.StockAdjusted, delta=delta, reason=reason, reference=reference, cause=cause
+            )
+        return delta
+
     def write_off_damaged(self, quantity: int, reference: str, cause: Cause) -> None:
         check_quantity(quantity)
         if quantity > self.unavailable:

@@ -13,6 +13,7 @@ from adapters import erp
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.inbox import fingerprint
+from ledger import commands as c
 from ledger.ports import StaticLocations
 
 
@@ -83,7 +84,12 @@ def test_receipts_transfers_and_counts_move_stock_through_the_mappings(container
             "lines": [{"sku": "SKU-A", "counted": 17}, {"sku": "SKU-B", "counted": 4}],
         },
     )
-    assert row["status"] == "applied" and "count matches" in row["reason"]
+    assert row["status"] == "applied" and row["reason"] is None
+    # SKU-B's count matches on hand: decided by the writer, it appends nothing.
+    assert [(x["type"], x["delta"]) for x in row["outcome"]["commands"]] == [
+        ("CountStock", -3),
+        ("CountStock", 0),
+    ]
     assert on_hand(container, "SKU-A", "WH1") == (17, 5)
     s = container.ledger.history.stock("SKU-A", "WH1")
     assert s is not None
@@ -92,7 +98,7 @@ def test_receipts_transfers_and_counts_move_stock_through_the_mappings(container
     assert last.cause["source"] == "erp" and last.cause["causation_id"] == str(row["id"])
 
 
-def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_refused(
+def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_recorded_as_a_shortfall(
     container: Container,
 ) -> None:
     msg = {
@@ -120,8 +126,55 @@ def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_refuse
             "lines": [{"sku": "SKU-A", "counted": 1}],
         },
     )
-    assert row["status"] == "rejected" and "insufficient-stock" in row["reason"]
-    assert on_hand(container, "SKU-A", "WH1") == (3, 2)
+    # The shelf holds 1 while 2 are reserved: the count is a fact, recorded, and the shortfall named.
+    assert row["status"] == "applied" and "SKU-A at WH1: counted 1 below reserved" in row["reason"]
+    assert on_hand(container, "SKU-A", "WH1") == (1, 2)
+    s = container.ledger.history.stock("SKU-A", "WH1")
+    assert s is not None and s.available == -1
+    # The same count delivered again under a new message id changes nothing.
+    again = deliver(
+        container,
+        "cycle-count",
+        {
+            "message_id": "m2-resent",
+            "count_id": "CC-1",
+            "location": "WH1",
+            "counted_at": "2026-11-20T08:00:00Z",
+            "lines": [{"sku": "SKU-A", "counted": 1}],
+        },
+    )
+    assert again["status"] == "duplicate"
+    assert on_hand(container, "SKU-A", "WH1") == (1, 2)
+
+
+def test_a_count_on_a_hot_sku_is_decided_in_line_with_the_traffic_around_it(container: Container) -> None:
+    """The count is absolute at its place in the writer's queue: movements before it are counted
+    over, movements after it add to it, and nothing is retried or refused for a version change."""
+    ledger = container.ledger
+    ledger.receive("HOT", "WH1", 100, "seed")
+    before = [
+        ledger.submit(c.SellDirect(sku="HOT", location="WH1", quantity=1, reference=f"before-{i}"))
+        for i in range(40)
+    ]
+    count = ledger.submit(c.CountStock(sku="HOT", location="WH1", counted=50, reference="CC-hot"))
+    after = [
+        ledger.submit(c.ReceiveStock(sku="HOT", location="WH1", quantity=2, reference=f"after-{i}"))
+        for i in range(40)
+    ]
+    for f in before + after:
+        f.result(timeout=60)
+    answer = count.result(timeout=60)
+    assert answer["delta"] == 50 - 60 and answer["shortfall"] == 0
+    assert on_hand(container, "HOT", "WH1") == (50 + 80, 0)
+    s = container.ledger.history.stock("HOT", "WH1")
+    assert s is not None
+    counts = [e for _, e in ledger.history.events(s.id, limit=1000) if type(e).__name__ == "StockAdjusted"]
+    assert [(e.delta, e.reason, e.reference) for e in counts] == [(-10, "cycle-count", "CC-hot")]
+    # A count that matches appends nothing; a repeat of a count is its first answer.
+    top = ledger.app.recorder.max_position()
+    assert ledger.execute(c.CountStock(sku="HOT", location="WH1", counted=130, reference="CC-2"))["delta"] == 0
+    assert ledger.execute(c.CountStock(sku="HOT", location="WH1", counted=50, reference="CC-hot"))["duplicate"]
+    assert ledger.app.recorder.max_position() == top
 
 
 @pytest.mark.parametrize(
