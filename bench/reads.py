@@ -53,6 +53,11 @@ def projections(url: str, events: int = 1_000_000, baseline_seconds: float = 3.0
         r.checks = {"position": stock["position"], "head": head, "rows": rows}
         r.ok = stock["position"] == head
         r.extra = {"rebuild": rebuilt, "fill_events_per_s": round(head / fill_seconds)}
+        try:
+            r.extra["append_to_nats"] = nats_latency(url)
+        except Exception as e:  # NATS down: the rebuild figures still stand, the check fails
+            r.extra["append_to_nats"] = {"error": repr(e)}
+            r.ok = False
     finally:
         db.close()
     return r
@@ -153,3 +158,68 @@ def api(url: str, seconds: float = 5.0, connections: int = 32) -> Result:
             except subprocess.TimeoutExpired:
                 p.kill()
     return r
+
+
+def nats_latency(url: str, nats_url: str = "nats://127.0.0.1:4222", rate: int = 1000,
+                 seconds: float = 5.0) -> dict[str, Any]:
+    """Append → NATS latency at `rate` receipts/s: from the commit of a receipt to the arrival of the
+    ATS message that carries its position (projection runner and outbox relay in this process)."""
+    import asyncio
+    import bisect
+    import threading
+
+    import nats
+
+    from adapters.bootstrap import bootstrap
+    from adapters.channels import ChannelPolicy
+    from adapters.config import Settings
+
+    container = bootstrap(Settings(database_url=url, nats_url=nats_url))
+    channel = "bench" + uuid.uuid4().hex[:6]
+    commits: list[tuple[int, float]] = []  # (last position of a batch, when it committed), in order
+    latencies: list[float] = []
+    container.ledger.writer.on_commit.append(lambda pos: commits.append((pos, time.perf_counter())))
+
+    def commit_time(position: int) -> float | None:
+        i = bisect.bisect_left(commits, (position, 0.0))
+        return commits[i][1] if i < len(commits) else None
+    container.extras["channels"].put(ChannelPolicy(channel=channel, locations=("NATS-WH",)), actor="bench")
+    done = threading.Event()
+
+    async def listen() -> None:
+        nc = await nats.connect(nats_url)
+
+        async def on_msg(msg: Any) -> None:
+            body = json.loads(msg.data)
+            at = commit_time(int(body.get("position", -1)))
+            if at is not None:
+                latencies.append((time.perf_counter() - at) * 1000)
+
+        await nc.subscribe(f"ledger.ats.{channel}.>", cb=on_msg)
+        while not done.is_set():
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        await nc.drain()
+
+    listener = threading.Thread(target=lambda: asyncio.run(listen()), daemon=True)
+    listener.start()
+    time.sleep(0.5)
+    container.start_workers()
+    try:
+        run = uuid.uuid4().hex[:6]
+        n = int(rate * seconds)
+        t0 = time.perf_counter()
+        for i in range(n):  # paced: one receipt every 1/rate s, each on its own SKU (one ATS message each)
+            container.ledger.submit(c.ReceiveStock(sku=f"N-{i}", location="NATS-WH", quantity=1,
+                                                   reference=f"{run}-{i}"))
+            delay = t0 + (i + 1) / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        time.sleep(2.0)
+    finally:
+        done.set()
+        listener.join(timeout=10)
+        container.close()
+    s = sorted(latencies)
+    pick = (lambda q: round(s[min(len(s) - 1, int(q * len(s)))], 1)) if s else (lambda q: 0.0)
+    return {"rate": rate, "messages": len(s), "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
