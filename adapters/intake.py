@@ -10,8 +10,11 @@ the translation used, and `mappings` the keys that chose its SKU and location.
 `Remapper.remap(source, kind, external_id)` re-translates the messages that used a mapping
 after it was fixed: every movement they posted on a stream whose SKU or location came from
 that mapping, and that now maps elsewhere, gets a `CorrectMovement` (reversal on the wrong
-stream, re-posting on the right one, both naming the original). Parked messages that asked for
-the mapping are applied. Nothing is deleted.
+stream, re-posting on the right one, both naming the original). A Shopify order captured through
+a variant mapping (`shopify/sku/{variant}`) that now maps elsewhere gets a `RemapOrderLine` per
+open line: the reservation moves from the wrong SKU to the right one and the order records
+`LineRemapped` (the line, both SKUs, the mapping fix); a line already shipped is refused and
+listed. Parked messages that asked for the mapping are applied. Nothing is deleted.
 """
 
 from __future__ import annotations
@@ -257,7 +260,11 @@ class Remapper:
                     corrections += [
                         (int(row["id"]), cmd) for cmd in self._corrections(row, key, kind, canonical, version)
                     ]
+        lines: list[tuple[int, c.RemapOrderLine]] = []
+        if canonical is not None and source == "shopify" and kind == "sku":
+            lines = self._order_lines(rows, key, external_id, canonical, version)
         futures = [(inbox_id, self.intake.ledger.submit(cmd)) for inbox_id, cmd in corrections]
+        line_futures = [(inbox_id, cmd, self.intake.ledger.submit(cmd)) for inbox_id, cmd in lines]
         corrected_msgs: set[int] = set()
         movements, failures = 0, []
         for inbox_id, f in futures:
@@ -268,6 +275,26 @@ class Remapper:
                 continue
             if not result.get("duplicate"):
                 movements += 1
+                corrected_msgs.add(inbox_id)
+        orders: set[str] = set()
+        remapped = unreserved = 0
+        for inbox_id, cmd, f in line_futures:
+            try:
+                result = f.result(timeout=120)
+            except Exception as e:
+                failures.append(
+                    {
+                        "inbox_id": inbox_id,
+                        "order_id": cmd.order_id,
+                        "line_id": cmd.line_id,
+                        "error": _error(e),
+                    }
+                )
+                continue
+            if result.get("remapped") and not result.get("duplicate"):
+                remapped += 1
+                unreserved += not result.get("reserved")
+                orders.add(cmd.order_id)
                 corrected_msgs.add(inbox_id)
         parked = [int(r["id"]) for r in rows if r["status"] == "parked"]
         applied_parked = 0
@@ -282,6 +309,9 @@ class Remapper:
             "version": version,
             "messages": len(corrected_msgs) + applied_parked,
             "movements": movements,
+            "orders": len(orders),
+            "order_lines": remapped,
+            "order_lines_unreserved": unreserved,
             "parked_applied": applied_parked,
             "examined": len(rows),
             "failures": failures,
@@ -289,6 +319,52 @@ class Remapper:
         if self.keys is not None:
             self.keys.audit(actor, "mapping.remap", key, {k: v for k, v in answer.items() if k != "failures"})
         return answer
+
+    def _order_lines(
+        self, rows: list[dict[str, Any]], key: str, variant: str, canonical: str, version: int
+    ) -> list[tuple[int, c.RemapOrderLine]]:
+        """The lines of Shopify orders captured through this variant mapping that now maps elsewhere."""
+        out: list[tuple[int, c.RemapOrderLine]] = []
+        seen: set[tuple[str, str]] = set()
+        for row in rows:
+            if row["kind"] != "orders/create" or row["status"] not in ("applied", "duplicate"):
+                continue
+            try:
+                p = shopify.parse("orders/create", orjson.loads(self.intake.inbox.body(int(row["id"]))))
+            except (ValueError, ValidationError):
+                continue
+            order = self.intake.ledger.history.order(str(p.id))  # type: ignore[attr-defined]
+            if order is None:
+                continue
+            for li in p.line_items:  # type: ignore[attr-defined]
+                line = order.lines.get(str(li.id))
+                if str(li.variant_id) != variant or line is None or line["sku"] == canonical:
+                    continue
+                if (order.order_id, line["line_id"]) in seen:
+                    continue
+                seen.add((order.order_id, line["line_id"]))
+                cause = {
+                    "source": "remap",
+                    "reference": str(row["id"]),
+                    "correlation_id": key[:128],
+                    "causation_id": str(row["id"]),
+                    "mapping_version": version,
+                    "mappings": {"sku": key},
+                }
+                out.append(
+                    (
+                        int(row["id"]),
+                        c.RemapOrderLine(
+                            order_id=order.order_id,
+                            line_id=line["line_id"],
+                            sku=canonical,
+                            mapping={"key": key, "version": version},
+                            reference=ref("remap", key, version, order.order_id, line["line_id"]),
+                            cause=cause,
+                        ),
+                    )
+                )
+        return out
 
     def _corrections(
         self, row: dict[str, Any], key: str, kind: str, canonical: str, version: int

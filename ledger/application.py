@@ -157,6 +157,7 @@ class Decider:
             c.CorrectMovement: self.correct,
             c.ConfigureBackorders: self.configure_backorders,
             c.CaptureOrder: self.capture_order,
+            c.RemapOrderLine: self.remap_line,
             c.ShipOrder: self.ship,
             c.CancelOrder: self.cancel,
             c.ReturnItems: self.return_items,
@@ -394,6 +395,47 @@ class Decider:
                 rid = s.reserve(cmd.order_id, line["line_id"], line["quantity"], cmd.cause, cmd.expires_at)
                 order.record_reservation(line["line_id"], s.location, line["quantity"], rid, cmd.cause)
         return self._order_answer(order)
+
+    def remap_line(self, cmd: c.RemapOrderLine, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        line = order.line(cmd.line_id)
+        if line["sku"] == cmd.sku:
+            return {**self._order_answer(order), "remapped": False}
+        if line["shipped"] or line["returned"]:
+            raise OrderConflictError(
+                f"line {cmd.line_id} of order {cmd.order_id} has shipped units of {line['sku']}: "
+                "correct its movements, not its SKU",
+                order_id=cmd.order_id,
+                line_id=cmd.line_id,
+            )
+        held = Order.held_quantity(line)
+        wanted = Order.open_quantity(line)
+        if held > 0:
+            rid = f"{cmd.order_id}/{cmd.line_id}"
+            wrong = self._existing(uow, line["sku"], line["location"])
+            still = min(held, wrong.reserved_for(rid))  # an expiry may have given some back already
+            if still:
+                wrong.release(rid, still, "reallocated", cmd.cause)
+        candidates = [line["location"]] if line["location"] else []
+        candidates += [x for x in self.locations.locations_for(order.channel) if x not in candidates]
+        chosen = None
+        for location in candidates if wanted > 0 else ():
+            s = uow.stock(cmd.sku, location)
+            if s is not None and s.can_reserve(wanted):
+                chosen = s
+                break
+        order.record_remap(
+            cmd.line_id,
+            cmd.sku,
+            cmd.mapping,
+            held,
+            None if chosen is None else chosen.location,
+            0 if chosen is None else wanted,
+            cmd.cause,
+        )
+        if chosen is not None:
+            chosen.reserve(cmd.order_id, cmd.line_id, wanted, cmd.cause)
+        return {**self._order_answer(order), "remapped": True, "reserved": 0 if chosen is None else wanted}
 
     def ship(self, cmd: c.ShipOrder, uow: UnitOfWork) -> dict[str, Any]:
         order = uow.require_order(cmd.order_id)

@@ -335,6 +335,32 @@ class CaptureOrder(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RemapOrderLine(Command):
+    """Moves an open order line captured on a wrong SKU to the right one, after a mapping fix.
+
+    The line's reservation is released on the wrong SKU-location and its open units reserved on
+    the right SKU (at the same location first, then the channel's), or left unreserved when none
+    are free. `mapping` names the fix (`{key, version}`). A line with shipped units is refused.
+    """
+
+    order_id: str
+    line_id: str
+    sku: str
+    mapping: dict[str, Any]
+    reference: str
+
+    @property
+    def key(self) -> str:
+        return f"line-remap:{self.reference}"
+
+    def validate(self) -> None:
+        check_id(self.order_id, "order_id"), check_id(self.line_id, "line_id"), check_id(self.sku, "sku")
+        check_id(self.reference, "reference")
+        if not isinstance(self.mapping, dict):
+            raise InvalidCommandError("mapping must be an object", field="mapping")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ShipOrder(Command):
     order_id: str
     shipment_id: str

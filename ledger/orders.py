@@ -128,6 +128,30 @@ class Order(Aggregate):
             line["location"] = self.location
             line["reserved"] += self.quantity
 
+    class LineRemapped(Event):
+        """A line captured on the wrong SKU moved to the right one after a mapping fix.
+
+        `from_sku` / `to_sku` name the original line's SKU and the new one, `mapping` the fix
+        (`{key, version}`). `released` units of the old reservation were given back at
+        `from_location`; `reserved` units are held for the line at `location` (None when none
+        could be reserved). The line then reads as if captured on `to_sku`.
+        """
+
+        line_id: str
+        from_sku: str
+        to_sku: str
+        mapping: dict[str, Any]
+        from_location: str | None
+        released: int
+        location: str | None
+        reserved: int
+
+        def apply(self, o: Order) -> None:
+            line = o.lines[self.line_id]
+            line["sku"] = self.to_sku
+            line["reserved"] += self.reserved - self.released
+            line["location"] = self.location if self.reserved else None
+
     class ShipmentRecorded(Event):
         shipment_id: str
         lines: list[dict[str, Any]]  # {line_id, quantity, location}
@@ -284,6 +308,37 @@ class Order(Aggregate):
             location=location,
             quantity=quantity,
             reservation_id=reservation_id,
+            cause=cause,
+        )
+
+    def record_remap(
+        self,
+        line_id: str,
+        to_sku: str,
+        mapping: dict[str, Any],
+        released: int,
+        location: str | None,
+        reserved: int,
+        cause: Cause,
+    ) -> None:
+        line = self.line(line_id)
+        check_id(to_sku, "sku")
+        if line["shipped"] or line["returned"]:
+            raise OrderConflictError(
+                f"line {line_id} of order {self.order_id} has shipped units of {line['sku']}: "
+                "correct its movements, not its SKU",
+                line_id=line_id,
+            )
+        self.trigger_event(
+            self.LineRemapped,
+            line_id=line_id,
+            from_sku=line["sku"],
+            to_sku=to_sku,
+            mapping=dict(mapping),
+            from_location=line["location"],
+            released=released,
+            location=location,
+            reserved=reserved,
             cause=cause,
         )
 

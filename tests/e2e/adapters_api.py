@@ -55,6 +55,23 @@ class AdaptersApi:
         assert r.status_code == 200, r.text
         return r.json()["items"]  # type: ignore[no-any-return]
 
+    def channel(self, channel: str, *locations: str) -> None:
+        """A channel policy over these locations, no safety stock: ATS is their summed available."""
+        r = self.client.put(
+            f"/v1/channels/{channel}",
+            json={"locations": list(locations), "safety_stock": 0},
+            headers=self.h("admin"),
+        )
+        assert r.status_code == 200, r.text
+
+    def ats(self, channel: str, sku: str) -> int:
+        """The ATS read model over HTTP, once the projection has caught up with the ledger."""
+        self.container.extras["projector"].catch_up()
+        r = self.get(f"/v1/ats/{channel}/{sku}", scope="ats:read")
+        assert r.status_code == 200, r.text
+        assert r.json()["position"] == self.container.extras["projector"].head()
+        return int(r.json()["available"])
+
     def on_hand(self, sku: str, location: str) -> int:
         s = self.container.ledger.history.stock(sku, location)
         return 0 if s is None else s.on_hand

@@ -44,11 +44,15 @@ def test_a_store_mapped_to_the_wrong_location_is_fixed_and_remapped(api: Adapter
     ledger = api.container.ledger
     ledger.receive("SKU-A", "STORE1", 20, "seed-1")
     ledger.receive("SKU-A", "STORE2", 5, "seed-2")
+    api.channel("store1", "STORE1")
+    api.channel("store2", "STORE2")
+    api.channel("all", "STORE1", "STORE2")
     api.map("pos", "sku", "ITEM-1", "SKU-A")
     wrong = api.map("pos", "location", "S001", "STORE2")
     api.post("/v1/pos/batches", sale_batch(1))
     api.drain()
     assert (api.on_hand("SKU-A", "STORE1"), api.on_hand("SKU-A", "STORE2")) == (20, 4)
+    assert [api.ats(ch, "SKU-A") for ch in ("store1", "store2", "all")] == [20, 4, 24]
 
     fixed = api.map("pos", "location", "S001", "STORE1")
     assert fixed["old"] == "STORE2" and fixed["version"] > wrong["version"]
@@ -56,6 +60,7 @@ def test_a_store_mapped_to_the_wrong_location_is_fixed_and_remapped(api: Adapter
     assert r.status_code == 200, r.text
     assert r.json()["messages"] == 1 and r.json()["movements"] == 2 and r.json()["failures"] == []
     assert (api.on_hand("SKU-A", "STORE1"), api.on_hand("SKU-A", "STORE2")) == (19, 5)
+    assert [api.ats(ch, "SKU-A") for ch in ("store1", "store2", "all")] == [19, 5, 24]
 
     # Nothing deleted: the wrong stream keeps the sale and the return, and their reversals name them.
     wrong_stream = ledger.history.stock("SKU-A", "STORE2")
@@ -79,6 +84,7 @@ def test_a_store_mapped_to_the_wrong_location_is_fixed_and_remapped(api: Adapter
     api.post("/v1/pos/batches", sale_batch(2))
     api.drain()
     assert (api.on_hand("SKU-A", "STORE1"), api.on_hand("SKU-A", "STORE2")) == (18, 5)
+    assert [api.ats(ch, "SKU-A") for ch in ("store1", "store2", "all")] == [18, 5, 23]
 
     history = api.get("/v1/mappings/pos/location/S001").json()
     assert [(h["old"], h["new"]) for h in history["history"]] == [(None, "STORE2"), ("STORE2", "STORE1")]

@@ -19,6 +19,7 @@ def pos(database_url: str) -> Iterator[AdaptersApi]:
         api.map("pos", "location", "S001", STORE)
         api.map("pos", "sku", "ITEM-1", "SKU-A")
         api.map("pos", "sku", "ITEM-2", "SKU-B")
+        api.channel("store", STORE)
         api.container.ledger.receive("SKU-A", STORE, 20, "seed-a")
         api.container.ledger.receive("SKU-B", STORE, 10, "seed-b")
         yield api
@@ -60,6 +61,7 @@ def test_a_store_offline_for_a_day_syncs_its_batches_twice_and_stock_moves_once(
         assert r.json()["duplicate"] is False
         first[b["batch_id"]] = r.json()["inbox_id"]
     assert gaps(pos) == []
+    assert (pos.ats("store", "SKU-A"), pos.ats("store", "SKU-B")) == (20, 10)  # stored, not applied yet
     pos.drain()
     events = pos.container.ledger.app.recorder.max_position()
     # The store syncs the same day again.
@@ -73,6 +75,7 @@ def test_a_store_offline_for_a_day_syncs_its_batches_twice_and_stock_moves_once(
     # A: 20 - 2 - 1 + 1 - 4 = 14; B: 10 - 1 - 3 + 3 (void) - 2 = 7
     assert pos.on_hand("SKU-A", STORE) == 14
     assert pos.on_hand("SKU-B", STORE) == 7
+    assert (pos.ats("store", "SKU-A"), pos.ats("store", "SKU-B")) == (14, 7)
     assert {m["status"] for m in pos.inbox()} == {"applied"}
     assert all(m["deliveries"] == 2 for m in pos.inbox())
 

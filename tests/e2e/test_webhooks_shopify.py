@@ -22,6 +22,7 @@ from adapters.config import Settings
 from adapters.metrics import REGISTRY
 from adapters.shopify import observations, sign
 from api.app import create_app
+from ledger.orders import Order
 from ledger.ports import StaticLocations
 from projections.exceptions import list_exceptions
 
@@ -32,11 +33,14 @@ SHOPIFY_WH, SHOPIFY_STORE = 655441491, 905684977
 
 
 class Shop:
-    def __init__(self, client: TestClient, container: Container, admin: str, auditor: str) -> None:
+    def __init__(
+        self, client: TestClient, container: Container, admin: str, auditor: str, reader: str
+    ) -> None:
         self.client = client
         self.container = container
         self.admin = admin
         self.auditor = auditor
+        self.reader = reader
 
     def send(
         self,
@@ -86,6 +90,23 @@ class Shop:
         s = self.container.ledger.history.stock(sku, location)
         return (0, 0) if s is None else (s.on_hand, s.reserved)
 
+    def channel(self, channel: str, *locations: str) -> None:
+        r = self.client.put(
+            f"/v1/channels/{channel}",
+            json={"locations": list(locations), "safety_stock": 0},
+            headers={"Authorization": f"Bearer {self.admin}"},
+        )
+        assert r.status_code == 200, r.text
+
+    def ats(self, sku: str, channel: str = "online") -> int:
+        """The ATS read model over HTTP, once the projection has caught up with the ledger."""
+        projector = self.container.extras["projector"]
+        projector.catch_up()
+        r = self.client.get(f"/v1/ats/{channel}/{sku}", headers={"Authorization": f"Bearer {self.reader}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["position"] == projector.head()
+        return int(r.json()["available"])
+
     def stage(self, order_id: int) -> str | None:
         o = self.container.ledger.history.order(str(order_id))
         return None if o is None else o.stage
@@ -102,7 +123,10 @@ def shop(database_url: str) -> Iterator[Shop]:
         with TestClient(app, raise_server_exceptions=False) as client:
             admin = container.keys.create("admin", ["admin"])[1]
             auditor = container.keys.create("auditor", ["audit:read"])[1]
-            s = Shop(client, container, admin, auditor)
+            reader = container.keys.create("reader", ["ats:read"])[1]
+            s = Shop(client, container, admin, auditor, reader)
+            s.channel("online", WH)
+            s.channel("wholesale", WH, STORE)
             s.map("location", SHOPIFY_WH, WH)
             s.map("location", SHOPIFY_STORE, STORE)
             for sku in ("SKU-A", "SKU-B"):
@@ -168,6 +192,7 @@ def test_order_created_captures_and_reserves_once_however_often_it_is_delivered(
     shop.drain()
     assert shop.stock("SKU-A", WH) == (10, 2)
     assert shop.stock("SKU-B", WH) == (10, 1)
+    assert (shop.ats("SKU-A"), shop.ats("SKU-B")) == (8, 9)
     order = shop.container.ledger.history.order("820982911946154508")
     assert order is not None and order.stage == "reserved" and order.channel == "online"
     assert order.external_refs["admin_graphql_api_id"] == "gid://shopify/Order/820982911946154508"
@@ -256,10 +281,12 @@ def test_a_refund_before_its_order_waits_and_then_applies(shop: Shop) -> None:
     shop.drain()
     assert [m["status"] for m in shop.inbox()] == ["waiting"]
     assert shop.stage(6001) is None
+    assert shop.ats("SKU-A") == 10
     shop.send("orders/create", sp.order(6001, [(1, None, "SKU-A", 5)]))
     shop.drain()
     assert {m["status"] for m in shop.inbox()} == {"applied"}
     assert shop.stock("SKU-A", WH) == (10, 3)
+    assert shop.ats("SKU-A") == 7
     order = shop.container.ledger.history.order("6001")
     assert order is not None and order.lines["1"]["cancelled"] == 2 and order.stage == "settled"
 
@@ -309,11 +336,13 @@ def test_an_unknown_variant_parks_the_order_until_its_mapping_exists(shop: Shop)
     keys = [e["key"] for e in list_exceptions(shop.container.db, "parked-message")]
     assert keys == [str(parked[0]["id"])]
     assert shop.stage(8001) is None
+    assert shop.ats("SKU-B") == 10
     change = shop.map("sku", 4455667788, "SKU-B")
     assert change["requeued"] == 1
     shop.drain()
     assert shop.inbox(status="parked") == []
     assert shop.stock("SKU-B", WH) == (10, 2)
+    assert shop.ats("SKU-B") == 8
     assert shop.stage(8001) == "reserved"
     assert list_exceptions(shop.container.db, "parked-message") == []
     assert REGISTRY.get_sample_value("ledger_parked_messages", {"source": "shopify"}) == 0
@@ -354,3 +383,55 @@ def test_personal_data_is_never_logged_nor_shown(shop: Shop, caplog: pytest.LogC
     text = caplog.text + listing
     for secret in (sp.CUSTOMER["email"], sp.CUSTOMER["phone"], "Jane", "1 Main Street"):
         assert secret not in text
+
+
+def test_orders_captured_through_a_wrong_variant_mapping_move_their_reservations_on_remap(shop: Shop) -> None:
+    variant = 39072856
+    wrong = shop.map("sku", variant, "SKU-B")
+    shop.send("orders/create", sp.order(10001, [(1, variant, None, 2), (2, None, "SKU-A", 1)]))
+    shop.send("orders/create", sp.order(10002, [(1, variant, None, 1)]))
+    shop.send("orders/create", sp.order(10003, [(7, variant, None, 3)]))
+    shop.send("fulfillments/create", sp.fulfillment(9201, 10002, SHOPIFY_WH, [(1, 1)]))
+    shop.drain()
+    assert shop.stock("SKU-B", WH) == (9, 5) and shop.stock("SKU-A", WH) == (10, 1)
+    assert (shop.ats("SKU-A"), shop.ats("SKU-B")) == (9, 4)
+
+    fixed = shop.map("sku", variant, "SKU-A")
+    r = shop.client.post(
+        f"/v1/mappings/shopify/sku/{variant}/remap", headers={"Authorization": f"Bearer {shop.admin}"}
+    )
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    assert (answer["orders"], answer["order_lines"], answer["order_lines_unreserved"]) == (2, 2, 0)
+    assert answer["messages"] == 2 and answer["movements"] == 0
+    # The order already shipped on the wrong SKU is not silently rewritten: it is listed.
+    [refused] = answer["failures"]
+    assert refused["order_id"] == "10002" and "shipped" in refused["error"]
+    assert shop.stock("SKU-B", WH) == (9, 0) and shop.stock("SKU-A", WH) == (10, 6)
+    assert (shop.ats("SKU-A"), shop.ats("SKU-B")) == (4, 9)
+    order = shop.container.ledger.history.order("10001")
+    assert order is not None and order.stage == "reserved"
+    assert [(x["sku"], x["location"], Order.held_quantity(x)) for x in order.lines.values()] == [
+        ("SKU-A", WH, 2),
+        ("SKU-A", WH, 1),
+    ]
+    [remapped] = [
+        e for _, e in shop.container.ledger.history.events(order.id) if type(e).__name__ == "LineRemapped"
+    ]
+    assert (remapped.line_id, remapped.from_sku, remapped.to_sku) == ("1", "SKU-B", "SKU-A")
+    assert remapped.mapping == {"key": f"shopify/sku/{variant}", "version": fixed["version"]}
+    assert (remapped.released, remapped.reserved, remapped.location) == (2, 2, WH)
+    assert fixed["version"] > wrong["version"]
+    view = shop.client.get("/v1/orders/10001", headers={"Authorization": f"Bearer {shop.auditor}"}).json()
+    assert view["stage"] == "reserved" and {x["sku"] for x in view["lines"]} == {"SKU-A"}
+
+    # The line now ships the right SKU; remapping again moves nothing more.
+    shop.send("fulfillments/create", sp.fulfillment(9202, 10001, SHOPIFY_WH, [(1, 2)]))
+    shop.drain()
+    assert shop.stock("SKU-A", WH) == (8, 4) and shop.stock("SKU-B", WH) == (9, 0)
+    again = shop.client.post(
+        f"/v1/mappings/shopify/sku/{variant}/remap", headers={"Authorization": f"Bearer {shop.admin}"}
+    ).json()
+    assert (again["orders"], again["order_lines"]) == (0, 0)
+    assert shop.stock("SKU-A", WH) == (8, 4) and (shop.ats("SKU-A"), shop.ats("SKU-B")) == (4, 9)
+    assert shop.stage(10001) == "partially_shipped" and shop.stage(10003) == "reserved"

@@ -172,8 +172,12 @@ def test_a_count_on_a_hot_sku_is_decided_in_line_with_the_traffic_around_it(cont
     assert [(e.delta, e.reason, e.reference) for e in counts] == [(-10, "cycle-count", "CC-hot")]
     # A count that matches appends nothing; a repeat of a count is its first answer.
     top = ledger.app.recorder.max_position()
-    assert ledger.execute(c.CountStock(sku="HOT", location="WH1", counted=130, reference="CC-2"))["delta"] == 0
-    assert ledger.execute(c.CountStock(sku="HOT", location="WH1", counted=50, reference="CC-hot"))["duplicate"]
+    assert (
+        ledger.execute(c.CountStock(sku="HOT", location="WH1", counted=130, reference="CC-2"))["delta"] == 0
+    )
+    assert ledger.execute(c.CountStock(sku="HOT", location="WH1", counted=50, reference="CC-hot"))[
+        "duplicate"
+    ]
     assert ledger.app.recorder.max_position() == top
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,9 +13,14 @@ from typing import Any
 import orjson
 import pytest
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.erp import CircuitBreaker, ErpFeeder, ErpPoster, HttpErp
+from api.app import create_app
 from ledger import commands as c
 from ledger.ports import StaticLocations
 
@@ -84,6 +90,24 @@ def container(pg_url: str) -> Iterator[Container]:
         c.close()
 
 
+def ats(container: Container, channel: str, sku: str) -> int:
+    """`GET /v1/ats/{channel}/{sku}` once the projection has caught up (the channel's policy set first)."""
+    app = create_app(container=container, run_workers=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        admin = {"Authorization": f"Bearer {container.keys.create('admin', ['admin'])[1]}"}
+        reader = {"Authorization": f"Bearer {container.keys.create('reader', ['ats:read'])[1]}"}
+        r = client.put(
+            f"/v1/channels/{channel}", json={"locations": ["WH1"], "safety_stock": 0}, headers=admin
+        )
+        assert r.status_code == 200, r.text
+        projector = container.extras["projector"]
+        projector.catch_up()
+        r = client.get(f"/v1/ats/{channel}/{sku}", headers=reader)
+        assert r.status_code == 200, r.text
+        assert r.json()["position"] == projector.head()
+        return int(r.json()["available"])
+
+
 def poster_for(container: Container, erp: FakeErp) -> ErpPoster:
     return ErpPoster(
         container.ledger,
@@ -142,6 +166,10 @@ def test_a_maintenance_window_during_a_burst_of_500_orders_delays_posting_but_lo
         assert stages == Counter({"posted": 500})
         assert retried >= 1
         assert container.extras["erp_queue"].depth() == 0
+        # The stock and the ATS read model (over HTTP) hold exactly the 500 units reserved, once.
+        s = ledger.history.stock("SKU-A", "WH1")
+        assert s is not None and (s.on_hand, s.reserved) == (1000, 500)
+        assert ats(container, "online", "SKU-A") == 500
         # A second feeder over the same log queues nothing again.
         assert ErpFeeder(ledger, container.extras["erp_queue"]).step() == 0
         assert len(container.extras["erp_queue"].rows()) == 500
