@@ -141,3 +141,42 @@ def test_reservations_are_granted_first_come_first_served_and_expired_ones_come_
         results = [f.exception(timeout=60) for f in late]
         assert [r is None for r in results] == [True, True, False]
         assert ledger.history.stock("S", "WH").reserved == 5
+
+
+def test_a_commit_the_database_refuses_fails_only_its_batch_and_leaves_no_trace(pg_url):
+    import psycopg
+
+    from adapters.persistence.urls import pg_conninfo, pg_parts
+    from ledger.bounds import stock_id
+    from ledger.writer import StorageError
+
+    with Ledger(ledger_env(pg_url)) as ledger:
+        ledger.receive("OK-0", "WH", 1, "warm")  # creates the tables
+        schema = pg_parts(pg_url)["schema"]
+        boom = stock_id("BOOM", "WH")
+        with psycopg.connect(pg_conninfo(pg_url), autocommit=True) as conn:
+            conn.execute(f"""
+                CREATE FUNCTION "{schema}".refuse() RETURNS trigger AS $$
+                BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql;
+                CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".ledger_events FOR EACH ROW
+                WHEN (NEW.originator_id = '{boom}') EXECUTE FUNCTION "{schema}".refuse();""")
+        cmds = [c.ReceiveStock(sku=f"OK-{i % 7}", location="WH", quantity=1, reference=f"r{i}") for i in range(300)]
+        cmds.insert(150, c.ReceiveStock(sku="BOOM", location="WH", quantity=1, reference="boom"))
+        ledger.writer.max_batch = 50  # several batches, pipelined
+        futures = [ledger.submit(cmd) for cmd in cmds]
+        ok, failed = [], []
+        for cmd, f in zip(cmds, futures, strict=True):
+            (failed if f.exception(timeout=60) else ok).append(cmd)
+        assert isinstance(futures[150].exception(), StorageError)
+        assert 0 < len(failed) <= 50  # the refused batch only
+        assert ledger.writer.stats["failures"] == 1
+        cached = {f"OK-{k}": ledger.writer.cache[stock_id(f"OK-{k}", "WH")].on_hand for k in range(7)}
+        ledger.writer.evict()
+        stored = ledger.app.recorder.select_commands([cmd.key for cmd in cmds])
+        assert set(stored) == {cmd.key for cmd in ok}  # acknowledged ⇔ stored
+        for k in range(7):
+            s = ledger.history.stock(f"OK-{k}", "WH")
+            expected = sum(1 for cmd in ok if cmd.sku == f"OK-{k}") + (k == 0)
+            assert s.on_hand == expected == cached[f"OK-{k}"]  # the cache never kept a refused batch
+        assert ledger.history.stock("BOOM", "WH") is None
+        assert ledger.receive("OK-1", "WH", 1, "after")["on_hand"] == cached["OK-1"] + 1
