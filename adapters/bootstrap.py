@@ -13,7 +13,7 @@ from adapters.config import Settings
 from adapters.keys import ApiKeys
 from adapters.persistence.db import Database
 from adapters.persistence.urls import ledger_env
-from ledger.ports import LocationDirectory, StaticLocations
+from ledger.ports import LocationDirectory
 from ledger.service import Ledger
 
 log = logging.getLogger("ledger.bootstrap")
@@ -47,13 +47,14 @@ class Container:
 
 def bootstrap(settings: Settings | None = None, locations: LocationDirectory | None = None) -> Container:
     settings = settings or Settings()
+    env = ledger_env(settings.database_url)  # first: it creates the PostgreSQL schema when the URL names one
     db = Database(settings.database_url)
     keys = ApiKeys(db)
     keys.create_tables()
     from adapters.channels import ChannelPolicies  # channel policies: the ledger's location directory
 
     channels = ChannelPolicies(db)
-    ledger = Ledger(ledger_env(settings.database_url), locations=locations or channels)
+    ledger = Ledger(env, locations=locations or channels)
     container = Container(settings=settings, db=db, ledger=ledger, keys=keys, extras={"channels": channels})
     from projections.wiring import install as install_projections  # runner, outbox relay, sweeper
 
