@@ -17,10 +17,13 @@ import typer
 
 from bench.common import DEFAULT_URL
 
-bench_app = typer.Typer(help="benchmarks with a same-run baseline (PostgreSQL, durable commits)",
-                        no_args_is_help=True)
+bench_app = typer.Typer(
+    help="benchmarks with a same-run baseline (PostgreSQL, durable commits)", no_args_is_help=True
+)
 
-UrlOpt = Annotated[str, typer.Option("--database-url", help="PostgreSQL URL; a fresh schema is used and dropped")]
+UrlOpt = Annotated[
+    str, typer.Option("--database-url", help="PostgreSQL URL; a fresh schema is used and dropped")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print one JSON document instead of lines")]
 CallersOpt = Annotated[int, typer.Option(help="concurrent callers")]
 
@@ -29,8 +32,12 @@ def machine(url: str) -> dict[str, Any]:
     from bench.common import server_facts
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        ).stdout.strip()
     except OSError:
         commit = ""
     mem = 0
@@ -39,8 +46,13 @@ def machine(url: str) -> dict[str, Any]:
             mem = int(f.readline().split()[1]) // 1024
     except OSError:
         pass
-    return {"nproc": os.cpu_count(), "memory_mb": mem, "python": platform.python_version(), "commit": commit,
-            **server_facts(url)}
+    return {
+        "nproc": os.cpu_count(),
+        "memory_mb": mem,
+        "python": platform.python_version(),
+        "commit": commit,
+        **server_facts(url),
+    }
 
 
 def _run(url: str, as_json: bool, jobs: list[tuple[str, Callable[[str], Any]]]) -> None:
@@ -57,23 +69,38 @@ def _run(url: str, as_json: bool, jobs: list[tuple[str, Callable[[str], Any]]]) 
         if not as_json:
             typer.echo(r.line())
     if as_json:
-        typer.echo(json.dumps({"machine": facts, "results": [r.as_dict() for r in results]}, indent=2, default=str))
+        typer.echo(
+            json.dumps({"machine": facts, "results": [r.as_dict() for r in results]}, indent=2, default=str)
+        )
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 
 
 @bench_app.command("append")
-def append_cmd(database_url: UrlOpt = DEFAULT_URL, commands: int = 60_000, callers: CallersOpt = 64,
-               skus: int = 10_000, as_json: JsonOpt = False) -> None:
+def append_cmd(
+    database_url: UrlOpt = DEFAULT_URL,
+    commands: int = 60_000,
+    callers: CallersOpt = 64,
+    skus: int = 10_000,
+    as_json: JsonOpt = False,
+) -> None:
     """Receipts spread over 10,000 SKU-locations from 64 concurrent callers."""
     from bench.writes import append
 
-    _run(database_url, as_json, [("append", lambda u: append(u, commands=commands, callers=callers, skus=skus))])
+    _run(
+        database_url,
+        as_json,
+        [("append", lambda u: append(u, commands=commands, callers=callers, skus=skus))],
+    )
 
 
 @bench_app.command("hot")
-def hot_cmd(database_url: UrlOpt = DEFAULT_URL, commands: int = 60_000, callers: CallersOpt = 64,
-            as_json: JsonOpt = False) -> None:
+def hot_cmd(
+    database_url: UrlOpt = DEFAULT_URL,
+    commands: int = 60_000,
+    callers: CallersOpt = 64,
+    as_json: JsonOpt = False,
+) -> None:
     """64 concurrent reservers on one SKU-location (stock runs out; no oversell allowed)."""
     from bench.writes import hot
 
@@ -81,8 +108,12 @@ def hot_cmd(database_url: UrlOpt = DEFAULT_URL, commands: int = 60_000, callers:
 
 
 @bench_app.command("orders")
-def orders_cmd(database_url: UrlOpt = DEFAULT_URL, commands: int = 20_000, callers: CallersOpt = 64,
-               as_json: JsonOpt = False) -> None:
+def orders_cmd(
+    database_url: UrlOpt = DEFAULT_URL,
+    commands: int = 20_000,
+    callers: CallersOpt = 64,
+    as_json: JsonOpt = False,
+) -> None:
     """3-line order captures in process."""
     from bench.writes import orders
 
@@ -98,7 +129,9 @@ def long_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_jso
 
 
 @bench_app.command("projections")
-def projections_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False) -> None:
+def projections_cmd(
+    database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False
+) -> None:
     """Rebuild of the stock and ATS read models over N events (default 1,000,000)."""
     from bench.reads import projections
 
@@ -106,8 +139,9 @@ def projections_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000,
 
 
 @bench_app.command("api")
-def api_cmd(database_url: UrlOpt = DEFAULT_URL, seconds: float = 5.0, connections: int = 32,
-            as_json: JsonOpt = False) -> None:
+def api_cmd(
+    database_url: UrlOpt = DEFAULT_URL, seconds: float = 5.0, connections: int = 32, as_json: JsonOpt = False
+) -> None:
     """ATS point query vs a trivial endpoint (32 connections, one uvicorn worker), order capture over HTTP."""
     from bench.reads import api
 
@@ -120,5 +154,14 @@ def all_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json
     from bench.reads import api, projections
     from bench.writes import append, hot, orders
 
-    _run(database_url, as_json, [("append", append), ("hot", hot), ("orders", orders),
-                                 ("projections", lambda u: projections(u, events=events)), ("api", api)])
+    _run(
+        database_url,
+        as_json,
+        [
+            ("append", append),
+            ("hot", hot),
+            ("orders", orders),
+            ("projections", lambda u: projections(u, events=events)),
+            ("api", api),
+        ],
+    )

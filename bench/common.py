@@ -24,12 +24,20 @@ from adapters.persistence.urls import ledger_env, pg_conninfo, pg_parts
 
 DEFAULT_URL = "postgresql://root@127.0.0.1:5432/test"
 
-PAYLOAD = json.dumps({
-    "sku": "SKU-000123", "location": "STORE-042", "quantity": 3, "reason": "sale",
-    "order_id": "ORD-1234567", "channel": "online", "occurred_at": "2026-11-26T18:00:00Z",
-    "correlation_id": str(uuid.uuid4()), "causation_id": str(uuid.uuid4()),
-    "reference": "shopify:webhook:6b2f0b4e-1c1e-4e5a-9d4e-3f0c2a1b9e77",
-}).encode()
+PAYLOAD = json.dumps(
+    {
+        "sku": "SKU-000123",
+        "location": "STORE-042",
+        "quantity": 3,
+        "reason": "sale",
+        "order_id": "ORD-1234567",
+        "channel": "online",
+        "occurred_at": "2026-11-26T18:00:00Z",
+        "correlation_id": str(uuid.uuid4()),
+        "causation_id": str(uuid.uuid4()),
+        "reference": "shopify:webhook:6b2f0b4e-1c1e-4e5a-9d4e-3f0c2a1b9e77",
+    }
+).encode()
 
 
 @dataclass

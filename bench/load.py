@@ -77,8 +77,13 @@ async def run(url: str, connections: int, seconds: float, token: str, body: str 
     def pick(q: float) -> float:
         return round(s[min(len(s) - 1, int(q * len(s)))], 2) if s else 0.0
 
-    return {"rps": round(len(s) / elapsed, 1), "p50_ms": pick(0.5), "p99_ms": pick(0.99),
-            "requests": len(s), "errors": errors}
+    return {
+        "rps": round(len(s) / elapsed, 1),
+        "p50_ms": pick(0.5),
+        "p99_ms": pick(0.99),
+        "requests": len(s),
+        "errors": errors,
+    }
 
 
 def main() -> None:

@@ -22,8 +22,12 @@ def fill(url: str, events: int, skus: int = 10_000) -> int:
     """Appends about `events` events (receipts over `skus` SKU-locations) as fast as the writer takes them."""
     run = uuid.uuid4().hex[:6]
     with make_ledger(url) as ledger:
-        cmds = [c.ReceiveStock(sku=f"SKU-{i % skus:05d}", location=f"WH-{i % 3}", quantity=1,
-                               reference=f"{run}-{i}") for i in range(max(0, events - min(events, 3 * skus)))]
+        cmds = [
+            c.ReceiveStock(
+                sku=f"SKU-{i % skus:05d}", location=f"WH-{i % 3}", quantity=1, reference=f"{run}-{i}"
+            )
+            for i in range(max(0, events - min(events, 3 * skus)))
+        ]
         drive(ledger.submit, cmds, 512)
         return ledger.app.recorder.max_position()
 
@@ -48,8 +52,11 @@ def projections(url: str, events: int = 1_000_000, baseline_seconds: float = 3.0
         stock = rebuilt["stock"]
         r.events_per_s = stock["events"] / stock["seconds"]
         r.ratio = r.events_per_s / baseline
-        rows = db.query_one("SELECT count(*) AS n, coalesce(sum(on_hand), 0) AS units FROM stock_levels") \
-            if _has_table(db, "stock_levels") else None
+        rows = (
+            db.query_one("SELECT count(*) AS n, coalesce(sum(on_hand), 0) AS units FROM stock_levels")
+            if _has_table(db, "stock_levels")
+            else None
+        )
         r.checks = {"position": stock["position"], "head": head, "rows": rows}
         r.ok = stock["position"] == head
         r.extra = {"rebuild": rebuilt, "fill_events_per_s": round(head / fill_seconds)}
@@ -93,17 +100,32 @@ def _wait_http(port: int, proc: subprocess.Popen[str], seconds: float = 30) -> N
     raise RuntimeError("server did not start")
 
 
-def load(base: str, path: str, connections: int, seconds: float, token: str = "",
-         body: str | None = None) -> dict[str, Any]:
+def load(
+    base: str, path: str, connections: int, seconds: float, token: str = "", body: str | None = None
+) -> dict[str, Any]:
     """Runs the load generator in a second process (bench/load.py); returns its JSON figures."""
-    args = [sys.executable, "-m", "bench.load", base + path, "--connections", str(connections),
-            "--seconds", str(seconds)]
+    args = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        base + path,
+        "--connections",
+        str(connections),
+        "--seconds",
+        str(seconds),
+    ]
     if token:
         args += ["--token", token]
     if body:
         args += ["--body", body]
-    out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 120,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    out = subprocess.run(
+        args,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -115,11 +137,32 @@ def api(url: str, seconds: float = 5.0, connections: int = 32) -> Result:
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LEDGER_DATABASE_URL": url}
     trivial_port, port = _free_port(), _free_port()
-    trivial = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.trivial:app", "--port", str(trivial_port),
-                                "--log-level", "warning", "--no-access-log"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
-    server = subprocess.Popen([sys.executable, "-m", "api.cli", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    trivial = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.trivial:app",
+            "--port",
+            str(trivial_port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     r = Result("api", baseline="trivial FastAPI GET")
     try:
         _wait_http(trivial_port, trivial)
@@ -133,16 +176,26 @@ def api(url: str, seconds: float = 5.0, connections: int = 32) -> Result:
         base = f"http://127.0.0.1:{port}"
         h = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=base, headers=h, timeout=30) as client:
-            client.put("/v1/channels/online", json={"locations": ["WH-1"], "safety_stock": 0}).raise_for_status()
-            client.post("/v1/stock/receipts", json={"sku": "SKU-1", "location": "WH-1", "quantity": 1_000_000,
-                                                    "reference": "bench-stock"}).raise_for_status()
+            client.put(
+                "/v1/channels/online", json={"locations": ["WH-1"], "safety_stock": 0}
+            ).raise_for_status()
+            client.post(
+                "/v1/stock/receipts",
+                json={"sku": "SKU-1", "location": "WH-1", "quantity": 1_000_000, "reference": "bench-stock"},
+            ).raise_for_status()
             time.sleep(1.5)  # the projection applies the receipt
             ats = client.get("/v1/ats/online/SKU-1").json()
         base_fig = load(f"http://127.0.0.1:{trivial_port}", "/ping", connections, seconds)
         ats_fig = load(base, "/v1/ats/online/SKU-1", connections, seconds, token)
-        order_fig = load(base, "/v1/orders", connections, seconds, token,
-                         body='{"order_id": "{n}", "channel": "online", "lines": ['
-                              '{"line_id": "1", "sku": "SKU-1", "quantity": 1, "location": "WH-1"}]}')
+        order_fig = load(
+            base,
+            "/v1/orders",
+            connections,
+            seconds,
+            token,
+            body='{"order_id": "{n}", "channel": "online", "lines": ['
+            '{"line_id": "1", "sku": "SKU-1", "quantity": 1, "location": "WH-1"}]}',
+        )
         r.commands_per_s = ats_fig["rps"]
         r.p50_ms, r.p99_ms = ats_fig["p50_ms"], ats_fig["p99_ms"]
         r.baseline_rate = base_fig["rps"]
@@ -160,8 +213,9 @@ def api(url: str, seconds: float = 5.0, connections: int = 32) -> Result:
     return r
 
 
-def nats_latency(url: str, nats_url: str = "nats://127.0.0.1:4222", rate: int = 1000,
-                 seconds: float = 5.0) -> dict[str, Any]:
+def nats_latency(
+    url: str, nats_url: str = "nats://127.0.0.1:4222", rate: int = 1000, seconds: float = 5.0
+) -> dict[str, Any]:
     """Append → NATS latency at `rate` receipts/s: from the commit of a receipt to the arrival of the
     ATS message that carries its position (projection runner and outbox relay in this process)."""
     import asyncio
@@ -183,6 +237,7 @@ def nats_latency(url: str, nats_url: str = "nats://127.0.0.1:4222", rate: int = 
     def commit_time(position: int) -> float | None:
         i = bisect.bisect_left(commits, (position, 0.0))
         return commits[i][1] if i < len(commits) else None
+
     container.extras["channels"].put(ChannelPolicy(channel=channel, locations=("NATS-WH",)), actor="bench")
     done = threading.Event()
 
@@ -210,8 +265,9 @@ def nats_latency(url: str, nats_url: str = "nats://127.0.0.1:4222", rate: int = 
         n = int(rate * seconds)
         t0 = time.perf_counter()
         for i in range(n):  # paced: one receipt every 1/rate s, each on its own SKU (one ATS message each)
-            container.ledger.submit(c.ReceiveStock(sku=f"N-{i}", location="NATS-WH", quantity=1,
-                                                   reference=f"{run}-{i}"))
+            container.ledger.submit(
+                c.ReceiveStock(sku=f"N-{i}", location="NATS-WH", quantity=1, reference=f"{run}-{i}")
+            )
             delay = t0 + (i + 1) / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)

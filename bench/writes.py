@@ -19,30 +19,49 @@ from ledger import commands as c
 from ledger.bounds import stock_id
 
 
-def _finish(name: str, url: str, ledger: Any, before: int, elapsed: float, lat: list[float],
-            n: int, baseline: float) -> Result:
+def _finish(
+    name: str, url: str, ledger: Any, before: int, elapsed: float, lat: list[float], n: int, baseline: float
+) -> Result:
     events = count_events(url) - before
-    r = Result(name, events_per_s=events / elapsed, commands_per_s=n / elapsed,
-               p50_ms=percentile(lat, 0.5), p99_ms=percentile(lat, 0.99),
-               baseline="raw batched insert", baseline_rate=baseline)
+    r = Result(
+        name,
+        events_per_s=events / elapsed,
+        commands_per_s=n / elapsed,
+        p50_ms=percentile(lat, 0.5),
+        p99_ms=percentile(lat, 0.99),
+        baseline="raw batched insert",
+        baseline_rate=baseline,
+    )
     r.ratio = r.events_per_s / baseline if baseline else 0.0
-    r.extra = {"commands": n, "events": events, "seconds": round(elapsed, 2), "writer": dict(ledger.writer.stats)}
+    r.extra = {
+        "commands": n,
+        "events": events,
+        "seconds": round(elapsed, 2),
+        "writer": dict(ledger.writer.stats),
+    }
     return r
 
 
-def append(url: str, commands: int = 60_000, callers: int = 64, skus: int = 10_000,
-           baseline_seconds: float = 3.0) -> Result:
+def append(
+    url: str, commands: int = 60_000, callers: int = 64, skus: int = 10_000, baseline_seconds: float = 3.0
+) -> Result:
     """Receipts spread over `skus` SKU-locations from `callers` concurrent callers."""
     baseline = raw_insert_rate(url, baseline_seconds)
     run = uuid.uuid4().hex[:6]
     with make_ledger(url) as ledger:
         ledger.writer.start()
         # Open every SKU-location first, so the timed run appends one event per command.
-        warm = [c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=1, reference=f"{run}-open-{i}")
-                for i in range(skus)]
+        warm = [
+            c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=1, reference=f"{run}-open-{i}")
+            for i in range(skus)
+        ]
         drive(ledger.submit, warm, callers)
-        cmds = [c.ReceiveStock(sku=f"SKU-{i % skus:05d}", location="WH-1", quantity=1 + i % 5,
-                               reference=f"{run}-r-{i}") for i in range(commands)]
+        cmds = [
+            c.ReceiveStock(
+                sku=f"SKU-{i % skus:05d}", location="WH-1", quantity=1 + i % 5, reference=f"{run}-r-{i}"
+            )
+            for i in range(commands)
+        ]
         before = count_events(url)
         elapsed, lat, outcomes = drive(ledger.submit, cmds, callers)
         r = _finish("append", url, ledger, before, elapsed, lat, commands, baseline)
@@ -72,8 +91,10 @@ def hot(url: str, commands: int = 60_000, callers: int = 64, baseline_seconds: f
     sku, loc = f"HOT-{run}", "WH-1"
     with make_ledger(url) as ledger:
         ledger.execute(c.ReceiveStock(sku=sku, location=loc, quantity=stock, reference=f"{run}-stock"))
-        cmds = [c.Reserve(sku=sku, location=loc, order_id=f"{run}-o{i}", line_id="1", quantity=1)
-                for i in range(commands)]
+        cmds = [
+            c.Reserve(sku=sku, location=loc, order_id=f"{run}-o{i}", line_id="1", quantity=1)
+            for i in range(commands)
+        ]
         before = count_events(url)
         elapsed, lat, outcomes = drive(ledger.submit, cmds, callers)
         r = _finish("hot", url, ledger, before, elapsed, lat, commands, baseline)
@@ -84,29 +105,50 @@ def hot(url: str, commands: int = 60_000, callers: int = 64, baseline_seconds: f
         s = ledger.history.stock(sku, loc)
         assert s is not None
         r.checks = {
-            "granted": granted, "stock": stock, "reserved": s.reserved, "on_hand": s.on_hand,
-            "oversold": max(0, s.reserved - s.on_hand), "other_errors": len(wrong),
+            "granted": granted,
+            "stock": stock,
+            "reserved": s.reserved,
+            "on_hand": s.on_hand,
+            "oversold": max(0, s.reserved - s.on_hand),
+            "other_errors": len(wrong),
             "on_hand_equals_movements": s.on_hand == stream_movements(ledger, stock_id(sku, loc)),
         }
-        r.ok = (s.reserved == granted == min(stock, commands) and s.reserved <= s.on_hand and not wrong
-                and r.checks["on_hand_equals_movements"])
+        r.ok = (
+            s.reserved == granted == min(stock, commands)
+            and s.reserved <= s.on_hand
+            and not wrong
+            and r.checks["on_hand_equals_movements"]
+        )
     return r
 
 
-def orders(url: str, commands: int = 20_000, callers: int = 64, skus: int = 2_000,
-           baseline_seconds: float = 3.0) -> Result:
+def orders(
+    url: str, commands: int = 20_000, callers: int = 64, skus: int = 2_000, baseline_seconds: float = 3.0
+) -> Result:
     """3-line order captures over `skus` SKU-locations, each line reserving at its location."""
     baseline = raw_insert_rate(url, baseline_seconds)
     run = uuid.uuid4().hex[:6]
     per_sku = commands * 3 // skus + 10
     with make_ledger(url) as ledger:
-        warm = [c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=per_sku, reference=f"{run}-s{i}")
-                for i in range(skus)]
+        warm = [
+            c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=per_sku, reference=f"{run}-s{i}")
+            for i in range(skus)
+        ]
         drive(ledger.submit, warm, callers)
         cmds = [
-            c.CaptureOrder(order_id=f"{run}-{i}", channel="online", lines=tuple(
-                {"line_id": str(j + 1), "sku": f"SKU-{(i * 3 + j * 7) % skus:05d}", "quantity": 1, "location": "WH-1"}
-                for j in range(3)))
+            c.CaptureOrder(
+                order_id=f"{run}-{i}",
+                channel="online",
+                lines=tuple(
+                    {
+                        "line_id": str(j + 1),
+                        "sku": f"SKU-{(i * 3 + j * 7) % skus:05d}",
+                        "quantity": 1,
+                        "location": "WH-1",
+                    }
+                    for j in range(3)
+                ),
+            )
             for i in range(commands)
         ]
         before = count_events(url)
@@ -121,8 +163,12 @@ def orders(url: str, commands: int = 20_000, callers: int = 64, skus: int = 2_00
             assert s is not None
             reserved += s.reserved
             oversold += s.reserved > s.on_hand
-        r.checks = {"refused": len(failed), "reserved_units": reserved, "expected_units": 3 * commands,
-                    "oversold_skus": oversold}
+        r.checks = {
+            "refused": len(failed),
+            "reserved_units": reserved,
+            "expected_units": 3 * commands,
+            "oversold_skus": oversold,
+        }
         r.ok = not failed and reserved == 3 * commands and not oversold
     return r
 
@@ -134,8 +180,9 @@ def timed(fn: Any, *args: Any, **kw: Any) -> Result:
     return r
 
 
-def long_stream(url: str, events: int = 1_000_000, callers: int = 256, window: int = 20_000,
-                baseline_seconds: float = 3.0) -> Result:
+def long_stream(
+    url: str, events: int = 1_000_000, callers: int = 256, window: int = 20_000, baseline_seconds: float = 3.0
+) -> Result:
     """One SKU-location written to `events` events: the last window's rate vs the first's, and a
     cold load of the long stream vs a fresh one (events read through the recorder, and time)."""
     from ledger.application import SNAPSHOT_INTERVAL
@@ -151,8 +198,10 @@ def long_stream(url: str, events: int = 1_000_000, callers: int = 256, window: i
         ledger.execute(c.ReceiveStock(sku="FRESH", location="WH", quantity=1, reference=f"{run}-f"))
         while done < events - 1:
             n = min(window, events - 1 - done)
-            cmds = [c.ReceiveStock(sku="LONG", location="WH", quantity=1, reference=f"{run}-{done + k}")
-                    for k in range(n)]
+            cmds = [
+                c.ReceiveStock(sku="LONG", location="WH", quantity=1, reference=f"{run}-{done + k}")
+                for k in range(n)
+            ]
             elapsed, lat, _ = drive(ledger.submit, cmds, callers)
             rates.append(n / elapsed)
             lat_last = lat
@@ -174,11 +223,19 @@ def long_stream(url: str, events: int = 1_000_000, callers: int = 256, window: i
             cold.app.recorder.select_events = counted  # type: ignore[method-assign]
             t0 = time.perf_counter()
             s = cold.history.stock(sku, "WH")
-            loads[sku] = {"ms": round((time.perf_counter() - t0) * 1000, 2), "events_read": read[0],
-                          "version": s.version if s else 0, "on_hand": s.on_hand if s else 0}
+            loads[sku] = {
+                "ms": round((time.perf_counter() - t0) * 1000, 2),
+                "events_read": read[0],
+                "version": s.version if s else 0,
+                "on_hand": s.on_hand if s else 0,
+            }
     r.checks = {"load_long": loads["LONG"], "load_fresh": loads["FRESH"]}
-    r.ok = (loads["LONG"]["on_hand"] == events - 1 and loads["LONG"]["events_read"] <= SNAPSHOT_INTERVAL)
-    r.extra = {"first_window_per_s": round(rates[0]), "last_window_per_s": round(rates[-1]), "windows": len(rates)}
+    r.ok = loads["LONG"]["on_hand"] == events - 1 and loads["LONG"]["events_read"] <= SNAPSHOT_INTERVAL
+    r.extra = {
+        "first_window_per_s": round(rates[0]),
+        "last_window_per_s": round(rates[-1]),
+        "windows": len(rates),
+    }
     r.baseline = "first window of the same stream"
     r.baseline_rate = rates[0]
     return r

@@ -54,7 +54,8 @@ def ack(ref):
 
 for i in range(n):
     ref = f"t{i}"
-    f = ledger.submit(c.TransferStock(sku="SKU", from_location="A", to_location="B", quantity=1, reference=ref))
+    cmd = c.TransferStock(sku="SKU", from_location="A", to_location="B", quantity=1, reference=ref)
+    f = ledger.submit(cmd)
     f.add_done_callback(ack(ref))
     if i % 7 == 0:
         time.sleep(0.002)  # spread the commands over several batches
@@ -64,8 +65,9 @@ time.sleep(3600)
 
 def test_a_kill_between_decision_and_commit_loses_no_acknowledged_command(pg_url):
     n = 400
-    child = subprocess.Popen([sys.executable, "-c", CHILD, pg_url, str(n), "5"], cwd=ROOT,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, pg_url, str(n), "5"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     acked: list[str] = []
     try:
         for line in child.stdout:  # type: ignore[union-attr]
@@ -83,10 +85,16 @@ def test_a_kill_between_decision_and_commit_loses_no_acknowledged_command(pg_url
     assert acked, "the child acknowledged nothing before the crash"
 
     with Ledger(ledger_env(pg_url)) as ledger:
-        outs = {e.transfer_id for e in ledger.app.events.get(stock_id("SKU", "A"))
-                if isinstance(e, SkuLocation.StockTransferredOut)}
-        ins = {e.transfer_id for e in ledger.app.events.get(stock_id("SKU", "B"))
-               if isinstance(e, SkuLocation.StockTransferredIn)}
+        outs = {
+            e.transfer_id
+            for e in ledger.app.events.get(stock_id("SKU", "A"))
+            if isinstance(e, SkuLocation.StockTransferredOut)
+        }
+        ins = {
+            e.transfer_id
+            for e in ledger.app.events.get(stock_id("SKU", "B"))
+            if isinstance(e, SkuLocation.StockTransferredIn)
+        }
         # Every acknowledged command is stored ...
         assert set(acked) <= outs
         # ... and nothing is half-applied: each transfer left A and reached B, or neither.

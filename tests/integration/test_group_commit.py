@@ -17,8 +17,9 @@ pytestmark = pytest.mark.postgres
 
 
 def _reserve_all(ledger: Ledger, sku: str, orders: list[str]) -> tuple[int, list[BaseException]]:
-    futures = [ledger.submit(c.Reserve(sku=sku, location="WH", order_id=o, line_id="1", quantity=1))
-               for o in orders]
+    futures = [
+        ledger.submit(c.Reserve(sku=sku, location="WH", order_id=o, line_id="1", quantity=1)) for o in orders
+    ]
     granted, errors = 0, []
     for f in futures:
         try:
@@ -78,7 +79,9 @@ def test_conflicting_writers_retry_and_lose_nothing(pg_url):
         futures = []
         for i in range(200):
             ledger = a if i % 2 else b
-            futures.append(ledger.submit(c.ReceiveStock(sku="S", location="WH", quantity=1, reference=f"r{i}")))
+            futures.append(
+                ledger.submit(c.ReceiveStock(sku="S", location="WH", quantity=1, reference=f"r{i}"))
+            )
         outcomes = [f.result(timeout=60) for f in futures]
         assert not any(o.get("duplicate") for o in outcomes)
         assert a.writer.stats["conflicts"] + b.writer.stats["conflicts"] > 0
@@ -105,8 +108,11 @@ def test_two_writers_capturing_the_same_new_orders_reserve_each_order_once(pg_ur
         b.history.stock("S", "WH")
 
         def capture(i: int) -> c.CaptureOrder:
-            return c.CaptureOrder(order_id=f"o{i}", channel="web", lines=(
-                {"line_id": "1", "sku": "S", "quantity": 2, "location": "WH"},))
+            return c.CaptureOrder(
+                order_id=f"o{i}",
+                channel="web",
+                lines=({"line_id": "1", "sku": "S", "quantity": 2, "location": "WH"},),
+            )
 
         futures = [ledger.submit(capture(i)) for i in range(60) for ledger in (a, b)]
         outcomes = [f.result(timeout=60) for f in futures]
@@ -122,9 +128,19 @@ def test_reservations_are_granted_first_come_first_served_and_expired_ones_come_
     now = datetime.now(UTC)
     with Ledger(ledger_env(pg_url)) as ledger:
         ledger.receive("S", "WH", 5, "stock")
-        futures = [ledger.submit(c.Reserve(sku="S", location="WH", order_id=f"o{i}", line_id="1", quantity=1,
-                                           expires_at=now - timedelta(seconds=1) if i < 2 else None))
-                   for i in range(10)]
+        futures = [
+            ledger.submit(
+                c.Reserve(
+                    sku="S",
+                    location="WH",
+                    order_id=f"o{i}",
+                    line_id="1",
+                    quantity=1,
+                    expires_at=now - timedelta(seconds=1) if i < 2 else None,
+                )
+            )
+            for i in range(10)
+        ]
         granted = []
         for i, f in enumerate(futures):
             try:
@@ -136,8 +152,10 @@ def test_reservations_are_granted_first_come_first_served_and_expired_ones_come_
         # The sweeper's command, through the same writer: both expired holds come back at once.
         out = ledger.execute(c.ReleaseExpired(sku="S", location="WH", now=now))
         assert out["released"] == 2 and out["available"] == 2
-        late = [ledger.submit(c.Reserve(sku="S", location="WH", order_id=f"late{i}", line_id="1", quantity=1))
-                for i in range(3)]
+        late = [
+            ledger.submit(c.Reserve(sku="S", location="WH", order_id=f"late{i}", line_id="1", quantity=1))
+            for i in range(3)
+        ]
         results = [f.exception(timeout=60) for f in late]
         assert [r is None for r in results] == [True, True, False]
         assert ledger.history.stock("S", "WH").reserved == 5
@@ -160,7 +178,10 @@ def test_a_commit_the_database_refuses_fails_only_its_batch_and_leaves_no_trace(
                 BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql;
                 CREATE TRIGGER refuse BEFORE INSERT ON "{schema}".ledger_events FOR EACH ROW
                 WHEN (NEW.originator_id = '{boom}') EXECUTE FUNCTION "{schema}".refuse();""")
-        cmds = [c.ReceiveStock(sku=f"OK-{i % 7}", location="WH", quantity=1, reference=f"r{i}") for i in range(300)]
+        cmds = [
+            c.ReceiveStock(sku=f"OK-{i % 7}", location="WH", quantity=1, reference=f"r{i}")
+            for i in range(300)
+        ]
         cmds.insert(150, c.ReceiveStock(sku="BOOM", location="WH", quantity=1, reference="boom"))
         ledger.writer.max_batch = 50  # several batches, pipelined
         futures = [ledger.submit(cmd) for cmd in cmds]

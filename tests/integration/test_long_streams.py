@@ -39,8 +39,10 @@ class ReadCounter:
 
 
 def _receive_many(ledger: Ledger, n: int, prefix: str) -> None:
-    futures = [ledger.submit(c.ReceiveStock(sku="LONG", location="WH", quantity=1, reference=f"{prefix}{i}"))
-               for i in range(n)]
+    futures = [
+        ledger.submit(c.ReceiveStock(sku="LONG", location="WH", quantity=1, reference=f"{prefix}{i}"))
+        for i in range(n)
+    ]
     for f in futures:
         f.result(timeout=120)
 
@@ -83,8 +85,10 @@ def test_a_hot_sku_with_many_open_reservations_is_snapshotted_less_often_but_loa
 
     with Ledger(ledger_env(pg_url)) as ledger:
         ledger.receive("HOT", "WH", 100_000, "stock")
-        futures = [ledger.submit(c.Reserve(sku="HOT", location="WH", order_id=f"o{i}", line_id="1", quantity=1))
-                   for i in range(3000)]
+        futures = [
+            ledger.submit(c.Reserve(sku="HOT", location="WH", order_id=f"o{i}", line_id="1", quantity=1))
+            for i in range(3000)
+        ]
         for f in futures:
             f.result(timeout=120)
         agg_id = stock_id("HOT", "WH")

@@ -27,8 +27,8 @@ from ledger.service import Ledger
 url, sku, name, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 sys.stdin.readline()  # start together
 with Ledger(ledger_env(url)) as ledger:
-    futures = [ledger.submit(c.Reserve(sku=sku, location="WH", order_id=f"{name}-{i}", line_id="1", quantity=1))
-               for i in range(n)]
+    futures = [ledger.submit(c.Reserve(sku=sku, location="WH", order_id=f"{name}-{i}", line_id="1",
+                                       quantity=1)) for i in range(n)]
     granted, refused, other = [], 0, []
     for i, f in enumerate(futures):
         try:
@@ -49,8 +49,13 @@ def test_two_processes_reserving_one_sku_never_oversell(pg_url):
     with Ledger(ledger_env(pg_url)) as ledger:
         ledger.receive(sku, "WH", stock, "stock")
     procs = [
-        subprocess.Popen([sys.executable, "-c", CHILD, pg_url, sku, name, str(per_process)], cwd=ROOT,
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, pg_url, sku, name, str(per_process)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for name in ("p1", "p2")
     ]
     for p in procs:

@@ -43,25 +43,47 @@ def build(i: int, o: tuple[Any, ...]) -> c.Command:
         return c.ReceiveStock(sku="A", location=loc, quantity=o[2], reference=f"r{i}", cause=cause)
     if kind == "reserve":
         expires = NOW - timedelta(minutes=1) if o[4] else NOW + timedelta(hours=1)
-        return c.Reserve(sku="A", location=loc, order_id=f"cart{o[3]}", line_id=f"{i}", quantity=o[2],
-                         expires_at=expires, cause=cause)
+        return c.Reserve(
+            sku="A",
+            location=loc,
+            order_id=f"cart{o[3]}",
+            line_id=f"{i}",
+            quantity=o[2],
+            expires_at=expires,
+            cause=cause,
+        )
     if kind == "release":
-        return c.ReleaseReservation(sku="A", location=loc, reservation_id=f"cart{o[3]}/{i - 1}", quantity=o[2],
-                                    reason="cancelled", reference=f"rel{i}", cause=cause)
+        return c.ReleaseReservation(
+            sku="A",
+            location=loc,
+            reservation_id=f"cart{o[3]}/{i - 1}",
+            quantity=o[2],
+            reason="cancelled",
+            reference=f"rel{i}",
+            cause=cause,
+        )
     if kind == "adjust":
-        return c.AdjustStock(sku="A", location=loc, delta=o[2], reason="count", reference=f"a{i}", cause=cause)
+        return c.AdjustStock(
+            sku="A", location=loc, delta=o[2], reason="count", reference=f"a{i}", cause=cause
+        )
     if kind == "transfer":
         other = LOCS[1 - LOCS.index(loc)]
-        return c.TransferStock(sku="A", from_location=loc, to_location=other, quantity=o[2], reference=f"t{i}",
-                               cause=cause)
+        return c.TransferStock(
+            sku="A", from_location=loc, to_location=other, quantity=o[2], reference=f"t{i}", cause=cause
+        )
     if kind == "sell":
         return c.SellDirect(sku="A", location=loc, quantity=o[2], reference=f"s{i}", cause=cause)
     if kind == "expire":
         return c.ReleaseExpired(sku="A", location=loc, now=NOW, cause=cause)
-    return c.CaptureOrder(order_id=f"o{i}", channel="web", cause=cause, lines=(
-        {"line_id": "1", "sku": "A", "quantity": o[1], "location": "L1"},
-        {"line_id": "2", "sku": "A", "quantity": o[2], "location": "L2"},
-    ))
+    return c.CaptureOrder(
+        order_id=f"o{i}",
+        channel="web",
+        cause=cause,
+        lines=(
+            {"line_id": "1", "sku": "A", "quantity": o[1], "location": "L1"},
+            {"line_id": "2", "sku": "A", "quantity": o[2], "location": "L2"},
+        ),
+    )
 
 
 def run_concurrently(ledger: Ledger, cmds: list[c.Command], threads: int) -> dict[int, Any]:
@@ -127,7 +149,9 @@ def state(ledger: Ledger) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for loc in LOCS:
         s = ledger.history.stock("A", loc)
-        out[loc] = None if s is None else (s.on_hand, s.reserved, s.unavailable, s.version, dict(s.reservations))
+        out[loc] = (
+            None if s is None else (s.on_hand, s.reserved, s.unavailable, s.version, dict(s.reservations))
+        )
     return out
 
 
