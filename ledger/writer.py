@@ -238,7 +238,7 @@ class Writer:
             if batch:
                 decision = self._decide_guarded(batch, inflight)
             if inflight is not None:
-                committed = self._finish(*inflight)
+                committed = self._finish(*inflight, also_decided=decision)
                 inflight = None
                 if not committed and decision is not None:
                     self.evict(decision.touched)
@@ -274,8 +274,14 @@ class Writer:
                     item.future.set_exception(StorageError(f"batch failed: {type(e).__name__}"))
         return None
 
-    def _finish(self, decision: _Decision, commit: Future[Any]) -> bool:
-        """Waits for an in-flight batch; answers its callers. False when it was not stored."""
+    def _finish(
+        self, decision: _Decision, commit: Future[Any], also_decided: _Decision | None = None
+    ) -> bool:
+        """Waits for an in-flight batch; answers its callers. False when it was not stored.
+
+        `also_decided` is the batch decided on top of it: if this one failed, that one's cached
+        state is forgotten too before this one is decided again (it holds uncommitted events).
+        """
         if not decision.batch:
             return True  # already finished
         try:
@@ -283,12 +289,16 @@ class Writer:
         except IntegrityError:
             self.stats["conflicts"] += 1
             self.evict(decision.touched)
+            if also_decided is not None:
+                self.evict(also_decided.touched)
             self._process(decision.batch)  # decide it again from the store, with retries
             decision.batch = []
             return False
         except Exception as e:
             self.stats["failures"] += 1
             self.evict(decision.touched)
+            if also_decided is not None:
+                self.evict(also_decided.touched)
             log.warning("batch of %d not stored: %s", len(decision.batch), type(e).__name__)
             self._fail(decision, e)
             decision.batch = []
