@@ -133,6 +133,7 @@ class Writer:
         self.max_batch = max_batch
         self.linger = linger  # seconds a batch smaller than `linger_batch` waits for more
         self.linger_batch = 32
+        self._last_size = 0
         self.on_commit = list(on_commit)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -203,7 +204,8 @@ class Writer:
         if first is None:
             return batch, True
         batch.append(first)
-        linger_until = time.monotonic() + self.linger if self.linger else 0.0
+        # Linger only under load (the last batch had company): a lone caller is never delayed.
+        linger_until = time.monotonic() + self.linger if self.linger and self._last_size > 1 else 0.0
         while len(batch) < self.max_batch:
             try:
                 nxt = self._queue.get_nowait()
@@ -220,6 +222,7 @@ class Writer:
             if nxt is None:
                 return batch, True
             batch.append(nxt)
+        self._last_size = len(batch)
         return batch, False
 
     def _run(self) -> None:
