@@ -134,6 +134,8 @@ class Writer:
         self.linger = linger  # seconds a batch smaller than `linger_batch` waits for more
         self.linger_batch = 32
         self._last_size = 0
+        self._current: list[_Item] = []  # the batch being decided (answered if the loop fails)
+        self._stop_seen = False
         self.on_commit = list(on_commit)
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -235,25 +237,43 @@ class Writer:
         inflight: tuple[_Decision, Future[Any]] | None = None
         stopping = False
         while True:
-            batch, stop = self._take(block=inflight is None and not stopping)
-            stopping = stopping or stop
-            decision: _Decision | None = None
-            if batch:
-                decision = self._decide_guarded(batch, inflight)
-            if inflight is not None:
-                committed = self._finish(*inflight, also_decided=decision)
+            try:
+                inflight, stopping = self._step(inflight, stopping)
+            except BaseException:  # the writer thread must survive anything
+                log.exception("writer loop failed")
+                self.evict()
+                err = StorageError("the writer failed")
+                for item in [*(inflight[0].batch if inflight else ()), *self._current]:
+                    if not item.future.done():
+                        item.future.set_exception(err)
                 inflight = None
-                if not committed and decision is not None:
-                    self.evict(decision.touched)
-                    self._process(decision.batch)
-                    decision = None
-            if decision is not None:
-                if decision.pending or decision.rows:
-                    inflight = (decision, self._committer.submit(self._save, decision))
-                else:
-                    self._resolve(decision)
+                stopping = stopping or self._stop_seen
             if stopping and inflight is None and self._queue.empty():
                 return
+
+    def _step(
+        self, inflight: tuple[_Decision, Future[Any]] | None, stopping: bool
+    ) -> tuple[tuple[_Decision, Future[Any]] | None, bool]:
+        """One turn of the pipeline: take and decide a batch, finish the one in flight, hand over."""
+        batch, stop = self._take(block=inflight is None and not stopping)
+        self._current, self._stop_seen = batch, stop
+        stopping = stopping or stop
+        decision: _Decision | None = None
+        if batch:
+            decision = self._decide_guarded(batch, inflight)
+        if inflight is not None:
+            committed = self._finish(*inflight, also_decided=decision)
+            inflight = None
+            if not committed and decision is not None:
+                self.evict(decision.touched)
+                self._process(decision.batch)
+                decision = None
+        if decision is not None:
+            if decision.pending or decision.rows:
+                inflight = (decision, self._committer.submit(self._save, decision))
+            else:
+                self._resolve(decision)
+        return inflight, stopping
 
     def _decide_guarded(
         self, batch: list[_Item], inflight: tuple[_Decision, Future[Any]] | None
@@ -264,11 +284,12 @@ class Writer:
             keys = inflight[0].keys if inflight else {}
             return self._decide(batch, failed, keys, pipelined=inflight is not None)
         except _Redo as redo:
-            # A command failed half-way while another batch was in flight: evicting now would
-            # lose that batch's state, so wait for it and then decide this one on its own.
+            # A command failed half-way while another batch was in flight: forget this attempt's
+            # state first, let the in-flight batch finish, then decide this one on its own (from
+            # the store, which by then holds the in-flight batch or not).
+            self.evict(redo.touched)
             if inflight is not None:
                 self._finish(*inflight)
-            self.evict(redo.touched)
             self._process(batch)
         except BaseException as e:
             log.exception("writer batch could not be decided")
