@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ import orjson
 
 from adapters.persistence.db import Database, Tx
 from ledger.bounds import MAX_QUANTITY, check_id
+from ledger.commands import ChangeChannelPolicy, Command
 from ledger.errors import InvalidCommandError
 
 TABLE = "channel_policies"
@@ -75,6 +76,36 @@ class ChannelPolicy:
         buffer = self.buffer_units or -(-max(total_available, 0) * self.buffer_percent // 100)
         return max(0, total_available - self.safety_for(sku) - buffer)
 
+    def rules(self) -> dict[str, Any]:
+        """The policy without its version and author: what `PolicyChanged` carries in the log."""
+        return {
+            "locations": list(self.locations),
+            "safety_stock": self.safety_stock,
+            "safety_stock_overrides": dict(sorted(self.safety_stock_overrides.items())),
+            "buffer_units": self.buffer_units,
+            "buffer_percent": self.buffer_percent,
+            "excluded_skus": sorted(self.excluded_skus),
+        }
+
+    @classmethod
+    def from_rules(cls, channel: str, rules: dict[str, Any], version: int, actor: str = "") -> ChannelPolicy:
+        """Inverse of `rules()`; raises InvalidCommandError (or KeyError, TypeError) on a malformed dict."""
+        if not all(isinstance(rules[k], list) for k in ("locations", "excluded_skus")) or not isinstance(
+            rules["safety_stock_overrides"], dict
+        ):
+            raise InvalidCommandError("malformed channel policy")
+        return cls(
+            channel=channel,
+            locations=tuple(rules["locations"]),
+            safety_stock=rules["safety_stock"],
+            safety_stock_overrides=dict(rules["safety_stock_overrides"]),
+            buffer_units=rules["buffer_units"],
+            buffer_percent=rules["buffer_percent"],
+            excluded_skus=frozenset(rules["excluded_skus"]),
+            version=version,
+            actor=actor,
+        )
+
     def as_dict(self) -> dict[str, Any]:
         buffer = {"percent": self.buffer_percent} if self.buffer_percent else {"units": self.buffer_units}
         return {
@@ -126,8 +157,9 @@ class ChannelPolicies:
 
     CACHE_SECONDS = 1.0
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, record: Callable[[Command], Any] | None = None) -> None:
         self.db = db
+        self.record = record  # executes a command through the ledger's writer (set by the wiring)
         self._lock = threading.Lock()
         self._cached: tuple[float, Policies] | None = None
 
@@ -147,7 +179,8 @@ class ChannelPolicies:
         at = datetime.now(UTC).isoformat()
         with self.db.transaction() as tx:
             row = tx.execute(
-                f"INSERT INTO {TABLE} (channel, locations, safety_stock, overrides, buffer_units, buffer_percent, "
+                f"INSERT INTO {TABLE} (channel, locations, safety_stock, overrides, buffer_units, "
+                "buffer_percent, "
                 "excluded, actor, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     policy.channel,
@@ -164,7 +197,33 @@ class ChannelPolicies:
         with self._lock:
             self._cached = None
         assert row is not None
-        return ChannelPolicy(**{**policy.__dict__, "version": int(row["id"]), "actor": actor, "at": at})
+        saved = ChannelPolicy(**{**policy.__dict__, "version": int(row["id"]), "actor": actor, "at": at})
+        self.log(saved)
+        return saved
+
+    def log(self, policy: ChannelPolicy) -> None:
+        """Records the version in the ledger (`PolicyChanged`): the `ats` read model applies it from there."""
+        if self.record is not None:
+            self.record(
+                ChangeChannelPolicy(
+                    channel=policy.channel,
+                    version=policy.version,
+                    policy=policy.rules(),
+                    changed_by=policy.actor,
+                    cause={"source": "channels", "reference": f"{policy.channel}@{policy.version}"},
+                )
+            )
+
+    def sync(self) -> int:
+        """Records every channel's current version in the ledger (a no-op for versions already there).
+
+        Heals a version stored here whose command never reached the ledger (a crash in between),
+        and policies written before policy changes were facts in the log. Returns the channels.
+        """
+        policies = list(self.current().by_channel.values())
+        for p in policies:
+            self.log(p)
+        return len(policies)
 
     def current(self, tx: Tx | None = None) -> Policies:
         """Every channel's newest policy (read in `tx` when given, so a batch sees one snapshot)."""

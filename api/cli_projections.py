@@ -66,7 +66,7 @@ def rebuild_cmd(
             def progress(position: int, head: int) -> None:
                 bar.update(task, completed=position, total=head)
 
-            result = rebuild(c.extras["projector"], name, progress=progress, batch_size=batch)
+            result = rebuild(c.extras["projector"], name, progress=progress, batch_size=batch, by="cli")
         c.keys.audit("cli", "projection.rebuild", name, result)
         typer.echo(orjson.dumps(result).decode())
     finally:

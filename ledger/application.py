@@ -18,6 +18,7 @@ from eventsourcing.persistence import JSONTranscoder, StoredEvent
 
 from ledger import commands as c
 from ledger.bounds import order_id as order_uuid
+from ledger.channels import Channel, ReadModel, channel_id, read_model_id
 from ledger.bounds import stock_id
 from ledger.errors import (
     CorrectionError,
@@ -168,6 +169,8 @@ class Decider:
             c.InvoiceOrder: self.invoice,
             c.ObservePlatformStatus: self.observe_platform_status,
             c.AddCorrelationIds: self.add_correlation_ids,
+            c.ChangeChannelPolicy: self.change_channel_policy,
+            c.RecordRebuild: self.record_rebuild,
         }
 
     def decide(self, cmd: c.Command, uow: UnitOfWork) -> dict[str, Any]:
@@ -265,8 +268,25 @@ class Decider:
 
     def release_expired(self, cmd: c.ReleaseExpired, uow: UnitOfWork) -> dict[str, Any]:
         s = self._existing(uow, cmd.sku, cmd.location)
+        expired = list(s.expired_reservations(cmd.now))
         released = s.release_expired(cmd.now, cmd.cause)
+        for rid, qty in expired:
+            self._expire_on_order(uow, s, rid, qty, cmd.cause)
         return {"released": released, **stock_view(s)}
+
+    @staticmethod
+    def _expire_on_order(uow: UnitOfWork, s: SkuLocation, rid: str, qty: int, cause: dict[str, Any]) -> None:
+        """An expired reservation `order_id/line_id` of an order in the ledger is released on its line too."""
+        for i, ch in enumerate(rid):
+            if ch != "/":
+                continue
+            order = uow.order(rid[:i]) if 0 < i < len(rid) - 1 else None
+            line = None if order is None else order.lines.get(rid[i + 1 :])
+            if order is not None and line is not None and line["location"] == s.location:
+                held = min(qty, Order.held_quantity(line))
+                if held > 0:
+                    order.record_release(line["line_id"], held, "expired", cause)
+                return
 
     def sell(self, cmd: c.SellDirect, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock(cmd.sku, cmd.location)
@@ -570,6 +590,24 @@ class Decider:
         order = uow.require_order(cmd.order_id)
         order.add_correlation_ids(dict(cmd.ids), cmd.cause)
         return self._order_answer(order)
+
+    # ------------------------------------------------------------ read side
+
+    def change_channel_policy(self, cmd: c.ChangeChannelPolicy, uow: UnitOfWork) -> dict[str, Any]:
+        ch = uow.get(channel_id(cmd.channel))
+        if ch is None:
+            ch = Channel.open(cmd.channel, cmd.cause)
+            uow.add(ch)
+        recorded = ch.change_policy(cmd.version, dict(cmd.policy), cmd.changed_by, cmd.cause)  # type: ignore[attr-defined]
+        return {"channel": cmd.channel, "version": ch.policy_version, "recorded": recorded}  # type: ignore[attr-defined]
+
+    def record_rebuild(self, cmd: c.RecordRebuild, uow: UnitOfWork) -> dict[str, Any]:
+        rm = uow.get(read_model_id(cmd.name))
+        if rm is None:
+            rm = ReadModel.open(cmd.name, cmd.cause)
+            uow.add(rm)
+        rm.record_rebuild(cmd.position, cmd.corrected, cmd.by, cmd.cause)  # type: ignore[attr-defined]
+        return {"name": cmd.name, "rebuilds": rm.rebuilds}  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------- reads

@@ -530,3 +530,46 @@ class AddCorrelationIds(Command):
             raise InvalidCommandError("ids must be an object", field="ids")
         for k, v in self.ids.items():
             check_id(k, "system"), check_id(v, "id")
+
+
+# -------------------------------------------------------------- read side
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeChannelPolicy(Command):
+    """Records a channel policy version (validated and stored by the channel adapter) in the log."""
+
+    channel: str
+    version: int
+    policy: dict[str, Any]
+    changed_by: str
+
+    @property
+    def key(self) -> str:
+        return f"channel-policy:{self.channel}:{self.version}"
+
+    def validate(self) -> None:
+        check_id(self.channel, "channel")
+        check_quantity(self.version, "version")
+        if not isinstance(self.policy, dict):
+            raise InvalidCommandError("policy must be an object", field="policy")
+        if not isinstance(self.changed_by, str) or len(self.changed_by) > 300:
+            raise InvalidCommandError("changed_by must be text", field="changed_by")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecordRebuild(Command):
+    """Marks that a read model's rebuilt tables were swapped in (each rebuild is a new fact)."""
+
+    name: str
+    position: int
+    corrected: int
+    by: str
+
+    def validate(self) -> None:
+        check_id(self.name, "name")
+        for n, f in ((self.position, "position"), (self.corrected, "corrected")):
+            if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+                raise InvalidCommandError(f"{f} must be a whole number", field=f)
+        if not isinstance(self.by, str) or len(self.by) > 300:
+            raise InvalidCommandError("by must be text", field="by")

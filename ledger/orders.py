@@ -248,6 +248,16 @@ class Order(Aggregate):
         def apply(self, o: Order) -> None:
             o.external_refs.update(self.ids)
 
+    class LineReleased(Event):
+        """Units of a line's reservation were given back at the SKU-location (e.g. it expired)."""
+
+        line_id: str
+        quantity: int
+        reason: str
+
+        def apply(self, o: Order) -> None:
+            o.lines[self.line_id]["released"] += self.quantity
+
     # ---------------------------------------------------------------- queries
 
     def line(self, line_id: str) -> dict[str, Any]:
@@ -294,7 +304,7 @@ class Order(Aggregate):
             return "partially_cancelled"
         if self.erp["posted"]:
             return "posted"
-        if all(x["reserved"] >= x["quantity"] for x in lines):
+        if all(Order.held_quantity(x) >= x["quantity"] for x in lines):
             return "reserved"
         return "captured"
 
@@ -428,6 +438,15 @@ class Order(Aggregate):
         new = {k: v for k, v in ids.items() if self.external_refs.get(k) != v}
         if new:
             self.trigger_event(self.CorrelationIdsRecorded, ids=new, cause=cause)
+
+    def record_release(self, line_id: str, quantity: int, reason: str, cause: Cause) -> None:
+        line = self.line(line_id)
+        check_quantity(quantity)
+        if quantity > self.held_quantity(line):
+            raise OrderConflictError(
+                f"line {line_id} holds {self.held_quantity(line)} reserved units, not {quantity}", line_id=line_id
+            )
+        self.trigger_event(self.LineReleased, line_id=line_id, quantity=quantity, reason=reason, cause=cause)
 
     def view(self) -> dict[str, Any]:
         return {

@@ -63,7 +63,8 @@ def open_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any], position
         )
     else:
         tx.execute(
-            f"UPDATE {TABLE} SET status = 'open', detail = %s, position = %s, opened_at = %s, closed_at = NULL, "
+            f"UPDATE {TABLE} SET status = 'open', detail = %s, position = %s, opened_at = %s, "
+            "closed_at = NULL, "
             "times_opened = %s WHERE kind = %s AND key = %s",
             (text, position, _now(), n, kind, key),
         )

@@ -207,10 +207,14 @@ class Explainer:
         """The channel's policy versions, oldest first."""
         return list(reversed(self.channels.history(channel, limit=10_000)))
 
-    def tracked(self) -> tuple[int, int]:
-        """(position, policy version) the `ats` read model has applied."""
-        row = self.db.query_one("SELECT position, policy_version FROM projection_tracking WHERE name = 'ats'")
-        return (0, 0) if row is None else (int(row["position"]), int(row["policy_version"]))
+    def tracked(self, channel: str) -> tuple[int, int]:
+        """(position, the channel's policy version) the `ats` read model has applied."""
+        row = self.db.query_one("SELECT position FROM projection_tracking WHERE name = 'ats'")
+        applied = self.db.query_one("SELECT version FROM ats_policies WHERE channel = %s", (channel,))
+        return (
+            0 if row is None else int(row["position"]),
+            0 if applied is None else int(applied["version"]),
+        )
 
     def read_model(self, channel: str, sku: str) -> int:
         row = self.db.query_one("SELECT available FROM ats WHERE channel = %s AND sku = %s", (channel, sku))
@@ -218,8 +222,8 @@ class Explainer:
 
     def now(self, channel: str, sku: str) -> dict[str, Any] | None:
         """The ATS the read model shows, term by term, at the read model's position."""
-        position, policy_version = self.tracked()
-        policy = next((p for p in reversed(self.versions(channel)) if p.version <= policy_version), None)
+        position, policy_version = self.tracked(channel)
+        policy = next((p for p in reversed(self.versions(channel)) if p.version == policy_version), None)
         if policy is None:
             return None
         streams = {loc: self.stream(sku, loc, until_position=position) for loc in policy.locations}

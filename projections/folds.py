@@ -12,6 +12,7 @@ import copy
 from types import SimpleNamespace
 from typing import Any
 
+from ledger.channels import ReadModel
 from ledger.orders import Order
 from ledger.stock import SkuLocation
 
@@ -199,6 +200,26 @@ def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
     return row
 
 
+def order_refs(event: Any) -> list[tuple[str, str]]:
+    """(system, reference) pairs an order event records: Shopify name and number, POS, ERP..."""
+    if isinstance(event, Order.Captured):
+        refs: Any = event.external_refs
+    elif isinstance(event, Order.CorrelationIdsRecorded):
+        refs = event.ids
+    elif isinstance(event, Order.PostedToErp):
+        refs = {"erp": event.erp_reference}
+    else:
+        return []
+    if not isinstance(refs, dict):
+        return []
+    return [(str(k), str(v)) for k, v in refs.items() if v is not None and str(v) != ""]
+
+
+def is_rebuild_of(event: Any, name: str) -> bool:
+    """A `ReadModel.Rebuilt` marker of the read model `name`."""
+    return isinstance(event, ReadModel.Rebuilt) and event.name == name
+
+
 def order_lines(row: Row) -> list[dict[str, Any]]:
     """Per-line ordered, reserved, shipped, cancelled and returned quantities."""
     return [
@@ -208,6 +229,7 @@ def order_lines(row: Row) -> list[dict[str, Any]]:
             "location": x["location"],
             "ordered": x["quantity"],
             "reserved": x["reserved"] - x["released"] - x["consumed"],
+            "released": x["released"],
             "shipped": x["shipped"],
             "cancelled": x["cancelled"],
             "returned": x["returned"],

@@ -2,7 +2,10 @@
 
 Each projection folds events into a `Store` (`apply`) and, at the end of a batch, queues
 one outbox message per row whose published value changed (`finish`): a channel sees the
-final ATS of a batch, not every step on the way.
+final ATS of a batch, not every step on the way. Channel policies are facts in the log
+(`Channel.PolicyChanged`): the `ats` read model keeps the versions it applied in
+`ats_policies`, so a replay sees the same policy at the same position. A rebuild's marker
+(`ReadModel.Rebuilt`) makes a view republish the keys the rebuild corrected (`republish`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import Any
 
 from adapters.channels import ChannelPolicy, Policies
 from ledger.bounds import stock_id
+from ledger.channels import Channel
+from ledger.errors import InvalidCommandError
 from projections import folds
 from projections.outbox import subject_token
 from projections.store import Store, Table
@@ -23,11 +28,14 @@ class Projection:
     name: str
     tables: tuple[Table, ...]
 
-    def begin(self, policies: Policies) -> None:
-        """A batch starts (under these channel policies)."""
+    def begin(self, store: Store) -> None:
+        """A batch starts."""
 
     def apply(self, store: Store, position: int, event: Event) -> None:
         raise NotImplementedError
+
+    def republish(self, store: Store, keys: list[tuple[Any, ...]], position: int) -> None:
+        """Publishes these rows' current values at `position` (a rebuild's marker)."""
 
     def finish(self, store: Store) -> None:
         """A batch ends: queue the messages for what changed."""
@@ -95,12 +103,19 @@ class OrdersView(Projection):
         json=frozenset({"state"}),
         indexes=(("order_id",), ("erp_posted", "captured_at")),
     )
-    tables = (ORDERS,)
+    REFS = Table(
+        "order_refs",
+        ("reference", "order_id", "system"),
+        ("position",),
+        types={"position": "BIGINT"},
+        indexes=(("order_id",),),
+    )
+    tables = (ORDERS, REFS)
 
     def __init__(self) -> None:
         self._before: dict[tuple[Any, ...], str | None] = {}
 
-    def begin(self, policies: Policies) -> None:
+    def begin(self, store: Store) -> None:
         self._before.clear()
 
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
@@ -117,22 +132,31 @@ class OrdersView(Projection):
         if key not in self._before:
             self._before[key] = None if old is None else old["stage"]
         store.put(self.ORDERS.name, key, row)
+        for system, ref in folds.order_refs(event):
+            store.put(self.REFS.name, (ref, row["order_id"], system), {"position": position})
+
+    def republish(self, store: Store, keys: list[tuple[Any, ...]], position: int) -> None:
+        for key in keys:
+            row = store.get(self.ORDERS.name, key)
+            if row is not None:
+                store.emit(*stage_message(row, position))
+                self._before[key] = row["stage"]  # published: only a later change is news
 
     def finish(self, store: Store) -> None:
         for key, before in self._before.items():
             row = store.get(self.ORDERS.name, key)
             if row is not None and row["stage"] != before:
-                store.emit(
-                    f"ledger.orders.{subject_token(row['order_id'])}",
-                    {
-                        "order_id": row["order_id"],
-                        "channel": row["channel"],
-                        "stage": row["stage"],
-                        "position": row["position"],
-                    },
-                    f"order:{row['order_id']}:{row['position']}",
-                )
+                store.emit(*stage_message(row, row["position"]))
         self._before.clear()
+
+
+def stage_message(row: dict[str, Any], position: int) -> tuple[str, dict[str, Any], str]:
+    """(subject, payload, msg id) of an order's stage."""
+    return (
+        f"ledger.orders.{subject_token(row['order_id'])}",
+        {"order_id": row["order_id"], "channel": row["channel"], "stage": row["stage"], "position": position},
+        f"order:{row['order_id']}:{position}",
+    )
 
 
 class AtsView(Projection):
@@ -156,16 +180,55 @@ class AtsView(Projection):
         ("available", "position"),
         types={"available": "BIGINT", "position": "BIGINT"},
     )
-    tables = (LEVELS, ATS)
+    POLICIES = Table(
+        "ats_policies",
+        ("channel",),
+        ("version", "rules", "changed_by", "position"),
+        types={"version": "BIGINT", "position": "BIGINT"},
+        json=frozenset({"rules"}),
+    )
+    tables = (LEVELS, ATS, POLICIES)
 
     def __init__(self) -> None:
         self.policies = Policies({}, 0)
         self.position = 0  # the newest position this batch saw
         self._before: dict[tuple[str, str], int | None] = {}
 
-    def begin(self, policies: Policies) -> None:
-        self.policies = policies
+    def begin(self, store: Store) -> None:
+        self.policies = self.applied_policies(store)
         self._before.clear()
+
+    def applied_policies(self, store: Store) -> Policies:
+        """The policy versions this read model applied (from `PolicyChanged` events)."""
+        by_channel = {}
+        for (channel,), row in store.scan(self.POLICIES.name):
+            policy = policy_of(channel, row["rules"], row["version"], row["changed_by"])
+            if policy is not None:
+                by_channel[channel] = policy
+        return Policies(by_channel, max((p.version for p in by_channel.values()), default=0))
+
+    def change_policy(self, store: Store, position: int, event: Event) -> None:
+        """A newer policy version: recompute the channel's ATS; the changed values carry `position`."""
+        key = (event.channel,)
+        cur = store.get(self.POLICIES.name, key)
+        if cur is not None and cur["version"] >= event.version:
+            return
+        policy = policy_of(event.channel, event.policy, event.version, event.changed_by)
+        if policy is None:
+            return  # a malformed policy in the log changes nothing (the adapter validated it before)
+        store.put(
+            self.POLICIES.name,
+            key,
+            {
+                "version": event.version,
+                "rules": event.policy,
+                "changed_by": event.changed_by,
+                "position": position,
+            },
+        )
+        by_channel = {**self.policies.by_channel, event.channel: policy}
+        self.policies = Policies(by_channel, max(p.version for p in by_channel.values()))
+        self.recompute_channels(store, [event.channel], position)
 
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
         events = [(p, e) for p, e in events if folds.is_stock_event(e)]
@@ -189,6 +252,9 @@ class AtsView(Projection):
         store.load(self.ATS.name, list(pairs))
 
     def apply(self, store: Store, position: int, event: Event) -> None:
+        if isinstance(event, Channel.PolicyChanged):
+            self.change_policy(store, position, event)
+            return
         if not folds.is_stock_event(event):
             return
         self.position = max(self.position, position)
@@ -240,6 +306,16 @@ class AtsView(Projection):
             for sku in sorted(skus):
                 self.recompute(store, policy, sku, position)
 
+    def republish(self, store: Store, keys: list[tuple[Any, ...]], position: int) -> None:
+        self.position = max(self.position, position)
+        for channel, sku in keys:
+            row = store.get(self.ATS.name, (channel, sku))
+            value = 0 if row is None else int(row["available"])
+            if row is not None:
+                store.put(self.ATS.name, (channel, sku), {**row, "position": position})
+            store.emit(*ats_message(channel, sku, value, position))
+            self._before[(channel, sku)] = value  # published: only a later change is news
+
     def finish(self, store: Store) -> None:
         for (channel, sku), before in self._before.items():
             row = store.get(self.ATS.name, (channel, sku))
@@ -260,6 +336,13 @@ def ats_message(
         {"channel": channel, "sku": sku, "available": available, "position": position},
         f"ats:{subject_token(channel)}:{subject_token(sku)}:{position}:{available}{tag}",
     )
+
+
+def policy_of(channel: str, rules: Any, version: int, changed_by: str) -> ChannelPolicy | None:
+    try:
+        return ChannelPolicy.from_rules(channel, rules, int(version), changed_by)
+    except (InvalidCommandError, KeyError, TypeError, ValueError):
+        return None
 
 
 def all_views() -> dict[str, Projection]:

@@ -25,9 +25,17 @@ from adapters import metrics
 from adapters.channels import ChannelPolicies
 from adapters.persistence.db import Database
 from adapters.persistence.urls import is_postgres, pg_conninfo
-from projections import exceptions, outbox
+from projections import exceptions, folds, outbox
 from projections.models import Projection, all_views
-from projections.store import Store, create_tracking, lock_tracking, read_tracking, save_tracking
+from projections.store import (
+    Store,
+    create_corrections,
+    create_tracking,
+    lock_tracking,
+    read_tracking,
+    save_tracking,
+    take_corrections,
+)
 
 log = logging.getLogger("ledger.projections")
 
@@ -43,10 +51,12 @@ class Projector:
         views: dict[str, Projection] | None = None,
         batch_size: int = 500,
         before_commit: Callable[[int], None] | None = None,
+        record: Callable[[Any], Any] | None = None,
     ) -> None:
         self.db = db
         self.app = app
         self.channels = channels
+        self.record = record  # executes a command through the ledger's writer (rebuild markers)
         self.views = views if views is not None else all_views()
         self.batch_size = batch_size
         self.before_commit = before_commit  # fault injection in tests: called with the batch's last position
@@ -54,6 +64,7 @@ class Projector:
 
     def create_tables(self) -> None:
         create_tracking(self.db)
+        create_corrections(self.db)
         exceptions.create_tables(self.db)
         self.channels.create_tables()
         self.db.script([ddl for v in self.views.values() for t in v.tables for ddl in t.ddl()])
@@ -68,25 +79,23 @@ class Projector:
             tracked = {name: lock_tracking(tx, name, self.db.dialect) for name in sorted(self.views)}
             start = min(pos for pos, _ in tracked.values())
             events = self.events(start, self.batch_size)
-            policies = self.channels.current(tx)
             last = events[-1][0] if events else start
             for name in sorted(self.views):
                 view = self.views[name]
                 pos, pver = tracked[name]
                 mine = [(p, e) for p, e in events if p > pos]
-                changed = [ch for ch, p in policies.by_channel.items() if p.version > pver]
-                if not mine and not (changed and hasattr(view, "recompute_channels")):
+                if not mine:
                     continue
                 store = Store(view.tables, complete=False).bind(tx)
-                view.begin(policies)
-                if changed and hasattr(view, "recompute_channels"):
-                    view.recompute_channels(store, changed, pos)  # type: ignore[attr-defined]
+                view.begin(store)
                 view.prefetch(store, mine)
                 for p, e in mine:
                     view.apply(store, p, e)
+                    if folds.is_rebuild_of(e, name):
+                        view.republish(store, take_corrections(tx, name), p)
                 view.finish(store)
                 store.flush()
-                save_tracking(tx, name, max(pos, last), max(pver, policies.version))
+                save_tracking(tx, name, max(pos, last), pver)
             if self.before_commit is not None and events:
                 self.before_commit(last)
         return len(events)

@@ -20,6 +20,7 @@ from adapters.persistence.db import Database, Tx
 from projections import outbox
 
 TRACKING = "projection_tracking"
+CORRECTIONS = "projection_corrections"
 SHADOW = "__shadow"
 
 Key = tuple[Any, ...]
@@ -75,6 +76,7 @@ class Store:
         self.dirty: dict[str, set[Key]] = {t.name: set() for t in tables}
         self.messages: list[tuple[str, dict[str, Any], str]] = []
         self._tx: Tx | None = None
+        self._scanned: set[str] = set()
 
     def bind(self, tx: Tx | None) -> Store:
         self._tx = tx
@@ -122,6 +124,19 @@ class Store:
             for k, r in cache.items()
             if r is not None and (k[at] if at is not None else r[column]) in wanted
         ]
+
+    def scan(self, table: str) -> list[tuple[Key, dict[str, Any]]]:
+        """Every row of a (small) table: loaded whole from the database once when bound."""
+        t = self.tables[table]
+        cache = self.rows[table]
+        if self._tx is not None and not self.complete and table not in self._scanned:
+            cols = ", ".join((*t.key, *t.columns))
+            for r in self._tx.execute(f"SELECT {cols} FROM {t.physical(self.suffix)}").fetchall():
+                key, row = t.decode(r)
+                if key not in cache:
+                    cache[key] = row
+            self._scanned.add(table)
+        return list(self.items(table))
 
     def emit(self, subject: str, payload: dict[str, Any], msg_id: str) -> None:
         self.messages.append((subject, payload, msg_id))
@@ -186,6 +201,7 @@ class Store:
             self.rows[name].clear()
             self.dirty[name].clear()
         self.messages.clear()
+        self._scanned.clear()
 
 
 # ------------------------------------------------------------------ tracking
@@ -226,6 +242,42 @@ def read_tracking(db: Database) -> dict[str, dict[str, Any]]:
     return {
         r["name"]: r for r in db.query(f"SELECT name, position, policy_version, updated_at FROM {TRACKING}")
     }
+
+
+# ------------------------------------------------------------ corrections
+#
+# A rebuild that finds published values the live tables got wrong writes their keys here, in
+# its swap transaction, then appends a `ReadModel.Rebuilt` marker to the ledger. The runner,
+# reaching the marker, publishes those keys' current values at the marker's position (strictly
+# newer than anything published before the swap) and deletes the rows, in its own batch.
+
+
+def create_corrections(db: Database) -> None:
+    db.script(
+        [
+            f"CREATE TABLE IF NOT EXISTS {CORRECTIONS} (name TEXT NOT NULL, row_key TEXT NOT NULL, "
+            f"CONSTRAINT {CORRECTIONS}__pk PRIMARY KEY (name, row_key))"
+        ]
+    )
+
+
+def add_corrections(tx: Tx, name: str, keys: Iterable[Key]) -> None:
+    rows = [(name, orjson.dumps(list(k)).decode()) for k in keys]
+    if rows:
+        tx.executemany(
+            f"INSERT INTO {CORRECTIONS} (name, row_key) VALUES (%s, %s) "
+            "ON CONFLICT (name, row_key) DO NOTHING",
+            rows,
+        )
+
+
+def take_corrections(tx: Tx, name: str) -> list[Key]:
+    """The keys waiting for `name`'s marker, removed in the caller's transaction."""
+    rows = tx.execute(
+        f"SELECT row_key FROM {CORRECTIONS} WHERE name = %s ORDER BY row_key", (name,)
+    ).fetchall()
+    tx.execute(f"DELETE FROM {CORRECTIONS} WHERE name = %s", (name,))
+    return [tuple(orjson.loads(r["row_key"])) for r in rows]
 
 
 def _now() -> str:

@@ -68,11 +68,13 @@ class Sweeper:
         now = self.clock()
         opened = closed = submitted = 0
         expired = self.db.query(
-            "SELECT sku, location, next_expiry FROM stock_levels WHERE next_expiry IS NOT NULL AND next_expiry <= %s",
+            "SELECT sku, location, next_expiry FROM stock_levels "
+            "WHERE next_expiry IS NOT NULL AND next_expiry <= %s",
             (now,),
         )
         stuck = self.db.query(
-            "SELECT order_id, channel, captured_at FROM order_views WHERE erp_posted = 0 AND stage <> 'cancelled' "
+            "SELECT order_id, channel, captured_at FROM order_views "
+            "WHERE erp_posted = 0 AND stage <> 'cancelled' "
             "AND captured_at <= %s",
             (now - self.deadline_seconds,),
         )

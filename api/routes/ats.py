@@ -71,9 +71,10 @@ async def get_ats(channel: str, sku: str, container: ContainerDep, _: AtsReader)
 
 @router.get("/v1/ats/{channel}")
 async def list_ats(
-    channel: str, container: ContainerDep, _: AtsReader, sku: Annotated[list[str], Query()] = []
-) -> dict[str, Any]:  # noqa: B006
+    channel: str, container: ContainerDep, _: AtsReader, sku: Annotated[list[str] | None, Query()] = None
+) -> dict[str, Any]:
     """The ATS of several SKUs on one channel (`?sku=A&sku=B`, at most 100)."""
+    sku = sku or []
     _known_channel(container, channel)
     if not sku:
         raise Problem(422, "validation-error", "name at least one sku (?sku=A&sku=B)")

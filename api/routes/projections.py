@@ -33,7 +33,7 @@ def _jobs(container: Container) -> dict[str, dict[str, Any]]:
 
 def _run(container: Container, job: dict[str, Any]) -> None:
     try:
-        job["result"] = rebuild(container.extras["projector"], job["name"])
+        job["result"] = rebuild(container.extras["projector"], job["name"], by=job["started_by"])
         job["state"] = "done"
     except Exception as e:  # the job reports it; nothing half-built is visible (the swap is atomic)
         job["state"], job["error"] = "failed", type(e).__name__

@@ -1,4 +1,4 @@
-"""Helpers shared by the projection tests: a ledger with its read models, table snapshots, random histories."""
+"""Helpers for the projection tests: a ledger with its read models, table snapshots, random histories."""
 
 from __future__ import annotations
 
@@ -26,7 +26,10 @@ class Rig:
         self.channels = ChannelPolicies(self.db)
         self.channels.create_tables()
         self.ledger = Ledger(env, locations=self.channels)
-        self.projector = Projector(self.db, self.ledger.app, self.channels, batch_size=7)
+        self.channels.record = self.ledger.execute  # policy versions are facts in the log
+        self.projector = Projector(
+            self.db, self.ledger.app, self.channels, batch_size=7, record=self.ledger.execute
+        )
 
     def close(self) -> None:
         self.ledger.close()

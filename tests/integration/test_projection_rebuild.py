@@ -1,4 +1,4 @@
-"""Read models kept incrementally equal a rebuild from scratch; a policy fix + rebuild publishes only changes."""
+"""Incremental read models equal a rebuild; corrections (policy changes, rebuilds) come at newer positions."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from projection_support import LOCATIONS, SKUS, Rig, random_command, random_poli
 
 from adapters.channels import ChannelPolicy
 from projections import outbox
+from projections.outbox import subject_token
 from projections.rebuild import rebuild
 
 
@@ -46,9 +47,12 @@ def test_incremental_read_models_equal_a_rebuild_from_scratch(database_url, seed
         live = snapshot(rig.db)
         ats = {(r["channel"], r["sku"]): r["available"] for r in live["ats"]}
         assert ats == expected_ats(rig)
+        depth = outbox.depth(rig.db)
         for name in ("ats", "orders", "stock"):
             result = rebuild(rig.projector, name, batch_size=11)
             assert result["published"] == 0
+        rig.projector.catch_up()  # the three markers: nothing to correct, nothing to publish
+        assert outbox.depth(rig.db) == depth
         assert snapshot(rig.db) == live
         positions = {r["name"]: r["position"] for r in rig.projector.status()}
         assert set(positions.values()) == {rig.projector.head()}
@@ -56,7 +60,20 @@ def test_incremental_read_models_equal_a_rebuild_from_scratch(database_url, seed
         rig.close()
 
 
-def test_a_policy_fix_and_a_rebuild_publish_exactly_the_ats_values_that_changed(database_url):
+def sent_since(rig: Rig, depth: int) -> list[dict]:
+    return [orjson.loads(r["payload"]) for r in outbox.pending(rig.db, 100_000)[depth:]]
+
+
+def last_positions(rig: Rig, prefix: str) -> dict[str, int]:
+    """The newest position published per subject so far."""
+    out: dict[str, int] = {}
+    for r in outbox.pending(rig.db, 100_000):
+        if r["subject"].startswith(prefix):
+            out[r["subject"]] = max(out.get(r["subject"], 0), orjson.loads(r["payload"])["position"])
+    return out
+
+
+def test_a_rebuild_corrects_exactly_the_wrong_ats_values_at_a_strictly_newer_position(database_url):
     rig = Rig(database_url)
     try:
         rig.channels.put(ChannelPolicy("web", ("W1", "W2"), safety_stock=1), "test")
@@ -64,44 +81,94 @@ def test_a_policy_fix_and_a_rebuild_publish_exactly_the_ats_values_that_changed(
             rig.ledger.receive(sku, "W1", 10 + i, f"r{i}")
             rig.ledger.receive(sku, "W2", 3, f"q{i}")
         rig.projector.catch_up()
-        before = {(r["channel"], r["sku"]): r["available"] for r in snapshot(rig.db)["ats"]}
+        right = expected_ats(rig)
+        before = last_positions(rig, "ledger.ats.")
         depth = outbox.depth(rig.db)
-        # the fix: one SKU gets an override, one is excluded, one stays as it was
-        rig.channels.put(
-            ChannelPolicy(
-                "web",
-                ("W1", "W2"),
-                safety_stock=1,
-                safety_stock_overrides={SKUS[0]: 4},
-                excluded_skus=frozenset({SKUS[1]}),
-            ),
-            "test",
+        # a read-model bug: two live values are wrong (one too high, one vanished)
+        rig.db.script(
+            [
+                f"UPDATE ats SET available = 999 WHERE sku = '{SKUS[0]}'",
+                f"DELETE FROM ats WHERE sku = '{SKUS[1]}'",
+            ]
         )
         result = rebuild(rig.projector, "ats")
-        sent = [orjson.loads(r["payload"]) for r in outbox.pending(rig.db, 1000)[depth:]]
-        after = expected_ats(rig)
-        changed = {k: v for k, v in after.items() if before.get(k) != v}
-        assert {(m["channel"], m["sku"]): m["available"] for m in sent} == changed
-        assert len(sent) == len(changed) == result["published"] == 2
-        assert all(m["position"] == rig.projector.head() for m in sent)
-        rig.projector.catch_up()  # the runner sees the policy it was rebuilt under: nothing more to send
-        assert outbox.depth(rig.db) == depth + 2
-        assert {(r["channel"], r["sku"]): r["available"] for r in snapshot(rig.db)["ats"]} == after
+        assert result["published"] == 2
+        assert sent_since(rig, depth) == []  # nothing goes out before the marker is in the log
+        marker = rig.projector.head()
+        rig.projector.catch_up()
+        sent = sent_since(rig, depth)
+        assert {(m["channel"], m["sku"]): m["available"] for m in sent} == {
+            k: v for k, v in right.items() if k[1] in SKUS[:2]
+        }
+        assert all(m["position"] == marker for m in sent)
+        for m in sent:  # a consumer that drops messages not newer than the last one applies these
+            assert m["position"] > before[f"ledger.ats.web.{subject_token(m['sku'])}"]
+        assert {(r["channel"], r["sku"]): r["available"] for r in snapshot(rig.db)["ats"]} == right
+        rig.projector.catch_up()
+        assert len(sent_since(rig, depth)) == 2  # published once
     finally:
         rig.close()
 
 
-def test_a_policy_change_is_applied_and_published_by_the_runner_without_a_rebuild(database_url):
+def test_an_orders_rebuild_publishes_only_the_stages_it_corrected(database_url):
+    rig = Rig(database_url)
+    try:
+        rig.channels.put(ChannelPolicy("web", ("W1",)), "test")
+        rig.ledger.receive(SKUS[0], "W1", 10, "r")
+        for o in ("o1", "o2", "o3"):
+            rig.ledger.capture_order(o, "web", [{"line_id": "1", "sku": SKUS[0], "quantity": 1}])
+        rig.ledger.ship("o2", "s1", [{"line_id": "1", "quantity": 1}])
+        rig.projector.catch_up()
+        before = last_positions(rig, "ledger.orders.")
+        depth = outbox.depth(rig.db)
+        rig.db.script(["UPDATE order_views SET stage = 'cancelled' WHERE order_id = 'o2'"])
+        result = rebuild(rig.projector, "orders")
+        assert result["published"] == 1
+        rig.projector.catch_up()
+        sent = sent_since(rig, depth)
+        assert [(m["order_id"], m["stage"]) for m in sent] == [("o2", "shipped")]
+        assert sent[0]["position"] > before["ledger.orders.o2"]
+        assert sent[0]["position"] == rig.projector.head()
+    finally:
+        rig.close()
+
+
+def test_a_policy_change_is_published_at_its_own_position_in_the_log(database_url):
     rig = Rig(database_url)
     try:
         rig.channels.put(ChannelPolicy("web", ("W1",), safety_stock=0), "test")
         rig.ledger.receive(SKUS[0], "W1", 5, "r")
         rig.ledger.receive(SKUS[0], "W2", 7, "r2")
+        rig.ledger.receive(SKUS[1], "W1", 1, "r3")
         rig.projector.catch_up()
+        before = last_positions(rig, "ledger.ats.")
         depth = outbox.depth(rig.db)
         rig.channels.put(ChannelPolicy("web", LOCATIONS, safety_stock=2), "test")
+        changed_at = rig.projector.head()  # the PolicyChanged event
         rig.projector.catch_up()
-        sent = [orjson.loads(r["payload"]) for r in outbox.pending(rig.db, 1000)[depth:]]
-        assert [(m["sku"], m["available"]) for m in sent] == [(SKUS[0], 10)]
+        sent = sent_since(rig, depth)
+        assert {m["sku"]: m["available"] for m in sent} == {SKUS[0]: 10, SKUS[1]: 0}
+        assert all(m["position"] == changed_at for m in sent)
+        assert all(m["position"] > before[f"ledger.ats.web.{subject_token(m['sku'])}"] for m in sent)
+        # the same version again (a retried PUT, a restart's sync) changes nothing
+        rig.channels.sync()
+        rig.projector.catch_up()
+        assert len(sent_since(rig, depth)) == 2
+    finally:
+        rig.close()
+
+
+def test_policies_stored_before_they_were_facts_are_recorded_by_the_sync(database_url):
+    rig = Rig(database_url)
+    try:
+        rig.channels.record = None  # an older version of the service: the table only
+        rig.channels.put(ChannelPolicy("web", ("W1",), safety_stock=1), "test")
+        rig.ledger.receive(SKUS[0], "W1", 5, "r")
+        rig.projector.catch_up()
+        assert snapshot(rig.db)["ats"] == []
+        rig.channels.record = rig.ledger.execute
+        assert rig.channels.sync() == 1
+        rig.projector.catch_up()
+        assert [(r["sku"], r["available"]) for r in snapshot(rig.db)["ats"]] == [(SKUS[0], 4)]
     finally:
         rig.close()

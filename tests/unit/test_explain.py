@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.channels import ChannelPolicy, Policies
+from adapters.channels import ChannelPolicy
+from ledger.channels import Channel, channel_id
 from ledger.stock import SkuLocation
 from projections.explain import explain, in_force, series
 from projections.models import AtsView
@@ -83,7 +84,18 @@ def history(steps: list[tuple[str, str, int]]) -> tuple[dict[str, SkuLocation], 
 def read_model_ats(policy: ChannelPolicy, log: list) -> int:
     """The ATS the `ats` projection computes from the same events (in memory)."""
     view, store = AtsView(), Store(AtsView.tables)
-    view.begin(Policies({policy.channel: policy}, policy.version))
+    view.begin(store)
+    changed = Channel.PolicyChanged(  # the policy, as a fact in the log before the stock events
+        originator_id=channel_id(policy.channel),
+        originator_version=2,
+        timestamp=datetime.now(UTC),
+        channel=policy.channel,
+        version=policy.version,
+        policy=policy.rules(),
+        changed_by="test",
+        cause={},
+    )
+    view.apply(store, 0, changed)
     for position, event in log:
         view.apply(store, position, event)
     view.finish(store)

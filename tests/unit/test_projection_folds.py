@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import tempfile
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.channels import ChannelPolicy
-from ledger.errors import InvalidCommandError
+from adapters.persistence.urls import ledger_env
+from ledger.bounds import stock_id
+from ledger.channels import Channel
+from ledger.commands import ChangeChannelPolicy
+from ledger.errors import InvalidCommandError, LedgerError
+from ledger.orders import Order
 from ledger.service import Ledger
+from ledger.stock import SkuLocation
 from projections import folds
 from projections.models import AtsView, OrdersView, StockView
 from projections.outbox import subject_token, token_value
 from projections.store import Store
+
+NOW = datetime.now(UTC)
 
 
 @given(st.text(min_size=1, max_size=128))
@@ -56,69 +68,234 @@ def test_a_policy_refuses_nonsense():
             ChannelPolicy("c", **kw)
 
 
-@settings(max_examples=30, deadline=None)
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(["receive", "order", "ship", "cancel", "return", "adjust"]), st.integers(1, 4)
-        ),
-        max_size=12,
-    )
-)
-def test_memory_folds_agree_with_the_aggregates(ops):
-    led = Ledger()  # in-memory event store
-    policy = ChannelPolicy("web", ("w1", "w2"), safety_stock=1)
-    orders = []
-    for i, (op, q) in enumerate(ops):
-        try:
-            if op == "receive":
-                led.receive("s", "w1" if i % 2 else "w2", q, f"r{i}")
-            elif op == "adjust":
-                led.adjust("s", "w1", -q, "count", f"a{i}")
-            elif op == "order":
-                led.capture_order(
-                    f"o{i}", "web", [{"line_id": "1", "sku": "s", "quantity": q, "location": "w1"}]
-                )
-                orders.append(f"o{i}")
-            elif op == "ship" and orders:
-                led.ship(orders[-1], f"sh{i}", [{"line_id": "1", "quantity": 1}])
-            elif op == "cancel" and orders:
-                led.cancel(orders[0], "x")
-            elif op == "return" and orders:
-                led.return_items(
-                    orders[-1], f"rt{i}", [{"line_id": "1", "quantity": 1, "disposition": "damaged"}]
-                )
-        except Exception:
-            pass
-    views = [StockView(), OrdersView(), AtsView()]
-    store = Store([t for v in views for t in v.tables])
-    from adapters.channels import Policies
+OPS = ["receive", "order", "hold", "ship", "cancel", "return", "adjust", "expire", "policy"]
 
-    for v in views:
-        v.begin(Policies({"web": policy}, 1))
-    for n in led.app.recorder.select_notifications(1, 10_000):
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(OPS), st.integers(1, 4)), max_size=14))
+def test_the_folds_agree_with_the_aggregates(ops):
+    """Given any history (policies in the log, expiring holds), the folds equal the aggregates."""
+    with tempfile.TemporaryDirectory() as tmp, Ledger(ledger_env(f"sqlite:///{tmp}/l.db")) as led:
+        version = 1
+        led.execute(change(ChannelPolicy("web", ("w1", "w2"), safety_stock=1), version))
+        orders: list[str] = []
+        past = datetime.now(UTC) - timedelta(minutes=1)
+        for i, (op, q) in enumerate(ops):
+            try:
+                if op == "receive":
+                    led.receive("s", "w1" if i % 2 else "w2", q, f"r{i}")
+                elif op == "adjust":
+                    led.adjust("s", "w1", -q, "count", f"a{i}")
+                elif op in ("order", "hold"):
+                    led.capture_order(
+                        f"o{i}",
+                        "web",
+                        [{"line_id": "1", "sku": "s", "quantity": q, "location": "w1"}],
+                        expires_at=past if op == "hold" else None,
+                    )
+                    orders.append(f"o{i}")
+                elif op == "ship" and orders:
+                    led.ship(orders[-1], f"sh{i}", [{"line_id": "1", "quantity": 1}])
+                elif op == "cancel" and orders:
+                    led.cancel(orders[0], "x")
+                elif op == "return" and orders:
+                    led.return_items(
+                        orders[-1], f"rt{i}", [{"line_id": "1", "quantity": 1, "disposition": "damaged"}]
+                    )
+                elif op == "expire":
+                    led.release_expired("s", "w1", datetime.now(UTC))
+                elif op == "policy":
+                    version += 1
+                    led.execute(
+                        change(
+                            ChannelPolicy("web", ("w1",) if q % 2 else ("w1", "w2"), safety_stock=q), version
+                        )
+                    )
+            except LedgerError:
+                pass
+        views = [StockView(), OrdersView(), AtsView()]
+        store = Store([t for v in views for t in v.tables])
         for v in views:
-            v.apply(store, n.id, led.app.mapper.to_domain_event(n))
-    for v in views:
-        v.finish(store)
-    total = 0
-    for loc in ("w1", "w2"):
-        agg = led.history.stock("s", loc)
-        row = dict(store.items("stock_levels")).get((str(agg.id),)) if agg else None
-        if agg is not None:
-            assert (row["on_hand"], row["reserved"], row["unavailable"], row["available"]) == (
-                agg.on_hand,
-                agg.reserved,
-                agg.unavailable,
-                agg.available,
-            )
-            total += agg.available
-    ats_rows = dict(store.items("ats"))
-    if total or ats_rows:
-        assert ats_rows[("web", "s")]["available"] == policy.ats("s", total)
-    for o in orders:
-        agg = led.history.order(o)
-        row = dict(store.items("order_views"))[(str(agg.id),)]
-        assert row["stage"] == agg.stage
-        assert folds.order_lines(row)[0]["shipped"] == agg.lines["1"]["shipped"]
-    led.close()
+            v.begin(store)
+        for n in led.app.recorder.select_notifications(1, 10_000):
+            for v in views:
+                v.apply(store, n.id, led.app.mapper.to_domain_event(n))
+        for v in views:
+            v.finish(store)
+        policy = views[2].policies.by_channel["web"]
+        assert policy.version == version
+        total = 0
+        for loc in ("w1", "w2"):
+            agg = led.history.stock("s", loc)
+            row = dict(store.items("stock_levels")).get((str(agg.id),)) if agg else None
+            if agg is not None:
+                assert (row["on_hand"], row["reserved"], row["unavailable"], row["available"]) == (
+                    agg.on_hand,
+                    agg.reserved,
+                    agg.unavailable,
+                    agg.available,
+                )
+                if loc in policy.locations:
+                    total += agg.available
+        ats_rows = dict(store.items("ats"))
+        if ("web", "s") in ats_rows or total:
+            assert ats_rows[("web", "s")]["available"] == policy.ats("s", total)
+        for o in orders:
+            agg = led.history.order(o)
+            row = dict(store.items("order_views"))[(str(agg.id),)]
+            assert row["stage"] == agg.stage
+            line = folds.order_lines(row)[0]
+            assert line["shipped"] == agg.lines["1"]["shipped"]
+            assert line["reserved"] == Order.held_quantity(agg.lines["1"])
+
+
+def change(policy: ChannelPolicy, version: int) -> ChangeChannelPolicy:
+    return ChangeChannelPolicy(
+        channel=policy.channel, version=version, policy=policy.rules(), changed_by="test"
+    )
+
+
+def test_a_policy_change_in_the_log_recomputes_the_channel_at_that_position():
+    """Given ATS published at a position, a later PolicyChanged publishes the changed values at its own."""
+    view = AtsView()
+    store = Store(view.tables)
+    view.begin(store)
+    events = [
+        (
+            1,
+            Channel.PolicyChanged(
+                originator_id=uuid4(),
+                originator_version=2,
+                timestamp=NOW,
+                channel="web",
+                version=1,
+                policy=ChannelPolicy("web", ("w1",)).rules(),
+                changed_by="a",
+                cause={},
+            ),
+        ),
+    ]
+    for p, e in events:
+        view.apply(store, p, e)
+    opened = SkuLocation.Opened(
+        originator_id=stock_id("s", "w1"),
+        originator_version=1,
+        timestamp=NOW,
+        originator_topic="",
+        sku="s",
+        location="w1",
+        cause={},
+    )
+    view.apply(store, 2, opened)
+    view.apply(
+        store,
+        3,
+        SkuLocation.StockReceived(
+            originator_id=opened.originator_id,
+            originator_version=2,
+            timestamp=NOW,
+            quantity=5,
+            reference="r",
+            expected=False,
+            cause={},
+        ),
+    )
+    view.finish(store)
+    first = store.messages[:]
+    assert [(m[1]["available"], m[1]["position"]) for m in first] == [(5, 3)]
+    store.messages.clear()
+    view.begin(store)
+    newer = ChannelPolicy("web", ("w1",), safety_stock=2).rules()
+    view.apply(
+        store,
+        9,
+        Channel.PolicyChanged(
+            originator_id=uuid4(),
+            originator_version=3,
+            timestamp=NOW,
+            channel="web",
+            version=2,
+            policy=newer,
+            changed_by="b",
+            cause={},
+        ),
+    )
+    # an older or malformed version in the log changes nothing
+    view.apply(
+        store,
+        10,
+        Channel.PolicyChanged(
+            originator_id=uuid4(),
+            originator_version=4,
+            timestamp=NOW,
+            channel="web",
+            version=1,
+            policy=newer,
+            changed_by="c",
+            cause={},
+        ),
+    )
+    view.apply(
+        store,
+        11,
+        Channel.PolicyChanged(
+            originator_id=uuid4(),
+            originator_version=5,
+            timestamp=NOW,
+            channel="web",
+            version=3,
+            policy={"locations": "w1"},
+            changed_by="d",
+            cause={},
+        ),
+    )
+    view.finish(store)
+    assert [(m[1]["available"], m[1]["position"]) for m in store.messages] == [(3, 9)]
+    assert dict(store.items("ats_policies"))[("web",)]["version"] == 2
+
+
+def test_the_order_references_read_model_maps_every_outside_id_to_its_order():
+    view = OrdersView()
+    store = Store(view.tables)
+    view.begin(store)
+    oid = uuid4()
+    captured = Order.Captured(
+        originator_id=oid,
+        originator_version=1,
+        timestamp=NOW,
+        originator_topic="",
+        order_id="820982911946154508",
+        channel="online",
+        lines=[{"line_id": "1", "sku": "s", "quantity": 1}],
+        external_refs={"shopify_name": "#1001", "shopify_number": 1001},
+        platform_status={},
+        cause={},
+    )
+    view.apply(store, 1, captured)
+    view.apply(
+        store,
+        2,
+        Order.CorrelationIdsRecorded(
+            originator_id=oid, originator_version=2, timestamp=NOW, ids={"pos": "T-9"}, cause={}
+        ),
+    )
+    view.apply(
+        store,
+        3,
+        Order.PostedToErp(
+            originator_id=oid,
+            originator_version=3,
+            timestamp=NOW,
+            document="so",
+            attempts=1,
+            erp_reference="SO-77",
+            cause={},
+        ),
+    )
+    refs = {k for k, _ in store.items("order_refs")}
+    assert refs == {
+        ("#1001", "820982911946154508", "shopify_name"),
+        ("1001", "820982911946154508", "shopify_number"),
+        ("T-9", "820982911946154508", "pos"),
+        ("SO-77", "820982911946154508", "erp"),
+    }
