@@ -53,8 +53,11 @@ class NatsPublisher:
 
     @property
     def healthy(self) -> bool:
-        """Ready unless a URL is configured and NATS is unreachable."""
-        return self.url is None or self.connected
+        """Ready unless this process relays (started, URL set) and NATS is unreachable.
+
+        `ledger serve --no-workers` beside a `ledger worker` does not relay: NATS is the worker's concern.
+        """
+        return self.url is None or self._thread is None or self.connected
 
     def start(self) -> None:
         if self.url is None:

@@ -19,8 +19,7 @@ from projections.exceptions import list_exceptions
 from projections.explain import Explainer
 
 TIMELINE = 200
-ORDER_TOPICS = ("Captured", "CorrelationIdsRecorded")
-SCAN_LIMIT = 20_000  # events of those types a correlation-id search reads at most
+REFERENCE_LIMIT = 100  # orders a correlation-id search lists at most
 
 
 def explainer(c: Container) -> Explainer:
@@ -82,28 +81,15 @@ def search(c: Container, q: str) -> list[dict[str, Any]]:
 
 
 def orders_by_reference(c: Container, ref: str) -> list[str]:
-    """Orders whose correlation ids (Shopify name, order number, ERP reference...) include `ref`."""
-    app = c.ledger.app
-    topics = [f"ledger.orders:Order.{name}" for name in ORDER_TOPICS]  # the events that carry them
-    found: list[str] = []
-    start, read = 1, 0
-    while read < SCAN_LIMIT:
-        notes = app.recorder.select_notifications(start, 1000, topics=topics)
-        for n in notes:
-            event = app.mapper.to_domain_event(n)
-            refs = getattr(event, "external_refs", None) or getattr(event, "ids", None) or {}
-            if ref in {str(v) for v in refs.values()}:
-                order = getattr(event, "order_id", None)
-                if order is None:
-                    agg = c.ledger.history._get(event.originator_id)
-                    order = getattr(agg, "order_id", None)
-                if order is not None and order not in found:
-                    found.append(order)
-        read += len(notes)
-        if len(notes) < 1000:
-            break
-        start = notes[-1].id + 1
-    return found
+    """Orders whose correlation ids (Shopify name, order number, ERP reference...) include `ref`.
+
+    Answered by the `orders` read model's `order_refs` table (one indexed lookup), not a scan of the log.
+    """
+    rows = c.db.query(
+        "SELECT DISTINCT order_id FROM order_refs WHERE reference = %s ORDER BY order_id LIMIT %s",
+        (ref, REFERENCE_LIMIT),
+    )
+    return [r["order_id"] for r in rows]
 
 
 # ------------------------------------------------------------------ SKU

@@ -122,9 +122,15 @@ def test_search_finds_orders_by_their_outside_ids(api: Api):
             cause={},
         )
     )
+    erp_ref = uid("SO")
+    api.container.ledger.execute(
+        __import__("ledger.commands", fromlist=["x"]).AddCorrelationIds(order_id=oid, ids={"erp": erp_ref})
+    )
+    api.container.extras["projector"].catch_up()  # the search reads the orders read model's `order_refs`
     sign_in(api, "audit:read")
-    r = api.client.get("/console/search", params={"q": name}, headers=HTML, follow_redirects=False)
-    assert r.status_code == 303 and r.headers["location"] == f"/console/orders/{oid}"
+    for ref in (name, erp_ref):
+        r = api.client.get("/console/search", params={"q": ref}, headers=HTML, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == f"/console/orders/{oid}"
     nothing = api.client.get("/console/search", params={"q": uid("none")}, headers=HTML)
     assert nothing.status_code == 200 and 'id="no-hits"' in nothing.text
 

@@ -120,3 +120,19 @@ def test_nats_down_while_events_flow_loses_nothing_and_duplicates_nothing(pg_url
         rig.close()
         server.terminate()
         server.wait(10)
+
+
+def test_a_process_that_does_not_relay_is_ready_without_nats(sqlite_url):
+    """`ledger serve --no-workers`: the relay is not started, so NATS down does not make it unready."""
+    rig = Rig(sqlite_url)
+    try:
+        publisher = NatsPublisher(f"nats://127.0.0.1:{free_port()}", OutboxQueue(rig.db))
+        assert publisher.healthy  # configured, not started
+        publisher.start()
+        try:
+            assert not publisher.healthy  # relaying, and nothing listens on that port
+        finally:
+            publisher.stop()
+        assert publisher.healthy
+    finally:
+        rig.close()

@@ -56,6 +56,15 @@ def test_the_service_command_exists_in_the_cli():
     assert "serve" in commands
 
 
+def test_the_http_service_leaves_the_workers_to_the_worker_service():
+    services = compose()["services"]
+    assert "--no-workers" in services["ledger"]["command"]
+    serve = typer.main.get_command(cli).commands["serve"]  # type: ignore[attr-defined]
+    flags = {o for p in serve.params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
+    assert {"--host", "--port", "--no-workers"} <= flags
+    assert "worker" in typer.main.get_command(cli).commands  # type: ignore[attr-defined]
+
+
 def test_the_image_installs_the_project_on_python_311_slim():
     lines = [
         x.strip()
