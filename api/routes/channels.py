@@ -1,8 +1,8 @@
 """Channel policies (admin): the location group, safety stock, buffer and exclusions of a channel.
 
 A change is a new version, kept with who made it and when, and recorded in the admin audit
-trail. The `ats` read model applies it by itself: the projection runner recomputes the
-channel's ATS rows in its next cycle (woken at once) and publishes the values that changed.
+trail. The version is also recorded in the ledger (`Channel.PolicyChanged`); the `ats` read
+model applies it at that event's position and publishes the values that changed with it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _actor(p: Principal) -> str:
 async def put_channel(
     channel: str, body: PolicyBody, container: ContainerDep, principal: Admin
 ) -> dict[str, Any]:
-    """Sets the channel's policy (a new version); its ATS is recomputed by the projection runner."""
+    """Sets the channel's policy (a new version, also a fact in the ledger); its ATS follows."""
     buffer = body.buffer or Buffer()
     if buffer.units is not None and buffer.percent is not None:
         raise Problem(422, "validation-error", "a buffer is either units or percent, not both")
