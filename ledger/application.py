@@ -19,7 +19,7 @@ from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from ledger import commands as c
 from ledger.bounds import order_id as order_uuid
 from ledger.channels import Channel, ReadModel, channel_id, read_model_id
-from ledger.bounds import stock_id
+from ledger.bounds import reservation_id, stock_id
 from ledger.errors import (
     CorrectionError,
     InsufficientStockError,
@@ -268,25 +268,24 @@ class Decider:
 
     def release_expired(self, cmd: c.ReleaseExpired, uow: UnitOfWork) -> dict[str, Any]:
         s = self._existing(uow, cmd.sku, cmd.location)
-        expired = list(s.expired_reservations(cmd.now))
+        expired = [(s.reservations[rid], qty) for rid, qty in s.expired_reservations(cmd.now)]
+        expired = [({"order_id": r["order_id"], "line_id": r["line_id"]}, qty) for r, qty in expired]
         released = s.release_expired(cmd.now, cmd.cause)
-        for rid, qty in expired:
-            self._expire_on_order(uow, s, rid, qty, cmd.cause)
+        for r, qty in expired:
+            self._expire_on_order(uow, s, r["order_id"], r["line_id"], qty, cmd.cause)
         return {"released": released, **stock_view(s)}
 
     @staticmethod
-    def _expire_on_order(uow: UnitOfWork, s: SkuLocation, rid: str, qty: int, cause: dict[str, Any]) -> None:
-        """An expired reservation `order_id/line_id` of an order in the ledger is released on its line too."""
-        for i, ch in enumerate(rid):
-            if ch != "/":
-                continue
-            order = uow.order(rid[:i]) if 0 < i < len(rid) - 1 else None
-            line = None if order is None else order.lines.get(rid[i + 1 :])
-            if order is not None and line is not None and line["location"] == s.location:
-                held = min(qty, Order.held_quantity(line))
-                if held > 0:
-                    order.record_release(line["line_id"], held, "expired", cause)
-                return
+    def _expire_on_order(
+        uow: UnitOfWork, s: SkuLocation, order_id: str, line_id: str, qty: int, cause: dict[str, Any]
+    ) -> None:
+        """An expired reservation of an order line in the ledger is released on that line too."""
+        order = uow.order(order_id)
+        line = None if order is None else order.lines.get(line_id)
+        if order is not None and line is not None and line["location"] == s.location:
+            held = min(qty, Order.held_quantity(line))
+            if held > 0:
+                order.record_release(line["line_id"], held, "expired", cause)
 
     def sell(self, cmd: c.SellDirect, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock(cmd.sku, cmd.location)
@@ -431,7 +430,7 @@ class Decider:
         held = Order.held_quantity(line)
         wanted = Order.open_quantity(line)
         if held > 0:
-            rid = f"{cmd.order_id}/{cmd.line_id}"
+            rid = reservation_id(cmd.order_id, cmd.line_id)
             wrong = self._existing(uow, line["sku"], line["location"])
             still = min(held, wrong.reserved_for(rid))  # an expiry may have given some back already
             if still:
@@ -472,7 +471,7 @@ class Decider:
                     f"line {sl['line_id']} has no reserved location; name the shipping location", field="lines"
                 )
             qty = sl["quantity"]
-            rid = f"{cmd.order_id}/{sl['line_id']}"
+            rid = reservation_id(cmd.order_id, sl["line_id"])
             reference = f"{cmd.order_id}/{cmd.shipment_id}/{sl['line_id']}"
             consumed = released = 0
             held = held_left[sl["line_id"]]
@@ -525,7 +524,7 @@ class Decider:
             unreserved = Order.open_quantity(line) - held
             released = max(0, min(held, w["quantity"] - unreserved))
             if released:
-                rid = f"{cmd.order_id}/{w['line_id']}"
+                rid = reservation_id(cmd.order_id, w["line_id"])
                 self._existing(uow, line["sku"], line["location"]).release(rid, released, "cancelled", cmd.cause)
             recorded.append({"line_id": w["line_id"], "quantity": w["quantity"], "released": released})
         order.record_cancellation(cmd.reason, recorded, whole, cmd.cause)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from ledger.errors import InvalidCommandError
@@ -41,3 +42,28 @@ def stock_id(sku: str, location: str) -> uuid.UUID:
 
 def order_id(order: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"order\x1f{order}")
+
+
+def reservation_id(order_id: str, line_id: str) -> str:
+    """The reservation of one order line: `order/line`, with `%` and `/` escaped in each part.
+
+    Ids without those characters read as plain `order/line`; escaping keeps two different lines
+    (order `a/b` line `c`, order `a` line `b/c`) from ever sharing a reservation.
+    """
+    return f"{_escape(order_id)}/{_escape(line_id)}"
+
+
+def _escape(part: str) -> str:
+    return part.replace("%", "%25").replace("/", "%2F")
+
+
+def parse_reservation_id(rid: str) -> tuple[str, str] | None:
+    """The (order id, line id) of a reservation id made by `reservation_id`, or None."""
+    order, sep, line = rid.partition("/")
+    if not sep or "/" in line:
+        return None
+    return _unescape(order), _unescape(line)
+
+
+def _unescape(part: str) -> str:
+    return re.sub(r"%(25|2F)", lambda m: "%" if m.group(1) == "25" else "/", part)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ledger.bounds import check_delta, check_id, check_quantity
+from ledger.bounds import check_delta, check_id, check_quantity, reservation_id
 from ledger.errors import InvalidCommandError
 
 
@@ -163,7 +163,7 @@ class Reserve(Command):
 
     @property
     def key(self) -> str:
-        return f"reservation:{self.order_id}/{self.line_id}"
+        return f"reservation:{reservation_id(self.order_id, self.line_id)}"
 
     def validate(self) -> None:
         check_id(self.sku, "sku"), check_id(self.location, "location")

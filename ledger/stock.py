@@ -23,6 +23,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from ledger.bounds import check_delta, check_id, check_quantity, stock_id
+from ledger.bounds import reservation_id as make_reservation_id
 from ledger.errors import CorrectionError, InsufficientStockError, ReservationError
 
 Cause = dict[str, Any]
@@ -245,7 +246,7 @@ class SkuLocation(Aggregate):
                 requested=quantity,
                 available=self.available,
             )
-        reservation_id = f"{order_id}/{line_id}"
+        reservation_id = make_reservation_id(order_id, line_id)
         self.trigger_event(
             self.StockReserved,
             reservation_id=reservation_id,

@@ -24,7 +24,7 @@ from typing import Any
 from adapters.channels import ChannelPolicies, ChannelPolicy
 from adapters.persistence.db import Database
 from ledger.application import History
-from ledger.bounds import stock_id
+from ledger.bounds import parse_reservation_id, stock_id
 from projections import folds
 
 TERMS = ("on_hand", "reserved", "unavailable")
@@ -55,7 +55,8 @@ def event_link(
     order_id = getattr(event, "order_id", None)
     if order_id is None:
         rid = getattr(event, "reservation_id", None)
-        order_id = rid.rsplit("/", 1)[0] if isinstance(rid, str) and "/" in rid else None
+        parsed = parse_reservation_id(rid) if isinstance(rid, str) else None
+        order_id = parsed[0] if parsed else None
     if order_id is not None:
         link["order_id"] = order_id
     return link
