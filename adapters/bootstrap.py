@@ -6,6 +6,7 @@ FastAPI's lifespan and the CLI both call `bootstrap()`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ class Container:
     ledger: Ledger
     keys: ApiKeys
     extras: dict[str, Any] = field(default_factory=dict)
+    closers: list[Callable[[], None]] = field(default_factory=list)  # run first on close (background jobs)
     _started: list[Any] = field(default_factory=list)
 
     def start_workers(self) -> None:
@@ -35,6 +37,11 @@ class Container:
             self._started.append(worker)
 
     def close(self) -> None:
+        for closer in self.closers:
+            try:
+                closer()
+            except Exception:
+                log.exception("background job did not stop cleanly")
         for worker in reversed(self._started):
             try:
                 worker.stop()

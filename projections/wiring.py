@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.channels import ChannelPolicies
 from adapters.nats import NatsPublisher
+from projections.jobs import RebuildJobs
 from projections.outbox import OutboxQueue
 from projections.runner import Projector, Runner
 from projections.sweeper import Sweeper
@@ -46,6 +47,8 @@ def install(container: Any, poll_seconds: float = 1.0) -> None:
     sweeper = Sweeper(container.db, container.ledger.submit, container.settings.erp_posting_deadline_seconds)
     container.ledger.writer.on_commit.append(runner.wake)
     extras["projector"] = projector
+    extras["rebuilds"] = RebuildJobs(projector)
+    container.closers.append(extras["rebuilds"].stop)
     extras["runner"] = runner
     extras["publisher"] = publisher
     extras["sweeper"] = sweeper

@@ -7,9 +7,6 @@ is for people, the `/v1` API for programs.
 
 from __future__ import annotations
 
-import threading
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -347,29 +344,20 @@ async def map_and_retry(request: Request) -> Response:
 @router.post("/actions/rebuild")
 async def rebuild(request: Request) -> Response:
     """Starts a read-model rebuild (the same job as `POST /v1/projections/{name}/rebuild`)."""
-    from api.routes.projections import NAMES, _jobs, _lock, _run
+    from projections.jobs import RebuildRunningError, UnknownProjectionError
 
     session = None
     try:
         session, data = await actor(request)
         name = data.get("name", "")
-        if name not in NAMES:
-            raise Refusal(404, "unknown-projection", f"no read model named {name[:64]!r}")
         c = _container(request)
-        with _lock:
-            jobs = _jobs(c)
-            if any(j["name"] == name and j["state"] == "running" for j in jobs.values()):
-                raise Refusal(409, "rebuild-running", f"a rebuild of {name} is running")
-            job = {
-                "id": uuid.uuid4().hex[:12],
-                "name": name,
-                "state": "running",
-                "started_at": datetime.now(UTC).isoformat(),
-                "started_by": session.principal.name,
-            }
-            jobs[job["id"]] = job
+        try:
+            job = c.extras["rebuilds"].start(name, by=session.principal.name)
+        except UnknownProjectionError:
+            raise Refusal(404, "unknown-projection", f"no read model named {name[:64]!r}") from None
+        except RebuildRunningError:
+            raise Refusal(409, "rebuild-running", f"a rebuild of {name} is running") from None
         await run_in_threadpool(c.keys.audit, _who(session), "projection.rebuild", name, {"job": job["id"]})
-        threading.Thread(target=_run, args=(c, job), name=f"rebuild-{name}", daemon=True).start()
     except Refusal as e:
         return refuse(request, e, session)
     notice = f"rebuild of {name} started (job {job['id']})"

@@ -266,7 +266,7 @@ def operations(c: Container) -> dict[str, Any]:
     exceptions = list_exceptions(c.db)
     return {
         "projections": projector.status() if projector is not None else [],
-        "jobs": list(c.extras.get("rebuild_jobs", {}).values())[-10:],
+        "jobs": c.extras["rebuilds"].recent(10),
         "outbox": outbox.depth(c.db),
         "parked": parked,
         "exceptions": exceptions,
