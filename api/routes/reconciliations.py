@@ -51,6 +51,14 @@ class ReconciliationIn(BaseModel):
 Format = Annotated[Literal["json", "csv"], Query(description="`csv` gives the finance export")]
 
 
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The report: JSON, or CSV with `?format=csv`",
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
 def _answer(report: dict[str, Any], fmt: str) -> Any:
     if fmt == "csv":
         return Response(
@@ -61,7 +69,7 @@ def _answer(report: dict[str, Any], fmt: str) -> Any:
     return report
 
 
-@router.post("/v1/reconciliations")
+@router.post("/v1/reconciliations", responses=CSV_RESPONSE)
 async def reconcile(
     body: ReconciliationIn, container: ContainerDep, _: Auditor, format: Format = "json"
 ) -> Any:
@@ -91,7 +99,7 @@ async def recent(
     return {"items": items}
 
 
-@router.get("/v1/reconciliations/{run_id}")
+@router.get("/v1/reconciliations/{run_id}", responses=CSV_RESPONSE)
 async def one(
     run_id: Annotated[str, Path(max_length=64)], container: ContainerDep, _: Auditor, format: Format = "json"
 ) -> Any:
