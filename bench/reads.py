@@ -49,7 +49,7 @@ def projections(url: str, events: int = 1_000_000, baseline_seconds: float = 3.0
             projector = Projector(
                 db, ledger.app, ChannelPolicies(db, record=ledger.execute), record=ledger.execute
             )
-            rebuilt = {name: rebuild(projector, name) for name in ("stock", "ats")}
+            rebuilt = {name: rebuild(projector, name) for name in ("stock", "ats", "orders")}
         stock = rebuilt["stock"]
         r.events_per_s = stock["events"] / stock["seconds"]
         r.ratio = r.events_per_s / baseline
@@ -63,6 +63,7 @@ def projections(url: str, events: int = 1_000_000, baseline_seconds: float = 3.0
         r.extra = {"rebuild": rebuilt, "fill_events_per_s": round(head / fill_seconds)}
         try:
             r.extra["append_to_nats"] = nats_latency(url)
+            r.ok = r.ok and r.extra["append_to_nats"]["messages"] > 0
         except Exception as e:  # NATS down: the rebuild figures still stand, the check fails
             r.extra["append_to_nats"] = {"error": repr(e)}
             r.ok = False
