@@ -63,12 +63,19 @@ class NatsPublisher:
         if self.url is None:
             log.info("LEDGER_NATS_URL is not set: messages wait in the outbox")
             return
+        # The loop and its events exist before the thread runs, so a stop right after start is seen.
+        self._loop = asyncio.new_event_loop()
+        self._stop, self._wake = asyncio.Event(), asyncio.Event()
         self._thread = threading.Thread(target=self._main, name="nats-publisher", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._loop is not None and self._stop is not None and self._wake is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:  # the loop already ended
+                pass
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._thread = None
@@ -78,7 +85,7 @@ class NatsPublisher:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _main(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        assert self._loop is not None
         try:
             self._loop.run_until_complete(self._run())
         finally:
@@ -87,14 +94,25 @@ class NatsPublisher:
     async def _run(self) -> None:
         import nats
 
-        self._stop, self._wake = asyncio.Event(), asyncio.Event()
+        assert self._stop is not None
         backoff = 0.2
         while not self._stop.is_set():
             nc = None
             try:
-                nc = await nats.connect(
-                    self.url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+                # nats-py keeps retrying a refused first connection inside connect(): bound it, so
+                # a stop or a backoff is never stuck behind it.
+                nc = await asyncio.wait_for(
+                    nats.connect(
+                        self.url,
+                        connect_timeout=2,
+                        max_reconnect_attempts=0,
+                        allow_reconnect=False,
+                        error_cb=self._on_error,
+                    ),
+                    timeout=3,
                 )
+                if not nc.is_connected:  # nats-py reports a refused connection through error_cb only
+                    raise ConnectionError(f"NATS at {self.url} is unreachable")
                 js = nc.jetstream(timeout=5)
                 await self._ensure_stream(js)
                 self.connected, backoff = True, 0.2
@@ -113,6 +131,11 @@ class NatsPublisher:
                         pass
             await self._sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    @staticmethod
+    async def _on_error(e: Exception) -> None:
+        # nats-py prints a traceback by default; one line is enough (the loop above reconnects).
+        log.debug("NATS client error: %s", type(e).__name__)
 
     async def _ensure_stream(self, js: Any) -> None:
         from nats.js.errors import NotFoundError
