@@ -17,7 +17,6 @@ class Settings(BaseSettings):
     erp_url: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     erp_posting_deadline_seconds: int = Field(default=900, ge=1)
-    reservation_ttl_seconds: int | None = Field(default=None, ge=1)
     log_level: str = "INFO"
     run_workers: bool = True  # projections and publisher in the `serve` process
     # Reconciliation (adapters/reconciliation): `source=absolute/percent%,...`; sources pulled on a schedule.
