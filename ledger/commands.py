@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -27,12 +27,27 @@ def check_lines(lines: object, field: str = "lines") -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Command:
+    """A request to change the ledger. Subclasses declare their checks and their key:
+
+    - `id_fields`: identifiers (1-128 printable characters); `optional_id_fields` may also be None;
+    - `quantity_fields`: quantities (1 to MAX_QUANTITY);
+    - `key_format`: the natural idempotency key, formatted from the fields (e.g. `"receipt:{reference}"`);
+    - `check()`: any further rule.
+    """
+
+    id_fields: ClassVar[tuple[str, ...]] = ()
+    optional_id_fields: ClassVar[tuple[str, ...]] = ()
+    quantity_fields: ClassVar[tuple[str, ...]] = ()
+    key_format: ClassVar[str | None] = None
+
     cause: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def key(self) -> str | None:
         """The natural idempotency key, or None when the command is idempotent by itself."""
-        return None
+        if self.key_format is None:
+            return None
+        return self.key_format.format(**{f: getattr(self, f) for f in self.__dataclass_fields__})
 
     def fingerprint(self) -> str:
         body = asdict(self)
@@ -42,6 +57,17 @@ class Command:
 
     def validate(self) -> None:
         """Checks bounds that need no state; raises InvalidCommandError."""
+        for name in self.id_fields:
+            check_id(getattr(self, name), name)
+        for name in self.optional_id_fields:
+            if getattr(self, name) is not None:
+                check_id(getattr(self, name), name)
+        for name in self.quantity_fields:
+            check_quantity(getattr(self, name), name)
+        self.check()
+
+    def check(self) -> None:
+        """Rules beyond the declared identifiers and quantities."""
 
 
 # ------------------------------------------------------------------ stock
@@ -49,6 +75,10 @@ class Command:
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiveStock(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference")
+    key_format: ClassVar[str | None] = "receipt:{reference}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
+
     sku: str
     location: str
     quantity: int
@@ -56,33 +86,24 @@ class ReceiveStock(Command):
     expected: bool = False
     if_match: int | None = None
 
-    @property
-    def key(self) -> str:
-        return f"receipt:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_quantity(self.quantity)
-
 
 @dataclass(frozen=True, kw_only=True)
 class ExpectStock(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference")
+    key_format: ClassVar[str | None] = "expected:{reference}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
+
     sku: str
     location: str
     quantity: int
     reference: str
 
-    @property
-    def key(self) -> str:
-        return f"expected:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_quantity(self.quantity)
-
 
 @dataclass(frozen=True, kw_only=True)
 class AdjustStock(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference", "reason")
+    key_format: ClassVar[str | None] = "adjustment:{reference}"
+
     sku: str
     location: str
     delta: int
@@ -90,13 +111,7 @@ class AdjustStock(Command):
     reference: str
     if_match: int | None = None
 
-    @property
-    def key(self) -> str:
-        return f"adjustment:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_id(self.reason, "reason")
+    def check(self) -> None:
         check_delta(self.delta)
 
 
@@ -110,19 +125,16 @@ class CountStock(Command):
     (the shelf is what it is): the answer names the `shortfall`.
     """
 
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference", "reason")
+    key_format: ClassVar[str | None] = "count:{reference}"
+
     sku: str
     location: str
     counted: int
     reference: str
     reason: str = "cycle-count"
 
-    @property
-    def key(self) -> str:
-        return f"count:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_id(self.reason, "reason")
+    def check(self) -> None:
         if isinstance(self.counted, bool) or not isinstance(self.counted, int):
             raise InvalidCommandError("counted must be a whole number", field="counted")
         if self.counted != 0:
@@ -131,6 +143,10 @@ class CountStock(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class TransferStock(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "reference", "from_location", "to_location")
+    key_format: ClassVar[str | None] = "transfer:{reference}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
+
     sku: str
     from_location: str
     to_location: str
@@ -138,14 +154,7 @@ class TransferStock(Command):
     reference: str
     if_match: int | None = None  # compare-and-set on the source's version
 
-    @property
-    def key(self) -> str:
-        return f"transfer:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.reference, "reference")
-        check_id(self.from_location, "from_location"), check_id(self.to_location, "to_location")
-        check_quantity(self.quantity)
+    def check(self) -> None:
         if self.from_location == self.to_location:
             raise InvalidCommandError("a transfer needs two different locations", field="to_location")
 
@@ -153,6 +162,9 @@ class TransferStock(Command):
 @dataclass(frozen=True, kw_only=True)
 class Reserve(Command):
     """A reservation outside an order capture (a cart or checkout hold), usually with an expiry."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "order_id", "line_id")
+    quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
 
     sku: str
     location: str
@@ -165,14 +177,13 @@ class Reserve(Command):
     def key(self) -> str:
         return f"reservation:{reservation_id(self.order_id, self.line_id)}"
 
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location")
-        check_id(self.order_id, "order_id"), check_id(self.line_id, "line_id")
-        check_quantity(self.quantity)
-
 
 @dataclass(frozen=True, kw_only=True)
 class ReleaseReservation(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference")
+    key_format: ClassVar[str | None] = "release:{reference}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
+
     sku: str
     location: str
     reservation_id: str
@@ -180,28 +191,23 @@ class ReleaseReservation(Command):
     reason: str
     reference: str
 
-    @property
-    def key(self) -> str:
-        return f"release:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_quantity(self.quantity)
-
 
 @dataclass(frozen=True, kw_only=True)
 class ReleaseExpired(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location")
+
     sku: str
     location: str
     now: datetime
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SellDirect(Command):
     """A store sale with no reservation (a till), or a sale of a named reservation."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference")
+    key_format: ClassVar[str | None] = "sale:{reference}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
 
     sku: str
     location: str
@@ -210,18 +216,14 @@ class SellDirect(Command):
     reservation_id: str | None = None
     record_shortfall: bool = False
 
-    @property
-    def key(self) -> str:
-        return f"sale:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_quantity(self.quantity)
-
 
 @dataclass(frozen=True, kw_only=True)
 class ReturnToStock(Command):
     """A return with no order in the ledger (a store return at the till)."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference")
+    key_format: ClassVar[str | None] = "store-return:{reference}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
 
     sku: str
     location: str
@@ -229,31 +231,21 @@ class ReturnToStock(Command):
     disposition: str
     reference: str
 
-    @property
-    def key(self) -> str:
-        return f"store-return:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_quantity(self.quantity)
+    def check(self) -> None:
         if self.disposition not in ("restock", "damaged"):
             raise InvalidCommandError("disposition must be restock or damaged", field="disposition")
 
 
 @dataclass(frozen=True, kw_only=True)
 class WriteOffDamaged(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference")
+    key_format: ClassVar[str | None] = "write-off:{reference}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
+
     sku: str
     location: str
     quantity: int
     reference: str
-
-    @property
-    def key(self) -> str:
-        return f"write-off:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_quantity(self.quantity)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,6 +255,10 @@ class CorrectMovement(Command):
     Both correction events name the original movement (its SKU-location and stream version).
     """
 
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference", "reason")
+    key_format: ClassVar[str | None] = "correction:{reference}"
+    optional_id_fields: ClassVar[tuple[str, ...]] = ("to_sku", "to_location")
+
     sku: str
     location: str
     version: int
@@ -271,29 +267,18 @@ class CorrectMovement(Command):
     to_sku: str | None = None
     to_location: str | None = None
 
-    @property
-    def key(self) -> str:
-        return f"correction:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location"), check_id(self.reference, "reference")
-        check_id(self.reason, "reason")
-        if self.to_sku is not None:
-            check_id(self.to_sku, "to_sku")
-        if self.to_location is not None:
-            check_id(self.to_location, "to_location")
+    def check(self) -> None:
         if isinstance(self.version, bool) or not isinstance(self.version, int) or self.version < 1:
             raise InvalidCommandError("version must be a positive whole number", field="version")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ConfigureBackorders(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location")
+
     sku: str
     location: str
     allowed: bool
-
-    def validate(self) -> None:
-        check_id(self.sku, "sku"), check_id(self.location, "location")
 
 
 # ------------------------------------------------------------------ orders
@@ -305,6 +290,8 @@ class CaptureOrder(Command):
 
     With `allow_partial`, lines that cannot be reserved stay unreserved instead of refusing the order.
     """
+
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "channel")
 
     order_id: str
     channel: str
@@ -318,8 +305,7 @@ class CaptureOrder(Command):
     def key(self) -> None:
         return None  # the order id itself is the natural key: the aggregate exists or not
 
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.channel, "channel")
+    def check(self) -> None:
         check_lines(self.lines)
         if not self.lines:
             raise InvalidCommandError("an order needs at least one line", field="lines")
@@ -343,35 +329,30 @@ class RemapOrderLine(Command):
     are free. `mapping` names the fix (`{key, version}`). A line with shipped units is refused.
     """
 
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "line_id", "sku", "reference")
+    key_format: ClassVar[str | None] = "line-remap:{reference}"
+
     order_id: str
     line_id: str
     sku: str
     mapping: dict[str, Any]
     reference: str
 
-    @property
-    def key(self) -> str:
-        return f"line-remap:{self.reference}"
-
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.line_id, "line_id"), check_id(self.sku, "sku")
-        check_id(self.reference, "reference")
+    def check(self) -> None:
         if not isinstance(self.mapping, dict):
             raise InvalidCommandError("mapping must be an object", field="mapping")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ShipOrder(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "shipment_id")
+    key_format: ClassVar[str | None] = "shipment:{order_id}/{shipment_id}"
+
     order_id: str
     shipment_id: str
     lines: tuple[dict[str, Any], ...]  # {line_id, quantity, location?}
 
-    @property
-    def key(self) -> str:
-        return f"shipment:{self.order_id}/{self.shipment_id}"
-
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.shipment_id, "shipment_id")
+    def check(self) -> None:
         check_lines(self.lines)
         if not self.lines:
             raise InvalidCommandError("a shipment needs at least one line", field="lines")
@@ -386,6 +367,8 @@ class ShipOrder(Command):
 class CancelOrder(Command):
     """Cancels the whole order (no `lines`) or the given quantities of some lines."""
 
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "reason")
+
     order_id: str
     reason: str
     lines: tuple[dict[str, Any], ...] | None = None
@@ -395,8 +378,7 @@ class CancelOrder(Command):
     def key(self) -> str:
         return f"cancellation:{self.order_id}/{self.reference or 'whole'}"
 
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.reason, "reason")
+    def check(self) -> None:
         if self.lines is not None:
             check_lines(self.lines)
             if self.reference is None:
@@ -408,16 +390,14 @@ class CancelOrder(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class ReturnItems(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "return_id")
+    key_format: ClassVar[str | None] = "return:{order_id}/{return_id}"
+
     order_id: str
     return_id: str
     lines: tuple[dict[str, Any], ...]  # {line_id, quantity, disposition, location?}
 
-    @property
-    def key(self) -> str:
-        return f"return:{self.order_id}/{self.return_id}"
-
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.return_id, "return_id")
+    def check(self) -> None:
         check_lines(self.lines)
         if not self.lines:
             raise InvalidCommandError("a return needs at least one line", field="lines")
@@ -432,100 +412,89 @@ class ReturnItems(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class RecordRefund(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "refund_id", "currency", "amount")
+    key_format: ClassVar[str | None] = "refund:{order_id}/{refund_id}"
+
     order_id: str
     refund_id: str
     amount: str
     currency: str
     lines: tuple[dict[str, Any], ...] = ()
 
-    @property
-    def key(self) -> str:
-        return f"refund:{self.order_id}/{self.refund_id}"
-
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.refund_id, "refund_id")
-        check_id(self.currency, "currency"), check_id(self.amount, "amount")
+    def check(self) -> None:
         check_lines(self.lines)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SettleRefund(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "refund_id", "settlement_reference")
+    key_format: ClassVar[str | None] = "settlement:{order_id}/{refund_id}"
+
     order_id: str
     refund_id: str
     settlement_reference: str
 
-    @property
-    def key(self) -> str:
-        return f"settlement:{self.order_id}/{self.refund_id}"
-
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.refund_id, "refund_id")
-        check_id(self.settlement_reference, "settlement_reference")
-
 
 @dataclass(frozen=True, kw_only=True)
 class RecordErpPosting(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "document")
+    key_format: ClassVar[str | None] = "erp-posted:{order_id}/{document}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("attempts",)
+
     order_id: str
     document: str
     attempts: int
     erp_reference: str | None = None
 
-    @property
-    def key(self) -> str:
-        return f"erp-posted:{self.order_id}/{self.document}"
-
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.document, "document")
-        check_quantity(self.attempts, "attempts")
+    def check(self) -> None:
         if self.erp_reference is not None and not isinstance(self.erp_reference, str):
             raise InvalidCommandError("erp_reference must be text", field="erp_reference")
 
 
 @dataclass(frozen=True, kw_only=True)
 class RecordErpFailure(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "document")
+    key_format: ClassVar[str | None] = "erp-failed:{order_id}/{document}/{attempt}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("attempt",)
+
     order_id: str
     document: str
     attempt: int
     error: str
 
-    @property
-    def key(self) -> str:
-        return f"erp-failed:{self.order_id}/{self.document}/{self.attempt}"
-
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.document, "document")
-        check_quantity(self.attempt, "attempt")
+    def check(self) -> None:
         if not isinstance(self.error, str):
             raise InvalidCommandError("error must be text", field="error")
 
 
 @dataclass(frozen=True, kw_only=True)
 class InvoiceOrder(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "invoice_id")
+
     order_id: str
     invoice_id: str
-
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id"), check_id(self.invoice_id, "invoice_id")
 
 
 @dataclass(frozen=True, kw_only=True)
 class ObservePlatformStatus(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id",)
+
     order_id: str
     status: dict[str, Any]
 
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id")
+    def check(self) -> None:
         if not isinstance(self.status, dict):
             raise InvalidCommandError("status must be an object", field="status")
 
 
 @dataclass(frozen=True, kw_only=True)
 class AddCorrelationIds(Command):
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id",)
+
     order_id: str
     ids: dict[str, str]
 
-    def validate(self) -> None:
-        check_id(self.order_id, "order_id")
+    def check(self) -> None:
         if not isinstance(self.ids, dict):
             raise InvalidCommandError("ids must be an object", field="ids")
         for k, v in self.ids.items():
@@ -539,18 +508,16 @@ class AddCorrelationIds(Command):
 class ChangeChannelPolicy(Command):
     """Records a channel policy version (validated and stored by the channel adapter) in the log."""
 
+    id_fields: ClassVar[tuple[str, ...]] = ("channel",)
+    key_format: ClassVar[str | None] = "channel-policy:{channel}:{version}"
+    quantity_fields: ClassVar[tuple[str, ...]] = ("version",)
+
     channel: str
     version: int
     policy: dict[str, Any]
     changed_by: str
 
-    @property
-    def key(self) -> str:
-        return f"channel-policy:{self.channel}:{self.version}"
-
-    def validate(self) -> None:
-        check_id(self.channel, "channel")
-        check_quantity(self.version, "version")
+    def check(self) -> None:
         if not isinstance(self.policy, dict):
             raise InvalidCommandError("policy must be an object", field="policy")
         if not isinstance(self.changed_by, str) or len(self.changed_by) > 300:
@@ -561,13 +528,14 @@ class ChangeChannelPolicy(Command):
 class RecordRebuild(Command):
     """Marks that a read model's rebuilt tables were swapped in (each rebuild is a new fact)."""
 
+    id_fields: ClassVar[tuple[str, ...]] = ("name",)
+
     name: str
     position: int
     corrected: int
     by: str
 
-    def validate(self) -> None:
-        check_id(self.name, "name")
+    def check(self) -> None:
         for n, f in ((self.position, "position"), (self.corrected, "corrected")):
             if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                 raise InvalidCommandError(f"{f} must be a whole number", field=f)
