@@ -10,11 +10,37 @@ from typing import Any
 import structlog
 
 PERSONAL_KEYS = {
-    "email", "phone", "first_name", "last_name", "name", "address1", "address2", "address", "city", "zip",
-    "province", "company", "customer", "billing_address", "shipping_address", "contact_email",
-    "default_address", "addresses", "note", "browser_ip", "latitude", "longitude",
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "name",
+    "address1",
+    "address2",
+    "address",
+    "city",
+    "zip",
+    "province",
+    "company",
+    "customer",
+    "billing_address",
+    "shipping_address",
+    "contact_email",
+    "default_address",
+    "addresses",
+    "note",
+    "browser_ip",
+    "latitude",
+    "longitude",
 }
-SECRET_KEYS = {"authorization", "token", "secret", "password", "x-shopify-hmac-sha256", "shopify_webhook_secrets"}
+SECRET_KEYS = {
+    "authorization",
+    "token",
+    "secret",
+    "password",
+    "x-shopify-hmac-sha256",
+    "shopify_webhook_secrets",
+}
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"\+\d[\d\s()-]{7,}\d")
 TOKEN = re.compile(r"lk_[0-9a-f]{12}_[A-Za-z0-9_-]+")
@@ -43,7 +69,9 @@ def mask(value: Any, key: str = "") -> Any:
 
 
 def _mask_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return {k: (mask(v, k) if k not in ("timestamp", "level", "logger") else v) for k, v in event_dict.items()}
+    return {
+        k: (mask(v, k) if k not in ("timestamp", "level", "logger") else v) for k, v in event_dict.items()
+    }
 
 
 class _MaskingFilter(logging.Filter):
@@ -51,7 +79,9 @@ class _MaskingFilter(logging.Filter):
         if isinstance(record.msg, str):
             record.msg = mask_text(record.msg)
         if record.args:
-            record.args = tuple(mask(a) for a in record.args) if isinstance(record.args, tuple) else record.args
+            record.args = (
+                tuple(mask(a) for a in record.args) if isinstance(record.args, tuple) else record.args
+            )
         return True
 
 
@@ -70,10 +100,12 @@ def configure_logging(level: str = "INFO") -> None:
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    structlog.processors.format_exc_info,
-                    _mask_processor,  # again: exception text may quote personal data
-                    structlog.processors.JSONRenderer()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _mask_processor,  # again: exception text may quote personal data
+            structlog.processors.JSONRenderer(),
+        ],
     )
     handler = logging.StreamHandler()
     handler.setFormatter(formatter)

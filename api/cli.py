@@ -13,8 +13,9 @@ from adapters.config import Settings
 if TYPE_CHECKING:
     from adapters.keys import ApiKeys
 
-app = typer.Typer(help="ledger: event-sourced inventory and order ledger", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="ledger: event-sourced inventory and order ledger", no_args_is_help=True, add_completion=False
+)
 keys_app = typer.Typer(help="API keys: create, list, revoke", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -42,7 +43,9 @@ def first_start_key(keys: ApiKeys) -> str | None:
 def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8000,
-    workers: Annotated[bool, typer.Option(help="run the projection worker and publisher in this process")] = True,
+    workers: Annotated[
+        bool, typer.Option(help="run the projection worker and publisher in this process")
+    ] = True,
 ) -> None:
     """Serve the HTTP API (with the projection worker and the publisher, by default)."""
     import uvicorn
@@ -58,13 +61,14 @@ def serve(
     if token is not None:
         typer.echo("No API key existed, so a one-time admin key was created. It is shown only now:")
         typer.echo(f"  {token}")
-    typer.echo(f"ledger serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
-               f"console: http://{host}:{port}/console)")
+    typer.echo(
+        f"ledger serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
+        f"console: http://{host}:{port}/console)"
+    )
     if workers and settings.run_workers:
         container.start_workers()
     try:
-        uvicorn.run(create_app(container=container), host=host, port=port, log_config=None,
-                    access_log=False)
+        uvicorn.run(create_app(container=container), host=host, port=port, log_config=None, access_log=False)
     finally:
         container.close()
 
@@ -129,8 +133,9 @@ def keys_list() -> None:
         keys.create_tables()
         table = Table("id", "name", "scopes", "created", "expires", "revoked")
         for k in keys.list():
-            table.add_row(k["id"], k["name"], k["scopes"], k["created_at"], k["expires_at"] or "",
-                          k["revoked_at"] or "")
+            table.add_row(
+                k["id"], k["name"], k["scopes"], k["created_at"], k["expires_at"] or "", k["revoked_at"] or ""
+            )
         Console().print(table)
     finally:
         db.close()
@@ -161,11 +166,17 @@ def mappings_set(
             raise typer.Exit(2) from None
         key = mapping_key(source, kind, external_id)
         if change["changed"]:
-            container.keys.audit(actor, "mapping.set", key,
-                                 {"old": change["old"], "new": canonical, "version": change["version"]})
+            container.keys.audit(
+                actor,
+                "mapping.set",
+                key,
+                {"old": change["old"], "new": canonical, "version": change["version"]},
+            )
             requeued = container.extras["inbox"].requeue_using(key)
-            typer.echo(f"{key} -> {canonical} (version {change['version']}, was {change['old']}); "
-                       f"{len(requeued)} parked message(s) requeued")
+            typer.echo(
+                f"{key} -> {canonical} (version {change['version']}, was {change['old']}); "
+                f"{len(requeued)} parked message(s) requeued"
+            )
         else:
             typer.echo(f"{key} -> {canonical} unchanged (version {change['version']})")
     finally:
@@ -184,8 +195,15 @@ def mappings_list(source: Annotated[str | None, typer.Option(help="only this sou
     try:
         table = Table("source", "kind", "external id", "canonical", "version", "by", "at")
         for m in container.extras["mappings"].list(source):
-            table.add_row(m["source"], m["kind"], m["external_id"], m["canonical"], str(m["version"]),
-                          m["updated_by"], m["updated_at"])
+            table.add_row(
+                m["source"],
+                m["kind"],
+                m["external_id"],
+                m["canonical"],
+                str(m["version"]),
+                m["updated_by"],
+                m["updated_at"],
+            )
         Console().print(table)
     finally:
         container.close()
@@ -221,7 +239,9 @@ def remap(
 def reconcile(
     source: Annotated[str, typer.Argument(help="shopify, erp or pos")],
     file: Annotated[str, typer.Argument(help="levels as JSON or CSV (sku,location,quantity); - for stdin")],
-    observed_at: Annotated[str | None, typer.Option("--observed-at", help="when the levels were taken, RFC 3339")] = None,
+    observed_at: Annotated[
+        str | None, typer.Option("--observed-at", help="when the levels were taken, RFC 3339")
+    ] = None,
     format: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
 ) -> None:
     """Reconcile outside levels with the ledger as of their moment; mismatches with their causes."""

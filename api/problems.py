@@ -83,7 +83,12 @@ class Problem(Exception):
 
 
 def problem_response(
-    status: int, slug: str, detail: str, instance: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    slug: str,
+    detail: str,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body: dict[str, Any] = {
         "type": TYPE_BASE + slug,
@@ -128,20 +133,33 @@ def install(app: FastAPI) -> None:
         for err in e.errors():
             if err.get("type") == "json_invalid":
                 malformed = True
-            errors.append({"loc": [str(x) for x in err.get("loc", ())], "msg": str(err.get("msg", "")),
-                           "type": str(err.get("type", ""))})
+            errors.append(
+                {
+                    "loc": [str(x) for x in err.get("loc", ())],
+                    "msg": str(err.get("msg", "")),
+                    "type": str(err.get("type", "")),
+                }
+            )
         if malformed:
             return problem_response(400, "malformed-json", "the body is not valid JSON", request.url.path)
-        return problem_response(422, "validation-error", "the request does not satisfy the schema",
-                                request.url.path, errors=errors)
+        return problem_response(
+            422,
+            "validation-error",
+            "the request does not satisfy the schema",
+            request.url.path,
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         slug = SLUG_BY_STATUS.get(e.status_code, "error")
-        return problem_response(e.status_code, slug, str(e.detail), request.url.path,
-                                headers=getattr(e, "headers", None))
+        return problem_response(
+            e.status_code, slug, str(e.detail), request.url.path, headers=getattr(e, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:
-        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(e).__name__, exc_info=e)
+        log.error(
+            "unhandled error on %s %s: %s", request.method, request.url.path, type(e).__name__, exc_info=e
+        )
         return problem_response(500, "internal-error", "an unexpected error occurred", request.url.path)

@@ -18,8 +18,8 @@ from eventsourcing.persistence import JSONTranscoder, StoredEvent
 
 from ledger import commands as c
 from ledger.bounds import order_id as order_uuid
-from ledger.channels import Channel, ReadModel, channel_id, read_model_id
 from ledger.bounds import reservation_id, stock_id
+from ledger.channels import Channel, ReadModel, channel_id, read_model_id
 from ledger.errors import (
     CorrectionError,
     InsufficientStockError,
@@ -398,7 +398,9 @@ class Decider:
             plan.append((line, chosen))
         if short and not cmd.allow_partial:
             raise InsufficientStockError(
-                f"order {cmd.order_id}: {len(short)} line(s) cannot be reserved", order_id=cmd.order_id, lines=short
+                f"order {cmd.order_id}: {len(short)} line(s) cannot be reserved",
+                order_id=cmd.order_id,
+                lines=short,
             )
         order = Order.capture(
             cmd.order_id,
@@ -468,7 +470,8 @@ class Decider:
             location = sl.get("location") or line["location"]
             if location is None:
                 raise InvalidCommandError(
-                    f"line {sl['line_id']} has no reserved location; name the shipping location", field="lines"
+                    f"line {sl['line_id']} has no reserved location; name the shipping location",
+                    field="lines",
                 )
             qty = sl["quantity"]
             rid = reservation_id(cmd.order_id, sl["line_id"])
@@ -481,7 +484,9 @@ class Decider:
             elif held > 0:
                 # Shipped from another location than reserved: the reservation moves with it.
                 released = min(qty, held)
-                self._existing(uow, line["sku"], line["location"]).release(rid, released, "reallocated", cmd.cause)
+                self._existing(uow, line["sku"], line["location"]).release(
+                    rid, released, "reallocated", cmd.cause
+                )
             held_left[sl["line_id"]] = held - consumed - released
             direct = qty - consumed
             if direct:
@@ -494,7 +499,13 @@ class Decider:
                     )
                 s.sell(direct, reference, cmd.cause)
             recorded.append(
-                {"line_id": sl["line_id"], "quantity": qty, "location": location, "consumed": consumed, "released": released}
+                {
+                    "line_id": sl["line_id"],
+                    "quantity": qty,
+                    "location": location,
+                    "consumed": consumed,
+                    "released": released,
+                }
             )
         order.record_shipment(cmd.shipment_id, recorded, cmd.cause)
         return self._order_answer(order)
@@ -525,7 +536,9 @@ class Decider:
             released = max(0, min(held, w["quantity"] - unreserved))
             if released:
                 rid = reservation_id(cmd.order_id, w["line_id"])
-                self._existing(uow, line["sku"], line["location"]).release(rid, released, "cancelled", cmd.cause)
+                self._existing(uow, line["sku"], line["location"]).release(
+                    rid, released, "cancelled", cmd.cause
+                )
             recorded.append({"line_id": w["line_id"], "quantity": w["quantity"], "released": released})
         order.record_cancellation(cmd.reason, recorded, whole, cmd.cause)
         return self._order_answer(order)
@@ -544,7 +557,9 @@ class Decider:
         order.record_return(cmd.return_id, recorded, cmd.cause)
         for r in recorded:
             s = uow.stock_or_open(order.lines[r["line_id"]]["sku"], r["location"], cmd.cause)
-            s.accept_return(f"{cmd.order_id}/{cmd.return_id}/{r['line_id']}", r["quantity"], r["disposition"], cmd.cause)
+            s.accept_return(
+                f"{cmd.order_id}/{cmd.return_id}/{r['line_id']}", r["quantity"], r["disposition"], cmd.cause
+            )
         return self._order_answer(order)
 
     @staticmethod
@@ -652,9 +667,7 @@ class History:
             return None
         return self._get(agg_id, version=version)
 
-    def events(
-        self, agg_id: UUID, after: int | None = None, limit: int = 100
-    ) -> Iterator[tuple[int, Any]]:
+    def events(self, agg_id: UUID, after: int | None = None, limit: int = 100) -> Iterator[tuple[int, Any]]:
         """(position, domain event) of one stream, in order, after a ledger position."""
         for position, stored in self.app.recorder.select_stream(agg_id, after, limit):  # type: ignore[attr-defined]
             yield position, self.app.mapper.to_domain_event(stored)

@@ -11,7 +11,8 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from ledger.bounds import check_id, check_quantity, order_id as order_uuid
+from ledger.bounds import check_id, check_quantity
+from ledger.bounds import order_id as order_uuid
 from ledger.errors import OrderConflictError
 
 Cause = dict[str, Any]
@@ -264,7 +265,9 @@ class Order(Aggregate):
         try:
             return self.lines[line_id]
         except KeyError:
-            raise OrderConflictError(f"order {self.order_id} has no line {line_id}", line_id=line_id) from None
+            raise OrderConflictError(
+                f"order {self.order_id} has no line {line_id}", line_id=line_id
+            ) from None
 
     @staticmethod
     def open_quantity(line: dict[str, Any]) -> int:
@@ -310,7 +313,9 @@ class Order(Aggregate):
 
     # --------------------------------------------------------------- commands
 
-    def record_reservation(self, line_id: str, location: str, quantity: int, reservation_id: str, cause: Cause) -> None:
+    def record_reservation(
+        self, line_id: str, location: str, quantity: int, reservation_id: str, cause: Cause
+    ) -> None:
         self.line(line_id)
         self.trigger_event(
             self.LineReserved,
@@ -372,7 +377,9 @@ class Order(Aggregate):
     def cancellable(self, line_id: str) -> int:
         return self.open_quantity(self.line(line_id))
 
-    def record_cancellation(self, reason: str, lines: list[dict[str, Any]], whole: bool, cause: Cause) -> None:
+    def record_cancellation(
+        self, reason: str, lines: list[dict[str, Any]], whole: bool, cause: Cause
+    ) -> None:
         for c in lines:
             if c["quantity"] > self.cancellable(c["line_id"]):
                 raise OrderConflictError(
@@ -400,11 +407,18 @@ class Order(Aggregate):
                 )
         self.trigger_event(self.ReturnRecorded, return_id=return_id, lines=lines, cause=cause)
 
-    def record_refund(self, refund_id: str, amount: str, currency: str, lines: list[dict[str, Any]], cause: Cause) -> None:
+    def record_refund(
+        self, refund_id: str, amount: str, currency: str, lines: list[dict[str, Any]], cause: Cause
+    ) -> None:
         if refund_id in self.refunds:
             return
         self.trigger_event(
-            self.RefundRecorded, refund_id=refund_id, amount=amount, currency=currency, lines=lines, cause=cause
+            self.RefundRecorded,
+            refund_id=refund_id,
+            amount=amount,
+            currency=currency,
+            lines=lines,
+            cause=cause,
         )
 
     def settle_refund(self, refund_id: str, settlement_reference: str, cause: Cause) -> None:
@@ -418,9 +432,13 @@ class Order(Aggregate):
         )
 
     def record_erp_failure(self, document: str, attempt: int, error: str, cause: Cause) -> None:
-        self.trigger_event(self.ErpPostingFailed, document=document, attempt=attempt, error=error[:500], cause=cause)
+        self.trigger_event(
+            self.ErpPostingFailed, document=document, attempt=attempt, error=error[:500], cause=cause
+        )
 
-    def record_erp_posting(self, document: str, attempts: int, erp_reference: str | None, cause: Cause) -> None:
+    def record_erp_posting(
+        self, document: str, attempts: int, erp_reference: str | None, cause: Cause
+    ) -> None:
         self.trigger_event(
             self.PostedToErp, document=document, attempts=attempts, erp_reference=erp_reference, cause=cause
         )
@@ -444,7 +462,8 @@ class Order(Aggregate):
         check_quantity(quantity)
         if quantity > self.held_quantity(line):
             raise OrderConflictError(
-                f"line {line_id} holds {self.held_quantity(line)} reserved units, not {quantity}", line_id=line_id
+                f"line {line_id} holds {self.held_quantity(line)} reserved units, not {quantity}",
+                line_id=line_id,
             )
         self.trigger_event(self.LineReleased, line_id=line_id, quantity=quantity, reason=reason, cause=cause)
 

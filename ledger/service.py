@@ -43,9 +43,13 @@ class Ledger:
     # Business verbs: thin names over the commands, for scripts and tests.
 
     def receive(self, sku: str, location: str, quantity: int, reference: str, **kw: Any) -> dict[str, Any]:
-        return self.execute(c.ReceiveStock(sku=sku, location=location, quantity=quantity, reference=reference, **kw))
+        return self.execute(
+            c.ReceiveStock(sku=sku, location=location, quantity=quantity, reference=reference, **kw)
+        )
 
-    def adjust(self, sku: str, location: str, delta: int, reason: str, reference: str, **kw: Any) -> dict[str, Any]:
+    def adjust(
+        self, sku: str, location: str, delta: int, reason: str, reference: str, **kw: Any
+    ) -> dict[str, Any]:
         return self.execute(
             c.AdjustStock(sku=sku, location=location, delta=delta, reason=reason, reference=reference, **kw)
         )
@@ -55,12 +59,18 @@ class Ledger:
     ) -> dict[str, Any]:
         return self.execute(
             c.TransferStock(
-                sku=sku, from_location=from_location, to_location=to_location, quantity=quantity,
-                reference=reference, **kw,
+                sku=sku,
+                from_location=from_location,
+                to_location=to_location,
+                quantity=quantity,
+                reference=reference,
+                **kw,
             )
         )
 
-    def reserve(self, sku: str, location: str, order_id: str, line_id: str, quantity: int, **kw: Any) -> dict[str, Any]:
+    def reserve(
+        self, sku: str, location: str, order_id: str, line_id: str, quantity: int, **kw: Any
+    ) -> dict[str, Any]:
         return self.execute(
             c.Reserve(sku=sku, location=location, order_id=order_id, line_id=line_id, quantity=quantity, **kw)
         )
@@ -73,13 +83,21 @@ class Ledger:
     ) -> dict[str, Any]:
         return self.execute(c.CaptureOrder(order_id=order_id, channel=channel, lines=tuple(lines), **kw))
 
-    def ship(self, order_id: str, shipment_id: str, lines: Sequence[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    def ship(
+        self, order_id: str, shipment_id: str, lines: Sequence[dict[str, Any]], **kw: Any
+    ) -> dict[str, Any]:
         return self.execute(c.ShipOrder(order_id=order_id, shipment_id=shipment_id, lines=tuple(lines), **kw))
 
-    def cancel(self, order_id: str, reason: str, lines: Sequence[dict[str, Any]] | None = None, **kw: Any) -> dict[str, Any]:
+    def cancel(
+        self, order_id: str, reason: str, lines: Sequence[dict[str, Any]] | None = None, **kw: Any
+    ) -> dict[str, Any]:
         return self.execute(
-            c.CancelOrder(order_id=order_id, reason=reason, lines=None if lines is None else tuple(lines), **kw)
+            c.CancelOrder(
+                order_id=order_id, reason=reason, lines=None if lines is None else tuple(lines), **kw
+            )
         )
 
-    def return_items(self, order_id: str, return_id: str, lines: Sequence[dict[str, Any]], **kw: Any) -> dict[str, Any]:
+    def return_items(
+        self, order_id: str, return_id: str, lines: Sequence[dict[str, Any]], **kw: Any
+    ) -> dict[str, Any]:
         return self.execute(c.ReturnItems(order_id=order_id, return_id=return_id, lines=tuple(lines), **kw))

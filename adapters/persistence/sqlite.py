@@ -85,7 +85,10 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 (
                     r["rowid"],
                     StoredEvent(
-                        self.convert_originator_id(r["originator_id"]), r["originator_version"], r["topic"], r["state"]
+                        self.convert_originator_id(r["originator_id"]),
+                        r["originator_version"],
+                        r["topic"],
+                        r["state"],
                     ),
                 )
                 for r in c.fetchall()
