@@ -36,11 +36,27 @@ class Principal:
         return "admin" in self.scopes or any(s in self.scopes for s in scopes)
 
 
-class ApiKeys:
-    CACHE_SECONDS = 5.0
+class Miss:
+    """`ApiKeys.lookup()` has no verdict for the token: verify it."""
 
-    def __init__(self, db: Database) -> None:
+
+MISS = Miss()
+
+
+class ApiKeys:
+    """Keys in the `api_keys` table; verdicts on tokens are kept `cache_seconds` in process.
+
+    So a revoked or expired key stops working at once in the process that revoked it, and
+    within `cache_seconds` (5 s) in every other process; a key created elsewhere works within
+    the same bound after a refused try.
+    """
+
+    CACHE_SECONDS = 5.0
+    MAX_CACHED = 10_000
+
+    def __init__(self, db: Database, cache_seconds: float = CACHE_SECONDS) -> None:
         self.db = db
+        self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
@@ -74,8 +90,15 @@ class ApiKeys:
             tx.execute(
                 "INSERT INTO api_keys (id, name, scopes, token_hash, created_at, created_by, expires_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (key_id, name, " ".join(sorted(set(scopes))), self._hash(token), utcnow(), created_by,
-                 expires_at.isoformat() if expires_at else None),
+                (
+                    key_id,
+                    name,
+                    " ".join(sorted(set(scopes))),
+                    self._hash(token),
+                    utcnow(),
+                    created_by,
+                    expires_at.isoformat() if expires_at else None,
+                ),
             )
             self._audit(tx, created_by, "key.create", key_id, {"name": name, "scopes": sorted(set(scopes))})
         return key_id, token
@@ -100,24 +123,36 @@ class ApiKeys:
         row = self.db.query_one("SELECT count(*) AS n FROM api_keys WHERE revoked_at IS NULL")
         return int(row["n"]) if row else 0
 
+    def lookup(self, token: str) -> Principal | None | Miss:
+        """The kept verdict on a token (a dict lookup: no I/O, no lock), or `MISS`: call `verify()`."""
+        hit = self._cache.get(token)
+        if hit is None or hit[0] <= time.monotonic():
+            return MISS
+        return hit[1]
+
     def verify(self, token: str) -> Principal | None:
+        """The key's principal, or None when the token is unknown, expired or revoked (reads the table)."""
+        hit = self.lookup(token)
+        if not isinstance(hit, Miss):
+            return hit
         now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(token)
-            if hit is not None and hit[0] > now:
-                return hit[1]
         row = self.db.query_one(
-            "SELECT id, name, scopes, expires_at, revoked_at FROM api_keys WHERE token_hash = %s", (self._hash(token),)
+            "SELECT id, name, scopes, expires_at, revoked_at FROM api_keys WHERE token_hash = %s",
+            (self._hash(token),),
         )
         principal = None
+        until = now + self.cache_seconds
         if row is not None and row["revoked_at"] is None:
             expires = row["expires_at"]
-            if expires is None or _aware(datetime.fromisoformat(expires)) > datetime.now(UTC):
+            left = None if expires is None else (_aware(datetime.fromisoformat(expires)) - datetime.now(UTC))
+            if left is None or left.total_seconds() > 0:
                 principal = Principal(row["id"], row["name"], frozenset(row["scopes"].split()))
+                if left is not None:  # never kept past the key's expiry
+                    until = min(until, now + left.total_seconds())
         with self._lock:
-            if len(self._cache) > 10_000:
+            if len(self._cache) > self.MAX_CACHED:
                 self._cache.clear()
-            self._cache[token] = (now + self.CACHE_SECONDS, principal)
+            self._cache[token] = (until, principal)
         return principal
 
     # ------------------------------------------------------------- audit

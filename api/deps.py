@@ -10,12 +10,13 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from adapters.bootstrap import Container
-from adapters.keys import Principal
+from adapters.keys import Miss, Principal
 from api.problems import Problem
 from ledger.commands import Command
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:
+    # async: FastAPI runs a plain `def` dependency in the thread pool, a thread hop per request
     return request.app.state.container
 
 
@@ -23,13 +24,16 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 
 
 async def get_principal(request: Request) -> Principal:
+    """The caller's key: a dict lookup while its verdict is kept (`ApiKeys`), else a read in the pool."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(401, "unauthenticated", "a bearer token is required",
-                      )
-    container: Container = request.app.state.container
-    principal = await run_in_threadpool(container.keys.verify, token.strip())
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Problem(401, "unauthenticated", "a bearer token is required")
+    keys = request.app.state.container.keys
+    principal = keys.lookup(token)
+    if isinstance(principal, Miss):
+        principal = await run_in_threadpool(keys.verify, token)
     if principal is None:
         raise Problem(401, "unauthenticated", "the bearer token is unknown, expired or revoked")
     request.state.principal = principal

@@ -60,6 +60,9 @@ class Projector:
         self.views = views if views is not None else all_views()
         self.batch_size = batch_size
         self.before_commit = before_commit  # fault injection in tests: called with the batch's last position
+        # Called after each commit, per view stepped: (name, position before, after, {table: {key: row or
+        # None}} of the rows it changed, events). The in-process ATS cache follows the read model this way.
+        self.listeners: list[Callable[[str, int, int, dict[str, dict[Any, Any]], list[Any]], None]] = []
         self.create_tables()
 
     def create_tables(self) -> None:
@@ -75,6 +78,7 @@ class Projector:
 
     def step(self) -> int:
         """Applies the next batch; returns how many events it read."""
+        stepped: list[tuple[str, int, int, dict[str, dict[Any, Any]], list[Any]]] = []
         with self.db.transaction() as tx:
             tracked = {name: lock_tracking(tx, name, self.db.dialect) for name in sorted(self.views)}
             start = min(pos for pos, _ in tracked.values())
@@ -94,10 +98,16 @@ class Projector:
                     if folds.is_rebuild_of(e, name):
                         view.republish(store, take_corrections(tx, name), p)
                 view.finish(store)
+                if self.listeners:
+                    changed = {t: {k: store.rows[t][k] for k in keys} for t, keys in store.dirty.items() if keys}
+                    stepped.append((name, pos, max(pos, last), changed, [e for _, e in mine]))
                 store.flush()
                 save_tracking(tx, name, max(pos, last), pver)
             if self.before_commit is not None and events:
                 self.before_commit(last)
+        for args in stepped:
+            for listener in self.listeners:
+                listener(*args)
         return len(events)
 
     def catch_up(self, max_batches: int | None = None) -> int:

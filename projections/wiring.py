@@ -11,6 +11,7 @@ from typing import Any
 
 from adapters.channels import ChannelPolicies
 from adapters.nats import NatsPublisher
+from projections.cache import AtsCache
 from projections.jobs import RebuildJobs
 from projections.outbox import OutboxQueue
 from projections.runner import Projector, Runner
@@ -46,6 +47,10 @@ def install(container: Any, poll_seconds: float = 1.0) -> None:
     publisher = NatsPublisher(container.settings.nats_url, OutboxQueue(container.db))
     sweeper = Sweeper(container.db, container.ledger.submit, container.settings.erp_posting_deadline_seconds)
     container.ledger.writer.on_commit.append(runner.wake)
+    cache = AtsCache(container.db)  # the ATS fast path: fed by this process's runner, checked by a poll
+    projector.listeners.append(cache.committed)
+    container.closers.append(cache.close)
+    extras["ats_cache"] = cache
     extras["projector"] = projector
     extras["rebuilds"] = RebuildJobs(projector)
     container.closers.append(extras["rebuilds"].stop)

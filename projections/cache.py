@@ -1,0 +1,233 @@
+"""The ATS cache: `(channel, sku) -> available` in process, exact at the `ats` read model's position.
+
+The cache holds values of the `ats` table as they are at one version of the read model:
+`(position, stamp)`, the `projection_tracking` row's position and `updated_at`. Every value
+it holds is the table's value at that version, so an answer `(available, position)` taken
+from it is truthful: it reflects every event up to `position`.
+
+It is kept current two ways:
+
+- **In the runner's process**, the projector calls `committed()` after each batch it
+  commits, with the rows it changed. The tracking row was locked from the batch's start to
+  its commit, so when the cache was at the batch's start position the changed rows carry it
+  exactly to the batch's end position, with no query. A cache at any other position (another
+  process's runner stepped in between) is emptied instead. A `ReadModel.Rebuilt` marker of
+  `ats` empties it as well (a rebuild swapped the table under it).
+- **In every process**, a value is only served while the cache's version was checked
+  against the database less than `fresh_seconds` ago (one query of the tracking row, made by
+  a poller thread every `fresh_seconds / 4` while the cache is being read). A newer version
+  in the database, from another process's runner or a rebuild, empties the cache; misses are
+  read from the database (value and version in one statement) and kept.
+
+So an answer is never older than the database was `fresh_seconds` before the request
+(0.1 s by default), and in the runner's process a batch's changes are served as soon as it
+commits. `ledger serve --no-workers` relies on the check alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from adapters.persistence.db import Database
+from adapters.persistence.urls import pg_conninfo, pg_parts
+from projections.folds import is_rebuild_of
+from projections.store import TRACKING
+
+log = logging.getLogger("ledger.projections")
+
+NAME = "ats"
+TABLE = "ats"
+FRESH_SECONDS = 0.1
+MAX_ENTRIES = 250_000
+
+Key = tuple[str, str]
+Version = tuple[int, str | None]  # (position, stamp); a None stamp: our own commit, not read back yet
+
+
+class AtsCache:
+    """Available-to-sell values of the `ats` read model, validated against the database."""
+
+    def __init__(
+        self, db: Database, fresh_seconds: float = FRESH_SECONDS, max_entries: int = MAX_ENTRIES
+    ) -> None:
+        self.db = db
+        self.fresh_seconds = fresh_seconds
+        self.max_entries = max_entries
+        self._values: dict[Key, int] = {}
+        self._position = -1  # no version yet
+        self._stamp: str | None = None
+        self._fresh_until = 0.0  # monotonic deadline of the last check against the database
+        self._lock = threading.Lock()
+        self._used = threading.Event()
+        self._closed = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._conn: Any = None  # the poller's own PostgreSQL connection
+
+    # ------------------------------------------------------------ reading
+
+    def get(self, channel: str, sku: str) -> tuple[int, int] | None:
+        """`(available, position)` when cached and checked recently enough; else None (read it)."""
+        if not self._used.is_set():
+            self._wake()
+        with self._lock:
+            if time.monotonic() >= self._fresh_until:
+                return None
+            value = self._values.get((channel, sku))
+            return None if value is None else (value, self._position)
+
+    def get_many(self, channel: str, skus: Sequence[str]) -> list[tuple[int, int]] | None:
+        """Every SKU's `(available, position)` at one position, or None when any is missing."""
+        if not self._used.is_set():
+            self._wake()
+        with self._lock:
+            if time.monotonic() >= self._fresh_until:
+                return None
+            out = []
+            for sku in skus:
+                value = self._values.get((channel, sku))
+                if value is None:
+                    return None
+                out.append((value, self._position))
+            return out
+
+    def read(self, channel: str, skus: Sequence[str]) -> list[tuple[int, int]]:
+        """Reads the SKUs from the database (blocking), keeps them, returns `(available, position)`.
+
+        Values and version come from one statement, so they belong together.
+        """
+        started = time.monotonic()
+        marks = ", ".join(["%s"] * len(skus))
+        rows = self.db.query(
+            f"SELECT t.position, t.updated_at, a.sku, a.available FROM {TRACKING} t "
+            f"LEFT JOIN {TABLE} a ON a.channel = %s AND a.sku IN ({marks}) WHERE t.name = %s",
+            (channel, *skus, NAME),
+        )
+        if not rows:  # the read model has never run: nothing applied yet
+            return [(0, 0) for _ in skus]
+        position = int(rows[0]["position"])
+        found = {r["sku"]: int(r["available"]) for r in rows if r["sku"] is not None}
+        values = {(channel, s): found.get(s, 0) for s in skus}
+        self._fill((position, rows[0]["updated_at"]), started, values)
+        return [(values[(channel, s)], position) for s in skus]
+
+    # ------------------------------------------------------------ keeping current
+
+    def validate(self) -> None:
+        """Checks the cache's version against the database (blocking); empties it when outdated."""
+        started = time.monotonic()
+        version = self._version()
+        if version is not None:
+            self._fill(version, started, {})
+
+    def committed(
+        self,
+        name: str,
+        before: int,
+        after: int,
+        tables: Mapping[str, Mapping[tuple[Any, ...], Mapping[str, Any] | None]],
+        events: Iterable[Any],
+    ) -> None:
+        """The projector's listener: a committed batch moved read model `name` from `before` to `after`.
+
+        `tables[TABLE]` maps each changed `(channel, sku)` to its new row (None: deleted, ATS 0).
+        """
+        if name != NAME:
+            return
+        rows = tables.get(TABLE, {})
+        rebuilt = any(is_rebuild_of(e, NAME) for e in events)
+        with self._lock:
+            if self._position > after:
+                return  # the cache already saw a newer version (read from the database)
+            if self._position not in (before, after) or rebuilt:
+                self._values.clear()  # changes we did not see, or a swapped table
+            for key, row in rows.items():
+                self._values[(key[0], key[1])] = 0 if row is None else int(row["available"])
+            if self._position != after:
+                self._position, self._stamp = after, None
+            self._bound()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+            self._position, self._stamp, self._fresh_until = -1, None, 0.0
+
+    def close(self) -> None:
+        self._closed.set()
+        self._used.set()
+        poller = self._poller
+        if poller is not None and poller is not threading.current_thread():
+            poller.join(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+
+    # ------------------------------------------------------------ internals
+
+    def _fill(self, version: tuple[int, str], started: float, values: Mapping[Key, int]) -> None:
+        """Takes what the database said at `started` (monotonic) at `version`."""
+        position, stamp = version
+        with self._lock:
+            if position < self._position:
+                return  # the cache is newer than this read
+            if position == self._position and self._stamp is not None and stamp != self._stamp:
+                if stamp < self._stamp:
+                    return  # an older read of a same-position change (ISO stamps order in time)
+                self._values.clear()  # a rebuild, or another runner's empty step: start again
+            elif position > self._position:
+                self._values.clear()
+            self._position, self._stamp = position, stamp
+            self._values.update(values)
+            self._fresh_until = max(self._fresh_until, started + self.fresh_seconds)
+            self._bound()
+
+    def _version(self) -> tuple[int, str] | None:
+        """The tracking row's `(position, updated_at)`. On PostgreSQL through a connection of its
+        own in autocommit: one round trip, so the check keeps its pace under load."""
+        sql = f"SELECT position, updated_at FROM {TRACKING} WHERE name = %s"
+        if self.db.dialect != "postgres":
+            row = self.db.query_one(sql, (NAME,))
+            return None if row is None else (int(row["position"]), row["updated_at"])
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            schema = pg_parts(self.db.url)["schema"]
+            self._conn = psycopg.connect(
+                pg_conninfo(self.db.url),
+                autocommit=True,
+                connect_timeout=5,
+                options=f"-c search_path={schema}" if schema else None,
+            )
+        try:
+            found = self._conn.execute(sql, (NAME,), prepare=True).fetchone()
+        except psycopg.Error:
+            self._conn.close()
+            raise
+        return None if found is None else (int(found[0]), found[1])
+
+    def _bound(self) -> None:
+        if len(self._values) > self.max_entries:
+            self._values.clear()
+
+    def _wake(self) -> None:
+        self._used.set()
+        if self._poller is None and not self._closed.is_set():
+            with self._lock:
+                if self._poller is None:
+                    self._poller = threading.Thread(target=self._poll, name="ats-cache", daemon=True)
+                    self._poller.start()
+
+    def _poll(self) -> None:
+        """Checks the version every `fresh_seconds / 4` while the cache is read; sleeps otherwise."""
+        while not self._closed.is_set():
+            self._used.wait()
+            if self._closed.is_set():
+                return
+            self._used.clear()
+            try:
+                self.validate()
+            except Exception:  # the values lapse; reads go to the database until a check succeeds
+                log.warning("ATS cache check failed", exc_info=True)
+            self._closed.wait(self.fresh_seconds / 4)
