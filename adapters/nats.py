@@ -6,6 +6,11 @@ When NATS is down, rows stay in the outbox and drain once it is back; a message 
 stored but whose ack was lost is sent again and dropped by JetStream's de-duplication
 (window `DUPLICATE_WINDOW`). With no URL configured the relay does nothing and the outbox
 keeps filling.
+
+Wake-ups: the relay reads the outbox when told rows were committed — by the outbox's
+`watch` (PostgreSQL LISTEN/NOTIFY, from any process) or by an in-process `wake()` (the
+projection runner calls it after committing outbox rows) — and polls every `poll_seconds`
+only as a fallback (a lost wake-up, a LISTEN connection down, SQLite across processes).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from adapters import metrics
@@ -31,13 +37,16 @@ class Outbox(Protocol):
     def pending(self, limit: int) -> list[dict[str, Any]]: ...
     def remove(self, ids: list[int]) -> None: ...
     def depth(self) -> int: ...
+    def watch(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Calls `wake()` when rows were committed (from any process, where the store can tell); returns a stopper."""
+        ...
 
 
 class NatsPublisher:
     """A worker (start/stop) that relays the outbox to JetStream."""
 
     def __init__(
-        self, url: str | None, outbox: Outbox, window: int = 256, batch: int = 1000, poll_seconds: float = 0.2
+        self, url: str | None, outbox: Outbox, window: int = 256, batch: int = 1000, poll_seconds: float = 1.0
     ) -> None:
         self.url = url
         self.outbox = outbox
@@ -50,6 +59,7 @@ class NatsPublisher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
+        self._unwatch: Callable[[], None] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -68,8 +78,12 @@ class NatsPublisher:
         self._stop, self._wake = asyncio.Event(), asyncio.Event()
         self._thread = threading.Thread(target=self._main, name="nats-publisher", daemon=True)
         self._thread.start()
+        self._unwatch = self.outbox.watch(self.wake)
 
     def stop(self) -> None:
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         if self._loop is not None and self._stop is not None and self._wake is not None:
             try:
                 self._loop.call_soon_threadsafe(self._stop.set)
@@ -81,8 +95,12 @@ class NatsPublisher:
         self._thread = None
 
     def wake(self, *_: Any) -> None:
+        """Rows were committed: read the outbox now (callable from any thread)."""
         if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            try:
+                self._loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:  # the loop already ended
+                pass
 
     def _main(self) -> None:
         assert self._loop is not None

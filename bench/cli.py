@@ -138,6 +138,20 @@ def projections_cmd(
     _run(database_url, as_json, [("projections", lambda u: projections(u, events=events))])
 
 
+@bench_app.command("nats")
+def nats_cmd(
+    database_url: UrlOpt = DEFAULT_URL,
+    nats_url: str = "nats://127.0.0.1:4222",
+    rate: int = 1000,
+    seconds: float = 5.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Append → NATS delivery latency at RATE receipts/s, against the same run's polling-only relay."""
+    from bench.reads import delivery
+
+    _run(database_url, as_json, [("nats", lambda u: delivery(u, nats_url, rate, seconds))])
+
+
 @bench_app.command("api")
 def api_cmd(
     database_url: UrlOpt = DEFAULT_URL, seconds: float = 5.0, connections: int = 32, as_json: JsonOpt = False

@@ -9,7 +9,9 @@ transaction; batching is what makes catch-up and rebuilds fast.)
 
 `Runner` runs steps on a thread. It wakes up on the writer's in-process commit callbacks,
 on PostgreSQL `NOTIFY` from the events table (a wake-up only), and on a periodic poll,
-which is the only mechanism on SQLite.
+which is the only mechanism on SQLite. After a step that committed outbox messages it calls
+its `on_commit` callbacks (the in-process relay's `wake`); a relay in another process hears
+the outbox's own NOTIFY, sent by the same transaction (`projections.outbox`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ from projections.store import (
     Store,
     create_corrections,
     create_tracking,
-    lock_tracking,
+    lock_trackings,
     read_tracking,
-    save_tracking,
+    save_trackings,
     take_corrections,
 )
 
@@ -63,6 +65,7 @@ class Projector:
         # Called after each commit, per view stepped: (name, position before, after, {table: {key: row or
         # None}} of the rows it changed, events). The in-process ATS cache follows the read model this way.
         self.listeners: list[Callable[[str, int, int, dict[str, dict[Any, Any]], list[Any]], None]] = []
+        self.messages = 0  # outbox messages the last committed step enqueued
         self.create_tables()
 
     def create_tables(self) -> None:
@@ -80,7 +83,8 @@ class Projector:
         """Applies the next batch; returns how many events it read."""
         stepped: list[tuple[str, int, int, dict[str, dict[Any, Any]], list[Any]]] = []
         with self.db.transaction() as tx:
-            tracked = {name: lock_tracking(tx, name, self.db.dialect) for name in sorted(self.views)}
+            tracked = lock_trackings(tx, list(self.views), self.db.dialect)
+            moved: dict[str, tuple[int, int]] = {}
             start = min(pos for pos, _ in tracked.values())
             events = self.events(start, self.batch_size)
             last = events[-1][0] if events else start
@@ -102,9 +106,13 @@ class Projector:
                     changed = {t: {k: store.rows[t][k] for k in keys} for t, keys in store.dirty.items() if keys}
                     stepped.append((name, pos, max(pos, last), changed, [e for _, e in mine]))
                 store.flush()
-                save_tracking(tx, name, max(pos, last), pver)
+                moved[name] = (max(pos, last), pver)
+            if moved:
+                save_trackings(tx, moved)
             if self.before_commit is not None and events:
                 self.before_commit(last)
+            messages = outbox.enqueued(tx)
+        self.messages = messages
         for args in stepped:
             for listener in self.listeners:
                 listener(*args)
@@ -171,6 +179,7 @@ class Runner:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.last_error: str | None = None
+        self.on_commit: list[Callable[[], None]] = []  # called after a step that committed outbox messages
 
     def wake(self, *_: Any) -> None:
         self._wake.set()
@@ -203,6 +212,9 @@ class Runner:
                 read = self.projector.step()
                 self.last_error = None
                 backoff = 0.1
+                if self.projector.messages:
+                    for callback in self.on_commit:
+                        callback()
             except Exception as e:
                 self.last_error = type(e).__name__
                 log.exception("projection step failed; retrying")

@@ -181,17 +181,23 @@ class Store:
             if ups:
                 cols = (*t.key, *t.columns)
                 sets = ", ".join(f"{c} = excluded.{c}" for c in t.columns)
-                tx.executemany(
-                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}) "
-                    f"ON CONFLICT ({', '.join(t.key)}) DO UPDATE SET {sets}",
-                    ups,
-                )
+                upsert = f" ON CONFLICT ({', '.join(t.key)}) DO UPDATE SET {sets}"
+                if tx.dialect == "postgres":  # one statement, one array per column: one round trip
+                    arrays = ", ".join(f"%s::{t.types.get(c, 'TEXT')}[]" for c in cols)
+                    tx.execute(
+                        f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({arrays}){upsert}",
+                        [list(v) for v in zip(*ups, strict=True)],
+                    )
+                else:
+                    tx.executemany(
+                        f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}){upsert}",
+                        ups,
+                    )
             if dels:
                 tx.executemany(f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = %s" for k in t.key), dels)
             written += len(ups) + len(dels)
             keys.clear()
-        for subject, payload, msg_id in self.messages:
-            outbox.enqueue(tx, subject, payload, msg_id)
+        outbox.enqueue_many(tx, self.messages)
         self.messages.clear()
         return written
 
@@ -229,6 +235,34 @@ def lock_tracking(tx: Tx, name: str, dialect: str) -> tuple[int, int]:
     ).fetchone()
     assert row is not None
     return int(row["position"]), int(row["policy_version"])
+
+
+def lock_trackings(tx: Tx, names: Sequence[str], dialect: str) -> dict[str, tuple[int, int]]:
+    """`lock_tracking` of several projections in one round trip (locked in name order)."""
+    names = sorted(names)
+    lock = " FOR UPDATE" if dialect == "postgres" else ""
+    marks = ", ".join(["%s"] * len(names))
+    select = f"SELECT name, position, policy_version FROM {TRACKING} WHERE name IN ({marks}) ORDER BY name"
+    select += lock
+    rows = tx.execute(select, names).fetchall()
+    if len(rows) < len(names):  # first run: create the missing rows, then lock them all
+        have = {r["name"] for r in rows}
+        tx.executemany(
+            f"INSERT INTO {TRACKING} (name, position, policy_version, updated_at) VALUES (%s, 0, 0, %s) "
+            "ON CONFLICT (name) DO NOTHING",
+            [(n, _now()) for n in names if n not in have],
+        )
+        rows = tx.execute(select, names).fetchall()
+    return {r["name"]: (int(r["position"]), int(r["policy_version"])) for r in rows}
+
+
+def save_trackings(tx: Tx, positions: dict[str, tuple[int, int]]) -> None:
+    """`save_tracking` of several projections: {name: (position, policy version)}."""
+    now = _now()
+    tx.executemany(
+        f"UPDATE {TRACKING} SET position = %s, policy_version = %s, updated_at = %s WHERE name = %s",
+        [(pos, pver, now, name) for name, (pos, pver) in sorted(positions.items())],
+    )
 
 
 def save_tracking(tx: Tx, name: str, position: int, policy_version: int) -> None:

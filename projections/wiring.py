@@ -47,6 +47,7 @@ def install(container: Any, poll_seconds: float = 1.0) -> None:
     publisher = NatsPublisher(container.settings.nats_url, OutboxQueue(container.db))
     sweeper = Sweeper(container.db, container.ledger.submit, container.settings.erp_posting_deadline_seconds)
     container.ledger.writer.on_commit.append(runner.wake)
+    runner.on_commit.append(publisher.wake)  # in-process; other processes hear the outbox's NOTIFY
     cache = AtsCache(container.db)  # the ATS fast path: fed by this process's runner, checked by a poll
     projector.listeners.append(cache.committed)
     container.closers.append(cache.close)

@@ -22,6 +22,7 @@ class Tx:
 
     def __init__(self, cursor: Any, dialect: str) -> None:
         self._cur = cursor
+        self.dialect = dialect
         self._sqlite = dialect == "sqlite"
 
     def _sql(self, sql: str) -> str:
