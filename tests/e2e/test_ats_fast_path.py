@@ -1,0 +1,193 @@
+"""The ATS point query answered from memory: same answers, never superseded, keys and logs intact."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+
+import pytest
+import structlog
+from e2e_api import Api, make_api, uid
+
+from adapters.bootstrap import bootstrap
+from adapters.config import Settings
+from adapters.logs import configure_logging
+from api.app import create_app
+from api.routes.ats import AtsFastPath
+from projections.cache import FRESH_SECONDS
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+
+def fast_path(app: object) -> AtsFastPath:
+    layer = getattr(app, "middleware_stack", None)
+    while layer is not None and not isinstance(layer, AtsFastPath):
+        layer = getattr(layer, "app", None)
+    assert isinstance(layer, AtsFastPath), "the app has no ATS fast path"
+    return layer
+
+
+def setup_channel(api: Api, channel: str, location: str) -> None:
+    r = api.client.put(
+        f"/v1/channels/{channel}", json={"locations": [location], "safety_stock": 0}, headers=api.auth()
+    )
+    assert r.status_code == 200, r.text
+
+
+def receive(api: Api, sku: str, location: str, quantity: int) -> None:
+    body = {"sku": sku, "location": location, "quantity": quantity, "reference": uid("r")}
+    assert api.post("/v1/stock/receipts", body).status_code == 201
+
+
+def project(api: Api) -> None:
+    api.container.extras["projector"].catch_up()
+
+
+def test_the_fast_path_answers_like_the_route_and_follows_each_commit(any_api: Api) -> None:
+    api, sku, loc = any_api, uid("sku-"), uid("w")
+    setup_channel(api, "web", loc)
+    receive(api, sku, loc, 7)
+    project(api)
+    fast = fast_path(api.client.app)
+    first = api.get(f"/v1/ats/web/{sku}", scope="ats:read")  # the route: reads, fills the cache
+    answered = fast.answered
+    second = api.get(f"/v1/ats/web/{sku}", scope="ats:read")
+    assert fast.answered == answered + 1
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content
+    for name in ("content-type", "content-length"):
+        assert first.headers[name] == second.headers[name]
+    assert second.headers["x-request-id"] != first.headers["x-request-id"]
+    head = api.container.extras["projector"].head()
+    assert second.json() == {"channel": "web", "sku": sku, "available": 7, "position": head}
+
+    receive(api, sku, loc, 5)
+    project(api)  # committed: the next answer has the new value and position, from memory
+    third = api.get(f"/v1/ats/web/{sku}", scope="ats:read")
+    assert fast.answered == answered + 2
+    assert third.json() == {"channel": "web", "sku": sku, "available": 12, "position": head + 1}
+    many = api.client.get("/v1/ats/web", params=[("sku", sku)], headers=api.auth("ats:read")).json()
+    assert many == {"items": [third.json()]}
+
+    metrics = api.client.get("/metrics").text
+    assert 'route="/v1/ats/{channel}/{sku}",status="200"' in metrics
+
+
+def test_problems_still_come_from_the_route_once_the_cache_is_warm(api: Api) -> None:
+    sku, loc = uid("sku-"), uid("w")
+    setup_channel(api, "web", loc)
+    receive(api, sku, loc, 3)
+    project(api)
+    assert api.get(f"/v1/ats/web/{sku}", scope="ats:read").status_code == 200
+    fast = fast_path(api.client.app)
+    answered = fast.answered
+    assert api.get(f"/v1/ats/web/{sku}", scope="ingest:write").status_code == 403
+    assert api.get(f"/v1/ats/web/{sku}", scope="admin").status_code == 200  # admin holds every scope
+    assert api.client.get(f"/v1/ats/web/{sku}").status_code == 401
+    assert api.client.get(f"/v1/ats/web/{sku}", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert api.get("/v1/ats/nowhere/x", scope="ats:read").status_code == 404
+    assert api.get("/v1/ats/web/a%00b", scope="ats:read").status_code == 422
+    assert api.get(f"/v1/ats/web/{'x' * 129}", scope="ats:read").status_code == 422
+    assert fast.answered == answered + 1  # only the admin read
+
+
+def test_a_revoked_key_stops_at_once_here_and_within_the_bound_elsewhere(pg_url: str) -> None:
+    apis = make_api(pg_url)
+    api = next(apis)
+    other = bootstrap(Settings(database_url=pg_url))  # another process on the same database
+    try:
+        sku, loc = uid("sku-"), uid("w")
+        setup_channel(api, "web", loc)
+        receive(api, sku, loc, 3)
+        project(api)
+        here_id, here = api.container.keys.create("here", ["ats:read"])
+        there_id, there = api.container.keys.create("there", ["ats:read"])
+        api.container.keys.cache_seconds = 0.3
+        for token in (here, there):
+            for _ in range(2):  # the second answer comes from the fast path
+                r = api.client.get(f"/v1/ats/web/{sku}", headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 200
+        api.container.keys.revoke(here_id, actor="test")
+        assert (
+            api.client.get(f"/v1/ats/web/{sku}", headers={"Authorization": f"Bearer {here}"}).status_code
+            == 401
+        )
+        other.keys.revoke(there_id, actor="test")
+        time.sleep(0.35)  # the documented bound: ApiKeys.cache_seconds
+        assert (
+            api.client.get(f"/v1/ats/web/{sku}", headers={"Authorization": f"Bearer {there}"}).status_code
+            == 401
+        )
+    finally:
+        other.close()
+        apis.close()
+
+
+def test_a_server_without_the_runner_reflects_the_database_within_the_bound(pg_url: str) -> None:
+    apis = make_api(pg_url)
+    writer = next(apis)  # runs the projector (here: by hand)
+    reader = bootstrap(Settings(database_url=pg_url))  # `ledger serve --no-workers` beside it
+    try:
+        with TestClient(create_app(container=reader, run_workers=False)) as client:
+            sku, loc = uid("sku-"), uid("w")
+            setup_channel(writer, "web", loc)
+            receive(writer, sku, loc, 4)
+            project(writer)
+            auth = writer.auth("ats:read")
+            for _ in range(3):
+                got = client.get(f"/v1/ats/web/{sku}", headers=auth).json()
+            head = writer.container.extras["projector"].head()
+            assert got == {"channel": "web", "sku": sku, "available": 4, "position": head}
+            receive(writer, sku, loc, 6)
+            project(writer)  # committed in the other process: this one hears nothing
+            committed = time.monotonic()
+            seen = []
+            while time.monotonic() - committed < 3 * FRESH_SECONDS:
+                body = client.get(f"/v1/ats/web/{sku}", headers=auth).json()
+                seen.append((time.monotonic() - committed, body["available"], body["position"]))
+            # Every answer is truthful (an old value only with its old position) ...
+            assert all((a, p) in ((4, head), (10, head + 1)) for _, a, p in seen), seen
+            # ... and none after the bound is the superseded one.
+            assert all(a == 10 for t, a, _ in seen if t > FRESH_SECONDS), seen
+            assert seen[-1][1:] == (10, head + 1)
+    finally:
+        reader.close()
+        apis.close()
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("INFO")
+    out = io.StringIO()
+    for handler in root.handlers:
+        handler.setStream(out)  # type: ignore[attr-defined]
+    try:
+        yield out
+    finally:
+        root.handlers[:], level = saved[0], saved[1]
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+
+def test_successful_ats_reads_are_sampled_and_errors_always_logged(json_logs: io.StringIO, api: Api) -> None:
+    sku, loc = uid("sku-"), uid("w")
+    setup_channel(api, "web", loc)
+    receive(api, sku, loc, 3)
+    project(api)
+    for _ in range(150):
+        assert api.get(f"/v1/ats/web/{sku}", scope="ats:read").status_code == 200
+    for _ in range(3):
+        assert api.client.get(f"/v1/ats/web/{sku}").status_code == 401
+    lines = [json.loads(x) for x in json_logs.getvalue().splitlines() if x.startswith("{")]
+    access = [x for x in lines if x.get("logger") == "ledger.access" and x["route"].startswith("/v1/ats/")]
+    ok = [x for x in access if x["status"] == 200]
+    assert 1 <= len(ok) <= 2 and all(x["sampled"] == 100 and x["request_id"] for x in ok)
+    assert len([x for x in access if x["status"] == 401]) == 3

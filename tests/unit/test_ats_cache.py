@@ -1,0 +1,196 @@
+"""The ATS cache serves only values the read model holds at the position it reports."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from adapters.bootstrap import Container, bootstrap
+from adapters.channels import ChannelPolicy
+from adapters.config import Settings
+from adapters.keys import MISS, ApiKeys
+from ledger import commands as c
+from projections.cache import AtsCache
+from projections.rebuild import rebuild
+from projections.runner import Projector
+
+FOREVER = 3600.0  # the version check never lapses by itself in these tests: each step is explicit
+
+
+@dataclass
+class World:
+    container: Container
+    cache: AtsCache
+    channel: str
+
+    @property
+    def projector(self) -> Projector:
+        return self.container.extras["projector"]  # type: ignore[no-any-return]
+
+    def receive(self, sku: str, quantity: int, location: str = "W1") -> None:
+        ref = uuid.uuid4().hex
+        self.container.ledger.execute(
+            c.ReceiveStock(sku=sku, location=location, quantity=quantity, reference=ref)
+        )
+
+    def head(self) -> int:
+        return self.projector.head()
+
+    def table(self, sku: str) -> int:
+        row = self.container.db.query_one(
+            "SELECT available FROM ats WHERE channel = %s AND sku = %s", (self.channel, sku)
+        )
+        return 0 if row is None else int(row["available"])
+
+
+@pytest.fixture
+def world(sqlite_url: str) -> Iterator[World]:
+    container = bootstrap(Settings(database_url=sqlite_url))
+    try:
+        cache = AtsCache(container.db, fresh_seconds=FOREVER)
+        container.extras["projector"].listeners.append(cache.committed)
+        channel = "web"
+        container.extras["channels"].put(ChannelPolicy(channel=channel, locations=("W1",)), actor="test")
+        yield World(container, cache, channel)
+        cache.close()
+    finally:
+        container.close()
+
+
+def test_a_committed_batch_is_served_at_once_with_its_position(world: World) -> None:
+    world.receive("A", 5)
+    world.projector.catch_up()
+    assert world.cache.read(world.channel, ["A"]) == [(5, world.head())]
+    world.receive("A", 3)
+    world.receive("B", 2)
+    world.projector.catch_up()  # the projector hands the changed rows to the cache after its commit
+    assert world.cache.get(world.channel, "A") == (8, world.head())
+    assert world.cache.get(world.channel, "B") == (2, world.head())
+    assert world.table("A") == 8
+
+
+def test_a_sku_the_channel_never_saw_is_zero_and_kept(world: World) -> None:
+    world.receive("A", 5)
+    world.projector.catch_up()
+    assert world.cache.read(world.channel, ["nope"]) == [(0, world.head())]
+    assert world.cache.get(world.channel, "nope") == (0, world.head())
+
+
+def test_nothing_is_served_once_the_version_check_lapses(world: World) -> None:
+    world.receive("A", 5)
+    world.projector.catch_up()
+    cache = AtsCache(world.container.db, fresh_seconds=0.05)
+    try:
+        assert cache.read(world.channel, ["A"]) == [(5, world.head())]
+        assert cache.get(world.channel, "A") == (5, world.head())
+        time.sleep(0.06)
+        assert cache.get(world.channel, "A") is None  # the caller reads the database again
+    finally:
+        cache.close()
+
+
+def test_another_process_runner_empties_the_cache_at_the_next_check(world: World) -> None:
+    world.receive("A", 5)
+    world.projector.catch_up()
+    world.cache.read(world.channel, ["A"])
+    world.receive("A", 1)
+    other = Projector(world.container.db, world.container.ledger.app, world.container.extras["channels"])
+    other.catch_up()  # a runner this cache does not hear
+    assert world.cache.get(world.channel, "A") == (5, world.head() - 1)  # still truthful: 5 at that position
+    world.cache.validate()
+    assert world.cache.get(world.channel, "A") is None
+    assert world.cache.read(world.channel, ["A"]) == [(6, world.head())]
+
+
+def test_our_runner_after_another_one_does_not_stitch_unknown_changes(world: World) -> None:
+    world.receive("A", 5)
+    world.receive("B", 5)
+    world.projector.catch_up()
+    world.cache.read(world.channel, ["A", "B"])
+    world.receive("B", 1)
+    Projector(world.container.db, world.container.ledger.app, world.container.extras["channels"]).catch_up()
+    world.receive("A", 1)
+    world.projector.catch_up()  # starts after the other runner's batch: the cache missed B's change
+    assert world.cache.get(world.channel, "A") == (6, world.head())
+    assert world.cache.get(world.channel, "B") is None
+    assert world.cache.read(world.channel, ["B"]) == [(6, world.head())]
+
+
+def test_a_rebuild_marker_empties_the_cache(world: World) -> None:
+    world.receive("A", 5)
+    world.receive("B", 4)
+    world.projector.catch_up()
+    world.cache.read(world.channel, ["A", "B"])
+    # A value the live table got wrong (as if by an older build): the rebuild corrects it.
+    with world.container.db.transaction() as tx:
+        tx.execute("UPDATE ats SET available = 99 WHERE channel = %s AND sku = %s", (world.channel, "B"))
+    world.cache.clear()
+    world.cache.read(world.channel, ["A", "B"])
+    assert world.cache.get(world.channel, "B") == (99, world.head())
+    rebuild(world.projector, "ats")  # swaps the table, then appends a marker through the writer
+    world.projector.catch_up()
+    assert world.cache.get(world.channel, "A") is None  # emptied by the marker
+    assert world.cache.get(world.channel, "B") == (4, world.head())  # republished at the marker
+    assert world.cache.read(world.channel, ["A"]) == [(5, world.head())]
+
+
+def test_a_read_older_than_the_cache_is_answered_but_not_kept(world: World) -> None:
+    world.receive("A", 5)
+    world.projector.catch_up()
+    world.cache.read(world.channel, ["A"])
+    before = world.head()
+    world.receive("A", 1)
+    world.projector.catch_up()
+    world.cache._fill((before, "0"), time.monotonic(), {(world.channel, "A"): 5})  # a slow reader's answer
+    assert world.cache.get(world.channel, "A") == (6, world.head())
+
+
+# ------------------------------------------------------------------ keys
+
+
+def test_a_key_verdict_is_a_lookup_until_it_lapses(sqlite_url: str) -> None:
+    container = bootstrap(Settings(database_url=sqlite_url))
+    try:
+        keys = ApiKeys(container.db, cache_seconds=0.2)
+        _, token = keys.create("reader", ["ats:read"])
+        assert keys.lookup(token) is MISS
+        principal = keys.verify(token)
+        assert principal is not None and keys.lookup(token) == principal
+        elsewhere = ApiKeys(container.db)  # another process
+        key_id = principal.key_id
+        assert elsewhere.revoke(key_id, actor="test")
+        assert keys.lookup(token) == principal  # kept for at most cache_seconds
+        time.sleep(0.25)
+        assert keys.lookup(token) is MISS and keys.verify(token) is None
+        assert keys.lookup(token) is None  # the refusal is kept too
+    finally:
+        container.close()
+
+
+def test_a_revoked_key_stops_at_once_in_the_revoking_process(sqlite_url: str) -> None:
+    container = bootstrap(Settings(database_url=sqlite_url))
+    try:
+        keys = container.keys
+        key_id, token = keys.create("reader", ["ats:read"])
+        assert keys.verify(token) is not None
+        keys.revoke(key_id, actor="test")
+        assert keys.lookup(token) is MISS and keys.verify(token) is None
+    finally:
+        container.close()
+
+
+def test_a_verdict_is_never_kept_past_the_key_expiry(sqlite_url: str) -> None:
+    container = bootstrap(Settings(database_url=sqlite_url))
+    try:
+        keys = ApiKeys(container.db, cache_seconds=FOREVER)
+        _, token = keys.create("brief", ["ats:read"], expires_at=datetime.now(UTC) + timedelta(seconds=0.3))
+        assert keys.verify(token) is not None
+        time.sleep(0.35)
+        assert keys.lookup(token) is MISS and keys.verify(token) is None
+    finally:
+        container.close()
