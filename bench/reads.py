@@ -266,12 +266,13 @@ def nats_latency(
     rate: int = 1000,
     seconds: float = 5.0,
     wake: bool = True,
+    trace: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Append → NATS latency at `rate` receipts/s: from the commit of a receipt to the arrival of the
     ATS message that carries its position (projection runner and outbox relay in this process).
 
     `wake=False` measures the relay as it was before wake-ups: no LISTEN, no in-process wake by the
-    runner, a poll every 0.2 s."""
+    runner, a poll every 0.2 s. `trace`, when given, receives the raw commits and arrivals."""
     import asyncio
     import bisect
     import threading
@@ -288,28 +289,25 @@ def nats_latency(
         publisher = container.extras["publisher"]
         publisher.outbox, publisher.poll_seconds = _Unwatched(publisher.outbox), 0.2
     channel = "bench" + uuid.uuid4().hex[:6]
+    where = "NATS-" + channel  # a location of this run only: the channel's first policy publishes nothing old
     commits: list[tuple[int, float]] = []  # (last position of a batch, when it committed), in order
-    latencies: list[float] = []
-    seen: set[int] = set()  # positions received (a message sent twice after a reconnect counts once)
+    # (position, arrival): matched to commits after the run, since a message can overtake the writer's
+    # callback that records its batch's commit (another thread, the GIL)
+    arrived: list[tuple[int, float]] = []
     container.ledger.writer.on_commit.append(lambda pos: commits.append((pos, time.perf_counter())))
 
     def commit_time(position: int) -> float | None:
         i = bisect.bisect_left(commits, (position, 0.0))
         return commits[i][1] if i < len(commits) else None
 
-    container.extras["channels"].put(ChannelPolicy(channel=channel, locations=("NATS-WH",)), actor="bench")
+    container.extras["channels"].put(ChannelPolicy(channel=channel, locations=(where,)), actor="bench")
     done, ready = threading.Event(), threading.Event()
 
     async def listen() -> None:
         nc = await nats.connect(nats_url)
 
         async def on_msg(msg: Any) -> None:
-            body = json.loads(msg.data)
-            pos = int(body.get("position", -1))
-            at = commit_time(pos)
-            if at is not None and pos not in seen:
-                seen.add(pos)
-                latencies.append((time.perf_counter() - at) * 1000)
+            arrived.append((int(json.loads(msg.data).get("position", -1)), time.perf_counter()))
 
         await nc.subscribe(f"ledger.ats.{channel}.>", cb=on_msg)
         await nc.flush()  # the server has the subscription: nothing published from now on is missed
@@ -330,7 +328,7 @@ def nats_latency(
         t0 = time.perf_counter()
         for i in range(n):  # paced: one receipt every 1/rate s, each on its own SKU (one ATS message each)
             container.ledger.submit(
-                c.ReceiveStock(sku=f"N-{i}", location="NATS-WH", quantity=1, reference=f"{run}-{i}")
+                c.ReceiveStock(sku=f"N-{i}", location=where, quantity=1, reference=f"{run}-{i}")
             )
             delay = t0 + (i + 1) / rate - time.perf_counter()
             if delay > 0:
@@ -341,7 +339,16 @@ def nats_latency(
         listener.join(timeout=10)
         left = container.extras["publisher"].outbox.depth()
         container.close()
-    s = sorted(latencies)
+    latencies: dict[int, float] = {}  # position -> ms; a message sent twice after a reconnect counts once
+    early = 0  # arrived before the writer's callback ran: counted as 0 ms
+    for pos, t in arrived:
+        at = commit_time(pos)
+        if at is not None and pos not in latencies:
+            early += t < at
+            latencies[pos] = max(0.0, t - at) * 1000
+    s = sorted(latencies.values())
+    if trace is not None:
+        trace.update(commits=commits, arrived=arrived)
     pick = (lambda q: round(s[min(len(s) - 1, int(q * len(s)))], 1)) if s else (lambda q: 0.0)
     return {
         "wake": wake,
@@ -349,6 +356,7 @@ def nats_latency(
         "sent": n,
         "messages": len(s),
         "outbox_left": left,
+        "before_callback": early,
         "p50_ms": pick(0.5),
         "p99_ms": pick(0.99),
         "max_ms": round(s[-1], 1) if s else 0.0,
