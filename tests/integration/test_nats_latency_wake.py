@@ -14,7 +14,7 @@ import threading
 import uuid
 
 import nats
-from conftest import drop_pg_schema, fresh_pg_url
+from pgschema import drop_pg_schema, fresh_pg_url
 from projection_support import Rig
 from test_nats_relay import free_port, start_nats, wait_for
 
