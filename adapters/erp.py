@@ -32,8 +32,9 @@ from typing import Annotated, Any, Protocol
 
 import httpx
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.fields import Id, Quantity
 from adapters.mappings import Lookup, mapping_key
 from adapters.metrics import ERP_POSTINGS, ERP_QUEUE_DEPTH
 from adapters.persistence.db import Database
@@ -48,14 +49,7 @@ log = logging.getLogger("ledger.erp")
 # ------------------------------------------------------------------ inbound
 
 
-def _printable(v: str) -> str:
-    if not v.isprintable():
-        raise ValueError("must be printable characters with no control characters")
-    return v
-
-
-Code = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
+Code = Id  # a POS/ERP code: the contract's identifier bounds
 
 
 class _Message(BaseModel):

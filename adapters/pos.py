@@ -22,26 +22,19 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.fields import Id, Quantity
 from adapters.mappings import Lookup, mapping_key
 from adapters.persistence.db import Database, Tx
 from adapters.translate import Context, Translation, ref
 from ledger import commands as c
-from ledger.bounds import MAX_QUANTITY
 from projections.exceptions import close_exception, open_exception
 
 MAX_GAP_EXCEPTIONS = 1000
 
 
-def _printable(v: str) -> str:
-    if not v.isprintable():
-        raise ValueError("must be printable characters with no control characters")
-    return v
-
-
-Code = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_printable)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
+Code = Id  # a POS/ERP code: the contract's identifier bounds
 
 
 class PosLine(BaseModel):

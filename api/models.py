@@ -7,33 +7,12 @@ Requests refuse unknown fields and coercion (`"5"` is not a quantity); each iden
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ledger.bounds import MAX_ID_LENGTH, MAX_QUANTITY
+from adapters.fields import Delta, Id, Quantity
 
-
-def _printable(value: str) -> str:
-    if not value.isprintable():
-        raise ValueError("must be printable characters with no control characters")
-    return value
-
-
-def _nonzero(value: int) -> int:
-    if value == 0:
-        raise ValueError("must not be zero")
-    return value
-
-
-# The pattern tells clients (and schemathesis) the rule; `isprintable` is the exact check.
-Id = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
-    AfterValidator(_printable),
-]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
-Delta = Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY), AfterValidator(_nonzero)]
 MAX_LINES = 1000
 
 

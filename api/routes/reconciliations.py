@@ -6,31 +6,19 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from adapters.fields import Id
 from adapters.reconciliation import report as reports
 from adapters.reconciliation import wiring
 from adapters.reconciliation.engine import MAX_LEVELS
 from adapters.reconciliation.ports import Level, Snapshot
 from api.deps import Auditor, ContainerDep
 from api.problems import Problem
-from ledger.bounds import MAX_ID_LENGTH, MAX_QUANTITY
+from ledger.bounds import MAX_QUANTITY
 
 router = APIRouter(tags=["reconciliations"])
-
-
-def _printable(value: str) -> str:
-    if not value.isprintable():
-        raise ValueError("must be printable characters with no control characters")
-    return value
-
-
-Id = Annotated[
-    str,
-    Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$"),
-    AfterValidator(_printable),
-]
 
 
 class LevelIn(BaseModel):
