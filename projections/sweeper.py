@@ -11,7 +11,6 @@ Every few seconds, from the read models:
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -19,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters import metrics
+from adapters.loop import Loop
 from adapters.persistence.db import Database
 from ledger.commands import ReleaseExpired
 from projections import exceptions
@@ -42,26 +42,17 @@ class Sweeper:
         self.deadline_seconds = deadline_seconds
         self.period_seconds = period_seconds
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("sweeper", self._step, poll=period_seconds)
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._thread = None
+        self._loop.stop()
 
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_seconds):
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("sweep failed")
+    def _step(self) -> int:
+        self.sweep()
+        return 0  # then wait a period
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns how many exceptions were opened and closed and commands submitted."""

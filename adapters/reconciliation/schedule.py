@@ -5,10 +5,10 @@ and reconciled. Registered as a worker only when sources are configured."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from adapters.loop import Loop
 from adapters.reconciliation.engine import Reconciler
 from adapters.reconciliation.ports import InventorySnapshotSource
 
@@ -26,8 +26,7 @@ class ScheduledReconciliation:
         self.sources = list(sources)
         self.interval = interval
         self.last: dict[str, dict[str, Any]] = {}  # source -> summary of its last run (or error)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = Loop("reconcile", self._step, poll=interval)
 
     def run_once(self) -> dict[str, dict[str, Any]]:
         for src in self.sources:
@@ -48,20 +47,15 @@ class ScheduledReconciliation:
                 self.last[src.source] = {"status": "failed", "error": str(e)[:200]}
         return self.last
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.run_once()
-
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="reconcile", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()
+
+    def _step(self) -> int:
+        self.run_once()
+        return 0  # then wait an interval
 
 
 def register(container: Any) -> ScheduledReconciliation | None:
