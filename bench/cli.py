@@ -162,6 +162,16 @@ def api_cmd(
     _run(database_url, as_json, [("api", lambda u: api(u, seconds=seconds, connections=connections))])
 
 
+@bench_app.command("reconcile")
+def reconcile_cmd(
+    database_url: UrlOpt = DEFAULT_URL, levels: int = 100_000, as_json: JsonOpt = False
+) -> None:
+    """Reconcile a snapshot of N levels (default 100,000) as of a moment inside a stream of sales."""
+    from bench.reconcile import reconcile
+
+    _run(database_url, as_json, [("reconcile", lambda u: reconcile(u, levels=levels))])
+
+
 @bench_app.command("all")
 def all_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False) -> None:
     """Every benchmark, one after the other."""
