@@ -229,13 +229,13 @@ class Decider:
         src = uow.stock(cmd.sku, cmd.from_location)
         self._check_version(src, cmd.if_match)
         if src is None or not src.can_ship_out(cmd.quantity):
-            raise InsufficientStockError(
-                f"cannot transfer {cmd.quantity} of {cmd.sku} from {cmd.from_location}: "
-                f"{0 if src is None else src.available} available",
-                sku=cmd.sku,
-                location=cmd.from_location,
-                requested=cmd.quantity,
-                available=0 if src is None else src.available,
+            raise InsufficientStockError.short(
+                "transfer",
+                cmd.quantity,
+                cmd.sku,
+                cmd.from_location,
+                0 if src is None else src.available,
+                "from",
             )
         dst = uow.stock_or_open(cmd.sku, cmd.to_location, cmd.cause)
         src.transfer_out(cmd.reference, cmd.to_location, cmd.quantity, cmd.cause)
@@ -251,13 +251,7 @@ class Decider:
     def reserve(self, cmd: c.Reserve, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock(cmd.sku, cmd.location)
         if s is None:
-            raise InsufficientStockError(
-                f"cannot reserve {cmd.quantity} of {cmd.sku} at {cmd.location}: 0 available",
-                sku=cmd.sku,
-                location=cmd.location,
-                requested=cmd.quantity,
-                available=0,
-            )
+            raise InsufficientStockError.short("reserve", cmd.quantity, cmd.sku, cmd.location, 0)
         rid = s.reserve(cmd.order_id, cmd.line_id, cmd.quantity, cmd.cause, expires_at=cmd.expires_at)
         return {"reservation_id": rid, **stock_view(s)}
 
@@ -291,13 +285,7 @@ class Decider:
         s = uow.stock(cmd.sku, cmd.location)
         if s is None:
             if not cmd.record_shortfall:
-                raise InsufficientStockError(
-                    f"cannot sell {cmd.quantity} of {cmd.sku} at {cmd.location}: 0 available",
-                    sku=cmd.sku,
-                    location=cmd.location,
-                    requested=cmd.quantity,
-                    available=0,
-                )
+                raise InsufficientStockError.short("sell", cmd.quantity, cmd.sku, cmd.location, 0)
             s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
         s.sell(cmd.quantity, cmd.reference, cmd.cause, cmd.reservation_id, cmd.record_shortfall)
         return stock_view(s)

@@ -25,6 +25,19 @@ class InsufficientStockError(LedgerError):
 
     code = "insufficient-stock"
 
+    @classmethod
+    def short(
+        cls, verb: str, quantity: int, sku: str, location: str, available: int, prep: str = "at"
+    ) -> InsufficientStockError:
+        """`cannot {verb} {quantity} of {sku} {prep} {location}: {available} available`."""
+        return cls(
+            f"cannot {verb} {quantity} of {sku} {prep} {location}: {available} available",
+            sku=sku,
+            location=location,
+            requested=quantity,
+            available=available,
+        )
+
 
 class ReservationError(LedgerError):
     """A release or sale names more than the reservation holds, or no reservation at all."""

@@ -239,13 +239,7 @@ class SkuLocation(Aggregate):
         """Reserves for an order line; returns the reservation id (`order_id/line_id`)."""
         check_quantity(quantity)
         if not self.can_reserve(quantity):
-            raise InsufficientStockError(
-                f"cannot reserve {quantity} of {self.sku} at {self.location}: {self.available} available",
-                sku=self.sku,
-                location=self.location,
-                requested=quantity,
-                available=self.available,
-            )
+            raise InsufficientStockError.short("reserve", quantity, self.sku, self.location, self.available)
         reservation_id = make_reservation_id(order_id, line_id)
         self.trigger_event(
             self.StockReserved,
@@ -322,13 +316,7 @@ class SkuLocation(Aggregate):
                     held=held,
                 )
         elif not (record_shortfall or self.can_sell_direct(quantity)):
-            raise InsufficientStockError(
-                f"cannot sell {quantity} of {self.sku} at {self.location}: {self.available} available",
-                sku=self.sku,
-                location=self.location,
-                requested=quantity,
-                available=self.available,
-            )
+            raise InsufficientStockError.short("sell", quantity, self.sku, self.location, self.available)
         self.trigger_event(
             self.StockSold, quantity=quantity, reservation_id=reservation_id, reference=reference, cause=cause
         )
@@ -339,12 +327,8 @@ class SkuLocation(Aggregate):
     def transfer_out(self, transfer_id: str, to_location: str, quantity: int, cause: Cause) -> None:
         check_quantity(quantity)
         if not self.can_ship_out(quantity):
-            raise InsufficientStockError(
-                f"cannot transfer {quantity} of {self.sku} from {self.location}: {self.available} available",
-                sku=self.sku,
-                location=self.location,
-                requested=quantity,
-                available=self.available,
+            raise InsufficientStockError.short(
+                "transfer", quantity, self.sku, self.location, self.available, "from"
             )
         self.trigger_event(
             self.StockTransferredOut,
