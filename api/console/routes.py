@@ -93,10 +93,17 @@ async def form(request: Request) -> dict[str, str]:
     return {k: v for k, v in reversed(pairs)}
 
 
-async def viewer(request: Request) -> Session | RedirectResponse:
+async def viewer(request: Request, **ids: str) -> Session | Response:
+    """The signed-in session of a page, or the answer instead of the page: a redirect to sign
+    in, or a refusal when one of the page's identifiers (`field=value`) breaks the bounds."""
     session = await current(request)
     if session is None:
         return RedirectResponse("/console/login", status_code=303, headers=HEADERS)
+    for field, value in ids.items():
+        try:
+            _id(value, field)
+        except Refusal as e:
+            return refuse(request, e, session)
     return session
 
 
@@ -206,13 +213,9 @@ async def search(request: Request, q: str = "") -> Response:
 
 @router.get("/skus/{sku}")
 async def sku_page(request: Request, sku: str) -> Response:
-    s = await viewer(request)
+    s = await viewer(request, sku=sku)
     if not isinstance(s, Session):
         return s
-    try:
-        _id(sku, "sku")
-    except Refusal as e:
-        return refuse(request, e, s)
     data = await run_in_threadpool(views.sku_page, _container(request), sku)
     if not data["levels"]:
         return refuse(request, Refusal(404, "not-found", f"the ledger has no stock of {sku}"), s)
@@ -221,26 +224,18 @@ async def sku_page(request: Request, sku: str) -> Response:
 
 @router.get("/locations/{location}")
 async def location_page(request: Request, location: str) -> Response:
-    s = await viewer(request)
+    s = await viewer(request, location=location)
     if not isinstance(s, Session):
         return s
-    try:
-        _id(location, "location")
-    except Refusal as e:
-        return refuse(request, e, s)
     rows = await run_in_threadpool(views.location_page, _container(request), location)
     return page(request, "location.html", s, location=location, rows=rows)
 
 
 @router.get("/orders/{order_id}")
 async def order_page(request: Request, order_id: str) -> Response:
-    s = await viewer(request)
+    s = await viewer(request, order_id=order_id)
     if not isinstance(s, Session):
         return s
-    try:
-        _id(order_id, "order_id")
-    except Refusal as e:
-        return refuse(request, e, s)
     data = await run_in_threadpool(views.order_page, _container(request), order_id, s.can_act)
     if data is None:
         return refuse(request, Refusal(404, "not-found", f"order {order_id} is not in the ledger"), s)
