@@ -136,7 +136,10 @@ class Writer:
         self._last_size = 0
         self._current: list[_Item] = []  # the batch being decided (answered if the loop fails)
         self._stop_seen = False
-        self.on_commit = list(on_commit)
+        self.on_commit = list(on_commit)  # (last position) after each commit that stored events
+        # Observers (metrics): (commands committed, recordings) per batch; (command, future) per submit.
+        self.on_batch: list[Callable[[int, list[Any]], None]] = []
+        self.on_submit: list[Callable[[Command, Future[dict[str, Any]]], None]] = []
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -174,6 +177,8 @@ class Writer:
     def submit(self, command: Command) -> Future[dict[str, Any]]:
         """Queues a command; the future holds its outcome once its batch has committed."""
         item = _Item(command)
+        for observer in self.on_submit:
+            observer(command, item.future)
         try:
             command.validate()
         except LedgerError as e:
@@ -446,6 +451,11 @@ class Writer:
     def _committed(self, decision: _Decision, recordings: list[Any]) -> None:
         self.stats["batches"] += 1
         self.stats["commands"] += len(decision.outcomes)
+        for observer in self.on_batch:
+            try:
+                observer(len(decision.outcomes), recordings)
+            except Exception:  # an observer never breaks the write path
+                log.exception("on_batch observer failed")
         if recordings:
             last = max(r.notification.id for r in recordings)
             for callback in self.on_commit:

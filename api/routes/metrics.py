@@ -39,52 +39,37 @@ async def metrics() -> Response:
 
 
 def instrument(ledger: Any) -> None:
-    """Feeds the write-path metrics from one `Ledger`, once, without touching the hot path's logic.
+    """Feeds the write-path metrics from one `Ledger`, once, through the writer's observers.
 
-    - `EVENTS_APPENDED{type}`: from the application's `_notify(recordings)` hook, which the
-      library calls after each committed save;
-    - `BATCH_SIZE`: commands per committed batch, from the writer's `on_commit` listeners;
+    - `EVENTS_APPENDED{type}` and `BATCH_SIZE`: from each committed batch (`on_batch`);
     - `COMMANDS{type,result}`: each submitted command's outcome (`ok`, `duplicate` or an error code).
     """
-    if getattr(ledger, "_instrumented", False):
+    writer = ledger.writer
+    if count_batch in writer.on_batch:
         return
-    ledger._instrumented = True
-    app, writer = ledger.app, ledger.writer
-    notify = app._notify
 
-    def count_events(recordings: Any) -> None:
-        tally = Counter(type(r.domain_event).__name__ for r in recordings)
-        for name, n in tally.items():
-            EVENTS_APPENDED.labels(name).inc(n)
-        notify(recordings)
+    writer.on_batch.append(count_batch)
+    writer.on_submit.append(count_command)
 
-    app._notify = count_events
-    last = {"commands": writer.stats.get("commands", 0)}
 
-    def count_batch(_: int) -> None:
-        now = writer.stats.get("commands", 0)
-        if now > last["commands"]:
-            BATCH_SIZE.observe(now - last["commands"])
-        last["commands"] = now
+def count_batch(commands: int, recordings: list[Any]) -> None:
+    if commands:
+        BATCH_SIZE.observe(commands)
+    for name, n in Counter(type(r.domain_event).__name__ for r in recordings).items():
+        EVENTS_APPENDED.labels(name).inc(n)
 
-    writer.on_commit.append(count_batch)
-    submit = writer.submit
 
-    def counted_submit(command: Any) -> Future[dict[str, Any]]:
-        future = submit(command)
-        kind = type(command).__name__
+def count_command(command: Any, future: Future[dict[str, Any]]) -> None:
+    kind = type(command).__name__
 
-        def done(f: Future[dict[str, Any]]) -> None:
-            e = None if f.cancelled() else f.exception()
-            if f.cancelled():
-                result = "cancelled"
-            elif e is None:
-                result = "duplicate" if f.result().get("duplicate") else "ok"
-            else:
-                result = e.code if isinstance(e, LedgerError) else "error"
-            COMMANDS.labels(kind, result).inc()
+    def done(f: Future[dict[str, Any]]) -> None:
+        e = None if f.cancelled() else f.exception()
+        if f.cancelled():
+            result = "cancelled"
+        elif e is None:
+            result = "duplicate" if f.result().get("duplicate") else "ok"
+        else:
+            result = e.code if isinstance(e, LedgerError) else "error"
+        COMMANDS.labels(kind, result).inc()
 
-        future.add_done_callback(done)
-        return future
-
-    writer.submit = counted_submit
+    future.add_done_callback(done)
