@@ -60,28 +60,35 @@ class Order(Aggregate):
     ) -> None:
         self.order_id = order_id
         self.channel = channel
-        self.lines: dict[str, dict[str, Any]] = {}
-        for line in lines:
-            self.lines[line["line_id"]] = {
-                "line_id": line["line_id"],
-                "sku": line["sku"],
-                "quantity": line["quantity"],
-                "location": None,
-                "reserved": 0,
-                "shipped": 0,
-                "cancelled": 0,
-                "returned": 0,
-                "released": 0,
-                "consumed": 0,
-            }
+        self.lines: dict[str, dict[str, Any]] = {x["line_id"]: self.new_line(x) for x in lines}
         self.external_refs = dict(external_refs)
         self.platform_status = dict(platform_status)
         self.shipments: dict[str, list[dict[str, Any]]] = {}
         self.returns: dict[str, list[dict[str, Any]]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
         self.invoices: list[str] = []
-        self.erp: dict[str, Any] = {"posted": False, "attempts": 0, "last_error": None, "reference": None}
+        self.erp: dict[str, Any] = self.new_erp()
         self.cancel_reason: str | None = None
+
+    @staticmethod
+    def new_line(line: dict[str, Any]) -> dict[str, Any]:
+        """A captured line's state: its quantities, all zero but the ordered quantity."""
+        return {
+            "line_id": line["line_id"],
+            "sku": line["sku"],
+            "quantity": line["quantity"],
+            "location": None,
+            "reserved": 0,
+            "shipped": 0,
+            "cancelled": 0,
+            "returned": 0,
+            "released": 0,
+            "consumed": 0,
+        }
+
+    @staticmethod
+    def new_erp() -> dict[str, Any]:
+        return {"posted": False, "attempts": 0, "last_error": None, "reference": None}
 
     @classmethod
     def capture(

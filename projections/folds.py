@@ -152,27 +152,13 @@ def order_stage(row: Row) -> str:
 def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
     """The order's stage and lines after `event`."""
     if isinstance(event, Order.Captured):
-        lines = {
-            x["line_id"]: {
-                "line_id": x["line_id"],
-                "sku": x["sku"],
-                "quantity": x["quantity"],
-                "location": None,
-                "reserved": 0,
-                "shipped": 0,
-                "cancelled": 0,
-                "returned": 0,
-                "released": 0,
-                "consumed": 0,
-            }
-            for x in event.lines
-        }
+        lines = {x["line_id"]: Order.new_line(x) for x in event.lines}
         state = {
             "lines": lines,
             "refunds": {},
             "invoices": [],
             "cancel_reason": None,
-            "erp": {"posted": False, "attempts": 0, "last_error": None, "reference": None},
+            "erp": Order.new_erp(),
         }
         row = {
             "order_id": event.order_id,
