@@ -30,6 +30,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.persistence.db import Database
+from api.middleware import replaying
 from api.problems import problem_response
 
 HEADER = b"idempotency-key"
@@ -190,7 +191,8 @@ class Idempotency:
             )(scope, receive, send)
             return
         body = scope.get("state", {}).get("body")
-        if body is None:  # no BodyGuard in front: read the body here
+        inner_receive = receive  # BodyGuard in front already replays the body it read
+        if body is None:  # no BodyGuard in front: read the body here, then replay it
             chunks = []
             while True:
                 message = await receive()
@@ -200,6 +202,7 @@ class Idempotency:
                 if not message.get("more_body", False):
                     break
             body = b"".join(chunks)
+            inner_receive = replaying(body, receive)
         caller = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
         fp = fingerprint(scope, body)
         row = await run_in_threadpool(store.claim, caller, key, fp)
@@ -223,17 +226,8 @@ class Idempotency:
                 chunks_out.append(message.get("body", b""))
             await send(message)
 
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         try:
-            await self.app(scope, replay, capture)
+            await self.app(scope, inner_receive, capture)
         except BaseException:
             await run_in_threadpool(store.release, caller, key)
             raise
