@@ -9,7 +9,8 @@ mapping version, and is copied onto every event the command produces.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property, lru_cache
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -42,7 +43,7 @@ class Command:
 
     cause: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    @property
+    @cached_property
     def key(self) -> str | None:
         """The natural idempotency key, or None when the command is idempotent by itself."""
         if self.key_format is None:
@@ -50,8 +51,9 @@ class Command:
         return self.key_format.format(**{f: getattr(self, f) for f in self.__dataclass_fields__})
 
     def fingerprint(self) -> str:
-        body = asdict(self)
-        body.pop("cause", None)
+        """SHA-256 of the command's fields but `cause`, with its type: the same bytes as hashing
+        `dataclasses.asdict(self)`, without its deep copy (orjson reads the values as they are)."""
+        body = {name: getattr(self, name) for name in _fingerprinted(type(self))}
         body["type"] = type(self).__name__
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -68,6 +70,12 @@ class Command:
 
     def check(self) -> None:
         """Rules beyond the declared identifiers and quantities."""
+
+
+@lru_cache(maxsize=None)
+def _fingerprinted(cls: type[Command]) -> tuple[str, ...]:
+    """The fields a command's fingerprint covers: all but `cause`."""
+    return tuple(f.name for f in fields(cls) if f.name != "cause")
 
 
 # ------------------------------------------------------------------ stock

@@ -1,7 +1,7 @@
 """PostgreSQL event store for the ledger: the library's recorder plus the command log.
 
-The command log (each idempotent command's first outcome) is written by the `_insert_events`
-hook, so it commits in the same transaction as the command's events.
+The command log (each idempotent command's first outcome) is written by the same statement as
+the batch's events (`insert_events`), so both commit in one transaction or not at all.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import Any
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -32,44 +33,53 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 "recorded_at timestamptz NOT NULL DEFAULT now())"
             ).format(schema=schema, table=table)
         )
-        self._insert_commands = SQL(
-            "INSERT INTO {schema}.{table} (key, fingerprint, outcome) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])"
-        ).format(schema=schema, table=table)
         self._select_commands = SQL(
-            "SELECT key, fingerprint, outcome FROM {schema}.{table} WHERE key = ANY(%s)"
+            "SELECT key, fingerprint, outcome FROM {schema}.{table} WHERE key = ANY(%b::text[])"
         ).format(schema=schema, table=table)
         self._select_stream = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{events} "
             "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
         ).format(schema=schema, events=events)
-        # Four plain arrays instead of one array of the library's composite type: psycopg dumps
-        # arrays of uuid/bigint/text/bytea in C, the composite in Python (the hottest write cost).
-        self._insert_arrays = SQL(
-            "INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
-            "RETURNING notification_id"
-        ).format(schema=schema, events=events)
-        # Command rows and events in one statement, after the table lock (so command-key
-        # conflicts between processes are met under the lock too, one writer at a time).
-        self._insert_both = SQL(
-            "WITH c AS (INSERT INTO {schema}.{table} (key, fingerprint, outcome) "
-            "SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[])) "
-            "INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[]) "
-            "RETURNING notification_id"
-        ).format(schema=schema, table=table, events=events)
+        # One statement appends a batch: a function that takes the table lock, notifies, and
+        # inserts the command rows and the events, in the statement's own transaction
+        # (the pool's connections are in autocommit). The arrays travel in binary (`%b`):
+        # psycopg dumps text arrays with a regular expression per element, the hottest write cost.
+        self.append_function = self.events_table_name + "_append"
+        lock_timeout = (
+            f"SET LOCAL lock_timeout = '{self.datastore.lock_timeout}s';" if self.datastore.lock_timeout else ""
+        )
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{function}("
+                "keys text[], fingerprints text[], outcomes bytea[], "
+                "ids uuid[], versions bigint[], topics text[], states bytea[]) "
+                "RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$ BEGIN "
+                "IF cardinality(ids) > 0 THEN "
+                + lock_timeout
+                + " LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE; NOTIFY {channel}; END IF; "
+                "INSERT INTO {schema}.{table} (key, fingerprint, outcome) "
+                "SELECT * FROM unnest(keys, fingerprints, outcomes); "
+                "RETURN QUERY INSERT INTO {schema}.{events} (originator_id, originator_version, topic, state) "
+                "SELECT * FROM unnest(ids, versions, topics, states) RETURNING notification_id; "
+                "END; $BODY$"
+            ).format(
+                schema=schema,
+                function=Identifier(self.append_function),
+                events=events,
+                table=table,
+                channel=Identifier(self.channel_name),
+            )
+        )
+        self._append = SQL(
+            "SELECT n FROM {schema}.{function}(%b::text[], %b::text[], %b::bytea[], "
+            "%b::uuid[], %b::bigint[], %b::text[], %b::bytea[]) AS n"
+        ).format(schema=schema, function=Identifier(self.append_function))
         # One round trip before deciding a batch: which keys are recorded, which streams exist.
         self._lookup = SQL(
-            "SELECT key, fingerprint, outcome, NULL::uuid AS id FROM {schema}.{table} WHERE key = ANY(%s) "
+            "SELECT key, fingerprint, outcome, NULL::uuid AS id FROM {schema}.{table} WHERE key = ANY(%b::text[]) "
             "UNION ALL SELECT NULL, NULL, NULL, originator_id FROM {schema}.{events} "
-            "WHERE originator_id = ANY(%s) AND originator_version = 1"
+            "WHERE originator_id = ANY(%b::uuid[]) AND originator_version = 1"
         ).format(schema=schema, table=table, events=events)
-        if not self.datastore.lock_timeout:
-            # `SET LOCAL lock_timeout = '0s'` is the default already: one statement less per save.
-            self.lock_table_statements = [
-                q for q in self.lock_table_statements if "lock_timeout" not in q.as_string(None)
-            ]
         self._existing = SQL(
             "SELECT DISTINCT originator_id FROM {schema}.{events} "
             "WHERE originator_id = ANY(%s) AND originator_version = 1"
@@ -85,35 +95,31 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ledger-ddl:{self.datastore.schema}",))
         super()._create_table(curs)
 
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        rows = kwargs.get("commands") or ()
-        if rows and not stored_events:  # with events, they go in with the events' statement
-            curs.execute(
-                self._insert_commands,
-                ([r[0] for r in rows], [r[1] for r in rows], [orjson.dumps(r[2]) for r in rows]),
-                prepare=True,
-            )
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Stores a batch's events and its command rows (`commands=[(key, fingerprint, outcome)]`)
+        in one statement: one round trip, one transaction. Returns the events' positions.
 
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """The library's insert (table lock, NOTIFY, one INSERT returning ids), with plain arrays."""
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        events = (
+        As the library's insert: the table lock keeps positions in commit order, and a taken
+        (stream, version) or command key raises IntegrityError with nothing stored.
+        """
+        if kwargs.get("tracking") is not None:
+            raise NotImplementedError("the ledger's event store records no tracking")
+        rows = kwargs.get("commands") or ()
+        if not stored_events and not rows:
+            return None
+        params = (
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [orjson.dumps(r[2]) for r in rows],
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
         )
-        rows = kwargs.get("commands") or ()
-        if rows:
-            commands = ([r[0] for r in rows], [r[1] for r in rows], [orjson.dumps(r[2]) for r in rows])
-            curs.execute(self._insert_both, (*commands, *events), prepare=True)
-        else:
-            curs.execute(self._insert_arrays, events, prepare=True)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._append, params, prepare=True)
+            return [r["n"] for r in curs.fetchall()]
 
     def lookup(
         self, keys: Sequence[str], ids: Sequence[UUID]
