@@ -10,24 +10,33 @@ from fastapi import FastAPI
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from api import problems
+from api.console import routes as console_routes
 from api.idempotency import Idempotency
 from api.middleware import BodyGuard, RequestContext
 from api.models import problems as problems_doc
-from api.routes import health, metrics, orders, stock
+from api.routes import (
+    ats,
+    channels,
+    health,
+    inbox,
+    mappings,
+    metrics,
+    orders,
+    pos,
+    reconciliations,
+    stock,
+    webhooks,
+)
 from api.routes import erp as erp_routes
-from api.routes import inbox, mappings, pos, webhooks
-from api.routes import reconciliations
-from api.routes import ats, channels, projections as projection_routes
 from api.routes import exceptions as exception_routes
+from api.routes import explain as explain_routes
+from api.routes import projections as projection_routes
 
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
 ROUTERS += [reconciliations.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
-from api.routes import explain as explain_routes  # noqa: E402
-from api.console import routes as console_routes  # noqa: E402
-
 ROUTERS += [explain_routes.router, console_routes.router]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -61,5 +60,4 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 
 async def execute(container: Container, command: Command) -> dict[str, Any]:
     """Runs a command through the group-commit writer without blocking the event loop."""
-    future = container.ledger.submit(command)
-    return await asyncio.wrap_future(future)
+    return await container.ledger.submit_async(command)

@@ -12,8 +12,7 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -141,7 +140,7 @@ def raw_insert_rate(url: str, seconds: float = 3.0, batch: int = 500) -> float:
 
 
 def drive(
-    submit: Callable[[Any], Future[Any]],
+    submit: Callable[[Any], Awaitable[Any]],
     commands: list[Any],
     callers: int,
 ) -> tuple[float, list[float], list[Any]]:
@@ -158,7 +157,7 @@ def drive(
         for i in cursor:
             t0 = time.perf_counter()
             try:
-                outcomes[i] = await asyncio.wrap_future(submit(commands[i]))
+                outcomes[i] = await submit(commands[i])
             except Exception as e:  # a refused command is an outcome too
                 outcomes[i] = e
             latencies[i] = (time.perf_counter() - t0) * 1000

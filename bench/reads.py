@@ -27,7 +27,7 @@ def fill(url: str, events: int, skus: int = 10_000) -> int:
             c.ReceiveStock(sku=f"SKU-{i % streams:05d}", location="WH-1", quantity=1, reference=f"{run}-{i}")
             for i in range(events - streams)
         ]
-        drive(ledger.submit, cmds, 512)
+        drive(ledger.submit_async, cmds, 512)
         return ledger.app.recorder.max_position()
 
 

@@ -55,7 +55,7 @@ def append(
             c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=1, reference=f"{run}-open-{i}")
             for i in range(skus)
         ]
-        drive(ledger.submit, warm, callers)
+        drive(ledger.submit_async, warm, callers)
         cmds = [
             c.ReceiveStock(
                 sku=f"SKU-{i % skus:05d}", location="WH-1", quantity=1 + i % 5, reference=f"{run}-r-{i}"
@@ -63,7 +63,7 @@ def append(
             for i in range(commands)
         ]
         before = count_events(url)
-        elapsed, lat, outcomes = drive(ledger.submit, cmds, callers)
+        elapsed, lat, outcomes = drive(ledger.submit_async, cmds, callers)
         r = _finish("append", url, ledger, before, elapsed, lat, commands, baseline)
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         # Invariant: each SKU-location's on hand equals the sum of its stored movements,
@@ -96,7 +96,7 @@ def hot(url: str, commands: int = 60_000, callers: int = 64, baseline_seconds: f
             for i in range(commands)
         ]
         before = count_events(url)
-        elapsed, lat, outcomes = drive(ledger.submit, cmds, callers)
+        elapsed, lat, outcomes = drive(ledger.submit_async, cmds, callers)
         r = _finish("hot", url, ledger, before, elapsed, lat, commands, baseline)
         granted = sum(1 for o in outcomes if not isinstance(o, BaseException))
         refused = [o for o in outcomes if isinstance(o, BaseException)]
@@ -134,7 +134,7 @@ def orders(
             c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=per_sku, reference=f"{run}-s{i}")
             for i in range(skus)
         ]
-        drive(ledger.submit, warm, callers)
+        drive(ledger.submit_async, warm, callers)
         cmds = [
             c.CaptureOrder(
                 order_id=f"{run}-{i}",
@@ -152,7 +152,7 @@ def orders(
             for i in range(commands)
         ]
         before = count_events(url)
-        elapsed, lat, outcomes = drive(ledger.submit, cmds, callers)
+        elapsed, lat, outcomes = drive(ledger.submit_async, cmds, callers)
         r = _finish("orders", url, ledger, before, elapsed, lat, commands, baseline)
         failed = [o for o in outcomes if isinstance(o, BaseException)]
         ledger.writer.evict()
@@ -202,7 +202,7 @@ def long_stream(
                 c.ReceiveStock(sku="LONG", location="WH", quantity=1, reference=f"{run}-{done + k}")
                 for k in range(n)
             ]
-            elapsed, lat, _ = drive(ledger.submit, cmds, callers)
+            elapsed, lat, _ = drive(ledger.submit_async, cmds, callers)
             rates.append(n / elapsed)
             lat_last = lat
             done += n

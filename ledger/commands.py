@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, fields
-from functools import cached_property, lru_cache
 from datetime import datetime
+from functools import cache, cached_property
 from typing import Any, ClassVar
 
 import orjson
@@ -72,7 +72,7 @@ class Command:
         """Rules beyond the declared identifiers and quantities."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fingerprinted(cls: type[Command]) -> tuple[str, ...]:
     """The fields a command's fingerprint covers: all but `cause`."""
     return tuple(f.name for f in fields(cls) if f.name != "cause")

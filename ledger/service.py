@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from concurrent.futures import Future
 from datetime import datetime
@@ -36,6 +37,10 @@ class Ledger:
 
     def submit(self, command: c.Command) -> Future[dict[str, Any]]:
         return self.writer.submit(command)
+
+    def submit_async(self, command: c.Command) -> asyncio.Future[dict[str, Any]]:
+        """`submit` for coroutines (call it on the event loop's thread)."""
+        return self.writer.submit_async(command)
 
     def execute(self, command: c.Command) -> dict[str, Any]:
         return self.writer.execute(command)

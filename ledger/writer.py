@@ -13,11 +13,13 @@ each batch in one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -52,6 +54,42 @@ class _Item:
     command: Command
     future: Future[dict[str, Any]] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
+
+
+class _LoopAnswers:
+    """Hands outcomes to the asyncio callers of one event loop, one wake-up for many.
+
+    `call_soon_threadsafe` per answer costs a write to the loop's self-pipe and a wake-up each;
+    answers that arrive while one wake-up is pending ride along with it.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: list[tuple[asyncio.Future[Any], Future[dict[str, Any]]]] = []
+        self.lock = threading.Lock()
+
+    def add(self, answer: asyncio.Future[Any], outcome: Future[dict[str, Any]]) -> None:
+        with self.lock:
+            self.pending.append((answer, outcome))
+            first = len(self.pending) == 1
+        if first:
+            try:
+                self.loop.call_soon_threadsafe(self._deliver)
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                with self.lock:
+                    self.pending.clear()
+
+    def _deliver(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, []
+        for answer, outcome in pending:
+            if answer.done():  # the caller was cancelled; the command still stands
+                continue
+            error = outcome.exception()
+            if error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(outcome.result())
 
 
 def tune_gc(threshold: int = 100_000) -> None:
@@ -150,6 +188,9 @@ class Writer:
         self._absent: set[UUID] = set()
         self._snapped: dict[UUID, int] = {}  # version of each aggregate's last snapshot here
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="ledger-commit")
+        self._answers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopAnswers] = (
+            weakref.WeakKeyDictionary()
+        )
         # Test hook: called with the batch's aggregates after the decision, before the save
         # (the crash tests block here and kill the process).
         self.before_save: Callable[[list[Aggregate]], None] | None = None
@@ -188,6 +229,18 @@ class Writer:
             self.start()
         self._queue.put(item)
         return item.future
+
+    def submit_async(self, command: Command) -> asyncio.Future[dict[str, Any]]:
+        """`submit` for a coroutine: an asyncio future of the running loop, answered with the
+        rest of its batch in one wake-up of the loop. Cancelling it does not withdraw the command."""
+        loop = asyncio.get_running_loop()
+        answers = self._answers.get(loop)
+        if answers is None:
+            answers = self._answers.setdefault(loop, _LoopAnswers(loop))
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+        outcome = self.submit(command)
+        outcome.add_done_callback(lambda f: answers.add(answer, f))
+        return answer
 
     def execute(self, command: Command, timeout: float | None = 60.0) -> dict[str, Any]:
         return self.submit(command).result(timeout=timeout)
