@@ -670,7 +670,8 @@ class Writer:
             n = new_events.get(agg.id, 0)
             before = agg.version - n
             last = self._snapped.get(agg.id, before - before % SNAPSHOT_INTERVAL)
-            if agg.version - last >= max(SNAPSHOT_INTERVAL, state_size(agg)):
+            since = agg.version - last
+            if since >= SNAPSHOT_INTERVAL and since >= state_size(agg):  # state_size is O(state)
                 snaps.append(self.app.mapper.to_stored_event(type(agg).Snapshot.take(agg)))  # type: ignore[attr-defined]
                 self._snapped[agg.id] = agg.version
         if len(self._snapped) > self.cache_size:
