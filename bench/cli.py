@@ -82,6 +82,9 @@ def append_cmd(
     commands: int = 60_000,
     callers: CallersOpt = 64,
     skus: int = 10_000,
+    processes: Annotated[
+        int, typer.Option(help="writer processes, each with its share of the callers and SKU-locations")
+    ] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Receipts spread over 10,000 SKU-locations from 64 concurrent callers."""
@@ -90,7 +93,12 @@ def append_cmd(
     _run(
         database_url,
         as_json,
-        [("append", lambda u: append(u, commands=commands, callers=callers, skus=skus))],
+        [
+            (
+                "append",
+                lambda u: append(u, commands=commands, callers=callers, skus=skus, processes=processes),
+            )
+        ],
     )
 
 

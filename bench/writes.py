@@ -42,10 +42,65 @@ def _finish(
     return r
 
 
+def _receipts(run: str, skus: list[int], commands: int, tag: str) -> list[c.ReceiveStock]:
+    """Receipts over `skus` in turn; quantity 1-5 by command number (the checks recompute it)."""
+    return [
+        c.ReceiveStock(
+            sku=f"SKU-{skus[i % len(skus)]:05d}",
+            location="WH-1",
+            quantity=1 + i % 5,
+            reference=f"{run}-{tag}-{i}",
+        )
+        for i in range(commands)
+    ]
+
+
+def _append_part(
+    url: str, run: str, part: int, parts: int, skus: int, commands: int, callers: int, gates: Any, out: Any
+) -> None:
+    """One writer process of a multi-process `append`: its own Ledger (writer, cache, pool) over the
+    SKU-locations `i % parts == part`, opened first, then driven after the common start."""
+    mine = [i for i in range(skus) if i % parts == part]
+    with make_ledger(url) as ledger:
+        ledger.writer.start()
+        opened = [
+            c.ReceiveStock(sku=f"SKU-{i:05d}", location="WH-1", quantity=1, reference=f"{run}-open-{i}")
+            for i in mine
+        ]
+        drive(ledger.submit_async, opened, callers)
+        cmds = _receipts(run, mine, commands, f"p{part}")
+        gates[0].wait()  # opened: the parent counts the events stored so far
+        gates[1].wait()
+        t0 = time.time()
+        elapsed, lat, outcomes = drive(ledger.submit_async, cmds, callers)
+        out.put(
+            {
+                "part": part,
+                "start": t0,
+                "end": t0 + elapsed,
+                "latencies": lat,
+                "refused": sum(isinstance(o, BaseException) for o in outcomes),
+                "writer": dict(ledger.writer.stats),
+            }
+        )
+
+
 def append(
-    url: str, commands: int = 60_000, callers: int = 64, skus: int = 10_000, baseline_seconds: float = 3.0
+    url: str,
+    commands: int = 60_000,
+    callers: int = 64,
+    skus: int = 10_000,
+    baseline_seconds: float = 3.0,
+    processes: int = 1,
 ) -> Result:
-    """Receipts spread over `skus` SKU-locations from `callers` concurrent callers."""
+    """Receipts spread over `skus` SKU-locations from `callers` concurrent callers.
+
+    With `processes` > 1, the callers are split over that many writer processes, each writing its
+    own share of the SKU-locations (as workers that own channels or locations would), all into
+    the same store: their saves still take turns on the table lock.
+    """
+    if processes > 1:
+        return _append_processes(url, commands, callers, skus, baseline_seconds, processes)
     baseline = raw_insert_rate(url, baseline_seconds)
     run = uuid.uuid4().hex[:6]
     with make_ledger(url) as ledger:
@@ -56,31 +111,73 @@ def append(
             for i in range(skus)
         ]
         drive(ledger.submit_async, warm, callers)
-        cmds = [
-            c.ReceiveStock(
-                sku=f"SKU-{i % skus:05d}", location="WH-1", quantity=1 + i % 5, reference=f"{run}-r-{i}"
-            )
-            for i in range(commands)
-        ]
+        cmds = _receipts(run, list(range(skus)), commands, "r")
         before = count_events(url)
         elapsed, lat, outcomes = drive(ledger.submit_async, cmds, callers)
         r = _finish("append", url, ledger, before, elapsed, lat, commands, baseline)
-        failed = [o for o in outcomes if isinstance(o, BaseException)]
-        # Invariant: each SKU-location's on hand equals the sum of its stored movements,
-        # and equals what the commands received.
-        expected: dict[int, int] = {}
-        for i in range(commands):
-            expected[i % skus] = expected.get(i % skus, 1) + 1 + i % 5
-        sample = list(range(0, skus, max(1, skus // 200)))
-        mismatches = 0
-        for k in sample:
-            sid = stock_id(f"SKU-{k:05d}", "WH-1")
-            s = ledger.history.stock(f"SKU-{k:05d}", "WH-1")
-            if s is None or s.on_hand != stream_movements(ledger, sid) or s.on_hand != expected.get(k, 1):
-                mismatches += 1
-        r.checks = {"refused": len(failed), "on_hand_mismatches": mismatches, "sampled": len(sample)}
-        r.ok = not failed and not mismatches
+        failed = sum(isinstance(o, BaseException) for o in outcomes)
+        expected = {i: 1 for i in range(skus)}
+        for i, cmd in enumerate(cmds):
+            expected[i % skus] += cmd.quantity
+        _check_on_hand(r, ledger, expected, failed)
     return r
+
+
+def _append_processes(
+    url: str, commands: int, callers: int, skus: int, baseline_seconds: float, processes: int
+) -> Result:
+    import multiprocessing
+
+    baseline = raw_insert_rate(url, baseline_seconds)
+    run = uuid.uuid4().hex[:6]
+    with make_ledger(url):
+        pass  # creates the tables once, before the writers start
+    ctx = multiprocessing.get_context("spawn")
+    gates, out = (ctx.Barrier(processes + 1), ctx.Barrier(processes + 1)), ctx.Queue()
+    per = commands // processes
+    workers = [
+        ctx.Process(
+            target=_append_part,
+            args=(url, run, p, processes, skus, per, max(1, callers // processes), gates, out),
+        )
+        for p in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    gates[0].wait()
+    before = count_events(url)
+    gates[1].wait()
+    parts = [out.get(timeout=600) for _ in workers]
+    for w in workers:
+        w.join()
+    elapsed = max(p["end"] for p in parts) - min(p["start"] for p in parts)
+    lat = [x for p in parts for x in p["latencies"]]
+    with make_ledger(url) as ledger:
+        r = _finish("append", url, ledger, before, elapsed, lat, per * processes, baseline)
+        r.extra["processes"] = processes
+        r.extra["writer"] = [p["writer"] for p in parts]
+        expected = {i: 1 for i in range(skus)}
+        for p in range(processes):
+            mine = [i for i in range(skus) if i % processes == p]
+            for i, cmd in enumerate(_receipts(run, mine, per, f"p{p}")):
+                expected[mine[i % len(mine)]] += cmd.quantity
+        _check_on_hand(r, ledger, expected, sum(p["refused"] for p in parts))
+    return r
+
+
+def _check_on_hand(r: Result, ledger: Any, expected: dict[int, int], refused: int) -> None:
+    """Each sampled SKU-location's on hand equals the sum of its stored movements and what the
+    commands received; nothing was refused."""
+    skus = len(expected)
+    sample = list(range(0, skus, max(1, skus // 200)))
+    mismatches = 0
+    for k in sample:
+        sid = stock_id(f"SKU-{k:05d}", "WH-1")
+        s = ledger.history.stock(f"SKU-{k:05d}", "WH-1")
+        if s is None or s.on_hand != stream_movements(ledger, sid) or s.on_hand != expected[k]:
+            mismatches += 1
+    r.checks = {"refused": refused, "on_hand_mismatches": mismatches, "sampled": len(sample)}
+    r.ok = not refused and not mismatches
 
 
 def hot(url: str, commands: int = 60_000, callers: int = 64, baseline_seconds: float = 3.0) -> Result:
