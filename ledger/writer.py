@@ -182,8 +182,14 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
-        self.stats = {"batches": 0, "commands": 0, "conflicts": 0, "replays": 0, "failures": 0,
-                      "refreshes": 0}
+        self.stats = {
+            "batches": 0,
+            "commands": 0,
+            "conflicts": 0,
+            "replays": 0,
+            "failures": 0,
+            "refreshes": 0,
+        }
         self._fresh: set[UUID] = set()
         self._absent: set[UUID] = set()
         self._snapped: dict[UUID, int] = {}  # version of each aggregate's last snapshot here
@@ -340,7 +346,7 @@ class Writer:
         failed: dict[int, BaseException] = {}
         try:
             keys = inflight[0].keys if inflight else {}
-            return self._decide(batch, failed, keys, pipelined=inflight is not None)
+            return self._decide(batch, failed, keys, pipelined=inflight is not None, optimistic=True)
         except _Redo as redo:
             # A command failed half-way while another batch was in flight: forget this attempt's
             # state first, let the in-flight batch finish, then decide this one on its own (from
@@ -417,7 +423,9 @@ class Writer:
             self.cache.popitem(last=False)
         return agg
 
-    def _lookup(self, batch: list[_Item], keys: list[str]) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
+    def _lookup(
+        self, batch: list[_Item], keys: list[str], optimistic: bool = False
+    ) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
         """The batch's recorded keys, and the streams it names that are neither cached nor stored.
 
         One round trip. New orders and new SKU-locations are then known to be new without a read
@@ -426,10 +434,11 @@ class Writer:
         """
         recorder: Any = self.app.recorder
         if not hasattr(recorder, "lookup"):
-            return (recorder.select_commands(keys) if keys else {}), set()
+            return (recorder.select_commands(keys) if keys and not optimistic else {}), set()
         cache = self.cache
         wanted = {i for item in batch for i in stream_ids(item.command) if i not in cache}
-        known, existing = recorder.lookup(keys, list(wanted))
+        # Optimistic, the keys ride along only when the streams need the round trip anyway.
+        known, existing = recorder.lookup(keys if wanted or not optimistic else [], list(wanted))
         return known, wanted - existing
 
     def _refresh(self, uow: UnitOfWork, fresh: set[UUID]) -> bool:
@@ -547,12 +556,13 @@ class Writer:
         failed: dict[int, BaseException],
         inflight_keys: dict[str, tuple[str, dict[str, Any]]],
         pipelined: bool,
+        optimistic: bool = False,
     ) -> _Decision:
         """Decides every command not known to fail; collects the events to save in one go."""
         while True:
             uow = UnitOfWork(self._load)
             try:
-                decision = self._decide_once(batch, failed, inflight_keys, uow)
+                decision = self._decide_once(batch, failed, inflight_keys, uow, optimistic=optimistic)
             except BaseException:
                 self.evict(list(uow.touched))  # this attempt's state is half-made: forget it
                 raise
@@ -570,12 +580,16 @@ class Writer:
         failed: dict[int, BaseException],
         inflight_keys: dict[str, tuple[str, dict[str, Any]]],
         uow: UnitOfWork,
+        optimistic: bool,
     ) -> _Decision | None:
         """One attempt; None when a command failed half-way (the batch must be decided again)."""
         outcomes: dict[int, dict[str, Any]] = {}
         rows: list[tuple[str, str, dict[str, Any]]] = []
         keys = [item.command.key for item in batch if item.command.key]
-        known, self._absent = self._lookup(batch, keys)
+        # Optimistic: the keys are not looked up first. A repeat that is decided again anyway
+        # makes the save fail on the key (nothing stored) and the batch is decided again, keys
+        # looked up; a repeat that is refused now is checked below before it is answered.
+        known, self._absent = self._lookup(batch, keys, optimistic)
         if inflight_keys:
             known.update({k: inflight_keys[k] for k in keys if k in inflight_keys})
         first_by_key: dict[str, int] = {}
@@ -637,6 +651,8 @@ class Writer:
                 written[key] = (fingerprint, outcome)
         if replay:
             return None
+        if optimistic:
+            self._recorded_refusals(batch, failed, outcomes, known)
         for i, j in duplicates.items():
             if j in failed:
                 failed[i] = failed[j]
@@ -654,6 +670,30 @@ class Writer:
         snapshots = self._snapshots(aggregates, new_events)
         self._remember(aggregates)
         return _Decision(batch, outcomes, failed, rows, list(uow.touched), pending, snapshots, written)
+
+    def _recorded_refusals(
+        self,
+        batch: list[_Item],
+        failed: dict[int, BaseException],
+        outcomes: dict[int, dict[str, Any]],
+        known: dict[str, tuple[str, dict[str, Any]]],
+    ) -> None:
+        """Refused commands whose key was recorded before get the recorded answer, not the refusal
+        (a client retrying a reservation that succeeded is told so, even once stock ran out)."""
+        unsure = {k for i in failed if (k := batch[i].command.key) and k not in known}
+        if not unsure:
+            return
+        recorded = self.app.recorder.select_commands(sorted(unsure))  # type: ignore[attr-defined]
+        for i in [i for i in failed if batch[i].command.key in recorded]:
+            cmd = batch[i].command
+            stored_fp, outcome = recorded[cmd.key]  # type: ignore[index]
+            if stored_fp == cmd.fingerprint():
+                del failed[i]
+                outcomes[i] = {**outcome, "duplicate": True}
+            else:
+                failed[i] = IdempotencyConflictError(
+                    f"{cmd.key} was already recorded with other content", key=cmd.key
+                )
 
     def _snapshots(self, aggregates: list[Aggregate], new_events: dict[UUID, int]) -> list[Any]:
         """Encoded snapshots of the aggregates that went `interval` events without one.

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.persistence.urls import ledger_env
 from ledger import commands as c
-from ledger.errors import InsufficientStockError, LedgerError
+from ledger.errors import IdempotencyConflictError, InsufficientStockError, LedgerError
 from ledger.service import Ledger
 
 pytestmark = pytest.mark.postgres
@@ -231,3 +231,44 @@ def test_two_pipelined_writers_allocating_orders_across_locations_keep_every_str
             assert 0 <= s.reserved <= s.on_hand == 40
             reserved += s.reserved
         assert reserved == units
+
+
+def test_a_recorded_command_repeated_in_a_busy_batch_changes_nothing_and_its_batch_still_commits(pg_url):
+    # The writer does not look keys up before deciding a batch: a repeat is decided again, its
+    # batch's save fails on the key, and the batch is decided once more with the keys looked up.
+    with Ledger(ledger_env(pg_url)) as ledger:
+        first = ledger.execute(c.ReceiveStock(sku="R", location="WH", quantity=5, reference="rcv-1"))
+        others = [c.ReceiveStock(sku=f"O{i}", location="WH", quantity=1, reference=f"o-{i}") for i in range(50)]
+        futures = [ledger.submit(cmd) for cmd in others[:25]]
+        again = ledger.submit(c.ReceiveStock(sku="R", location="WH", quantity=5, reference="rcv-1"))
+        futures += [ledger.submit(cmd) for cmd in others[25:]]
+        assert again.result(timeout=60) == {**first, "duplicate": True}
+        assert all(not f.result(timeout=60).get("duplicate") for f in futures)
+        assert ledger.history.stock("R", "WH").on_hand == 5
+        assert all(ledger.history.stock(f"O{i}", "WH").on_hand == 1 for i in range(50))
+
+
+def test_a_recorded_key_repeated_with_other_content_is_refused_and_changes_nothing(pg_url):
+    with Ledger(ledger_env(pg_url)) as ledger:
+        ledger.execute(c.ReceiveStock(sku="R", location="WH", quantity=5, reference="rcv-1"))
+        other = ledger.submit(c.ReceiveStock(sku="R", location="WH", quantity=6, reference="rcv-1"))
+        with pytest.raises(IdempotencyConflictError):
+            other.result(timeout=60)
+        assert ledger.history.stock("R", "WH").on_hand == 5
+
+
+def test_a_sale_repeated_after_stock_ran_out_gets_its_recorded_answer_not_a_refusal(pg_url):
+    # Deciding the repeat again refuses it (nothing left to sell); the writer looks its key up
+    # before answering, so the client retrying a sale that went through is told it went through.
+    sale = c.SellDirect(sku="LAST", location="WH", quantity=1, reference="till-7/0042")
+    with Ledger(ledger_env(pg_url)) as ledger:
+        ledger.execute(c.ReceiveStock(sku="LAST", location="WH", quantity=1, reference="in"))
+        sold = ledger.execute(sale)
+        late = ledger.submit(c.SellDirect(sku="LAST", location="WH", quantity=1, reference="till-7/0043"))
+        again = ledger.submit(sale)
+        with pytest.raises(InsufficientStockError):
+            late.result(timeout=60)
+        assert again.result(timeout=60) == {**sold, "duplicate": True}
+    with Ledger(ledger_env(pg_url)) as cold:  # and from a cold cache, after a restart
+        assert cold.execute(sale) == {**sold, "duplicate": True}
+        assert cold.history.stock("LAST", "WH").on_hand == 0
