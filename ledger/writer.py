@@ -64,7 +64,9 @@ class _LoopAnswers:
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
+        # Weakly: the writer keeps one of these per loop in a WeakKeyDictionary, whose entry
+        # would otherwise keep every loop that ever submitted alive.
+        self.loop = weakref.ref(loop)
         self.pending: list[tuple[asyncio.Future[Any], Future[dict[str, Any]]]] = []
         self.lock = threading.Lock()
 
@@ -73,8 +75,11 @@ class _LoopAnswers:
             self.pending.append((answer, outcome))
             first = len(self.pending) == 1
         if first:
+            loop = self.loop()
             try:
-                self.loop.call_soon_threadsafe(self._deliver)
+                if loop is None:
+                    raise RuntimeError("the loop is gone")
+                loop.call_soon_threadsafe(self._deliver)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 with self.lock:
                     self.pending.clear()

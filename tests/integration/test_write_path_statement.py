@@ -409,11 +409,6 @@ def test_two_event_loops_in_two_threads_submitting_together_both_get_their_answe
         assert ledger.history.stock("S", "WH").on_hand == 2 * per_loop
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Writer._answers is a WeakKeyDictionary whose values (_LoopAnswers) hold their loop "
-    "strongly, so every event loop that ever called submit_async stays alive with the writer",
-)
 def test_a_finished_event_loop_is_not_kept_alive_by_the_writer(sqlite_url):
     with Ledger(ledger_env(sqlite_url)) as ledger:
         loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
