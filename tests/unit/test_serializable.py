@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +34,21 @@ op = st.one_of(
     st.tuples(st.just("sell"), st.sampled_from(LOCS), st.integers(1, 3)),
     st.tuples(st.just("expire"), st.sampled_from(LOCS)),
     st.tuples(st.just("order"), st.integers(1, 3), st.integers(1, 3)),
+    st.tuples(st.just("repeat"), st.integers(0, 1000)),
 )
+
+
+def build_all(ops: list[tuple[Any, ...]]) -> list[c.Command]:
+    """The commands; a `repeat` sends an earlier keyed command again (same key and content, its
+    own correlation id), as a client retrying would."""
+    cmds: list[c.Command] = []
+    for i, o in enumerate(ops):
+        keyed = [cmd for cmd in cmds if cmd.key]
+        if o[0] == "repeat" and keyed:
+            cmds.append(replace(keyed[o[1] % len(keyed)], cause={"correlation_id": f"c{i}"}))
+        else:
+            cmds.append(build(i, o if o[0] != "repeat" else ("receive", "L1", 1)))
+    return cmds
 
 
 def build(i: int, o: tuple[Any, ...]) -> c.Command:
@@ -158,7 +173,7 @@ def state(ledger: Ledger) -> dict[str, Any]:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=st.lists(op, min_size=8, max_size=60), threads=st.integers(2, 6))
 def test_any_interleaving_equals_replaying_the_commit_order_serially(ops, threads):
-    cmds = [build(i, o) for i, o in enumerate(ops)]
+    cmds = build_all(ops)
     with tempfile.TemporaryDirectory() as d:
         with Ledger(ledger_env(f"sqlite:///{d}/concurrent.db")) as concurrent:
             outcomes = run_concurrently(concurrent, cmds, threads)
@@ -172,9 +187,14 @@ def test_any_interleaving_equals_replaying_the_commit_order_serially(ops, thread
             for i in order:
                 assert serial.execute(cmds[i]) == outcomes[i], f"command {i} answered differently"
             assert state(serial) == final
-        # A command accepted without events (nothing expired) must have changed nothing.
+        # A command accepted without events changed nothing: nothing had expired, or it repeats a
+        # key recorded first by another command, whose answer it gets.
         for i in accepted - set(order):
-            assert isinstance(cmds[i], c.ReleaseExpired) and outcomes[i]["released"] == 0
+            if outcomes[i].get("duplicate"):
+                first = [j for j in order if cmds[j].key == cmds[i].key]
+                assert len(first) == 1 and outcomes[i] == {**outcomes[first[0]], "duplicate": True}
+            else:
+                assert isinstance(cmds[i], c.ReleaseExpired) and outcomes[i]["released"] == 0
 
 
 # ---------------------------------------------------------------- stored format
@@ -203,8 +223,7 @@ def test_the_fast_transcoder_reads_and_writes_the_librarys_stored_format(ops):
     library, fast = _mappers()
     agg = SkuLocation.open("A", "L1", {"correlation_id": "x", "n": 1.5, "nested": {"ids": [1, 2]}})
     agg.receive(50, "r", {}, expected=False)
-    for i, o in enumerate(ops):
-        cmd = build(i, o)
+    for i, cmd in enumerate(build_all(ops)):
         try:
             if isinstance(cmd, c.Reserve):
                 agg.reserve(cmd.order_id, cmd.line_id, cmd.quantity, {"i": i}, cmd.expires_at)
