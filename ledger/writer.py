@@ -684,7 +684,7 @@ class Writer:
         known: dict[str, tuple[str, dict[str, Any]]],
     ) -> None:
         """Refused commands whose key was recorded before get the recorded answer, not the refusal
-        (a client retrying a reservation that succeeded is told so, even once stock ran out)."""
+        (a till retrying a sale that went through is told so, even once the stock ran out)."""
         unsure = {k for i in failed if (k := batch[i].command.key) and k not in known}
         if not unsure:
             return
