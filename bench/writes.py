@@ -22,7 +22,12 @@ from ledger.bounds import stock_id
 def _finish(
     name: str, url: str, ledger: Any, before: int, elapsed: float, lat: list[float], n: int, baseline: float
 ) -> Result:
+    """The run's figures. The raw baseline is measured again right after the run and the two are
+    averaged: on a shared machine it moves by a third within a minute, and one side of the run
+    alone would flatter or wrong the ratio."""
     events = count_events(url) - before
+    after = raw_insert_rate(url, 3.0)
+    before_rate, baseline = baseline, (baseline + after) / 2
     r = Result(
         name,
         events_per_s=events / elapsed,
@@ -38,6 +43,7 @@ def _finish(
         "events": events,
         "seconds": round(elapsed, 2),
         "writer": dict(ledger.writer.stats),
+        "baseline_before_after": [round(before_rate), round(after)],
     }
     return r
 
