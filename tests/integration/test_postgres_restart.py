@@ -1,0 +1,334 @@
+"""PostgreSQL crashes or restarts under a running ledger: nothing acknowledged is lost, and the
+ledger recovers by itself.
+
+The fault: the database server goes away under the writer, either by a crash (`pg_ctl stop -m
+immediate`: every backend is killed, no checkpoint, the server replays its WAL when it starts
+again) while commands are being submitted, or by a clean restart while the ledger is idle. Every
+pooled connection the ledger holds is then dead. The promise under test:
+
+- a command whose future returned a result is stored (its command row, and its stock movement);
+- a command that was not stored fails with a `LedgerError` (e.g. `StorageError`), never hangs;
+- once the server is back, the same `Ledger` (same process, same pool, same warm cache) carries
+  on: new commands are acknowledged and decided on the stored state, not on state left over
+  from a batch that never committed.
+
+The tests never touch the shared PostgreSQL: they start a private server of their own (as the
+`postgres` system user, on a free port, in a temporary directory, fsync and synchronous_commit
+on) and always stop it and remove its directory at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from adapters.persistence.urls import ledger_env
+from ledger import commands as c
+from ledger.errors import LedgerError
+from ledger.service import Ledger
+
+pytestmark = pytest.mark.postgres
+
+PG_ROOT = Path("/usr/lib/postgresql")
+FUTURE_TIMEOUT = 60.0  # generous: a future that takes this long is a hang, not a slow commit
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pg_bin_dir() -> Path:
+    """The newest installed PostgreSQL's binaries; the test fails (never skips) without them."""
+    versions = []
+    if PG_ROOT.is_dir():
+        for d in PG_ROOT.iterdir():
+            if (d / "bin" / "initdb").is_file() and (d / "bin" / "pg_ctl").is_file():
+                try:
+                    versions.append((float(d.name), d / "bin"))
+                except ValueError:
+                    continue
+    if not versions:
+        pytest.fail(f"no PostgreSQL server binaries (initdb, pg_ctl) under {PG_ROOT}/<version>/bin")
+    return max(versions)[1]
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL server run as the `postgres` user, reachable as root (trust)."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        try:
+            self.owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.fail("there is no `postgres` system user to run the private PostgreSQL server as")
+        self.bin = bin_dir
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="ledger-pgfault-"))
+        os.chown(self.dir, self.owner.pw_uid, self.owner.pw_gid)
+        os.chmod(self.dir, 0o700)
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.dbname = "ledger"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://root@127.0.0.1:{self.port}/{self.dbname}"
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Runs one of the server's binaries as `postgres` (initdb and postgres refuse root)."""
+        cmd = ["runuser", "-u", "postgres", "--", str(self.bin / args[0]), *args[1:]]
+        proc = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{self.log_tail()}"
+            )
+        return proc
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def init(self) -> None:
+        self._run(
+            "initdb", "-D", str(self.data), "-A", "trust", "-U", "root", "-E", "UTF8", "--no-instructions"
+        )
+        # Settings in the config file, so a start after a crash and `pg_ctl restart` keep them.
+        # fsync and synchronous_commit stay at their defaults (on): durability is what is tested.
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\nport = {self.port}\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.dir}'\n"
+                "fsync = on\n"
+                "synchronous_commit = on\n"
+            )
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+        self.wait_ready()
+
+    def crash(self) -> None:
+        """Every server process killed at once, no checkpoint: WAL recovery at the next start."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def restart(self) -> None:
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "-t", "60", "restart"
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(
+                    host="127.0.0.1", port=self.port, user="root", dbname="postgres", connect_timeout=2
+                ) as conn:
+                    conn.execute("select 1")
+                return
+            except psycopg.OperationalError as e:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the private PostgreSQL does not accept connections: {e}") from e
+                time.sleep(0.05)
+
+    def create_database(self) -> None:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="root", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{self.dbname}"')
+
+    def destroy(self) -> None:
+        """Stops the server whatever state it is in, then removes its directory."""
+        pid_file = self.data / "postmaster.pid"
+        if pid_file.exists():
+            try:
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=30)
+            except (AssertionError, subprocess.TimeoutExpired):
+                pass
+        if pid_file.exists():  # pg_ctl could not stop it: kill the postmaster we started
+            try:
+                pid = int(pid_file.read_text().splitlines()[0])
+                os.kill(pid, signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_pg() -> Iterator[PrivatePostgres]:
+    server = PrivatePostgres(pg_bin_dir())
+    try:
+        server.init()
+        server.start()
+        server.create_database()
+        yield server
+    finally:
+        server.destroy()
+
+
+def schema_url(server: PrivatePostgres) -> str:
+    """A schema of its own per test on the private server."""
+    return f"{server.url}?schema=t_{uuid.uuid4().hex[:12]}"
+
+
+def receipt_key(reference: str) -> str:
+    return c.ReceiveStock(sku="X", location="X", quantity=1, reference=reference).key  # type: ignore[return-value]
+
+
+def test_a_crash_of_postgres_loses_no_acknowledged_command_and_the_writer_recovers(private_pg):
+    url = schema_url(private_pg)
+    places = [(f"SKU-{i % 5}", f"LOC-{i // 5}") for i in range(20)]  # 20 SKU-locations
+    ledger = Ledger(ledger_env(url))
+    # What every submitting thread saw, by reference: (place, quantity, phase, outcome or error).
+    sent: dict[str, tuple[tuple[str, str], int, str, object]] = {}
+    sent_lock = threading.Lock()
+    phase = ["before"]  # "before" the crash, "down" while it is down, "after" it is back
+    stop = threading.Event()
+    hung: list[str] = []
+
+    def submitter(worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            ref = f"w{worker}-{i}"
+            place = places[(worker * 7 + i) % len(places)]
+            qty = 1 + (worker + i) % 5
+            at = phase[0]
+            cmd = c.ReceiveStock(sku=place[0], location=place[1], quantity=qty, reference=ref)
+            future = ledger.submit(cmd)
+            try:
+                outcome: object = future.result(timeout=FUTURE_TIMEOUT)
+            except FutureTimeout:
+                hung.append(ref)
+                return
+            except BaseException as e:  # judged below: it must be a LedgerError
+                outcome = e
+            with sent_lock:
+                sent[ref] = (place, qty, at, outcome)
+            if isinstance(outcome, BaseException):
+                time.sleep(0.01)  # do not spin while the server is down
+
+    try:
+        ledger.receive(*places[0], 1, "warm-up")  # tables created, pool open
+        threads = [threading.Thread(target=submitter, args=(w,), daemon=True) for w in range(8)]
+        for t in threads:
+            t.start()
+
+        def acked(at: str) -> int:
+            with sent_lock:
+                return sum(1 for _, _, p, o in sent.values() if p == at and isinstance(o, dict))
+
+        deadline = time.monotonic() + 30
+        while acked("before") < 300:  # the writer is busy when the server dies
+            assert time.monotonic() < deadline, "the ledger acknowledged too little before the crash"
+            time.sleep(0.01)
+        phase[0] = "down"
+        private_pg.crash()
+        time.sleep(1.0)
+        private_pg.start()
+        phase[0] = "after"
+        # Keep submitting after the restart until plenty of new commands went through.
+        deadline = time.monotonic() + 60
+        while acked("after") < 300 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join(timeout=FUTURE_TIMEOUT + 5)
+        assert not hung, f"futures never resolved: {hung[:5]}"
+        assert not any(t.is_alive() for t in threads), "a submitting thread hangs"
+
+        # The same Ledger, warm cache and all, goes on after the restart: one more receipt per
+        # SKU-location, decided on what was stored (not on a batch that never committed).
+        refs = list(sent)
+        keys = {receipt_key(r): r for r in refs}
+        stored = {keys[k] for k in ledger.app.recorder.select_commands(list(keys))}
+        expected = {p: 0 for p in places}
+        expected[places[0]] += 1  # the warm-up receipt
+        for ref in stored:
+            place, qty, _, _ = sent[ref]
+            expected[place] += qty
+        for n, place in enumerate(places):
+            out = ledger.receive(*place, 1, f"final-{n}")
+            expected[place] += 1
+            assert out["on_hand"] == expected[place], f"the running ledger's state of {place} is wrong"
+    finally:
+        stop.set()
+        ledger.close()
+
+    acknowledged = {r for r, (_, _, _, o) in sent.items() if isinstance(o, dict)}
+    failed = {r: o for r, (_, _, _, o) in sent.items() if not isinstance(o, dict)}
+    after = [o for _, _, p, o in sent.values() if p == "after"]
+
+    # Every failure is the ledger's own error (e.g. StorageError), not a stray driver exception.
+    strays = {r: repr(e) for r, e in failed.items() if not isinstance(e, LedgerError)}
+    assert not strays, f"failures that are not LedgerErrors: {list(strays.items())[:5]}"
+    # The fault was real: commands were submitted while the server was gone, and it came back
+    # through crash recovery (WAL replay), not a clean start ...
+    assert any(p == "down" for _, _, p, _ in sent.values()), "nothing was submitted during the outage"
+    assert "not properly shut down" in private_pg.log_text(), "the server did not crash"
+    # ... and nothing acknowledged is lost.
+    assert acknowledged <= stored, f"acknowledged but not stored: {sorted(acknowledged - stored)[:10]}"
+    # The writer and its pool recovered without a process restart.
+    assert sum(isinstance(o, dict) for o in after) >= 300, "few commands succeeded after the restart"
+
+    # A fresh ledger (cold cache) reads exactly the stored receipts, per SKU-location.
+    with Ledger(ledger_env(url)) as fresh:
+        for place in places:
+            stock = fresh.history.stock(*place)
+            assert stock is not None and stock.on_hand == expected[place], place
+        # It finds the same command rows: what the running ledger read was not a stale view.
+        assert set(fresh.app.recorder.select_commands(list(keys))) == {receipt_key(r) for r in stored}
+    print(
+        f"\n{len(sent)} receipts: {len(acknowledged)} acknowledged, {len(failed)} failed "
+        f"({len(set(failed) & stored)} of them stored anyway), "
+        f"{sum(not isinstance(o, dict) for o in after)} failures after the restart"
+    )
+
+
+def test_a_restart_while_idle_is_invisible_to_the_next_command(private_pg):
+    url = schema_url(private_pg)
+    with Ledger(ledger_env(url)) as ledger:
+        assert ledger.receive("SKU-I", "A", 5, "idle-1")["on_hand"] == 5
+        assert ledger.receive("SKU-I", "B", 2, "idle-2")["on_hand"] == 2
+
+        private_pg.restart()  # every connection in the ledger's pool is now dead
+
+        # The next command opens a SKU-location the writer has not seen (so it looks the stream
+        # up before deciding) ...
+        assert ledger.receive("SKU-J", "A", 4, "idle-3")["on_hand"] == 4
+        # ... then one to a stream the writer has cached, and one over two streams.
+        assert ledger.receive("SKU-I", "A", 3, "idle-4")["on_hand"] == 8
+        out = ledger.transfer("SKU-I", "A", "B", 6, "idle-5")
+        assert (out["from"]["on_hand"], out["to"]["on_hand"]) == (2, 8)
+        # A repeat of a command from before the restart gets its first answer and writes nothing.
+        again = ledger.receive("SKU-I", "A", 5, "idle-1")
+        assert again["duplicate"] is True and again["on_hand"] == 5
+        # Reads through the same ledger see the stored state.
+        assert ledger.history.stock("SKU-I", "A").on_hand == 2  # type: ignore[union-attr]
+        assert ledger.history.stock("SKU-I", "B").on_hand == 8  # type: ignore[union-attr]
+
+    with Ledger(ledger_env(url)) as fresh:  # and so does a cold one
+        assert fresh.history.stock("SKU-I", "A").on_hand == 2  # type: ignore[union-attr]
+        assert fresh.history.stock("SKU-I", "B").on_hand == 8  # type: ignore[union-attr]
+        assert fresh.history.stock("SKU-J", "A").on_hand == 4  # type: ignore[union-attr]
