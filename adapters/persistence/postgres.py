@@ -18,6 +18,10 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+# As the library's own recorder methods: a pooled connection that died with a server restart
+# fails its first use, so each statement is tried again (up to 10 times, 0.2 s apart).
+reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
@@ -46,7 +50,9 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         # psycopg dumps text arrays with a regular expression per element, the hottest write cost.
         self.append_function = self.events_table_name + "_append"
         lock_timeout = (
-            f"SET LOCAL lock_timeout = '{self.datastore.lock_timeout}s';" if self.datastore.lock_timeout else ""
+            f"SET LOCAL lock_timeout = '{self.datastore.lock_timeout}s';"
+            if self.datastore.lock_timeout
+            else ""
         )
         self.sql_create_statements.append(
             SQL(
@@ -95,7 +101,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ledger-ddl:{self.datastore.schema}",))
         super()._create_table(curs)
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    @reconnecting
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
         """Stores a batch's events and its command rows (`commands=[(key, fingerprint, outcome)]`)
         in one statement: one round trip, one transaction. Returns the events' positions.
@@ -121,6 +127,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(self._append, params, prepare=True)
             return [r["n"] for r in curs.fetchall()]
 
+    @reconnecting
     def lookup(
         self, keys: Sequence[str], ids: Sequence[UUID]
     ) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
@@ -138,6 +145,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                     existing.add(r["id"])
             return known, existing
 
+    @reconnecting
     def existing_ids(self, ids: Iterable[UUID]) -> set[UUID]:
         """Which of these streams exist (one indexed query for a whole batch)."""
         ids = list(ids)
@@ -147,6 +155,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(self._existing, (ids,), prepare=True)
             return {r["originator_id"] for r in curs.fetchall()}
 
+    @reconnecting
     def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:
         keys = list(keys)
         if not keys:
@@ -155,6 +164,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             curs.execute(self._select_commands, (keys,), prepare=True)
             return {r["key"]: (r["fingerprint"], orjson.loads(r["outcome"])) for r in curs.fetchall()}
 
+    @reconnecting
     def select_stream(
         self, originator_id: UUID, after_position: int | None, limit: int
     ) -> list[tuple[int, StoredEvent]]:
@@ -168,6 +178,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 for r in curs.fetchall()
             ]
 
+    @reconnecting
     def version_at_position(self, originator_id: UUID, position: int) -> int | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._version_at, (originator_id, position), prepare=True)
