@@ -59,13 +59,22 @@ class Database:
             from psycopg.rows import dict_row
             from psycopg_pool import ConnectionPool
 
+            from adapters.persistence import reconnect
+
+            reconnect.install()
+
             self.dialect = "postgres"
             schema = pg_parts(url)["schema"]
             kwargs: dict[str, Any] = {"row_factory": dict_row, "autocommit": False}
             if schema:
                 kwargs["options"] = f"-c search_path={schema}"
             self._pool = ConnectionPool(
-                pg_conninfo(url), min_size=1, max_size=pool_size, kwargs=kwargs, open=False, timeout=10,
+                pg_conninfo(url),
+                min_size=1,
+                max_size=pool_size,
+                kwargs=kwargs,
+                open=False,
+                timeout=10,
                 check=ConnectionPool.check_connection,
             )
             self._pool.open(wait=False)

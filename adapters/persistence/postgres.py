@@ -18,6 +18,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
+from adapters.persistence import reconnect
+
 # As the library's own recorder methods: a pooled connection that died with a server restart
 # fails its first use, so each statement is tried again (up to 10 times, 0.2 s apart).
 reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
@@ -25,6 +27,7 @@ reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
+        reconnect.install()  # the datastore's pool reconnects at least every 2 s after an outage
         super().__init__(datastore, events_table_name=events_table_name)
         self.commands_table = events_table_name.replace("_events", "") + "_commands"
         schema = Identifier(self.datastore.schema)
