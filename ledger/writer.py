@@ -41,6 +41,7 @@ log = logging.getLogger("ledger.writer")
 
 MAX_BATCH = 1000
 CONFLICT_RETRIES = 4
+CAUTIOUS_BATCHES = 100  # batches decided with their keys looked up after a conflicting save
 
 
 class StorageError(LedgerError):
@@ -198,6 +199,7 @@ class Writer:
         self._fresh: set[UUID] = set()
         self._absent: set[UUID] = set()
         self._snapped: dict[UUID, int] = {}  # version of each aggregate's last snapshot here
+        self._cautious = 0  # batches left to decide with keys looked up first
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="ledger-commit")
         self._answers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopAnswers] = (
             weakref.WeakKeyDictionary()
@@ -351,7 +353,11 @@ class Writer:
         failed: dict[int, BaseException] = {}
         try:
             keys = inflight[0].keys if inflight else {}
-            return self._decide(batch, failed, keys, pipelined=inflight is not None, optimistic=True)
+            # Keys are checked optimistically unless a save conflicted lately: clients retrying in
+            # a burst would otherwise make nearly every batch fail once and be decided twice.
+            optimistic = self._cautious == 0
+            self._cautious = max(0, self._cautious - 1)
+            return self._decide(batch, failed, keys, pipelined=inflight is not None, optimistic=optimistic)
         except _Redo as redo:
             # A command failed half-way while another batch was in flight: forget this attempt's
             # state first, let the in-flight batch finish, then decide this one on its own (from
@@ -381,6 +387,7 @@ class Writer:
             recordings = commit.result()
         except IntegrityError:
             self.stats["conflicts"] += 1
+            self._cautious = CAUTIOUS_BATCHES
             self.evict(decision.touched)
             if also_decided is not None:
                 self.evict(also_decided.touched)
@@ -485,6 +492,7 @@ class Writer:
                 recordings = self._save(decision) if decision.pending or decision.rows else []
             except IntegrityError:
                 self.stats["conflicts"] += 1
+                self._cautious = CAUTIOUS_BATCHES
                 if decision is not None:
                     self.evict(decision.touched)
                 if attempt == CONFLICT_RETRIES:
