@@ -168,7 +168,10 @@ class Intake:
         if t.wait_for:
             return "waiting", f"waiting for {t.wait_for}", t.wait_for
         errors = [r for r in results if isinstance(r, BaseException)]
-        if any(isinstance(e, StorageError | VersionConflictError) for e in errors):
+        # Not stored, or not known yet (no answer within the wait: the writer may still store it
+        # later): the message stays received and is tried again; its commands are keyed, so a
+        # command that did get stored meanwhile comes back as a duplicate.
+        if any(isinstance(e, StorageError | VersionConflictError | TimeoutError) for e in errors):
             return "received", None, None
         for e in errors:
             if isinstance(e, OrderNotFoundError):
