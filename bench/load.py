@@ -17,6 +17,8 @@ import time
 import uuid
 from urllib.parse import urlparse
 
+from bench.common import percentile
+
 
 def _request(method: str, host: str, path: str, token: str, body: bytes | None) -> bytes:
     head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: keep-alive"]
@@ -49,15 +51,20 @@ async def run(url: str, connections: int, seconds: float, token: str, body: str 
     run_id = uuid.uuid4().hex[:8]
     counter = iter(range(10**9))
     deadline = time.monotonic() + seconds
+    get = _request("GET", host, path, token, None)  # the same bytes every time
 
     async def worker() -> None:
         nonlocal errors
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while time.monotonic() < deadline:
-                payload = body.replace("{n}", f"{run_id}-{next(counter)}").encode() if body else None
+                if body:
+                    payload = body.replace("{n}", f"{run_id}-{next(counter)}").encode()
+                    request = _request("POST", host, path, token, payload)
+                else:
+                    request = get
                 t0 = time.perf_counter()
-                writer.write(_request("POST" if body else "GET", host, path, token, payload))
+                writer.write(request)
                 try:
                     status = await _read_response(reader)
                 except (asyncio.IncompleteReadError, ConnectionError):
@@ -72,16 +79,11 @@ async def run(url: str, connections: int, seconds: float, token: str, body: str 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - t0
-    s = sorted(latencies)
-
-    def pick(q: float) -> float:
-        return round(s[min(len(s) - 1, int(q * len(s)))], 2) if s else 0.0
-
     return {
-        "rps": round(len(s) / elapsed, 1),
-        "p50_ms": pick(0.5),
-        "p99_ms": pick(0.99),
-        "requests": len(s),
+        "rps": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(percentile(latencies, 0.5), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "requests": len(latencies),
         "errors": errors,
     }
 

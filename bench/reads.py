@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, drive, make_ledger, raw_insert_rate
+from bench.common import Result, drive, make_ledger, percentile, raw_insert_rate
 from ledger import commands as c
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,10 +319,10 @@ def nats_latency(
 
     listener = threading.Thread(target=lambda: asyncio.run(listen()), daemon=True)
     listener.start()
-    if not ready.wait(30):
-        raise RuntimeError("the bench's NATS subscriber did not start")
-    container.start_workers()
     try:
+        if not ready.wait(30):
+            raise RuntimeError("the bench's NATS subscriber did not start")
+        container.start_workers()
         run = uuid.uuid4().hex[:6]
         n = int(rate * seconds)
         t0 = time.perf_counter()
@@ -346,18 +346,17 @@ def nats_latency(
         if at is not None and pos not in latencies:
             early += t < at
             latencies[pos] = max(0.0, t - at) * 1000
-    s = sorted(latencies.values())
+    ms = list(latencies.values())
     if trace is not None:
         trace.update(commits=commits, arrived=arrived)
-    pick = (lambda q: round(s[min(len(s) - 1, int(q * len(s)))], 1)) if s else (lambda q: 0.0)
     return {
         "wake": wake,
         "rate": rate,
         "sent": n,
-        "messages": len(s),
+        "messages": len(ms),
         "outbox_left": left,
         "before_callback": early,
-        "p50_ms": pick(0.5),
-        "p99_ms": pick(0.99),
-        "max_ms": round(s[-1], 1) if s else 0.0,
+        "p50_ms": round(percentile(ms, 0.5), 1),
+        "p99_ms": round(percentile(ms, 0.99), 1),
+        "max_ms": round(max(ms, default=0.0), 1),
     }
