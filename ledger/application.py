@@ -263,10 +263,10 @@ class Decider:
     def release_expired(self, cmd: c.ReleaseExpired, uow: UnitOfWork) -> dict[str, Any]:
         s = self._existing(uow, cmd.sku, cmd.location)
         expired = [(s.reservations[rid], qty) for rid, qty in s.expired_reservations(cmd.now)]
-        expired = [({"order_id": r["order_id"], "line_id": r["line_id"]}, qty) for r, qty in expired]
+        lines = [(r["order_id"], r["line_id"], qty) for r, qty in expired]  # before the release drops them
         released = s.release_expired(cmd.now, cmd.cause)
-        for r, qty in expired:
-            self._expire_on_order(uow, s, r["order_id"], r["line_id"], qty, cmd.cause)
+        for order_id, line_id, qty in lines:
+            self._expire_on_order(uow, s, order_id, line_id, qty, cmd.cause)
         return {"released": released, **stock_view(s)}
 
     @staticmethod
@@ -279,7 +279,7 @@ class Decider:
         if order is not None and line is not None and line["location"] == s.location:
             held = min(qty, Order.held_quantity(line))
             if held > 0:
-                order.record_release(line["line_id"], held, "expired", cause)
+                order.record_release(line_id, held, "expired", cause)
 
     def sell(self, cmd: c.SellDirect, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock(cmd.sku, cmd.location)
@@ -410,13 +410,7 @@ class Decider:
         line = order.line(cmd.line_id)
         if line["sku"] == cmd.sku:
             return {**self._order_answer(order), "remapped": False}
-        if line["shipped"] or line["returned"]:
-            raise OrderConflictError(
-                f"line {cmd.line_id} of order {cmd.order_id} has shipped units of {line['sku']}: "
-                "correct its movements, not its SKU",
-                order_id=cmd.order_id,
-                line_id=cmd.line_id,
-            )
+        order.check_remap(cmd.line_id)  # before the old reservation is released
         held = Order.held_quantity(line)
         wanted = Order.open_quantity(line)
         if held > 0:

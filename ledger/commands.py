@@ -181,7 +181,7 @@ class Reserve(Command):
     quantity: int
     expires_at: datetime | None = None
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"reservation:{reservation_id(self.order_id, self.line_id)}"
 
@@ -297,6 +297,7 @@ class CaptureOrder(Command):
     """Captures an order and reserves each line, at its named location or in the channel's group.
 
     With `allow_partial`, lines that cannot be reserved stay unreserved instead of refusing the order.
+    It has no `key_format`: the order id itself is the natural key (the aggregate exists or not).
     """
 
     id_fields: ClassVar[tuple[str, ...]] = ("order_id", "channel")
@@ -308,10 +309,6 @@ class CaptureOrder(Command):
     platform_status: dict[str, Any] = field(default_factory=dict)
     allow_partial: bool = False
     expires_at: datetime | None = None
-
-    @property
-    def key(self) -> None:
-        return None  # the order id itself is the natural key: the aggregate exists or not
 
     def check(self) -> None:
         check_lines(self.lines)
@@ -382,7 +379,7 @@ class CancelOrder(Command):
     lines: tuple[dict[str, Any], ...] | None = None
     reference: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"cancellation:{self.order_id}/{self.reference or 'whole'}"
 

@@ -333,6 +333,18 @@ class Order(Aggregate):
             cause=cause,
         )
 
+    def check_remap(self, line_id: str) -> dict[str, Any]:
+        """The line, if its SKU may still be changed: not once units of it shipped or came back."""
+        line = self.line(line_id)
+        if line["shipped"] or line["returned"]:
+            raise OrderConflictError(
+                f"line {line_id} of order {self.order_id} has shipped units of {line['sku']}: "
+                "correct its movements, not its SKU",
+                order_id=self.order_id,
+                line_id=line_id,
+            )
+        return line
+
     def record_remap(
         self,
         line_id: str,
@@ -343,14 +355,8 @@ class Order(Aggregate):
         reserved: int,
         cause: Cause,
     ) -> None:
-        line = self.line(line_id)
+        line = self.check_remap(line_id)
         check_id(to_sku, "sku")
-        if line["shipped"] or line["returned"]:
-            raise OrderConflictError(
-                f"line {line_id} of order {self.order_id} has shipped units of {line['sku']}: "
-                "correct its movements, not its SKU",
-                line_id=line_id,
-            )
         self.trigger_event(
             self.LineRemapped,
             line_id=line_id,

@@ -11,11 +11,17 @@ class CommandLog(Protocol):
     """Durable record of each idempotent command's first outcome.
 
     Rows handed to the application's `save(..., commands=rows)` are written in the same
-    transaction as the command's events (the persistence adapters implement that hook).
+    transaction as the command's events (each persistence adapter's recorder does it).
     """
 
     def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:
         """key -> (fingerprint, outcome) for the keys already recorded."""
+        ...
+
+    def lookup(
+        self, keys: Sequence[str], ids: Sequence[UUID]
+    ) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
+        """`select_commands(keys)`, and which of the streams `ids` exist, in one round trip."""
         ...
 
 
@@ -28,18 +34,15 @@ class StreamIndex(Protocol):
         """(position, StoredEvent) of one stream in order, after a position."""
         ...
 
-    def version_at_position(self, originator_id: UUID, position: int) -> int | None:
-        ...
+    def version_at_position(self, originator_id: UUID, position: int) -> int | None: ...
 
-    def max_position(self) -> int:
-        ...
+    def max_position(self) -> int: ...
 
 
 class LocationDirectory(Protocol):
     """The locations that fulfil a sales channel, in the order they are tried."""
 
-    def locations_for(self, channel: str) -> Sequence[str]:
-        ...
+    def locations_for(self, channel: str) -> Sequence[str]: ...
 
 
 class StaticLocations:

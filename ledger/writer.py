@@ -36,6 +36,7 @@ from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
 from ledger.commands import Command
 from ledger.errors import IdempotencyConflictError, LedgerError
+from ledger.ports import CommandLog
 
 log = logging.getLogger("ledger.writer")
 
@@ -444,9 +445,7 @@ class Writer:
         each; if another process creates one meanwhile, the save conflicts and the batch is
         decided again.
         """
-        recorder: Any = self.app.recorder
-        if not hasattr(recorder, "lookup"):
-            return (recorder.select_commands(keys) if keys and not optimistic else {}), set()
+        recorder: CommandLog = self.app.recorder  # type: ignore[assignment]
         cache = self.cache
         wanted = {i for item in batch for i in stream_ids(item.command) if i not in cache}
         # Optimistic, the keys ride along only when the streams need the round trip anyway.
@@ -696,7 +695,8 @@ class Writer:
         unsure = {k for i in failed if (k := batch[i].command.key) and k not in known}
         if not unsure:
             return
-        recorded = self.app.recorder.select_commands(sorted(unsure))  # type: ignore[attr-defined]
+        recorder: CommandLog = self.app.recorder  # type: ignore[assignment]
+        recorded = recorder.select_commands(sorted(unsure))
         for i in [i for i in failed if batch[i].command.key in recorded]:
             cmd = batch[i].command
             stored_fp, outcome = recorded[cmd.key]  # type: ignore[index]
