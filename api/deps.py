@@ -22,12 +22,17 @@ async def get_container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    scheme, _, token = (header or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 async def get_principal(request: Request) -> Principal:
     """The caller's key: a dict lookup while its verdict is kept (`ApiKeys`), else a read in the pool."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
         raise Problem(401, "unauthenticated", "a bearer token is required")
     keys = request.app.state.container.keys
     principal = keys.lookup(token)
@@ -51,7 +56,6 @@ def require(*scopes: str) -> Callable[..., Any]:
     return check
 
 
-AtsReader = Annotated[Principal, Depends(require("ats:read"))]
 Auditor = Annotated[Principal, Depends(require("audit:read"))]
 OrderReader = Annotated[Principal, Depends(require("audit:read", "ats:read"))]
 Ingester = Annotated[Principal, Depends(require("ingest:write"))]

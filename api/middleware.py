@@ -60,7 +60,7 @@ def observe(method: str, route: str, status: int, seconds: float) -> None:
     child.observe(seconds)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers", ()):
         if k == name:
             return v.decode("latin-1")
@@ -108,8 +108,8 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _id_from(_header(scope, b"x-request-id")) or new_id()
-        correlation_id = _id_from(_header(scope, b"x-correlation-id")) or request_id
+        request_id = _id_from(header(scope, b"x-request-id")) or new_id()
+        correlation_id = _id_from(header(scope, b"x-correlation-id")) or request_id
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["correlation_id"] = correlation_id
@@ -148,21 +148,17 @@ class RequestContext:
                 route = route_of(scope)
                 method = scope.get("method", "")
                 observe(method, route, status, elapsed)
-                if status < 400 and route in SAMPLED_ROUTES:
-                    self._sampled += 1
-                    if self._sampled % SAMPLE_EVERY == 1:
-                        log.info(
-                            "request",
-                            method=method,
-                            route=route,
-                            status=status,
-                            ms=round(elapsed * 1000, 2),
-                            sampled=SAMPLE_EVERY,
-                        )
-                else:
-                    log.info(
-                        "request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2)
-                    )
+                self._access(method, route, status, elapsed)
+
+    def _access(self, method: str, route: str, status: int, elapsed: float) -> None:
+        """The access line; successful reads of SAMPLED_ROUTES one in SAMPLE_EVERY."""
+        extra: dict[str, int] = {}
+        if status < 400 and route in SAMPLED_ROUTES:
+            self._sampled += 1
+            if self._sampled % SAMPLE_EVERY != 1:
+                return
+            extra["sampled"] = SAMPLE_EVERY
+        log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2), **extra)
 
 
 class BodyGuard:
@@ -182,7 +178,7 @@ class BodyGuard:
             return
         path: str = scope.get("path", "")
         limit = self._limit(scope)
-        length = _header(scope, b"content-length")
+        length = header(scope, b"content-length")
         if length is not None:
             if not length.strip().isdigit():
                 await problem_response(400, "malformed-request", "Content-Length is not a number", path)(
@@ -211,7 +207,7 @@ class BodyGuard:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if body and path.startswith(JSON_PREFIXES) and not path.startswith(RAW_BODY_PATHS):
-            ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+            ctype = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
             if ctype and not (ctype == "application/json" or ctype.endswith("+json")):
                 await problem_response(
                     415, "unsupported-media-type", "the body must be application/json", path

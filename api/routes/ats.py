@@ -30,7 +30,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.bootstrap import Container
 from adapters.keys import Principal
-from api.deps import require
+from api.deps import bearer_token, require
+from api.middleware import header
 from api.problems import Problem
 from ledger.bounds import check_id
 from ledger.errors import InvalidCommandError
@@ -75,11 +76,7 @@ async def _known_channel(container: Container, channel: str) -> None:
 
 
 def cache_of(container: Container) -> AtsCache:
-    cache = container.extras.get("ats_cache")
-    if cache is None:  # a container wired without the read models (projections.wiring)
-        cache = container.extras["ats_cache"] = AtsCache(container.db)
-        container.closers.append(cache.close)
-    return cache
+    return container.extras["ats_cache"]  # wired by projections.wiring
 
 
 def _item(channel: str, sku: str, found: tuple[int, int]) -> dict[str, Any]:
@@ -157,19 +154,13 @@ class AtsFastPath:
         channel, sku = parts[3], parts[4]
         if channel not in container.extras.get("ats_channels", ()):
             return None
-        principal = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer":
-                    principal = container.keys.lookup(token.strip())
-                break
+        token = bearer_token(header(scope, b"authorization"))
+        principal = None if token is None else container.keys.lookup(token)
         if not isinstance(principal, Principal) or not principal.has("ats:read"):
             return None
         try:
             check_id(sku, "sku")
         except InvalidCommandError:
             return None
-        cache = container.extras.get("ats_cache")
-        found = None if cache is None else cache.get(channel, sku)
+        found = cache_of(container).get(channel, sku)
         return None if found is None else orjson.dumps(_item(channel, sku, found))
