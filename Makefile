@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check ledger api projections adapters tests
+	$(BIN)/ruff check ledger api projections adapters bench tests
 
 bench: $(STAMP)
 	$(BIN)/ledger bench all

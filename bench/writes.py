@@ -276,13 +276,6 @@ def orders(
     return r
 
 
-def timed(fn: Any, *args: Any, **kw: Any) -> Result:
-    t0 = time.monotonic()
-    r = fn(*args, **kw)
-    r.extra["wall_seconds"] = round(time.monotonic() - t0, 1)
-    return r
-
-
 def long_stream(
     url: str, events: int = 1_000_000, callers: int = 256, window: int = 20_000, baseline_seconds: float = 3.0
 ) -> Result:
