@@ -89,10 +89,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "UNION ALL SELECT NULL, NULL, NULL, originator_id FROM {schema}.{events} "
             "WHERE originator_id = ANY(%b::uuid[]) AND originator_version = 1"
         ).format(schema=schema, table=table, events=events)
-        self._existing = SQL(
-            "SELECT DISTINCT originator_id FROM {schema}.{events} "
-            "WHERE originator_id = ANY(%s) AND originator_version = 1"
-        ).format(schema=schema, events=events)
         self._version_at = SQL(
             "SELECT max(originator_version) AS v FROM {schema}.{events} "
             "WHERE originator_id = %s AND notification_id <= %s"
@@ -134,7 +130,7 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
     def lookup(
         self, keys: Sequence[str], ids: Sequence[UUID]
     ) -> tuple[dict[str, tuple[str, Any]], set[UUID]]:
-        """`select_commands(keys)` and `existing_ids(ids)` in one round trip."""
+        """`select_commands(keys)`, and which of the streams `ids` exist, in one round trip."""
         if not keys and not ids:
             return {}, set()
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -147,16 +143,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 else:
                     existing.add(r["id"])
             return known, existing
-
-    @reconnecting
-    def existing_ids(self, ids: Iterable[UUID]) -> set[UUID]:
-        """Which of these streams exist (one indexed query for a whole batch)."""
-        ids = list(ids)
-        if not ids:
-            return set()
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._existing, (ids,), prepare=True)
-            return {r["originator_id"] for r in curs.fetchall()}
 
     @reconnecting
     def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:
