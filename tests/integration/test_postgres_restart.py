@@ -19,6 +19,7 @@ on) and always stop it and remove its directory at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -161,16 +162,11 @@ class PrivatePostgres:
         """Stops the server whatever state it is in, then removes its directory."""
         pid_file = self.data / "postmaster.pid"
         if pid_file.exists():
-            try:
+            with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):  # best effort
                 self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=30)
-            except (AssertionError, subprocess.TimeoutExpired):
-                pass
         if pid_file.exists():  # pg_ctl could not stop it: kill the postmaster we started
-            try:
-                pid = int(pid_file.read_text().splitlines()[0])
-                os.kill(pid, signal.SIGKILL)
-            except (OSError, ValueError, IndexError):
-                pass
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGKILL)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
