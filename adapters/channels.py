@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -180,8 +180,7 @@ class ChannelPolicies:
         with self.db.transaction() as tx:
             row = tx.execute(
                 f"INSERT INTO {TABLE} (channel, locations, safety_stock, overrides, buffer_units, "
-                "buffer_percent, "
-                "excluded, actor, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                "buffer_percent, excluded, actor, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     policy.channel,
                     orjson.dumps(list(policy.locations)).decode(),
@@ -197,7 +196,7 @@ class ChannelPolicies:
         with self._lock:
             self._cached = None
         assert row is not None
-        saved = ChannelPolicy(**{**policy.__dict__, "version": int(row["id"]), "actor": actor, "at": at})
+        saved = replace(policy, version=int(row["id"]), actor=actor, at=at)
         self.log(saved)
         return saved
 

@@ -346,14 +346,6 @@ class Remapper:
                 if (order.order_id, line["line_id"]) in seen:
                     continue
                 seen.add((order.order_id, line["line_id"]))
-                cause = {
-                    "source": "remap",
-                    "reference": str(row["id"]),
-                    "correlation_id": key[:128],
-                    "causation_id": str(row["id"]),
-                    "mapping_version": version,
-                    "mappings": {"sku": key},
-                }
                 out.append(
                     (
                         int(row["id"]),
@@ -363,7 +355,7 @@ class Remapper:
                             sku=canonical,
                             mapping={"key": key, "version": version},
                             reference=ref("remap", key, version, order.order_id, line["line_id"]),
-                            cause=cause,
+                            cause=_remap_cause(row, "sku", key, version),
                         ),
                     )
                 )
@@ -403,14 +395,7 @@ class Remapper:
                             version=event.originator_version,
                             reason="remap",
                             reference=ref("remap", row["id"], sku, location, event.originator_version),
-                            cause={
-                                "source": "remap",
-                                "reference": str(row["id"]),
-                                "correlation_id": key[:128],
-                                "causation_id": str(row["id"]),
-                                "mapping_version": version,
-                                "mappings": {kind: key},
-                            },
+                            cause=_remap_cause(row, kind, key, version),
                             **target,
                         )
                     )
@@ -418,6 +403,18 @@ class Remapper:
                     break
                 after = page[-1][0]
         return out
+
+
+def _remap_cause(row: dict[str, Any], kind: str, key: str, version: int) -> dict[str, Any]:
+    """The cause of a command a remap issues for an inbox message: names the message and the mapping fix."""
+    return {
+        "source": "remap",
+        "reference": str(row["id"]),
+        "correlation_id": key[:128],
+        "causation_id": str(row["id"]),
+        "mapping_version": version,
+        "mappings": {kind: key},
+    }
 
 
 def validate_mapping_args(source: str, kind: str, external_id: str) -> None:

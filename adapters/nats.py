@@ -84,21 +84,21 @@ class NatsPublisher:
         if self._unwatch is not None:
             self._unwatch()
             self._unwatch = None
-        if self._loop is not None and self._stop is not None and self._wake is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-                self._loop.call_soon_threadsafe(self._wake.set)
-            except RuntimeError:  # the loop already ended
-                pass
+        self._set(self._stop)
+        self.wake()
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._thread = None
 
     def wake(self, *_: Any) -> None:
         """Rows were committed: read the outbox now (callable from any thread)."""
-        if self._loop is not None and self._wake is not None:
+        self._set(self._wake)
+
+    def _set(self, event: asyncio.Event | None) -> None:
+        """Sets one of the loop's events from any thread (nothing when the loop never ran or ended)."""
+        if self._loop is not None and event is not None:
             try:
-                self._loop.call_soon_threadsafe(self._wake.set)
+                self._loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # the loop already ended
                 pass
 

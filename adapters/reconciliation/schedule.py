@@ -24,7 +24,6 @@ class ScheduledReconciliation:
     ) -> None:
         self.reconciler = reconciler
         self.sources = list(sources)
-        self.interval = interval
         self.last: dict[str, dict[str, Any]] = {}  # source -> summary of its last run (or error)
         self._loop = Loop("reconcile", self._step, poll=interval)
 
