@@ -45,7 +45,6 @@ FRESH_SECONDS = 0.1
 MAX_ENTRIES = 250_000
 
 Key = tuple[str, str]
-Version = tuple[int, str | None]  # (position, stamp); a None stamp: our own commit, not read back yet
 
 
 class AtsCache:
@@ -71,13 +70,8 @@ class AtsCache:
 
     def get(self, channel: str, sku: str) -> tuple[int, int] | None:
         """`(available, position)` when cached and checked recently enough; else None (read it)."""
-        if not self._used.is_set():
-            self._wake()
-        with self._lock:
-            if time.monotonic() >= self._fresh_until:
-                return None
-            value = self._values.get((channel, sku))
-            return None if value is None else (value, self._position)
+        found = self.get_many(channel, (sku,))
+        return None if found is None else found[0]
 
     def get_many(self, channel: str, skus: Sequence[str]) -> list[tuple[int, int]] | None:
         """Every SKU's `(available, position)` at one position, or None when any is missing."""

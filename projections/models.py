@@ -205,7 +205,7 @@ class AtsView(Projection):
             policy = policy_of(channel, row["rules"], row["version"], row["changed_by"])
             if policy is not None:
                 by_channel[channel] = policy
-        return Policies(by_channel, max((p.version for p in by_channel.values()), default=0))
+        return policies_of(by_channel)
 
     def change_policy(self, store: Store, position: int, event: Event) -> None:
         """A newer policy version: recompute the channel's ATS; the changed values carry `position`."""
@@ -226,8 +226,7 @@ class AtsView(Projection):
                 "position": position,
             },
         )
-        by_channel = {**self.policies.by_channel, event.channel: policy}
-        self.policies = Policies(by_channel, max(p.version for p in by_channel.values()))
+        self.policies = policies_of({**self.policies.by_channel, event.channel: policy})
         self.recompute_channels(store, [event.channel], position)
 
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
@@ -327,15 +326,17 @@ class AtsView(Projection):
         self._before.clear()
 
 
-def ats_message(
-    channel: str, sku: str, available: int, position: int, tag: str = ""
-) -> tuple[str, dict[str, Any], str]:
+def ats_message(channel: str, sku: str, available: int, position: int) -> tuple[str, dict[str, Any], str]:
     """(subject, payload, msg id) of one ATS value."""
     return (
         f"ledger.ats.{subject_token(channel)}.{subject_token(sku)}",
         {"channel": channel, "sku": sku, "available": available, "position": position},
-        f"ats:{subject_token(channel)}:{subject_token(sku)}:{position}:{available}{tag}",
+        f"ats:{subject_token(channel)}:{subject_token(sku)}:{position}:{available}",
     )
+
+
+def policies_of(by_channel: dict[str, ChannelPolicy]) -> Policies:
+    return Policies(by_channel, max((p.version for p in by_channel.values()), default=0))
 
 
 def policy_of(channel: str, rules: Any, version: int, changed_by: str) -> ChannelPolicy | None:

@@ -106,37 +106,35 @@ class Store:
     def select(self, table: str, column: str, values: Sequence[Any]) -> list[tuple[Key, dict[str, Any]]]:
         """Rows whose `column` is one of `values` (loaded from the database first when bound)."""
         t = self.tables[table]
-        cache = self.rows[table]
-        if self._tx is not None and not self.complete and values:
-            cols = ", ".join((*t.key, *t.columns))
-            sql = (
-                f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {column} IN "
-                f"({', '.join(['%s'] * len(values))})"
-            )
-            for r in self._tx.execute(sql, list(values)).fetchall():
-                key, row = t.decode(r)
-                if key not in cache:
-                    cache[key] = row
+        if values:
+            self._read(table, f" WHERE {column} IN ({', '.join(['%s'] * len(values))})", values)
         wanted = set(values)
         at = t.key.index(column) if column in t.key else None
         return [
             (k, r)
-            for k, r in cache.items()
+            for k, r in self.rows[table].items()
             if r is not None and (k[at] if at is not None else r[column]) in wanted
         ]
 
     def scan(self, table: str) -> list[tuple[Key, dict[str, Any]]]:
         """Every row of a (small) table: loaded whole from the database once when bound."""
-        t = self.tables[table]
-        cache = self.rows[table]
-        if self._tx is not None and not self.complete and table not in self._scanned:
-            cols = ", ".join((*t.key, *t.columns))
-            for r in self._tx.execute(f"SELECT {cols} FROM {t.physical(self.suffix)}").fetchall():
-                key, row = t.decode(r)
-                if key not in cache:
-                    cache[key] = row
+        if table not in self._scanned and self._read(table):
             self._scanned.add(table)
         return list(self.items(table))
+
+    def _read(self, table: str, where: str = "", params: Sequence[Any] = ()) -> bool:
+        """Caches the rows `where` selects, keeping cached ones (they may be newer); False: not bound."""
+        if self._tx is None or self.complete:
+            return False
+        t = self.tables[table]
+        cache = self.rows[table]
+        cols = ", ".join((*t.key, *t.columns))
+        sql = f"SELECT {cols} FROM {t.physical(self.suffix)}{where}"
+        for r in self._tx.execute(sql, list(params)).fetchall():
+            key, row = t.decode(r)
+            if key not in cache:
+                cache[key] = row
+        return True
 
     def emit(self, subject: str, payload: dict[str, Any], msg_id: str) -> None:
         self.messages.append((subject, payload, msg_id))
@@ -224,17 +222,7 @@ def create_tracking(db: Database) -> None:
 
 def lock_tracking(tx: Tx, name: str, dialect: str) -> tuple[int, int]:
     """The (position, policy version) of a projection, locked until the transaction ends."""
-    tx.execute(
-        f"INSERT INTO {TRACKING} (name, position, policy_version, updated_at) VALUES (%s, 0, 0, %s) "
-        "ON CONFLICT (name) DO NOTHING",
-        (name, _now()),
-    )
-    lock = " FOR UPDATE" if dialect == "postgres" else ""
-    row = tx.execute(
-        f"SELECT position, policy_version FROM {TRACKING} WHERE name = %s{lock}", (name,)
-    ).fetchone()
-    assert row is not None
-    return int(row["position"]), int(row["policy_version"])
+    return lock_trackings(tx, [name], dialect)[name]
 
 
 def lock_trackings(tx: Tx, names: Sequence[str], dialect: str) -> dict[str, tuple[int, int]]:
@@ -266,10 +254,7 @@ def save_trackings(tx: Tx, positions: dict[str, tuple[int, int]]) -> None:
 
 
 def save_tracking(tx: Tx, name: str, position: int, policy_version: int) -> None:
-    tx.execute(
-        f"UPDATE {TRACKING} SET position = %s, policy_version = %s, updated_at = %s WHERE name = %s",
-        (position, policy_version, _now(), name),
-    )
+    save_trackings(tx, {name: (position, policy_version)})
 
 
 def read_tracking(db: Database) -> dict[str, dict[str, Any]]:
