@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import io
+import logging
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+import structlog
 from pgschema import PG_URL, drop_pg_schema, fresh_pg_url
-
-NATS_URL = os.environ.get("LEDGER_TEST_NATS_URL", "nats://127.0.0.1:4222")
-
-__all__ = ["PG_URL", "NATS_URL", "drop_pg_schema", "fresh_pg_url"]
 
 
 @pytest.fixture
@@ -39,3 +37,22 @@ def database_url(request) -> str:
     if request.param == "sqlite":
         return request.getfixturevalue("sqlite_url")
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """The service's log configuration, writing into a buffer instead of stderr."""
+    from adapters.logs import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    configure_logging("INFO")
+    out = io.StringIO()
+    for handler in root.handlers:
+        handler.setStream(out)  # type: ignore[attr-defined]
+    try:
+        yield out
+    finally:
+        root.handlers[:], level = saved[0], saved[1]
+        root.setLevel(level)
+        structlog.reset_defaults()

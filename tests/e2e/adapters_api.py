@@ -10,6 +10,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from e2e_api import put_channel, read_ats
+
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from api.app import create_app
@@ -56,21 +58,10 @@ class AdaptersApi:
         return r.json()["items"]  # type: ignore[no-any-return]
 
     def channel(self, channel: str, *locations: str) -> None:
-        """A channel policy over these locations, no safety stock: ATS is their summed available."""
-        r = self.client.put(
-            f"/v1/channels/{channel}",
-            json={"locations": list(locations), "safety_stock": 0},
-            headers=self.h("admin"),
-        )
-        assert r.status_code == 200, r.text
+        put_channel(self.client, self.h("admin"), channel, *locations)
 
     def ats(self, channel: str, sku: str) -> int:
-        """The ATS read model over HTTP, once the projection has caught up with the ledger."""
-        self.container.extras["projector"].catch_up()
-        r = self.get(f"/v1/ats/{channel}/{sku}", scope="ats:read")
-        assert r.status_code == 200, r.text
-        assert r.json()["position"] == self.container.extras["projector"].head()
-        return int(r.json()["available"])
+        return read_ats(self.client, self.container, self.h("ats:read"), channel, sku)
 
     def on_hand(self, sku: str, location: str) -> int:
         s = self.container.ledger.history.stock(sku, location)

@@ -52,5 +52,27 @@ def make_api(url: str, **settings: Any) -> Iterator[Api]:
         container.close()
 
 
+def project(api: Api) -> None:
+    api.container.extras["projector"].catch_up()
+
+
+def put_channel(client: TestClient, admin: dict[str, str], channel: str, *locations: str) -> None:
+    """A channel policy over these locations, no safety stock: ATS is their summed available."""
+    r = client.put(
+        f"/v1/channels/{channel}", json={"locations": list(locations), "safety_stock": 0}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+
+
+def read_ats(client: TestClient, container: Container, reader: dict[str, str], channel: str, sku: str) -> int:
+    """The ATS read model over HTTP, once the projection has caught up with the ledger."""
+    projector = container.extras["projector"]
+    projector.catch_up()
+    r = client.get(f"/v1/ats/{channel}/{sku}", headers=reader)
+    assert r.status_code == 200, r.text
+    assert r.json()["position"] == projector.head()
+    return int(r.json()["available"])
+
+
 def uid(prefix: str = "") -> str:
     return prefix + uuid.uuid4().hex[:10]

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import time
 
-from e2e_api import Api, uid
-
-
-def project(api: Api) -> None:
-    api.container.extras["projector"].catch_up()
+from e2e_api import Api, project, uid
 
 
 def put_channel(api: Api, channel: str, body: dict) -> object:

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 import warnings
-from collections.abc import Iterator
 
-import pytest
-import structlog
-from e2e_api import Api, make_api, uid
+from e2e_api import Api, make_api, project, put_channel, uid
 
 from adapters.bootstrap import bootstrap
 from adapters.config import Settings
-from adapters.logs import configure_logging
 from api.app import create_app
 from api.routes.ats import AtsFastPath
 from projections.cache import FRESH_SECONDS
@@ -33,25 +28,14 @@ def fast_path(app: object) -> AtsFastPath:
     return layer
 
 
-def setup_channel(api: Api, channel: str, location: str) -> None:
-    r = api.client.put(
-        f"/v1/channels/{channel}", json={"locations": [location], "safety_stock": 0}, headers=api.auth()
-    )
-    assert r.status_code == 200, r.text
-
-
 def receive(api: Api, sku: str, location: str, quantity: int) -> None:
     body = {"sku": sku, "location": location, "quantity": quantity, "reference": uid("r")}
     assert api.post("/v1/stock/receipts", body).status_code == 201
 
 
-def project(api: Api) -> None:
-    api.container.extras["projector"].catch_up()
-
-
 def test_the_fast_path_answers_like_the_route_and_follows_each_commit(any_api: Api) -> None:
     api, sku, loc = any_api, uid("sku-"), uid("w")
-    setup_channel(api, "web", loc)
+    put_channel(api.client, api.auth(), "web", loc)
     receive(api, sku, loc, 7)
     project(api)
     fast = fast_path(api.client.app)
@@ -81,7 +65,7 @@ def test_the_fast_path_answers_like_the_route_and_follows_each_commit(any_api: A
 
 def test_problems_still_come_from_the_route_once_the_cache_is_warm(api: Api) -> None:
     sku, loc = uid("sku-"), uid("w")
-    setup_channel(api, "web", loc)
+    put_channel(api.client, api.auth(), "web", loc)
     receive(api, sku, loc, 3)
     project(api)
     assert api.get(f"/v1/ats/web/{sku}", scope="ats:read").status_code == 200
@@ -103,7 +87,7 @@ def test_a_revoked_key_stops_at_once_here_and_within_the_bound_elsewhere(pg_url:
     other = bootstrap(Settings(database_url=pg_url))  # another process on the same database
     try:
         sku, loc = uid("sku-"), uid("w")
-        setup_channel(api, "web", loc)
+        put_channel(api.client, api.auth(), "web", loc)
         receive(api, sku, loc, 3)
         project(api)
         here_id, here = api.container.keys.create("here", ["ats:read"])
@@ -136,7 +120,7 @@ def test_a_server_without_the_runner_reflects_the_database_within_the_bound(pg_u
     try:
         with TestClient(create_app(container=reader, run_workers=False)) as client:
             sku, loc = uid("sku-"), uid("w")
-            setup_channel(writer, "web", loc)
+            put_channel(writer.client, writer.auth(), "web", loc)
             receive(writer, sku, loc, 4)
             project(writer)
             auth = writer.auth("ats:read")
@@ -161,25 +145,9 @@ def test_a_server_without_the_runner_reflects_the_database_within_the_bound(pg_u
         apis.close()
 
 
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    configure_logging("INFO")
-    out = io.StringIO()
-    for handler in root.handlers:
-        handler.setStream(out)  # type: ignore[attr-defined]
-    try:
-        yield out
-    finally:
-        root.handlers[:], level = saved[0], saved[1]
-        root.setLevel(level)
-        structlog.reset_defaults()
-
-
 def test_successful_ats_reads_are_sampled_and_errors_always_logged(json_logs: io.StringIO, api: Api) -> None:
     sku, loc = uid("sku-"), uid("w")
-    setup_channel(api, "web", loc)
+    put_channel(api.client, api.auth(), "web", loc)
     receive(api, sku, loc, 3)
     project(api)
     for _ in range(150):

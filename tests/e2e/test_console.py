@@ -7,6 +7,8 @@ import re
 import orjson
 from e2e_api import Api, uid
 
+from ledger import commands as c
+
 HTML = {"accept": "text/html"}
 
 
@@ -114,7 +116,7 @@ def test_search_finds_orders_by_their_outside_ids(api: Api):
     sku, w, _ = seed(api)
     oid, name = uid("820"), "#" + uid()
     api.container.ledger.execute(
-        __import__("ledger.commands", fromlist=["x"]).CaptureOrder(
+        c.CaptureOrder(
             order_id=oid,
             channel="web",
             lines=({"line_id": "1", "sku": sku, "quantity": 1},),
@@ -123,9 +125,7 @@ def test_search_finds_orders_by_their_outside_ids(api: Api):
         )
     )
     erp_ref = uid("SO")
-    api.container.ledger.execute(
-        __import__("ledger.commands", fromlist=["x"]).AddCorrelationIds(order_id=oid, ids={"erp": erp_ref})
-    )
+    api.container.ledger.execute(c.AddCorrelationIds(order_id=oid, ids={"erp": erp_ref}))
     api.container.extras["projector"].catch_up()  # the search reads the orders read model's `order_refs`
     sign_in(api, "audit:read")
     for ref in (name, erp_ref):

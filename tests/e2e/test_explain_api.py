@@ -5,15 +5,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from e2e_api import Api, uid
+from e2e_api import Api, project, uid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ledger.bounds import stock_id
-
-
-def project(api: Api) -> None:
-    api.container.extras["projector"].catch_up()
 
 
 def channel(api: Api, name: str, body: dict) -> None:

@@ -16,6 +16,7 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 import shopify_payloads as sp
+from e2e_api import put_channel, read_ats
 
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
@@ -91,21 +92,10 @@ class Shop:
         return (0, 0) if s is None else (s.on_hand, s.reserved)
 
     def channel(self, channel: str, *locations: str) -> None:
-        r = self.client.put(
-            f"/v1/channels/{channel}",
-            json={"locations": list(locations), "safety_stock": 0},
-            headers={"Authorization": f"Bearer {self.admin}"},
-        )
-        assert r.status_code == 200, r.text
+        put_channel(self.client, {"Authorization": f"Bearer {self.admin}"}, channel, *locations)
 
     def ats(self, sku: str, channel: str = "online") -> int:
-        """The ATS read model over HTTP, once the projection has caught up with the ledger."""
-        projector = self.container.extras["projector"]
-        projector.catch_up()
-        r = self.client.get(f"/v1/ats/{channel}/{sku}", headers={"Authorization": f"Bearer {self.reader}"})
-        assert r.status_code == 200, r.text
-        assert r.json()["position"] == projector.head()
-        return int(r.json()["available"])
+        return read_ats(self.client, self.container, {"Authorization": f"Bearer {self.reader}"}, channel, sku)
 
     def stage(self, order_id: int) -> str | None:
         o = self.container.ledger.history.order(str(order_id))

@@ -7,19 +7,17 @@ in-process call (SQLite, where there is no NOTIFY). No timing is asserted.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import threading
 import uuid
 
-import nats
 from pgschema import drop_pg_schema, fresh_pg_url
 from projection_support import Rig
-from test_nats_relay import free_port, start_nats, wait_for
+from test_nats_relay import free_port, start_nats, stream_messages, wait_for
 
 from adapters.channels import ChannelPolicy
-from adapters.nats import STREAM, NatsPublisher
+from adapters.nats import NatsPublisher
 from adapters.persistence.db import Database
 from adapters.persistence.urls import ledger_env
 from ledger import commands as c
@@ -30,23 +28,7 @@ HOUR = 3600.0
 
 
 def stream_subjects(url: str) -> list[str]:
-    async def read() -> list[str]:
-        nc = await nats.connect(url)
-        try:
-            sub = await nc.jetstream().pull_subscribe("ledger.>", stream=STREAM)
-            out: list[str] = []
-            while True:
-                try:
-                    msgs = await sub.fetch(100, timeout=1)
-                except nats.errors.TimeoutError:
-                    return out
-                for m in msgs:
-                    out.append(m.subject)
-                    await m.ack()
-        finally:
-            await nc.close()
-
-    return asyncio.run(read())
+    return [m.subject for m in stream_messages(url)]
 
 
 def test_enqueue_many_keeps_order_and_counts_per_transaction(database_url):

@@ -10,6 +10,7 @@ import time
 import uuid
 
 import nats
+from nats.aio.msg import Msg
 from projection_support import Rig, random_command, random_policy
 
 from adapters.nats import STREAM, NatsPublisher
@@ -61,23 +62,26 @@ class RecordingOutbox(OutboxQueue):
         super().remove(ids)
 
 
-async def stream_messages(url: str) -> list[tuple[str, bytes]]:
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        sub = await js.pull_subscribe("ledger.>", stream=STREAM)
-        out = []
-        while True:
-            try:
-                msgs = await sub.fetch(500, timeout=1)
-            except nats.errors.TimeoutError:
-                break
-            for m in msgs:
-                out.append((m.headers["Nats-Msg-Id"], m.data))
-                await m.ack()
-        return out
-    finally:
-        await nc.close()
+def stream_messages(url: str) -> list[Msg]:
+    """Every message the stream holds, each acknowledged."""
+
+    async def read() -> list[Msg]:
+        nc = await nats.connect(url)
+        try:
+            sub = await nc.jetstream().pull_subscribe("ledger.>", stream=STREAM)
+            out: list[Msg] = []
+            while True:
+                try:
+                    msgs = await sub.fetch(500, timeout=1)
+                except nats.errors.TimeoutError:
+                    return out
+                for m in msgs:
+                    out.append(m)
+                    await m.ack()
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
 
 
 def test_nats_down_while_events_flow_loses_nothing_and_duplicates_nothing(pg_url, tmp_path):
@@ -109,8 +113,7 @@ def test_nats_down_while_events_flow_loses_nothing_and_duplicates_nothing(pg_url
 
         server = start_nats(port, str(tmp_path / "js"))  # back, with its stored stream
         wait_for(lambda: depth(rig.db) == 0, timeout=60)
-        received = asyncio.run(stream_messages(url))
-        ids = [i for i, _ in received]
+        ids = [m.headers["Nats-Msg-Id"] for m in stream_messages(url)]
         assert len(ids) == len(set(ids))  # none twice
         assert set(ids) == set(box.acked)  # every acknowledged outbox row is in the stream
         assert len(box.acked) == len(set(box.acked))

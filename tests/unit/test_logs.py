@@ -6,14 +6,12 @@ import io
 import json
 import logging
 import warnings
-from collections.abc import Iterator
 
-import pytest
 import structlog
 
 from adapters.bootstrap import bootstrap
 from adapters.config import Settings
-from adapters.logs import configure_logging, mask, mask_text
+from adapters.logs import mask, mask_text
 from api.app import create_app
 
 with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx still works
@@ -45,23 +43,6 @@ def test_secrets_and_personal_data_inside_free_text_are_masked() -> None:
         "Authorization": "***",
         "X-Shopify-Hmac-Sha256": "***",
     }
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """The service's log configuration, writing into a buffer instead of stderr."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-    configure_logging("INFO")
-    out = io.StringIO()
-    for handler in root.handlers:
-        handler.setStream(out)  # type: ignore[attr-defined]
-    try:
-        yield out
-    finally:
-        root.handlers[:], level = saved[0], saved[1]
-        root.setLevel(level)
-        structlog.reset_defaults()
 
 
 def test_the_access_line_has_ids_route_and_status_but_no_body_or_token(json_logs, sqlite_url: str) -> None:

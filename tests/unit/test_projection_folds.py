@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -155,28 +156,27 @@ def change(policy: ChannelPolicy, version: int) -> ChangeChannelPolicy:
     )
 
 
+def policy_changed(
+    originator_version: int, version: int, policy: dict[str, Any], by: str
+) -> Channel.PolicyChanged:
+    return Channel.PolicyChanged(
+        originator_id=uuid4(),
+        originator_version=originator_version,
+        timestamp=NOW,
+        channel="web",
+        version=version,
+        policy=policy,
+        changed_by=by,
+        cause={},
+    )
+
+
 def test_a_policy_change_in_the_log_recomputes_the_channel_at_that_position():
     """Given ATS published at a position, a later PolicyChanged publishes the changed values at its own."""
     view = AtsView()
     store = Store(view.tables)
     view.begin(store)
-    events = [
-        (
-            1,
-            Channel.PolicyChanged(
-                originator_id=uuid4(),
-                originator_version=2,
-                timestamp=NOW,
-                channel="web",
-                version=1,
-                policy=ChannelPolicy("web", ("w1",)).rules(),
-                changed_by="a",
-                cause={},
-            ),
-        ),
-    ]
-    for p, e in events:
-        view.apply(store, p, e)
+    view.apply(store, 1, policy_changed(2, version=1, policy=ChannelPolicy("web", ("w1",)).rules(), by="a"))
     opened = SkuLocation.Opened(
         originator_id=stock_id("s", "w1"),
         originator_version=1,
@@ -206,49 +206,10 @@ def test_a_policy_change_in_the_log_recomputes_the_channel_at_that_position():
     store.messages.clear()
     view.begin(store)
     newer = ChannelPolicy("web", ("w1",), safety_stock=2).rules()
-    view.apply(
-        store,
-        9,
-        Channel.PolicyChanged(
-            originator_id=uuid4(),
-            originator_version=3,
-            timestamp=NOW,
-            channel="web",
-            version=2,
-            policy=newer,
-            changed_by="b",
-            cause={},
-        ),
-    )
+    view.apply(store, 9, policy_changed(3, version=2, policy=newer, by="b"))
     # an older or malformed version in the log changes nothing
-    view.apply(
-        store,
-        10,
-        Channel.PolicyChanged(
-            originator_id=uuid4(),
-            originator_version=4,
-            timestamp=NOW,
-            channel="web",
-            version=1,
-            policy=newer,
-            changed_by="c",
-            cause={},
-        ),
-    )
-    view.apply(
-        store,
-        11,
-        Channel.PolicyChanged(
-            originator_id=uuid4(),
-            originator_version=5,
-            timestamp=NOW,
-            channel="web",
-            version=3,
-            policy={"locations": "w1"},
-            changed_by="d",
-            cause={},
-        ),
-    )
+    view.apply(store, 10, policy_changed(4, version=1, policy=newer, by="c"))
+    view.apply(store, 11, policy_changed(5, version=3, policy={"locations": "w1"}, by="d"))
     view.finish(store)
     assert [(m[1]["available"], m[1]["position"]) for m in store.messages] == [(3, 9)]
     assert dict(store.items("ats_policies"))[("web",)]["version"] == 2

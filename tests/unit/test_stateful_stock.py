@@ -469,12 +469,13 @@ BURSTABLE = {
     "repeat_a_command": {"pick": picks},
 }
 
+MACHINE_SETTINGS = settings(
+    deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 LedgerMachine.TestCase.settings = settings(
+    MACHINE_SETTINGS,
     max_examples=int(os.environ.get("LEDGER_STATEFUL_EXAMPLES", "200")),
     stateful_step_count=25,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestLedgerAgainstModel = LedgerMachine.TestCase
 
@@ -679,10 +680,8 @@ class OrderMachine(RuleBasedStateMachine):
 
 
 OrderMachine.TestCase.settings = settings(
+    MACHINE_SETTINGS,
     max_examples=int(os.environ.get("LEDGER_STATEFUL_ORDER_EXAMPLES", "100")),
     stateful_step_count=30,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestOrdersMoveStockConsistently = OrderMachine.TestCase
