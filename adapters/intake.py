@@ -29,6 +29,7 @@ import orjson
 from pydantic import ValidationError
 
 from adapters import erp, pos, shopify
+from adapters.exceptions import close_exception, open_exception
 from adapters.inbox import Inbox
 from adapters.loop import Loop
 from adapters.mappings import Lookup, SqlMappingStore, mapping_key
@@ -40,7 +41,6 @@ from ledger.errors import InvalidCommandError, LedgerError, OrderNotFoundError, 
 from ledger.service import Ledger
 from ledger.stock import SkuLocation, movement_effect
 from ledger.writer import StorageError
-from projections.exceptions import close_exception, open_exception
 
 log = logging.getLogger("ledger.intake")
 
@@ -428,7 +428,7 @@ def validate_mapping_args(source: str, kind: str, external_id: str) -> None:
 
 def install(container: Any) -> None:
     """Wires the inbox, mappings, translators and the ERP queue into a container, with their workers."""
-    from projections import exceptions
+    from adapters import exceptions
 
     db = container.db
     mappings = SqlMappingStore(db)

@@ -14,11 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from adapters.channels import ChannelPolicy, Policies
+from adapters.outbox import subject_token
 from ledger.bounds import stock_id
 from ledger.channels import Channel
 from ledger.errors import InvalidCommandError
 from projections import folds
-from projections.outbox import subject_token
 from projections.store import Store, Table
 
 Event = Any

@@ -11,9 +11,9 @@ from typing import Any
 
 from adapters.channels import ChannelPolicies
 from adapters.nats import NatsPublisher
+from adapters.outbox import OutboxQueue
 from projections.cache import AtsCache
 from projections.jobs import RebuildJobs
-from projections.outbox import OutboxQueue
 from projections.runner import Projector, Runner
 from projections.sweeper import Sweeper
 

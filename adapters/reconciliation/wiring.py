@@ -115,7 +115,7 @@ class PosGaps:
         self.mappings = mappings
 
     def gaps(self) -> Sequence[SequenceGap]:
-        from projections.exceptions import list_exceptions
+        from adapters.exceptions import list_exceptions
 
         by_store: dict[str, list[int]] = {}
         for e in list_exceptions(self.db, "pos-sequence-gap", open_only=True, limit=100_000):
@@ -129,19 +129,19 @@ class PosGaps:
 
 
 class StoredExceptions:
-    """The exceptions store (projections/exceptions.py): each change also goes to the outbox."""
+    """The exceptions store (adapters/exceptions.py): each change also goes to the outbox."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def open_keys(self, kind: str, prefix: str = "") -> set[str]:
-        from projections.exceptions import list_exceptions
+        from adapters.exceptions import list_exceptions
 
         rows = list_exceptions(self.db, kind, open_only=True, limit=10_000_000)
         return {r["key"] for r in rows if r["key"].startswith(prefix)}
 
     def apply(self, kind: str, opened: Sequence[Opening], closed: Sequence[Closing]) -> tuple[int, int]:
-        from projections.exceptions import close_exception, open_exception
+        from adapters.exceptions import close_exception, open_exception
 
         n_open = n_closed = 0
         with self.db.transaction() as tx:
@@ -154,10 +154,9 @@ class StoredExceptions:
 
 def create_tables(db: Database) -> None:
     """Every table the reconciler reads or writes (each owner's DDL is idempotent)."""
-    from adapters import pos
+    from adapters import exceptions, pos
     from adapters.inbox import Inbox
     from adapters.mappings import SqlMappingStore
-    from projections import exceptions
 
     exceptions.create_tables(db)
     Inbox(db).create_tables()

@@ -10,12 +10,12 @@ import heapq
 from datetime import UTC, datetime
 from typing import Any
 
+from adapters import outbox
 from adapters.bootstrap import Container
+from adapters.exceptions import list_exceptions
 from adapters.logs import mask
 from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
-from projections import outbox
-from projections.exceptions import list_exceptions
 from projections.explain import Explainer
 
 TIMELINE = 200

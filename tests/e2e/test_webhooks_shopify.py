@@ -20,12 +20,12 @@ from e2e_api import put_channel, read_ats
 
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
+from adapters.exceptions import list_exceptions
 from adapters.metrics import REGISTRY
 from adapters.shopify import observations, sign
 from api.app import create_app
 from ledger.orders import Order
 from ledger.ports import StaticLocations
-from projections.exceptions import list_exceptions
 
 SECRET = "shpss_current"
 OLD_SECRET = "shpss_previous"

@@ -11,12 +11,12 @@ import pytest
 
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
+from adapters.exceptions import list_exceptions
 from adapters.persistence.urls import ensure_pg_schema, is_postgres
 from adapters.reconciliation import wiring
 from adapters.reconciliation.engine import Reconciler
 from adapters.reconciliation.ports import Level, Snapshot
 from ledger.errors import InvalidCommandError
-from projections.exceptions import list_exceptions
 
 
 @pytest.fixture

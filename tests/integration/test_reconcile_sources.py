@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 
 from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
+from adapters.exceptions import list_exceptions
 from adapters.reconciliation import wiring
 from adapters.reconciliation.schedule import ScheduledReconciliation, register
 from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLevels, SnapshotError, read_file
-from projections.exceptions import list_exceptions
 
 
 class Erp:
