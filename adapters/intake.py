@@ -424,39 +424,3 @@ def validate_mapping_args(source: str, kind: str, external_id: str) -> None:
         check_mapping(source, kind, external_id)
     except ValueError as e:
         raise InvalidCommandError(str(e), field="mapping") from None
-
-
-def install(container: Any) -> None:
-    """Wires the inbox, mappings, translators and the ERP queue into a container, with their workers."""
-    from adapters import exceptions
-
-    db = container.db
-    mappings = SqlMappingStore(db)
-    mappings.create_tables()
-    inbox = Inbox(db)
-    inbox.create_tables()
-    shopify.create_tables(db)
-    pos.create_tables(db)
-    exceptions.create_tables(db)
-    queue = erp.ErpQueue(db)
-    queue.create_tables()
-    intake = Intake(container.ledger, inbox, mappings)
-    settings = container.settings
-    gateway = erp.HttpErp(settings.erp_url) if settings.erp_url else None
-    poster = erp.ErpPoster(container.ledger, queue, gateway)
-    feeder = erp.ErpFeeder(container.ledger, queue)
-    worker = InboxWorker(intake)
-    container.extras.update(
-        mappings=mappings,
-        inbox=inbox,
-        intake=intake,
-        remapper=Remapper(intake, container.keys),
-        erp_queue=queue,
-        erp_poster=poster,
-        erp_feeder=feeder,
-        inbox_worker=worker,
-    )
-    container.extras.setdefault("workers", []).extend(
-        [worker, Loop("erp-feeder", feeder.step, 0.5), Loop("erp-poster", poster.step, 0.5)]
-    )
-    container.extras.setdefault("readiness", {})["erp"] = lambda: poster.breaker.state != "open"

@@ -50,9 +50,9 @@ def serve(
     """Serve the HTTP API (with the projection worker and the publisher, by default)."""
     import uvicorn
 
-    from adapters.bootstrap import bootstrap
     from adapters.logs import configure_logging
     from api.app import create_app
+    from bootstrap import bootstrap
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -154,13 +154,13 @@ def mappings_set(
     actor: Annotated[str, typer.Option(help="who makes the change")] = "cli",
 ) -> None:
     """Set a mapping (a new version); parked messages that needed it are retried by the inbox worker."""
-    from adapters.bootstrap import bootstrap
     from adapters.mappings import mapping_key
+    from bootstrap import bootstrap
 
     container = bootstrap(_settings())
     try:
         try:
-            change = container.extras["mappings"].set(source, kind, external_id, canonical, actor)
+            change = container.mappings.set(source, kind, external_id, canonical, actor)
         except Exception as e:
             typer.echo(str(e), err=True)
             raise typer.Exit(2) from None
@@ -172,7 +172,7 @@ def mappings_set(
                 key,
                 {"old": change["old"], "new": canonical, "version": change["version"]},
             )
-            requeued = container.extras["inbox"].requeue_using(key)
+            requeued = container.inbox.requeue_using(key)
             typer.echo(
                 f"{key} -> {canonical} (version {change['version']}, was {change['old']}); "
                 f"{len(requeued)} parked message(s) requeued"
@@ -189,12 +189,12 @@ def mappings_list(source: Annotated[str | None, typer.Option(help="only this sou
     from rich.console import Console
     from rich.table import Table
 
-    from adapters.bootstrap import bootstrap
+    from bootstrap import bootstrap
 
     container = bootstrap(_settings())
     try:
         table = Table("source", "kind", "external id", "canonical", "version", "by", "at")
-        for m in container.extras["mappings"].list(source):
+        for m in container.mappings.list(source):
             table.add_row(
                 m["source"],
                 m["kind"],
@@ -219,8 +219,8 @@ def remap(
     """Re-translate the inbound messages that used a mapping; mis-posted movements get corrections."""
     import orjson
 
-    from adapters.bootstrap import bootstrap
     from adapters.mappings import check_mapping
+    from bootstrap import bootstrap
 
     try:
         check_mapping(source, kind, external_id)
@@ -229,7 +229,7 @@ def remap(
         raise typer.Exit(2) from None
     container = bootstrap(_settings())
     try:
-        answer = container.extras["remapper"].remap(source, kind, external_id, actor)
+        answer = container.remapper.remap(source, kind, external_id, actor)
         typer.echo(orjson.dumps(answer, option=orjson.OPT_INDENT_2).decode())
     finally:
         container.close()
@@ -248,10 +248,9 @@ def reconcile(
     import orjson
     from rich.console import Console
 
-    from adapters.bootstrap import bootstrap
     from adapters.reconciliation import report as reports
-    from adapters.reconciliation import wiring
     from adapters.reconciliation.sources import SnapshotError, read_file
+    from bootstrap import bootstrap
     from ledger.errors import LedgerError
 
     if format not in ("table", "json", "csv"):
@@ -266,7 +265,7 @@ def reconcile(
         raise typer.Exit(2) from None
     container = bootstrap(_settings())
     try:
-        report = wiring.build(container).reconcile(snap)
+        report = container.reconciler.reconcile(snap)
     except LedgerError as e:
         typer.echo(f"refused: {e.message}", err=True)
         raise typer.Exit(2) from None

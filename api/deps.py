@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from adapters.bootstrap import Container
 from adapters.keys import Miss, Principal
 from api.problems import Problem
+from bootstrap import Container
 from ledger.commands import Command
 
 

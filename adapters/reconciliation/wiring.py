@@ -165,22 +165,16 @@ def create_tables(db: Database) -> None:
     RunLog(db).create_tables()
 
 
-def build(container: Any) -> Reconciler:
-    """The reconciler of a bootstrapped container (kept in `container.extras["reconciler"]`)."""
-    found = container.extras.get("reconciler")
-    if found is not None:
-        return found  # type: ignore[no-any-return]
-    db = container.db
+def build(db: Database, app: Any, thresholds: str = "") -> Reconciler:
+    """The reconciler over the service's tables (`bootstrap()` keeps one in its container)."""
     create_tables(db)
     mappings = SqlIdentityMap(db)
-    reconciler = Reconciler(
-        StockStreams.of(db, container.ledger.app),
+    return Reconciler(
+        StockStreams.of(db, app),
         mappings=mappings,
         evidence=InboxEvidence(db, mappings),
         gaps=PosGaps(db, mappings),
         exceptions=StoredExceptions(db),
-        thresholds=parse_thresholds(getattr(container.settings, "reconcile_thresholds", "")),
+        thresholds=parse_thresholds(thresholds),
         runs=RunLog(db),
     )
-    container.extras["reconciler"] = reconciler
-    return reconciler

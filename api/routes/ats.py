@@ -28,11 +28,11 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.bootstrap import Container
 from adapters.keys import Principal
 from api.deps import bearer_token, require
 from api.middleware import header
 from api.problems import Problem
+from bootstrap import Container
 from ledger.bounds import check_id
 from ledger.errors import InvalidCommandError
 from projections.cache import AtsCache
@@ -67,16 +67,16 @@ def _check(value: str, field: str) -> None:
 async def _known_channel(container: Container, channel: str) -> None:
     """404 for a channel without a policy. Known channels are remembered (a policy is never deleted)."""
     _check(channel, "channel")
-    known: set[str] = container.extras.setdefault("ats_channels", set())
+    known = container.ats_channels
     if channel in known:
         return
-    if await run_in_threadpool(container.extras["channels"].get, channel) is None:
+    if await run_in_threadpool(container.channels.get, channel) is None:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
     known.add(channel)
 
 
 def cache_of(container: Container) -> AtsCache:
-    return container.extras["ats_cache"]  # wired by projections.wiring
+    return container.ats_cache
 
 
 def _item(channel: str, sku: str, found: tuple[int, int]) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class AtsFastPath:
         if container is None:
             return None
         channel, sku = parts[3], parts[4]
-        if channel not in container.extras.get("ats_channels", ()):
+        if channel not in container.ats_channels:
             return None
         token = bearer_token(header(scope, b"authorization"))
         principal = None if token is None else container.keys.lookup(token)

@@ -63,12 +63,10 @@ async def put_channel(
         )
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None
-    store = container.extras["channels"]
+    store = container.channels
     saved = await run_in_threadpool(store.put, policy, _actor(principal))
     await run_in_threadpool(container.keys.audit, _actor(principal), "channel.set", channel, saved.as_dict())
-    runner = container.extras.get("runner")
-    if runner is not None:
-        runner.wake()
+    container.runner.wake()
     return saved.as_dict()
 
 
@@ -79,7 +77,7 @@ async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict
         check_id(channel, "channel")
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None
-    history = await run_in_threadpool(container.extras["channels"].history, channel)
+    history = await run_in_threadpool(container.channels.history, channel)
     if not history:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
     return {**history[0].as_dict(), "versions": [p.as_dict() for p in history]}

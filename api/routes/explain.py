@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from adapters.bootstrap import Container
 from api.deps import ContainerDep, OrderReader
 from api.problems import Problem
+from bootstrap import Container
 from ledger.bounds import check_id
 from ledger.errors import InvalidCommandError
 from projections.explain import Explainer
@@ -26,7 +26,7 @@ router = APIRouter(tags=["ats"])
 
 
 def explainer(container: Container) -> Explainer:
-    return Explainer(container.db, container.ledger.history, container.extras["channels"])
+    return Explainer(container.db, container.ledger.history, container.channels)
 
 
 def _check(value: str, field: str) -> None:
@@ -49,7 +49,7 @@ async def explain_ats(
     _check(sku, "sku")
     if as_of is not None and as_of.tzinfo is None:
         raise Problem(422, "validation-error", "as_of needs a UTC offset, e.g. 2024-05-01T12:00:00Z")
-    if container.extras["channels"].get(channel) is None:
+    if container.channels.get(channel) is None:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
     ex = explainer(container)
     if as_of is None:

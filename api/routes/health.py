@@ -22,7 +22,7 @@ async def readyz(container: ContainerDep) -> JSONResponse:
     """The database answers and the writer runs."""
     db_ok = await run_in_threadpool(container.db.ping)
     checks = {"database": "ok" if db_ok else "down"}
-    for name, check in container.extras.get("readiness", {}).items():
+    for name, check in container.readiness.items():
         checks[name] = "ok" if check() else "degraded"
     status = 200 if db_ok else 503
     return JSONResponse({"status": "ok" if db_ok else "unavailable", "checks": checks}, status_code=status)

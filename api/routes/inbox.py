@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from adapters.bootstrap import Container
 from adapters.inbox import Stored, fingerprint
 from adapters.persistence.db import Tx
 from api.deps import Auditor, ContainerDep
 from api.problems import Problem
+from bootstrap import Container
 
 router = APIRouter(tags=["inbox"])
 
@@ -50,7 +50,7 @@ async def list_inbox(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Inbound messages with their source, external id, status and reason, oldest first."""
-    rows = await run_in_threadpool(container.extras["inbox"].list, status, source, after, limit)
+    rows = await run_in_threadpool(container.inbox.list, status, source, after, limit)
     items = [_public(r) for r in rows]
     return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
 
@@ -58,7 +58,7 @@ async def list_inbox(
 @router.get("/v1/inbox/{inbox_id}")
 async def get_message(inbox_id: int, container: ContainerDep, _: Auditor) -> dict[str, Any]:
     """One inbound message (its headers and outcome; not its raw body)."""
-    row = await run_in_threadpool(container.extras["inbox"].get, inbox_id)
+    row = await run_in_threadpool(container.inbox.get, inbox_id)
     if row is None:
         raise Problem(404, "not-found", f"no inbound message {inbox_id}")
     return {**_public(row), "headers": row["headers"]}
@@ -109,7 +109,7 @@ async def store(
     """Stores a message once per delivery id and answers with its (first) status."""
     print_ = fingerprint(payload)
     stored: Stored = await run_in_threadpool(
-        container.extras["inbox"].store,
+        container.inbox.store,
         source,
         external_id,
         kind,
@@ -127,9 +127,8 @@ async def store(
             f"{external_id} was already received with other content",
             inbox_id=stored.row["id"],
         )
-    worker = container.extras.get("inbox_worker")
-    if worker is not None and stored.created:
-        worker.wake()
+    if stored.created:
+        container.inbox_worker.wake()
     row = stored.row
     return {
         "inbox_id": row["id"],

@@ -47,7 +47,7 @@ async def put_mapping(
         check_id(body.canonical, "canonical")
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None
-    store = container.extras["mappings"]
+    store = container.mappings
     change = await run_in_threadpool(store.set, source, kind, external_id, body.canonical, _actor(principal))
     requeued: list[int] = []
     if change["changed"]:
@@ -59,11 +59,10 @@ async def put_mapping(
             {"old": change["old"], "new": change["canonical"], "version": change["version"]},
         )
         requeued = await run_in_threadpool(
-            container.extras["inbox"].requeue_using, mapping_key(source, kind, external_id)
+            container.inbox.requeue_using, mapping_key(source, kind, external_id)
         )
-        worker = container.extras.get("inbox_worker")
-        if worker is not None and requeued:
-            worker.wake()
+        if requeued:
+            container.inbox_worker.wake()
     return {**change, "requeued": len(requeued)}
 
 
@@ -72,7 +71,7 @@ async def list_mappings(
     container: ContainerDep, _: Auditor, source: Source | None = None, kind: Kind | None = None
 ) -> dict[str, Any]:
     """Current mappings."""
-    return {"items": await run_in_threadpool(container.extras["mappings"].list, source, kind)}
+    return {"items": await run_in_threadpool(container.mappings.list, source, kind)}
 
 
 @router.get("/v1/mappings/{source}/{kind}/{external_id}")
@@ -81,7 +80,7 @@ async def get_mapping(
 ) -> dict[str, Any]:
     """A mapping's current value and every version (who, when, old value, new value)."""
     _check(external_id)
-    store = container.extras["mappings"]
+    store = container.mappings
     current = await run_in_threadpool(store.get, source, kind, external_id)
     history = await run_in_threadpool(store.history, source, kind, external_id)
     if current is None and not history:
@@ -103,5 +102,5 @@ async def remap(
     """Re-translates the messages that used this mapping; mis-posted movements get correction events."""
     _check(external_id)
     return await run_in_threadpool(
-        container.extras["remapper"].remap, source, kind, external_id, _actor(principal)
+        container.remapper.remap, source, kind, external_id, _actor(principal)
     )
