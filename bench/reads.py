@@ -158,7 +158,7 @@ def api(url: str, seconds: float = 5.0, connections: int = 32) -> Result:
         text=True,
     )
     server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -159,7 +159,7 @@ def test_snapshot_files_in_json_and_csv():
 
 
 def test_the_reconcile_command_prints_a_table_json_and_csv(sqlite_url, tmp_path, monkeypatch):
-    from api.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("LEDGER_DATABASE_URL", sqlite_url)
     c = bootstrap(Settings(database_url=sqlite_url))

@@ -9,15 +9,11 @@ from typing import Annotated
 import orjson
 import typer
 
+from cli.common import container as _container
+from cli.common import settings as _settings
+
 projections_app = typer.Typer(help="read models: status, rebuild", no_args_is_help=True)
 channels_app = typer.Typer(help="channel policies: set, show", no_args_is_help=True)
-
-
-def _container():  # type: ignore[no-untyped-def]
-    from api.cli import _settings
-    from bootstrap import bootstrap
-
-    return bootstrap(_settings())
 
 
 @projections_app.command("status")
@@ -133,7 +129,6 @@ def channels_show(channel: Annotated[str, typer.Argument(help="the sales channel
 def worker() -> None:
     """Run the background workers (projection runner, NATS relay, sweepers) without HTTP."""
     from adapters.logs import configure_logging
-    from api.cli import _settings
 
     configure_logging(_settings().log_level)
     c = _container()
@@ -146,9 +141,3 @@ def worker() -> None:
         done.wait()
     finally:
         c.close()
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(projections_app, name="projections")
-    app.add_typer(channels_app, name="channels")
-    app.command("worker")(worker)
