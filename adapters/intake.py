@@ -32,7 +32,7 @@ from adapters import erp, pos, shopify
 from adapters.exceptions import close_exception, open_exception
 from adapters.inbox import Inbox
 from adapters.loop import Loop
-from adapters.mappings import Lookup, SqlMappingStore, mapping_key
+from adapters.mappings import Lookup, SqlMappingStore, check_mapping, mapping_key
 from adapters.metrics import INBOX_MESSAGES
 from adapters.translate import Context, Translation, ref
 from ledger import commands as c
@@ -418,8 +418,6 @@ def _remap_cause(row: dict[str, Any], kind: str, key: str, version: int) -> dict
 
 
 def validate_mapping_args(source: str, kind: str, external_id: str) -> None:
-    from adapters.mappings import check_mapping
-
     try:
         check_mapping(source, kind, external_id)
     except ValueError as e:

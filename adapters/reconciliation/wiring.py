@@ -7,6 +7,10 @@ from typing import Any
 
 import orjson
 
+from adapters import exceptions, pos
+from adapters.exceptions import close_exception, list_exceptions, open_exception
+from adapters.inbox import Inbox
+from adapters.mappings import SqlMappingStore
 from adapters.persistence.db import Database
 from adapters.reconciliation.engine import Reconciler, RunLog
 from adapters.reconciliation.facts import StockStreams
@@ -115,8 +119,6 @@ class PosGaps:
         self.mappings = mappings
 
     def gaps(self) -> Sequence[SequenceGap]:
-        from adapters.exceptions import list_exceptions
-
         by_store: dict[str, list[int]] = {}
         for e in list_exceptions(self.db, "pos-sequence-gap", open_only=True, limit=100_000):
             d = e["detail"]
@@ -135,14 +137,10 @@ class StoredExceptions:
         self.db = db
 
     def open_keys(self, kind: str, prefix: str = "") -> set[str]:
-        from adapters.exceptions import list_exceptions
-
         rows = list_exceptions(self.db, kind, open_only=True, limit=10_000_000)
         return {r["key"] for r in rows if r["key"].startswith(prefix)}
 
     def apply(self, kind: str, opened: Sequence[Opening], closed: Sequence[Closing]) -> tuple[int, int]:
-        from adapters.exceptions import close_exception, open_exception
-
         n_open = n_closed = 0
         with self.db.transaction() as tx:
             for key, detail, position in opened:
@@ -154,9 +152,6 @@ class StoredExceptions:
 
 def create_tables(db: Database) -> None:
     """Every table the reconciler reads or writes (each owner's DDL is idempotent)."""
-    from adapters import exceptions, pos
-    from adapters.inbox import Inbox
-    from adapters.mappings import SqlMappingStore
 
     exceptions.create_tables(db)
     Inbox(db).create_tables()

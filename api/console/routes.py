@@ -23,6 +23,7 @@ from api.problems import problem_response
 from bootstrap import Container
 from ledger.bounds import check_id
 from ledger.errors import InvalidCommandError, LedgerError
+from projections.jobs import RebuildRunningError, UnknownProjectionError
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -339,8 +340,6 @@ async def map_and_retry(request: Request) -> Response:
 @router.post("/actions/rebuild")
 async def rebuild(request: Request) -> Response:
     """Starts a read-model rebuild (the same job as `POST /v1/projections/{name}/rebuild`)."""
-    from projections.jobs import RebuildRunningError, UnknownProjectionError
-
     session = None
     try:
         session, data = await actor(request)

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from adapters.keys import Principal
-from api.deps import bearer_token, require
+from api.deps import bearer_token, require, valid_id
 from api.middleware import header
 from api.problems import Problem
 from bootstrap import Container
@@ -57,16 +57,9 @@ class AtsItems(BaseModel):
 _reader = require("ats:read")  # called directly: a dependency costs more than the rest of the read
 
 
-def _check(value: str, field: str) -> None:
-    try:
-        check_id(value, field)
-    except InvalidCommandError as e:
-        raise Problem(422, "validation-error", e.message) from None
-
-
 async def _known_channel(container: Container, channel: str) -> None:
     """404 for a channel without a policy. Known channels are remembered (a policy is never deleted)."""
-    _check(channel, "channel")
+    valid_id(channel, "channel")
     known = container.ats_channels
     if channel in known:
         return
@@ -89,7 +82,7 @@ async def get_ats(channel: str, sku: str, request: Request) -> Response:
     await _reader(request)
     container: Container = request.app.state.container
     await _known_channel(container, channel)
-    _check(sku, "sku")
+    valid_id(sku, "sku")
     cache = cache_of(container)
     found = cache.get(channel, sku)
     if found is None:
@@ -111,7 +104,7 @@ async def list_ats(
     if len(sku) > MAX_SKUS:
         raise Problem(422, "validation-error", f"at most {MAX_SKUS} skus per request")
     for s in sku:
-        _check(s, "sku")
+        valid_id(s, "sku")
     skus = list(dict.fromkeys(sku))
     cache = cache_of(container)
     found = cache.get_many(channel, skus)

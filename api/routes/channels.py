@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.channels import ChannelPolicy
 from adapters.keys import Principal
-from api.deps import Admin, Auditor, ContainerDep
+from api.deps import Admin, Auditor, ContainerDep, valid_id
 from api.problems import Problem
 from ledger.bounds import MAX_QUANTITY, check_id
 from ledger.errors import InvalidCommandError
@@ -73,10 +73,7 @@ async def put_channel(
 @router.get("/v1/channels/{channel}")
 async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict[str, Any]:
     """The channel's current policy and its earlier versions (newest first)."""
-    try:
-        check_id(channel, "channel")
-    except InvalidCommandError as e:
-        raise Problem(422, "validation-error", e.message) from None
+    valid_id(channel, "channel")
     history = await run_in_threadpool(container.channels.history, channel)
     if not history:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
