@@ -459,4 +459,6 @@ def install(container: Any) -> None:
     container.extras.setdefault("workers", []).extend(
         [worker, Loop("erp-feeder", feeder.step, 0.5), Loop("erp-poster", poster.step, 0.5)]
     )
-    container.extras.setdefault("readiness", {})["erp"] = lambda: poster.breaker.state != "open"
+    container.extras.setdefault("readiness", {})["erp"] = lambda: (
+        "not-configured" if gateway is None else "degraded" if poster.breaker.state == "open" else "ok"
+    )
