@@ -96,7 +96,7 @@ class Container:
     erp_poster: ErpPoster
     reconciler: Reconciler
     workers: list[Worker]  # started by `start_workers()` in this order, stopped in reverse
-    readiness: dict[str, Callable[[], bool]]  # name -> healthy? (`/readyz`)
+    readiness: dict[str, Callable[[], bool | str]]  # name -> ok/degraded/not-configured (or a bool), `/readyz`
     closers: list[Callable[[], None]]  # run first on close (background jobs that are not workers)
     ats_channels: set[str] = field(default_factory=set)  # channels known to have a policy (never deleted)
     _started: list[Worker] = field(default_factory=list)
@@ -139,7 +139,7 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
 
     projector = Projector(db, ledger.app, channels, record=ledger.execute)
     runner = Runner(projector, poll_seconds=1.0)
-    publisher = NatsPublisher(settings.nats_url, OutboxQueue(db))
+    publisher = NatsPublisher(settings.nats_url, OutboxQueue(db), replicas=settings.nats_stream_replicas)
     sweeper = Sweeper(db, ledger.submit, settings.erp_posting_deadline_seconds)
     ats_cache = AtsCache(db)
     rebuilds = RebuildJobs(projector)
@@ -189,9 +189,12 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
         reconciler=reconciler,
         workers=workers,
         readiness={
-            "nats": lambda: publisher.healthy,
+            "nats": lambda: publisher.readiness,
             "projections": lambda: runner.healthy,
-            "erp": lambda: erp_poster.breaker.state != "open",
+            "erp": lambda: (
+                "not-configured" if erp_poster.gateway is None
+                else "degraded" if erp_poster.breaker.state == "open" else "ok"
+            ),
         },
         closers=[ats_cache.close, rebuilds.stop],
     )
