@@ -69,6 +69,9 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     from adapters.intake import install as install_adapters  # inbox, mappings, Shopify, POS, ERP
 
     install_adapters(container)
+    from adapters.shopify_push import install as install_shopify  # the ATS push to Shopify, recovery
+
+    install_shopify(container)
     if settings.reconcile_sources:
         from adapters.reconciliation.schedule import register as register_reconciliation
 

@@ -18,7 +18,7 @@ from ledger.errors import InvalidCommandError
 router = APIRouter(tags=["mappings"])
 
 Source = Literal["shopify", "pos", "erp"]
-Kind = Literal["sku", "location", "channel"]
+Kind = Literal["sku", "location", "channel", "inventory_item"]  # inventory_item: Shopify only
 
 
 class MappingBody(BaseModel):
@@ -43,6 +43,8 @@ async def put_mapping(
 ) -> dict[str, Any]:
     """Sets a mapping (a new version, kept with who and when); parked messages that needed it are retried."""
     _check(external_id)
+    if kind == "inventory_item" and source != "shopify":
+        raise Problem(422, "validation-error", "kind inventory_item exists for source shopify only")
     try:
         check_id(body.canonical, "canonical")
     except InvalidCommandError as e:
