@@ -8,15 +8,15 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from standins.shopify_admin import ShopifyAdminStandIn
 
 from adapters.bootstrap import Container, bootstrap
 from adapters.channels import ChannelPolicy
 from adapters.config import Settings
-from adapters.shopify_push import Feeder, Pusher, failed_writes
 from adapters.shopify_admin import AdminClient
+from adapters.shopify_push import Feeder, Pusher, failed_writes
 from ledger import commands as c
 from projections.exceptions import list_exceptions
-from standins.shopify_admin import ShopifyAdminStandIn
 
 SHOP = "ledger-test.myshopify.com"
 TOKEN = "shpat_test"
@@ -202,7 +202,9 @@ def test_two_workers_never_push_the_same_write_twice(pg_url: str, shopify: Shopi
         b.close()
 
 
-def test_unresolvable_sku_is_an_exception_and_blocks_nothing(container: Container, shopify: ShopifyAdminStandIn) -> None:
+def test_unresolvable_sku_is_an_exception_and_blocks_nothing(
+    container: Container, shopify: ShopifyAdminStandIn
+) -> None:
     shopify.add_item(SHOP, item(1), "SKU-1", {LOC: 0})
     target(container)
     receive(container, "GHOST", 3)  # Shopify has no variant with this SKU
