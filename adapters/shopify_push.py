@@ -266,6 +266,7 @@ class Pusher:
         self.sleep = sleep
         self.stale_compares = 0
         self.accepted = 0
+        self._learned: list[tuple[str, str, str]] = []  # (inventory item id, sku, from): kept as mappings
 
     # -- public
 
@@ -284,9 +285,22 @@ class Pusher:
                 m.THROTTLE_WAITS.labels(self.shop).inc()
             self._save_throttle(tx)
             self._gauge(tx)
+        self._keep_learned()
         if retry_after:
             self.sleep(retry_after)
         return done or (1 if retry_after else 0)
+
+    def _keep_learned(self) -> None:
+        """Identities learned in the step become versioned mappings (after its transaction)."""
+        learned, self._learned = self._learned, []
+        if self.mappings is None:
+            return
+        for item, sku, source in learned:
+            if self.mappings.get("shopify", "inventory_item", item) is None:
+                try:
+                    self.mappings.set("shopify", "inventory_item", item, sku, f"shopify-push ({source})")
+                except ValueError:
+                    log.warning("inventory item %s could not be kept as a mapping", item)
 
     # -- steps
 
@@ -359,13 +373,8 @@ class Pusher:
                         self._unresolved(tx, r, reason)
                         continue
                     item, learned_from = found[0], "productVariants lookup"
-                if learned_from is not None and self.mappings is not None:
-                    try:
-                        self.mappings.set(
-                            "shopify", "inventory_item", numeric_id(item), r["sku"], f"shopify-push ({learned_from})"
-                        )
-                    except ValueError:
-                        log.warning("inventory item %s could not be kept as a mapping", item)
+                if learned_from is not None:
+                    self._learned.append((numeric_id(item), r["sku"], learned_from))
                 tx.execute(
                     f"UPDATE {WRITES} SET item_id = %s WHERE shop = %s AND location_id = %s AND sku = %s",
                     (item, r["shop"], r["location_id"], r["sku"]),
