@@ -54,8 +54,18 @@ query Orders($first: Int!, $after: String, $query: String!) {
   orders(first: $first, after: $after, query: $query, sortKey: UPDATED_AT) {
     pageInfo { hasNextPage endCursor }
     nodes {
-      id legacyResourceId name createdAt updatedAt cancelledAt displayFinancialStatus displayFulfillmentStatus
-      lineItems(first: 100) { nodes { id sku quantity currentQuantity } }
+      id legacyResourceId name createdAt updatedAt cancelledAt cancelReason
+      displayFinancialStatus displayFulfillmentStatus
+      lineItems(first: 250) { nodes { id sku quantity variant { id } } }
+      fulfillments(first: 50) {
+        legacyResourceId status location { legacyResourceId }
+        fulfillmentLineItems(first: 250) { nodes { quantity lineItem { id } } }
+      }
+      refunds(first: 50) {
+        legacyResourceId createdAt
+        refundLineItems(first: 250) { nodes { quantity restockType location { legacyResourceId } lineItem { id } } }
+        transactions(first: 20) { nodes { kind status amountSet { shopMoney { amount currencyCode } } } }
+      }
     }
   }
 }

@@ -85,7 +85,7 @@ def create_tables(db: Database) -> None:
             f"CREATE INDEX IF NOT EXISTS {TARGETS}_channel ON {TARGETS} (channel, id)",
             f"CREATE TABLE IF NOT EXISTS {SYNC} (shop TEXT PRIMARY KEY, throttle TEXT, "
             "stale_compares BIGINT NOT NULL DEFAULT 0, last_accepted_at TEXT, last_accepted_position BIGINT, "
-            "recovery_checkpoint TEXT, recovery_run_at TEXT, recovered BIGINT NOT NULL DEFAULT 0)",
+            "recovery_checkpoint TEXT, recovery_run_at TEXT, recovered BIGINT NOT NULL DEFAULT 0, configured_at TEXT)",
         ]
     )
 
@@ -606,9 +606,12 @@ class ShopifySync:
         return sync_status(self.db, self.shops)
 
 
-def build(settings: Any, db: Database, mappings: Any, poll: float = 0.5) -> ShopifySync:
-    """Tables, targets, the feeder, one pusher per shop (and the recovery of missed webhooks)."""
+def build(
+    settings: Any, db: Database, mappings: Any, inbox: Any = None, wake_inbox: Any = None, poll: float = 0.5
+) -> ShopifySync:
+    """Tables, targets, the feeder, one pusher per shop and, with an inbox, one recovery per shop."""
     from adapters.loop import Loop
+    from adapters.shopify_recovery import Recovery
 
     create_tables(db)
     tokens: dict[str, str] = settings.shopify_tokens
@@ -620,6 +623,11 @@ def build(settings: Any, db: Database, mappings: Any, poll: float = 0.5) -> Shop
         for shop in shops:
             client = AdminClient(shop, tokens[shop], settings.shopify_admin_url, settings.shopify_api_version)
             pushers.append(Loop(f"shopify-push-{shop}", Pusher(db, client, mappings).step, poll))
+            if inbox is not None:
+                reader = AdminClient(shop, tokens[shop], settings.shopify_admin_url, settings.shopify_api_version)
+                recovery = Recovery(db, reader, inbox, on_stored=wake_inbox)
+                workers.append(Loop(f"shopify-recovery-{shop}", recovery.step,
+                                    float(settings.shopify_recovery_interval_seconds)))
 
         def wake_pushers() -> None:
             for p in pushers:
@@ -632,6 +640,9 @@ def build(settings: Any, db: Database, mappings: Any, poll: float = 0.5) -> Shop
 
 def install(container: Any) -> None:
     """Called once by the bootstrap: the one place the Shopify push is wired into a container."""
-    sync = build(container.settings, container.db, container.extras.get("mappings"))
+    extras = container.extras
+    worker = extras.get("inbox_worker")
+    sync = build(container.settings, container.db, extras.get("mappings"), extras.get("inbox"),
+                 getattr(worker, "wake", None))
     container.extras["shopify_sync"] = sync
     container.extras.setdefault("workers", []).extend(sync.workers)

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 from e2e_api import Api, make_api, project
+from standins.shopify_admin import ShopifyAdminStandIn
 
 from ledger import commands as c
-from standins.shopify_admin import ShopifyAdminStandIn
 
 SHOP = "e2e.myshopify.com"
 LOC = "gid://shopify/Location/5"

@@ -61,8 +61,29 @@ type ProductVariant implements Node { id: ID! sku: String inventoryItem: Invento
 type ProductVariantConnection { nodes: [ProductVariant!]! }
 
 type PageInfo { hasNextPage: Boolean! endCursor: String }
-type LineItem { id: ID! sku: String quantity: Int! currentQuantity: Int! }
+type LineItem { id: ID! sku: String quantity: Int! currentQuantity: Int! variant: ProductVariant }
 type LineItemConnection { nodes: [LineItem!]! }
+type LocationRef { legacyResourceId: String! }
+type FulfillmentLineItem { quantity: Int! lineItem: LineItem! }
+type FulfillmentLineItemConnection { nodes: [FulfillmentLineItem!]! }
+type Fulfillment {
+  legacyResourceId: String!
+  status: String!
+  location: LocationRef
+  fulfillmentLineItems(first: Int!): FulfillmentLineItemConnection!
+}
+type RefundLineItem { quantity: Int! restockType: String! location: LocationRef lineItem: LineItem! }
+type RefundLineItemConnection { nodes: [RefundLineItem!]! }
+type Money { amount: String! currencyCode: String! }
+type MoneyBag { shopMoney: Money! }
+type OrderTransaction { kind: String! status: String! amountSet: MoneyBag! }
+type OrderTransactionConnection { nodes: [OrderTransaction!]! }
+type Refund {
+  legacyResourceId: String!
+  createdAt: DateTime!
+  refundLineItems(first: Int!): RefundLineItemConnection!
+  transactions(first: Int!): OrderTransactionConnection!
+}
 type Order implements Node {
   id: ID!
   legacyResourceId: String!
@@ -70,9 +91,12 @@ type Order implements Node {
   updatedAt: DateTime!
   createdAt: DateTime!
   cancelledAt: DateTime
+  cancelReason: String
   displayFinancialStatus: String
   displayFulfillmentStatus: String!
   lineItems(first: Int!): LineItemConnection!
+  fulfillments(first: Int): [Fulfillment!]!
+  refunds(first: Int): [Refund!]!
 }
 type OrderConnection { nodes: [Order!]! pageInfo: PageInfo! }
 enum OrderSortKeys { UPDATED_AT CREATED_AT ID }
@@ -484,10 +508,7 @@ class _Root:
             start = next((i + 1 for i, o in enumerate(rows) if o["id"] == after), len(rows))
         page = rows[start : start + first]
         return {
-            "nodes": [
-                {**o, "lineItems": lambda _info, first, _l=o.get("lineItems", []): {"nodes": _l[:first]}}
-                for o in page
-            ],
+            "nodes": [{"lineItems": {"nodes": []}, "fulfillments": [], "refunds": [], **o} for o in page],
             "pageInfo": {
                 "hasNextPage": start + first < len(rows),
                 "endCursor": page[-1]["id"] if page else after,
