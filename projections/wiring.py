@@ -44,7 +44,10 @@ def install(container: Any, poll_seconds: float = 1.0) -> None:
     channels.record = container.ledger.execute  # each policy version is also a fact in the log
     projector = Projector(container.db, container.ledger.app, channels, record=container.ledger.execute)
     runner = Runner(projector, poll_seconds=poll_seconds)
-    publisher = NatsPublisher(container.settings.nats_url, OutboxQueue(container.db))
+    settings = container.settings
+    publisher = NatsPublisher(
+        settings.nats_url, OutboxQueue(container.db), replicas=settings.nats_stream_replicas
+    )
     sweeper = Sweeper(container.db, container.ledger.submit, container.settings.erp_posting_deadline_seconds)
     container.ledger.writer.on_commit.append(runner.wake)
     runner.on_commit.append(publisher.wake)  # in-process; other processes hear the outbox's NOTIFY
@@ -60,5 +63,5 @@ def install(container: Any, poll_seconds: float = 1.0) -> None:
     extras["sweeper"] = sweeper
     extras.setdefault("workers", []).extend([PolicySync(channels), runner, publisher, sweeper])
     readiness = extras.setdefault("readiness", {})
-    readiness["nats"] = lambda: publisher.healthy
+    readiness["nats"] = lambda: publisher.readiness
     readiness["projections"] = lambda: runner.healthy

@@ -13,12 +13,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from adapters.channels import ChannelPolicy
 from adapters.keys import Principal
 from api.deps import Admin, Auditor, ContainerDep
 from api.problems import Problem
 from ledger.bounds import MAX_QUANTITY, check_id
 from ledger.errors import InvalidCommandError
+from ledger.policy import ChannelPolicy
 
 router = APIRouter(tags=["channels"])
 
