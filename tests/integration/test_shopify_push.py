@@ -88,14 +88,15 @@ def test_ats_changes_reach_shopify_coalesced_with_compare_and_idempotency(
     muts = shopify.mutations()
     assert sum(m.quantities for m in muts) < 25  # 25 changes, coalesced and batched
     assert all(m.idempotency_key for m in muts)
-    status = container.extras["shopify_sync"].status()["shops"][0]
     wait_until(lambda: container.extras["shopify_sync"].status()["shops"][0]["pending"] == 0, what="no pending")
     status = container.extras["shopify_sync"].status()["shops"][0]
     assert status["shop"] == SHOP and status["failed"] == 0
     assert status["last_accepted"]["position"] > 0
     assert status["throttle"]["restore_rate"] == 100.0
     # learned identity: a versioned mapping shopify/inventory_item/{id} -> SKU
-    assert container.extras["mappings"].get("shopify", "inventory_item", "1000") is not None
+    mappings = container.extras["mappings"]
+    wait_until(lambda: mappings.get("shopify", "inventory_item", "1000") is not None, what="the learned mapping")
+    assert mappings.get("shopify", "inventory_item", "1000")[0] == "SKU-0"
 
 
 def test_edit_behind_the_ledgers_back_is_a_stale_compare_then_fixed(
