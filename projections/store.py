@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
+from adapters import outbox
 from adapters.persistence.db import Database, Tx
-from projections import outbox
 
 TRACKING = "projection_tracking"
 CORRECTIONS = "projection_corrections"

@@ -10,10 +10,10 @@ import warnings
 
 import structlog
 
-from adapters.bootstrap import bootstrap
 from adapters.config import Settings
 from adapters.logs import mask, mask_text
 from api.app import create_app
+from bootstrap import bootstrap
 
 with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx still works
     warnings.simplefilter("ignore")
