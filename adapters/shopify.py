@@ -36,11 +36,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.mappings import Lookup, mapping_key
+from adapters.exceptions import open_exception
+from adapters.mappings import Lookup
 from adapters.persistence.db import Database, Tx
-from adapters.translate import Context, Translation, ref
+from adapters.translate import (
+    Apply,
+    Context,
+    Duplicate,
+    MappingUse,
+    Park,
+    Reject,
+    Translation,
+    Wait,
+    WaitKey,
+    ref,
+)
 from ledger import commands as c
-from projections.exceptions import open_exception
 
 HEADERS_KEPT = (
     "x-shopify-topic",
@@ -51,16 +62,6 @@ HEADERS_KEPT = (
     "x-shopify-triggered-at",
 )
 ORDER_STATUS_TOPICS = ("orders/updated", "orders/paid", "orders/fulfilled", "orders/partially_fulfilled")
-TOPICS = (
-    "orders/create",
-    "orders/cancelled",
-    *ORDER_STATUS_TOPICS,
-    "fulfillments/create",
-    "refunds/create",
-    "order_transactions/create",
-    "inventory_levels/update",
-    "inventory_items/update",
-)
 DEFAULT_CHANNEL = "online"
 Id = int  # Shopify REST ids are 64-bit integers
 
@@ -243,12 +244,10 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
 
 
 def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.id)
     if ctx.history.order(order_id) is not None:
-        t.duplicate = True
-        t.wakes.append(f"order:{order_id}")
-        return t
+        return Duplicate((WaitKey.order(order_id),))
     channel = (lookup.get("channel", shop) if shop else None) or DEFAULT_CHANNEL
     lines = []
     for li in p.line_items:
@@ -260,8 +259,7 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
             if li.variant_id is None:
                 t.notes.append(f"line {li.id} has no variant and no SKU: not stock")
                 continue
-            t.park = f"unknown variant {li.variant_id}"
-            return t
+            return Park(f"unknown variant {li.variant_id}")
         lines.append({"line_id": str(li.id), "sku": sku, "quantity": li.quantity})
     if not lines:
         t.notes.append("no stock lines")
@@ -280,18 +278,17 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
             platform_status=_status(p),
             allow_partial=True,
         ),
-        mappings={"channel": mapping_key("shopify", "channel", shop)} if shop else {},
+        mappings=[lookup.use("channel", shop, channel)] if shop else [],
     )
-    t.wakes.append(f"order:{order_id}")
+    t.wakes.append(WaitKey.order(order_id))
     return t
 
 
 def _order_cancelled(p: OrderPayload, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.id)
     if ctx.history.order(order_id) is None:
-        t.wait_for = f"order:{order_id}"
-        return t
+        return Wait(WaitKey.order(order_id))
     if not _is_older(ctx, order_id, p):
         t.add(c.ObservePlatformStatus(order_id=order_id, status=_status(p)))
     t.add(c.CancelOrder(order_id=order_id, reason=(p.cancel_reason or "cancelled")[:128]))
@@ -299,11 +296,10 @@ def _order_cancelled(p: OrderPayload, ctx: Context) -> Translation:
 
 
 def _order_status(p: OrderPayload, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.id)
     if ctx.history.order(order_id) is None:
-        t.wait_for = f"order:{order_id}"
-        return t
+        return Wait(WaitKey.order(order_id))
     if _is_older(ctx, order_id, p):
         t.notes.append("older than the recorded platform status: not applied")
         return t
@@ -312,19 +308,17 @@ def _order_status(p: OrderPayload, ctx: Context) -> Translation:
 
 
 def _fulfillment(p: FulfillmentPayload, lookup: Lookup, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.order_id)
     if p.status != "success":
         t.notes.append(f"fulfillment status {p.status}: no movement")
         return t
     order = ctx.history.order(order_id)
     if order is None:
-        t.wait_for = f"order:{order_id}"
-        return t
+        return Wait(WaitKey.order(order_id))
     location = lookup.get("location", p.location_id) if p.location_id is not None else None
     if p.location_id is not None and location is None:
-        t.park = f"unknown location {p.location_id}"
-        return t
+        return Park(f"unknown location {p.location_id}")
     lines, streams = [], []
     for li in p.line_items:
         line = order.lines.get(str(li.id))
@@ -340,7 +334,7 @@ def _fulfillment(p: FulfillmentPayload, lookup: Lookup, ctx: Context) -> Transla
             streams.append((line["sku"], where))
     if not lines:
         return t
-    keys = {"location": mapping_key("shopify", "location", str(p.location_id))} if location else {}
+    keys = [lookup.use("location", p.location_id, location)] if location else []
     t.add(c.ShipOrder(order_id=order_id, shipment_id=ref("shopify", p.id), lines=tuple(lines)), keys, streams)
     return t
 
@@ -357,18 +351,25 @@ def _refund_currency(p: RefundPayload) -> str:
     return "XXX"
 
 
-def _restock(
-    p: RefundPayload, order: Any, lookup: Lookup, t: Translation
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, str], list[Any]]:
-    """Per refund line: the units to return, to cancel, and the line as recorded on the refund.
+class _Restock:
+    """What a refund's lines do to stock: units to return, to cancel, and each line as recorded."""
 
-    `return` restocks shipped units, `cancel` releases unshipped ones, `legacy_restock` does
-    whichever fits each unit (unshipped ones first), `no_restock` moves nothing. Units the ledger
-    already cancelled (a cancel before the refund) or never saw shipped are noted, not refused.
+    def __init__(self) -> None:
+        self.returns: list[dict[str, Any]] = []
+        self.cancels: list[dict[str, Any]] = []
+        self.recorded: list[dict[str, Any]] = []
+        self.uses: list[MappingUse] = []
+        self.streams: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+
+
+def _restock(p: RefundPayload, order: Any, lookup: Lookup) -> _Restock | Park:
+    """Per refund line: `return` restocks shipped units, `cancel` releases unshipped ones,
+    `legacy_restock` does whichever fits each unit (unshipped ones first), `no_restock` moves
+    nothing. Units the ledger already cancelled (a cancel before the refund) or never saw shipped
+    are noted, not refused, so the rest of the refund applies.
     """
-    returns, cancels, recorded = [], [], []
-    keys: dict[str, str] = {}
-    streams = []
+    out = _Restock()
     open_left = {lid: order.open_quantity(x) for lid, x in order.lines.items()}
     shipped_left = {lid: int(x["shipped"] - x["returned"]) for lid, x in order.lines.items()}
     for r in p.refund_line_items:
@@ -377,59 +378,63 @@ def _restock(
         if r.quantity == 0 or line is None:
             continue
         kind = r.restock_type or "no_restock"
-        recorded.append({"line_id": line_id, "quantity": r.quantity, "restock_type": kind})
+        out.recorded.append({"line_id": line_id, "quantity": r.quantity, "restock_type": kind})
         if kind not in ("return", "cancel", "legacy_restock") or not order.is_stock_line(line):
             continue
         cancel = min(r.quantity, open_left[line_id]) if kind in ("cancel", "legacy_restock") else 0
         back = r.quantity - cancel if kind in ("return", "legacy_restock") else 0
         if back > shipped_left[line_id]:
-            t.notes.append(
+            out.notes.append(
                 f"line {line_id}: {back - shipped_left[line_id]} unit(s) were not shipped: not returned"
             )
             back = shipped_left[line_id]
         if kind == "cancel" and cancel < r.quantity:
-            t.notes.append(f"line {line_id}: {r.quantity - cancel} unit(s) already cancelled")
+            out.notes.append(f"line {line_id}: {r.quantity - cancel} unit(s) already cancelled")
         open_left[line_id] -= cancel
         shipped_left[line_id] -= back
         if cancel:
-            cancels.append({"line_id": line_id, "quantity": cancel})
+            out.cancels.append({"line_id": line_id, "quantity": cancel})
         if back:
             entry: dict[str, Any] = {"line_id": line_id, "quantity": back, "disposition": "restock"}
             if r.location_id is not None:
                 location = lookup.get("location", r.location_id)
                 if location is None:
-                    t.park = f"unknown location {r.location_id}"
-                    return [], [], [], {}, []
+                    return Park(f"unknown location {r.location_id}")
                 entry["location"] = location
-                keys["location"] = mapping_key("shopify", "location", str(r.location_id))
-            returns.append(entry)
+                use = lookup.use("location", r.location_id, location)
+                out.uses += [] if use in out.uses else [use]
+            out.returns.append(entry)
             where = entry.get("location") or line["location"]
             if where:
-                streams.append((line["sku"], where))
-    return returns, cancels, recorded, keys, streams
+                out.streams.append((line["sku"], where))
+    return out
 
 
 def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
-    t = Translation()
     order_id = str(p.order_id)
     order = ctx.history.order(order_id)
     if order is None:
-        t.wait_for = f"order:{order_id}"
-        return t
-    returns, cancels, recorded, keys, streams = _restock(p, order, lookup, t)
-    if t.park:
-        return t
+        return Wait(WaitKey.order(order_id))
+    restock = _restock(p, order, lookup)
+    if isinstance(restock, Park):
+        return restock
+    t = Apply(notes=list(restock.notes))
     refund_id = str(p.id)
-    if returns:
+    if restock.returns:
         t.add(
-            c.ReturnItems(order_id=order_id, return_id=ref("refund", refund_id), lines=tuple(returns)),
-            keys,
-            streams,
+            c.ReturnItems(
+                order_id=order_id, return_id=ref("refund", refund_id), lines=tuple(restock.returns)
+            ),
+            restock.uses,
+            restock.streams,
         )
-    if cancels:
+    if restock.cancels:
         t.add(
             c.CancelOrder(
-                order_id=order_id, reason="refunded", lines=tuple(cancels), reference=ref("refund", refund_id)
+                order_id=order_id,
+                reason="refunded",
+                lines=tuple(restock.cancels),
+                reference=ref("refund", refund_id),
             )
         )
     txns = [x for x in p.transactions if (x.kind or "refund") == "refund"]
@@ -443,11 +448,9 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
         try:
             amount += Decimal(x.amount or "0")
         except InvalidOperation:
-            t.reject = f"refund transaction {x.id} has an amount that is not a number"
-            return t
+            return Reject(f"refund transaction {x.id} has an amount that is not a number")
     if not amount.is_finite() or amount < 0:
-        t.reject = f"refund {refund_id} has an amount that is not a finite, non-negative number"
-        return t
+        return Reject(f"refund {refund_id} has an amount that is not a finite, non-negative number")
     currency = _refund_currency(p)
     ids = tuple(str(x.id) for x in txns if x.id is not None)
     t.add(
@@ -456,11 +459,11 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
             refund_id=refund_id,
             amount=str(amount),
             currency=currency,
-            lines=tuple(recorded),
+            lines=tuple(restock.recorded),
             transactions=ids,
         )
     )
-    t.wakes += [f"refund-transaction:{i}" for i in ids]
+    t.wakes += [WaitKey.refund_txn(i) for i in ids]
     if moving and all(x.status == "success" for x in moving):
         t.add(
             c.ConfirmRefund(
@@ -476,7 +479,7 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
     return t
 
 
-def _fail(t: Translation, order_id: str, refund_id: str, txn: object, status: str) -> None:
+def _fail(t: Apply, order_id: str, refund_id: str, txn: object, status: str) -> None:
     """A failed refund transaction: recorded on the refund and opened as a `refund-failed` exception."""
     transaction = ref("shopify-transaction", txn or refund_id)
     t.add(
@@ -498,19 +501,17 @@ def _fail(t: Translation, order_id: str, refund_id: str, txn: object, status: st
 
 def _transaction(p: TransactionPayload, ctx: Context) -> Translation:
     """`order_transactions/create`: a refund transaction's outcome confirms or fails its refund."""
-    t = Translation()
+    t = Apply()
     if (p.kind or "") != "refund":
         t.notes.append(f"{p.kind} transaction: no refund to confirm")
         return t
     order_id = str(p.order_id)
     order = ctx.history.order(order_id)
     if order is None:
-        t.wait_for = f"order:{order_id}"
-        return t
+        return Wait(WaitKey.order(order_id))
     refund_id = order.refund_of_transaction(str(p.id))
     if refund_id is None:
-        t.wait_for = f"refund-transaction:{p.id}"
-        return t
+        return Wait(WaitKey.refund_txn(str(p.id)))
     refund = order.refunds[refund_id]
     if p.status == "success":
         t.add(
@@ -530,7 +531,7 @@ def _transaction(p: TransactionPayload, ctx: Context) -> Translation:
 
 
 def _observation(topic: str, p: Any, inbox_id: int) -> Translation:
-    t = Translation()
+    t = Apply()
     if isinstance(p, InventoryLevelPayload):
         values = ("level", str(p.inventory_item_id), str(p.location_id), p.available, None)
         updated = p.updated_at

@@ -26,19 +26,19 @@ def api(pg_url: str, erp: ErpStandIn) -> Iterator[Api]:
 
 def post_to_erp(api: Api) -> None:
     """What the feeder and poster loops do in the background, until nothing is left to post."""
-    extras = api.container.extras
-    poster: ErpPoster = extras["erp_poster"]
+    container = api.container
+    poster: ErpPoster = container.erp_poster
     for _ in range(200):
-        while extras["erp_feeder"].step():
+        while container.erp_feeder.step():
             pass
-        if not poster.step() and extras["erp_queue"].depth() == 0 and not poster.in_flight:
+        if not poster.step() and container.erp_queue.depth() == 0 and not poster.in_flight:
             return
     raise AssertionError("documents still waiting")
 
 
 def apply_inbox(api: Api) -> None:
     for _ in range(10):
-        if not api.container.extras["intake"].step():
+        if not api.container.intake.step():
             return
 
 

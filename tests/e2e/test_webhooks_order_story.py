@@ -9,7 +9,7 @@ import shopify_payloads as sp
 import test_webhooks_shopify as webhooks
 from test_webhooks_shopify import SHOPIFY_WH, WH, Shop
 
-from projections.exceptions import list_exceptions
+from adapters.exceptions import list_exceptions
 
 shop = webhooks.shop  # the same shop fixture: a ledger behind the webhook route
 

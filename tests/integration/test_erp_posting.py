@@ -16,10 +16,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.erp import CircuitBreaker, ErpFeeder, ErpPoster, HttpErp
 from api.app import create_app
+from bootstrap import Container, bootstrap
 from ledger import commands as c
 from ledger.ports import StaticLocations
 
@@ -43,7 +43,7 @@ def ats(container: Container, channel: str, sku: str) -> int:
             f"/v1/channels/{channel}", json={"locations": ["WH1"], "safety_stock": 0}, headers=admin
         )
         assert r.status_code == 200, r.text
-        projector = container.extras["projector"]
+        projector = container.projector
         projector.catch_up()
         r = client.get(f"/v1/ats/{channel}/{sku}", headers=reader)
         assert r.status_code == 200, r.text
@@ -54,7 +54,7 @@ def ats(container: Container, channel: str, sku: str) -> int:
 def poster_for(container: Container, erp: ErpStandIn) -> ErpPoster:
     return ErpPoster(
         container.ledger,
-        container.extras["erp_queue"],
+        container.erp_queue,
         HttpErp(erp.url, timeout=0.1),
         CircuitBreaker(threshold=5, cooldown=0.05),
         backoff_base=0.01,
@@ -64,8 +64,8 @@ def poster_for(container: Container, erp: ErpStandIn) -> ErpPoster:
 
 
 def run_until_drained(container: Container, poster: ErpPoster, deadline: float = 60.0) -> None:
-    feeder: ErpFeeder = container.extras["erp_feeder"]
-    queue = container.extras["erp_queue"]
+    feeder: ErpFeeder = container.erp_feeder
+    queue = container.erp_queue
     end = time.monotonic() + deadline
     try:
         while time.monotonic() < end:
@@ -111,16 +111,16 @@ def test_a_maintenance_window_during_a_burst_of_500_orders_delays_posting_but_lo
             retried += order.erp["attempts"] > 1
         assert stages == Counter({"posted": 500})
         assert retried >= 1
-        assert container.extras["erp_queue"].depth() == 0
+        assert container.erp_queue.depth() == 0
         # The stock and the ATS read model (over HTTP) hold exactly the 500 units reserved, once.
         s = ledger.history.stock("SKU-A", "WH1")
         assert s is not None and (s.on_hand, s.reserved) == (1000, 500)
         assert ats(container, "online", "SKU-A") == 500
         # A second feeder over the same log (which now also holds the channel policy's events)
         # queues nothing again.
-        ErpFeeder(ledger, container.extras["erp_queue"]).step()
-        assert len(container.extras["erp_queue"].rows()) == 500
-        assert container.extras["erp_queue"].depth() == 0
+        ErpFeeder(ledger, container.erp_queue).step()
+        assert len(container.erp_queue.rows()) == 500
+        assert container.erp_queue.depth() == 0
     finally:
         erp.close()
 
@@ -133,13 +133,13 @@ def test_a_failed_attempt_shows_on_the_order_with_its_count_until_it_is_posted(c
     try:
         poster = ErpPoster(
             ledger,
-            container.extras["erp_queue"],
+            container.erp_queue,
             HttpErp(erp.url, timeout=1.0),
             CircuitBreaker(threshold=100),
             backoff_base=0.0,
             backoff_max=0.0,
         )
-        container.extras["erp_feeder"].step()
+        container.erp_feeder.step()
         poster.step()
         poster.drain()
         order = ledger.history.order("o-1")
@@ -151,7 +151,7 @@ def test_a_failed_attempt_shows_on_the_order_with_its_count_until_it_is_posted(c
             "reference": None,
         }
         assert order.erp["documents"]["sales-order"]["last_error"] == "HTTP 503"
-        assert container.extras["erp_queue"].rows("o-1")[0]["last_error"] == "HTTP 503"
+        assert container.erp_queue.rows("o-1")[0]["last_error"] == "HTTP 503"
         poster.step()
         poster.drain()
         poster.step()
@@ -246,7 +246,7 @@ def test_an_order_cancelled_while_the_erp_was_down_never_reaches_it_as_a_live_or
     erp = ErpStandIn(["down"] * 20)
     poster = poster_for(container, erp)
     try:
-        container.extras["erp_feeder"].step()
+        container.erp_feeder.step()
         poster.step()  # the ERP is in maintenance: both sales orders fail and wait
         poster.drain()
         ledger.cancel("o-gone", "customer")
@@ -257,7 +257,7 @@ def test_an_order_cancelled_while_the_erp_was_down_never_reaches_it_as_a_live_or
         run_until_drained(container, poster)
         assert erp.story("o-gone") == []
         assert [p for p, _ in erp.story("o-kept")] == ["/sales-orders"]
-        rows = container.extras["erp_queue"].rows("o-gone")
+        rows = container.erp_queue.rows("o-gone")
         assert [(r["kind"], r["status"]) for r in rows] == [
             ("sales-order", "voided"),
             ("cancellation", "voided"),
@@ -278,14 +278,12 @@ def test_a_document_stuck_in_flight_holds_back_only_its_own_order(container: Con
     ledger.ship("o-stuck", "s1", [{"line_id": "1", "quantity": 1}])
     erp = ErpStandIn([])
     erp.hold("o-stuck")
-    poster = ErpPoster(
-        ledger, container.extras["erp_queue"], HttpErp(erp.url, timeout=30.0), concurrency=4, wait=0.05
-    )
+    poster = ErpPoster(ledger, container.erp_queue, HttpErp(erp.url, timeout=30.0), concurrency=4, wait=0.05)
     stop = threading.Event()
 
     def run() -> None:
         while not stop.is_set():
-            container.extras["erp_feeder"].step()
+            container.erp_feeder.step()
             poster.step()
 
     worker = threading.Thread(target=run, daemon=True)
@@ -316,11 +314,11 @@ def test_two_workers_after_an_outage_post_every_document_once(pg_url: str) -> No
         for i in range(19):
             ledger.capture_order(f"o-{i}", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 1}])
             ledger.ship(f"o-{i}", "s1", [{"line_id": "1", "quantity": 1}])
-        containers[0].extras["erp_feeder"].step()
+        containers[0].erp_feeder.step()
         posters = [
             ErpPoster(
                 x.ledger,
-                x.extras["erp_queue"],
+                x.erp_queue,
                 HttpErp(erp.url, timeout=5.0),
                 CircuitBreaker(threshold=1000),
                 backoff_base=0.01,
@@ -330,7 +328,7 @@ def test_two_workers_after_an_outage_post_every_document_once(pg_url: str) -> No
             )
             for x in containers
         ]
-        queue = containers[0].extras["erp_queue"]
+        queue = containers[0].erp_queue
         errors: list[BaseException] = []
 
         def run(poster: ErpPoster) -> None:
@@ -363,10 +361,10 @@ def test_with_no_erp_configured_postings_wait_in_their_queue(container: Containe
     ledger = container.ledger
     ledger.receive("SKU-A", "WH1", 5, "seed")
     ledger.capture_order("o-2", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 1}])
-    assert container.extras["erp_poster"].gateway is None  # LEDGER_ERP_URL unset
-    container.extras["erp_feeder"].step()
-    assert container.extras["erp_poster"].step() == 0
-    assert container.extras["erp_queue"].depth() == 1
+    assert container.erp_poster.gateway is None  # LEDGER_ERP_URL unset
+    container.erp_feeder.step()
+    assert container.erp_poster.step() == 0
+    assert container.erp_queue.depth() == 1
     order = ledger.history.order("o-2")
     assert order is not None and order.erp["attempts"] == 0
 
