@@ -379,7 +379,7 @@ class Pusher:
                     f"UPDATE {WRITES} SET item_id = %s WHERE shop = %s AND location_id = %s AND sku = %s",
                     (item, r["shop"], r["location_id"], r["sku"]),
                 )
-                from projections.exceptions import close_exception
+                from adapters.exceptions import close_exception
 
                 close_exception(tx, UNRESOLVED_KIND, f"{self.shop}/{r['sku']}", {"inventory_item": item})
                 r = {**r, "item_id": item}
@@ -387,7 +387,7 @@ class Pusher:
         return out
 
     def _unresolved(self, tx: Tx, r: dict[str, Any], reason: str) -> None:
-        from projections.exceptions import open_exception
+        from adapters.exceptions import open_exception
 
         attempts = int(r["attempts"]) + 1
         tx.execute(
@@ -479,7 +479,7 @@ class Pusher:
             self._set_known(tx, r, level)
 
     def _accept(self, tx: Tx, rows: list[dict[str, Any]]) -> None:
-        from projections.exceptions import close_exception
+        from adapters.exceptions import close_exception
 
         at = _now()
         now = datetime.now(UTC)
@@ -510,7 +510,7 @@ class Pusher:
         self.accepted += len(rows)
 
     def _fail(self, tx: Tx, rows: list[dict[str, Any]], error: AdminError) -> None:
-        from projections.exceptions import open_exception
+        from adapters.exceptions import open_exception
 
         m.FAILED_WRITES.labels(self.shop).inc(len(rows))
         for r in rows:
@@ -636,13 +636,3 @@ def build(
         workers.append(Loop("shopify-feed", Feeder(db, shops, on_fed=wake_pushers).step, poll))
         workers.extend(pushers)
     return ShopifySync(db, targets, shops, workers)
-
-
-def install(container: Any) -> None:
-    """Called once by the bootstrap: the one place the Shopify push is wired into a container."""
-    extras = container.extras
-    worker = extras.get("inbox_worker")
-    sync = build(container.settings, container.db, extras.get("mappings"), extras.get("inbox"),
-                 getattr(worker, "wake", None))
-    container.extras["shopify_sync"] = sync
-    container.extras.setdefault("workers", []).extend(sync.workers)

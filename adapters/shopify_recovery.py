@@ -26,7 +26,8 @@ from adapters import shopify_metrics as m
 from adapters.inbox import Inbox, fingerprint
 from adapters.persistence.db import Database
 from adapters.shopify_admin import AdminClient, AdminError, numeric_id
-from adapters.shopify_push import SYNC
+
+SYNC = "shopify_sync"  # the per-shop status table (created by adapters.shopify_push)
 
 log = logging.getLogger("ledger.shopify.recovery")
 

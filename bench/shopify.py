@@ -85,13 +85,13 @@ class Watch:
 
 
 def _service(url: str, api: Any) -> Any:
-    from adapters.bootstrap import bootstrap
     from adapters.channels import ChannelPolicy
     from adapters.config import Settings
+    from bootstrap import bootstrap
 
     cont = bootstrap(Settings(database_url=url, shopify_shops=f"{SHOP}={TOKEN}", shopify_admin_url=api.url))
-    cont.extras["channels"].put(ChannelPolicy("online", (WH,)), "bench")
-    cont.extras["shopify_sync"].targets.set("online", SHOP, LOC, "bench")
+    cont.channels.put(ChannelPolicy("online", (WH,)), "bench")
+    cont.shopify_sync.targets.set("online", SHOP, LOC, "bench")
     return cont
 
 
@@ -130,7 +130,7 @@ def _seed(cont: Any, api: Any, skus: int) -> None:
     for f in [cont.ledger.submit(c.ReceiveStock(sku=f"S{s}", location=WH, quantity=100, reference=f"seed{s}"))
               for s in range(skus)]:
         f.result()
-    mappings = cont.extras["mappings"]
+    mappings = cont.mappings
     for s in range(skus):  # identities known up front, as after the first sync
         mappings.set("shopify", "inventory_item", str(100000 + s), f"S{s}", "bench")
     cont.start_workers()

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.keys import Principal
-from api.deps import Admin, Auditor, ContainerDep
+from api.deps import Admin, Auditor, ContainerDep, valid_id
 from api.problems import Problem
 from ledger.bounds import MAX_QUANTITY, check_id
 from ledger.errors import InvalidCommandError
@@ -70,33 +70,26 @@ async def put_channel(
         )
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None
-    shopify_sync = container.extras.get("shopify_sync")
-    if body.shopify is not None and (shopify_sync is None or body.shopify.shop not in shopify_sync.shops):
+    shopify_sync = container.shopify_sync
+    if body.shopify is not None and body.shopify.shop not in shopify_sync.shops:
         raise Problem(422, "validation-error", f"shop {body.shopify.shop!r} is not in LEDGER_SHOPIFY_SHOPS")
-    store = container.extras["channels"]
+    store = container.channels
     saved = await run_in_threadpool(store.put, policy, _actor(principal))
-    if shopify_sync is not None:
-        target = body.shopify
-        await run_in_threadpool(
-            shopify_sync.targets.set, channel, target and target.shop, target and target.location_id, _actor(principal)
-        )
+    target = body.shopify
+    await run_in_threadpool(
+        shopify_sync.targets.set, channel, target and target.shop, target and target.location_id, _actor(principal)
+    )
     await run_in_threadpool(container.keys.audit, _actor(principal), "channel.set", channel, saved.as_dict())
-    runner = container.extras.get("runner")
-    if runner is not None:
-        runner.wake()
+    container.runner.wake()
     return {**saved.as_dict(), "shopify": body.shopify.model_dump() if body.shopify else None}
 
 
 @router.get("/v1/channels/{channel}")
 async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict[str, Any]:
     """The channel's current policy and its earlier versions (newest first)."""
-    try:
-        check_id(channel, "channel")
-    except InvalidCommandError as e:
-        raise Problem(422, "validation-error", e.message) from None
-    history = await run_in_threadpool(container.extras["channels"].history, channel)
+    valid_id(channel, "channel")
+    history = await run_in_threadpool(container.channels.history, channel)
     if not history:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
-    sync = container.extras.get("shopify_sync")
-    target = None if sync is None else await run_in_threadpool(sync.targets.get, channel)
+    target = await run_in_threadpool(container.shopify_sync.targets.get, channel)
     return {**history[0].as_dict(), "shopify": target, "versions": [p.as_dict() for p in history]}

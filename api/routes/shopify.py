@@ -16,7 +16,4 @@ router = APIRouter(tags=["shopify"])
 async def shopify_sync(container: ContainerDep, _: Auditor) -> dict[str, Any]:
     """Per shop: pending writes, the oldest pending age, the last accepted write and position, the
     throttle state, stale compares, failed writes and the recovery checkpoint."""
-    sync = container.extras.get("shopify_sync")
-    if sync is None:
-        return {"shops": []}
-    return await run_in_threadpool(sync.status)
+    return await run_in_threadpool(container.shopify_sync.status)

@@ -29,7 +29,7 @@ def sapi(sqlite_url: str, shopify: ShopifyAdminStandIn) -> Iterator[Api]:
 
 def run_push(api: Api) -> None:
     project(api)
-    for worker in api.container.extras["shopify_sync"].workers:  # feeder first, then the shop's pusher
+    for worker in api.container.shopify_sync.workers:  # feeder first, then the shop's pusher
         while worker.step():
             pass
 
@@ -55,7 +55,7 @@ def test_a_channel_with_a_shopify_target_is_pushed_and_the_sync_is_visible(
     assert set(shop) == {"shop", "pending", "oldest_pending_seconds", "last_accepted", "throttle",
                          "stale_compares", "failed", "recovery"}
     assert shop["pending"] == 0 and shop["oldest_pending_seconds"] == 0 and shop["failed"] == 0
-    assert shop["last_accepted"]["position"] == sapi.container.extras["projector"].head()
+    assert shop["last_accepted"]["position"] == sapi.container.projector.head()
     assert set(shop["throttle"]) == {"currently_available", "maximum_available", "restore_rate"}
     m = sapi.get("/v1/mappings/shopify/inventory_item/42")
     assert m.status_code == 200 and m.json()["canonical"] == "TEE-M"

@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from standins.shopify_admin import ShopifyAdminStandIn
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.channels import ChannelPolicy
 from adapters.config import Settings
+from adapters.exceptions import list_exceptions
 from adapters.shopify_admin import AdminClient
 from adapters.shopify_push import Feeder, Pusher, failed_writes
+from bootstrap import Container, bootstrap
 from ledger import commands as c
-from projections.exceptions import list_exceptions
 
 SHOP = "ledger-test.myshopify.com"
 TOKEN = "shpat_test"
@@ -58,8 +58,8 @@ def container(pg_url: str, shopify: ShopifyAdminStandIn) -> Iterator[Container]:
 
 
 def target(cont: Container, channel: str = "online") -> None:
-    cont.extras["channels"].put(ChannelPolicy(channel, (WH,)), "test")
-    cont.extras["shopify_sync"].targets.set(channel, SHOP, LOC, "test")
+    cont.channels.put(ChannelPolicy(channel, (WH,)), "test")
+    cont.shopify_sync.targets.set(channel, SHOP, LOC, "test")
 
 
 def receive(cont: Container, sku: str, q: int) -> None:
@@ -88,13 +88,13 @@ def test_ats_changes_reach_shopify_coalesced_with_compare_and_idempotency(
     muts = shopify.mutations()
     assert sum(m.quantities for m in muts) < 25  # 25 changes, coalesced and batched
     assert all(m.idempotency_key for m in muts)
-    wait_until(lambda: container.extras["shopify_sync"].status()["shops"][0]["pending"] == 0, what="no pending")
-    status = container.extras["shopify_sync"].status()["shops"][0]
+    wait_until(lambda: container.shopify_sync.status()["shops"][0]["pending"] == 0, what="no pending")
+    status = container.shopify_sync.status()["shops"][0]
     assert status["shop"] == SHOP and status["failed"] == 0
     assert status["last_accepted"]["position"] > 0
     assert status["throttle"]["restore_rate"] == 100.0
     # learned identity: a versioned mapping shopify/inventory_item/{id} -> SKU
-    mappings = container.extras["mappings"]
+    mappings = container.mappings
     wait_until(lambda: mappings.get("shopify", "inventory_item", "1000") is not None, what="the learned mapping")
     assert mappings.get("shopify", "inventory_item", "1000")[0] == "SKU-0"
 
@@ -111,7 +111,7 @@ def test_edit_behind_the_ledgers_back_is_a_stale_compare_then_fixed(
     adjust(container, "SKU-1", 5)
     wait_until(lambda: shopify.level(SHOP, item(1), LOC) == 15, what="the push after a stale compare")
     assert any(m.stale for m in shopify.mutations())
-    status = container.extras["shopify_sync"].status()["shops"][0]
+    status = container.shopify_sync.status()["shops"][0]
     assert status["stale_compares"] >= 1
     obs = container.db.query(
         "SELECT available FROM shopify_observations WHERE kind = 'level' AND object_id = '1001' AND location_id = '77'"
@@ -163,7 +163,7 @@ def test_outage_and_restart_lose_nothing_and_apply_nothing_twice(pg_url: str, sh
         receive_later.start_workers()
         wait_until(lambda: shopify.level(SHOP, item(2), LOC) == 9 and shopify.level(SHOP, item(1), LOC) == 5,
                    what="the push after a restart")
-        wait_until(lambda: receive_later.extras["shopify_sync"].status()["shops"][0]["pending"] == 0, what="drained")
+        wait_until(lambda: receive_later.shopify_sync.status()["shops"][0]["pending"] == 0, what="drained")
     finally:
         receive_later.close()
     applied = [m for m in shopify.mutations() if not m.stale and not m.replayed]
@@ -179,10 +179,10 @@ def test_two_workers_never_push_the_same_write_twice(pg_url: str, shopify: Shopi
         target(a)
         for n in range(40):
             receive(a, f"SKU-{n}", 5)
-        a.extras["projector"].catch_up()
+        a.projector.catch_up()
         Feeder(a.db, [SHOP]).step()
-        pa = Pusher(a.db, AdminClient(SHOP, TOKEN, shopify.url), a.extras["mappings"], batch=5)
-        pb = Pusher(b.db, AdminClient(SHOP, TOKEN, shopify.url), b.extras["mappings"], batch=5)
+        pa = Pusher(a.db, AdminClient(SHOP, TOKEN, shopify.url), a.mappings, batch=5)
+        pb = Pusher(b.db, AdminClient(SHOP, TOKEN, shopify.url), b.mappings, batch=5)
         import threading
 
         def run(p: Pusher) -> None:
@@ -218,7 +218,7 @@ def test_unresolvable_sku_is_an_exception_and_blocks_nothing(
     assert failed_writes(container.db, SHOP)[0]["sku"] == "GHOST"
     # an operator sets the mapping: the write goes through
     shopify.add_item(SHOP, item(9), "ghost-renamed", {LOC: 1})
-    container.extras["mappings"].set("shopify", "inventory_item", "1009", "GHOST", "ops")
+    container.mappings.set("shopify", "inventory_item", "1009", "GHOST", "ops")
     container.db.execute("UPDATE shopify_writes SET next_at = 0 WHERE sku = 'GHOST'")
     wait_until(lambda: shopify.level(SHOP, item(9), LOC) == 3, what="the write after the mapping")
 
@@ -233,7 +233,7 @@ def test_refused_token_is_a_failed_write_with_a_reason(pg_url: str, shopify: Sho
         receive(cont, "SKU-1", 2)
         cont.start_workers()
         wait_until(lambda: bool(list_exceptions(cont.db, "shopify-write")), what="the failed write")
-        status = cont.extras["shopify_sync"].status()["shops"][0]
+        status = cont.shopify_sync.status()["shops"][0]
         assert status["pending"] == 1 and status["failed"] == 1
         assert "access token" in failed_writes(cont.db, SHOP)[0]["reason"]
     finally:

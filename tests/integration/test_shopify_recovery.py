@@ -9,11 +9,11 @@ import orjson
 import pytest
 from standins.shopify_admin import ShopifyAdminStandIn
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.inbox import fingerprint
 from adapters.shopify_admin import AdminClient
 from adapters.shopify_recovery import Recovery
+from bootstrap import Container, bootstrap
 from ledger import commands as c
 
 SHOP = "recover.myshopify.com"
@@ -55,7 +55,7 @@ def container(pg_url: str, shopify: ShopifyAdminStandIn) -> Iterator[Container]:
 
 
 def drain(cont: Container) -> None:
-    intake = cont.extras["intake"]
+    intake = cont.intake
     while intake.step():
         pass
 
@@ -66,22 +66,22 @@ def test_missed_orders_are_recovered_once_and_a_late_webhook_changes_nothing(
     container.ledger.execute(c.ReceiveStock(sku="MUG", location="WH1", quantity=20, reference="r"))
     from adapters.channels import ChannelPolicy
 
-    container.extras["channels"].put(ChannelPolicy("online", ("WH1",)), "test")
+    container.channels.put(ChannelPolicy("online", ("WH1",)), "test")
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for n in range(7):
         shopify.add_order(SHOP, order(n, now, cancelled=(n == 6)))
-    recovery = Recovery(container.db, AdminClient(SHOP, "tok", shopify.url), container.extras["inbox"], page_size=3)
+    recovery = Recovery(container.db, AdminClient(SHOP, "tok", shopify.url), container.inbox, page_size=3)
     recovery.step()
     drain(container)
     history = container.ledger.history
     assert all(history.order(str(5550000 + n)) is not None for n in range(7))
     first = container.ledger.app.recorder.max_position()  # type: ignore[attr-defined]
-    status = container.extras["shopify_sync"].status()["shops"][0]
+    status = container.shopify_sync.status()["shops"][0]
     assert status["recovery"]["checkpoint"] == now and status["recovery"]["last_run_at"]
     assert shopify.count("query") == 3  # pages of 3, 3 and 1
     # a late webhook of a recovered order, and a second recovery run: nothing new in the ledger
     late = {"id": 5550001, "line_items": [{"id": 55500011, "sku": "MUG", "quantity": 1}]}
-    container.extras["inbox"].store("shopify", "webhook-late-1", "orders/create", orjson.dumps(late),
+    container.inbox.store("shopify", "webhook-late-1", "orders/create", orjson.dumps(late),
                                     {"x-shopify-shop-domain": SHOP}, fingerprint(late))
     recovery.step()
     drain(container)
@@ -92,7 +92,7 @@ def test_missed_orders_are_recovered_once_and_a_late_webhook_changes_nothing(
 def test_the_checkpoint_stays_when_a_page_fails(container: Container, shopify: ShopifyAdminStandIn) -> None:
     for n in range(4):
         shopify.add_order(SHOP, order(n, f"2099-01-0{n + 1}T00:00:00Z"))
-    recovery = Recovery(container.db, AdminClient(SHOP, "tok", shopify.url), container.extras["inbox"], page_size=2)
+    recovery = Recovery(container.db, AdminClient(SHOP, "tok", shopify.url), container.inbox, page_size=2)
     start = recovery.checkpoint()
     shopify.fail_next(1, 503)
     recovery.step()
