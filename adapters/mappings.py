@@ -19,7 +19,7 @@ from adapters.translate import MappingUse
 from ledger.bounds import check_id
 
 SOURCES = ("shopify", "pos", "erp")
-KINDS = ("sku", "location", "channel")
+KINDS = ("sku", "location", "channel", "inventory_item")  # inventory_item: Shopify only
 
 
 def mapping_key(source: str, kind: str, external_id: str) -> str:
@@ -32,6 +32,8 @@ def check_mapping(source: str, kind: str, external_id: str) -> None:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    if kind == "inventory_item" and source != "shopify":
+        raise ValueError("kind inventory_item exists for source shopify only")
     check_id(external_id, "external_id")
 
 

@@ -174,11 +174,20 @@ class OrderLineView(Response):
     reserved: int = 0
 
 
+class RefundView(Response):
+    refund_id: str
+    amount: str  # an exact decimal, as text
+    currency: str
+    status: Literal["recorded", "confirmed", "settled", "failed"]
+
+
 class OrderView(Response):
     order_id: str
     channel: str
     stage: str
     lines: list[OrderLineView]
+    open: list[str] = Field(default_factory=list, description="what is still to happen, in order")
+    refunds: list[RefundView] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------ problems
