@@ -183,11 +183,20 @@ class OrderLineView(Response):
     backordered: int = Field(0, description="Units waiting for stock, reserved first come, first served.")
 
 
+class RefundView(Response):
+    refund_id: str
+    amount: str  # an exact decimal, as text
+    currency: str
+    status: Literal["recorded", "confirmed", "settled", "failed"]
+
+
 class OrderView(Response):
     order_id: str
     channel: str
     stage: str
     lines: list[OrderLineView]
+    open: list[str] = Field(default_factory=list, description="what is still to happen, in order")
+    refunds: list[RefundView] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------ problems

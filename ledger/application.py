@@ -175,6 +175,8 @@ class Decider:
             c.CancelOrder: self.cancel,
             c.ReturnItems: self.return_items,
             c.RecordRefund: self.record_refund,
+            c.ConfirmRefund: self.confirm_refund,
+            c.FailRefund: self.fail_refund,
             c.SettleRefund: self.settle_refund,
             c.RecordErpPosting: self.record_erp_posting,
             c.RecordErpFailure: self.record_erp_failure,
@@ -369,6 +371,7 @@ class Decider:
             "order_id": order.order_id,
             "channel": order.channel,
             "stage": order.stage,
+            "open": order.open_work,
             "lines": [
                 {
                     "line_id": x["line_id"],
@@ -695,7 +698,24 @@ class Decider:
 
     def record_refund(self, cmd: c.RecordRefund, uow: UnitOfWork) -> dict[str, Any]:
         order = uow.require_order(cmd.order_id)
-        order.record_refund(cmd.refund_id, cmd.amount, cmd.currency, [dict(x) for x in cmd.lines], cmd.cause)
+        order.record_refund(
+            cmd.refund_id,
+            cmd.amount,
+            cmd.currency,
+            [dict(x) for x in cmd.lines],
+            cmd.cause,
+            transactions=list(cmd.transactions),
+        )
+        return self._order_answer(order)
+
+    def confirm_refund(self, cmd: c.ConfirmRefund, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.confirm_refund(cmd.refund_id, cmd.amount, cmd.currency, cmd.transaction, cmd.cause)
+        return self._order_answer(order)
+
+    def fail_refund(self, cmd: c.FailRefund, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.fail_refund(cmd.refund_id, cmd.transaction, cmd.error, cmd.cause)
         return self._order_answer(order)
 
     def settle_refund(self, cmd: c.SettleRefund, uow: UnitOfWork) -> dict[str, Any]:
