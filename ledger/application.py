@@ -433,8 +433,7 @@ class Decider:
             for s, n in allocations:
                 rid = s.reserve(cmd.order_id, line["line_id"], n, cmd.cause, cmd.expires_at)
                 order.record_reservation(line["line_id"], s.location, n, rid, cmd.cause)
-            if missing:
-                order.record_backorder(line["line_id"], missing, cmd.cause)
+            if missing:  # the line's `backordered` units wait for stock, oldest capture first
                 uow.backorders_or_open(line["sku"], cmd.cause).queue(
                     cmd.order_id, line["line_id"], cmd.channel, line.get("location"), cmd.cause
                 )
@@ -522,6 +521,10 @@ class Decider:
         )
         if chosen is not None:
             chosen.reserve(cmd.order_id, cmd.line_id, wanted, cmd.cause)
+        elif wanted > 0:  # nothing free on the right SKU: the line waits for it like a backorder
+            uow.backorders_or_open(cmd.sku, cmd.cause).queue(
+                cmd.order_id, cmd.line_id, order.channel, None, cmd.cause
+            )
         for location, _ in freed:
             self._fill_backorders(uow, line_sku_before, location, cmd.cause)
         return {**self._order_answer(order), "remapped": True, "reserved": 0 if chosen is None else wanted}

@@ -111,7 +111,9 @@ class Order(Aggregate):
             "released": 0,
             "consumed": 0,
             "allocations": {},  # location -> units held there for the line
-            "backordered": 0,  # units waiting for stock to arrive at a location of the group
+            # open units no location holds (`settle`): until the capture reserves them, or the rest
+            # (allow_partial, an expiry) until stock arrives at a location of the group
+            "backordered": line["quantity"] if line.get("stock", True) else 0,
         }
 
     @staticmethod
@@ -186,17 +188,7 @@ class Order(Aggregate):
             line["reserved"] += self.quantity
             allocations = Order.allocations_of(line)
             allocations[self.location] = allocations.get(self.location, 0) + self.quantity
-            line["backordered"] = max(0, line.get("backordered", 0) - self.quantity)
-
-    class LineBackordered(Event):
-        """Units of a line no location of its group could reserve: they wait for stock, first come first served."""
-
-        line_id: str
-        quantity: int
-
-        def apply(self, o: Order) -> None:
-            line = o.lines[self.line_id]
-            line["backordered"] = line.get("backordered", 0) + self.quantity
+            Order.settle(line)
 
     class LineRemapped(Event):
         """A line captured on the wrong SKU moved to the right one after a mapping fix.
@@ -222,6 +214,7 @@ class Order(Aggregate):
             line["reserved"] += self.reserved - self.released
             line["location"] = self.location if self.reserved else None
             line["allocations"] = {self.location: self.reserved} if self.location and self.reserved else {}
+            Order.settle(line)
 
     class ShipmentRecorded(Event):
         shipment_id: str
@@ -426,8 +419,7 @@ class Order(Aggregate):
 
     @staticmethod
     def take(line: dict[str, Any], units: dict[str | None, int]) -> None:
-        """Lowers the line's allocations by `units` per location; then no more is backordered
-        than the line's open units not held."""
+        """Lowers the line's allocations by `units` per location."""
         allocations = Order.allocations_of(line)
         for location, n in units.items():
             if location is not None and n:
@@ -436,8 +428,13 @@ class Order(Aggregate):
                     allocations[location] = left
                 else:
                     allocations.pop(location, None)
-        unheld = Order.open_quantity(line) - Order.held_quantity(line)
-        line["backordered"] = max(0, min(line.get("backordered", 0), unheld))
+        Order.settle(line)
+
+    @staticmethod
+    def settle(line: dict[str, Any]) -> None:
+        """A line's `backordered` units: its open units that no location holds."""
+        stock = line.get("stock", True)
+        line["backordered"] = max(0, Order.open_quantity(line) - Order.held_quantity(line)) if stock else 0
 
     @staticmethod
     def take_released(line: dict[str, Any], record: dict[str, Any]) -> None:
@@ -758,11 +755,6 @@ class Order(Aggregate):
             location=location,
             cause=cause,
         )
-
-    def record_backorder(self, line_id: str, quantity: int, cause: Cause) -> None:
-        self.line(line_id)
-        check_quantity(quantity)
-        self.trigger_event(self.LineBackordered, line_id=line_id, quantity=quantity, cause=cause)
 
     def view(self) -> dict[str, Any]:
         return {
