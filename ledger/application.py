@@ -239,10 +239,17 @@ class Decider:
             if cmd.counted == 0:
                 return {"sku": cmd.sku, "location": cmd.location, "delta": 0, "shortfall": 0, "on_hand": 0}
             s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
-        delta = s.count(cmd.counted, cmd.reason, cmd.reference, cmd.cause)
+        delta = s.count(cmd.counted, cmd.reason, cmd.reference, cmd.cause, counted_at=cmd.counted_at)
         if delta > 0:
             self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
-        return {**stock_view(s), "delta": delta, "shortfall": max(0, s.reserved + s.unavailable - s.on_hand)}
+        counted = s.pending_events[-1]
+        return {
+            **stock_view(s),
+            "delta": delta,
+            "applied": counted.applied,  # type: ignore[attr-defined]
+            "accounted": list(counted.accounted),  # type: ignore[attr-defined]
+            "shortfall": max(0, s.reserved + s.unavailable - s.on_hand),
+        }
 
     def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
         src = uow.stock(cmd.sku, cmd.from_location)
