@@ -234,6 +234,17 @@ class ReleaseExpired(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CoverShortfall(Command):
+    """Moves the reservations a physical movement left uncovered at a SKU-location (available below
+    zero) to other locations of each order's channel group, as far as they have units."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location")
+
+    sku: str
+    location: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class SellDirect(Command):
     """A store sale with no reservation (a till), or a sale of a named reservation."""
 

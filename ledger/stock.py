@@ -267,6 +267,12 @@ class SkuLocation(Aggregate):
         )
         return reservation_id
 
+    def uncovered(self) -> list[tuple[str, int]]:
+        """The reservations no unit on hand covers (none at a location that allows backorders)."""
+        if self.allow_backorder or self.available >= 0:
+            return []
+        return uncovered([(rid, int(r["quantity"])) for rid, r in self.reservations.items()], -self.available)
+
     def reserved_for(self, reservation_id: str) -> int:
         r = self.reservations.get(reservation_id)
         return 0 if r is None else int(r["quantity"])
@@ -492,6 +498,20 @@ class SkuLocation(Aggregate):
     def configure_backorders(self, allowed: bool, cause: Cause) -> None:
         if allowed != self.allow_backorder:
             self.trigger_event(self.BackordersConfigured, allowed=allowed, cause=cause)
+
+
+def uncovered(reservations: list[tuple[str, int]], short: int) -> list[tuple[str, int]]:
+    """The reservations (id, units) a shortfall of `short` units leaves uncovered: the newest
+    first, as the units were promised in order (first come, first covered)."""
+    out = []
+    for rid, held in reversed(reservations):
+        if short <= 0:
+            break
+        n = min(short, held)
+        if n > 0:
+            out.append((rid, n))
+            short -= n
+    return out
 
 
 def movement_effect(event: Any) -> tuple[int, int]:
