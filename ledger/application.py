@@ -161,6 +161,7 @@ class Decider:
             c.RemapOrderLine: self.remap_line,
             c.ShipOrder: self.ship,
             c.CancelOrder: self.cancel,
+            c.AmendOrder: self.amend,
             c.ReturnItems: self.return_items,
             c.RecordRefund: self.record_refund,
             c.ConfirmRefund: self.confirm_refund,
@@ -368,6 +369,8 @@ class Decider:
         plan: list[tuple[dict[str, Any], SkuLocation | None]] = []
         short: list[dict[str, Any]] = []
         for line in cmd.lines:
+            if line.get("stock", True) is False:
+                continue  # a gift card or custom item: recorded on the order, nothing to reserve
             if line.get("location"):
                 candidates: Sequence[str] = (line["location"],)
             else:
@@ -525,7 +528,35 @@ class Decider:
                     rid, released, "cancelled", cmd.cause
                 )
             recorded.append({"line_id": w["line_id"], "quantity": w["quantity"], "released": released})
-        order.record_cancellation(cmd.reason, recorded, whole, cmd.cause)
+        order.record_cancellation(cmd.reason, recorded, whole, cmd.cause, reference=cmd.reference)
+        return self._order_answer(order)
+
+    def amend(self, cmd: c.AmendOrder, uow: UnitOfWork) -> dict[str, Any]:
+        """Units edited in are added to the order and reserved at the line's location, or the first
+        of the channel's that has them; units no location has stay to reserve (open `reserve`)."""
+        order = uow.require_order(cmd.order_id)
+        added = [{k: x[k] for k in ("line_id", "sku", "quantity", "stock") if k in x} for x in cmd.lines]
+        before = {
+            x["line_id"]: order.lines[x["line_id"]]["location"] for x in added if x["line_id"] in order.lines
+        }
+        order.add_lines(cmd.reference, added, cmd.cause)
+        for x in cmd.lines:
+            if x.get("stock", True) is False:
+                continue
+            located = before.get(x["line_id"])
+            candidates = (
+                [located]
+                if located
+                else [x["location"]]
+                if x.get("location")
+                else list(self.locations.locations_for(order.channel))
+            )
+            for location in candidates:
+                s = uow.stock(x["sku"], location)
+                if s is not None and s.can_reserve(x["quantity"]):
+                    rid = s.reserve(cmd.order_id, x["line_id"], x["quantity"], cmd.cause)
+                    order.record_reservation(x["line_id"], location, x["quantity"], rid, cmd.cause)
+                    break
         return self._order_answer(order)
 
     def return_items(self, cmd: c.ReturnItems, uow: UnitOfWork) -> dict[str, Any]:

@@ -411,6 +411,27 @@ class CancelOrder(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class AmendOrder(Command):
+    """Adds units to an order (an edit): more of a line, or new lines, reserved where they can be."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "reference")
+    key_format: ClassVar[str | None] = "amend:{order_id}/{reference}"
+
+    order_id: str
+    reference: str
+    lines: tuple[dict[str, Any], ...]  # {line_id, sku, quantity, location?, stock?}
+
+    def check(self) -> None:
+        check_lines(self.lines)
+        if not self.lines:
+            raise InvalidCommandError("an edit needs at least one line", field="lines")
+        for line in self.lines:
+            check_id(line.get("line_id"), "line_id")
+            check_id(line.get("sku"), "sku")
+            check_quantity(line.get("quantity"))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ReturnItems(Command):
     id_fields: ClassVar[tuple[str, ...]] = ("order_id", "return_id")
     key_format: ClassVar[str | None] = "return:{order_id}/{return_id}"
