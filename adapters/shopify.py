@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters import erasure
 from adapters.exceptions import open_exception
 from adapters.mappings import Lookup
 from adapters.persistence.db import Database, Tx
@@ -147,6 +148,33 @@ class OrderEditPayload(_Shape):
     order_edit: OrderEdit
 
 
+class ComplianceCustomer(_Shape):
+    id: Id | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class CustomerRedactPayload(_Shape):
+    shop_domain: str = Field(min_length=1, max_length=255)
+    customer: ComplianceCustomer = Field(default_factory=ComplianceCustomer)
+    orders_to_redact: list[Id] = Field(default_factory=list, max_length=100_000)
+
+
+class ShopRedactPayload(_Shape):
+    shop_domain: str = Field(min_length=1, max_length=255)
+
+
+class DataRequest(_Shape):
+    id: Id
+
+
+class DataRequestPayload(_Shape):
+    shop_domain: str = Field(min_length=1, max_length=255)
+    customer: ComplianceCustomer = Field(default_factory=ComplianceCustomer)
+    orders_requested: list[Id] = Field(default_factory=list, max_length=100_000)
+    data_request: DataRequest
+
+
 class FulfillmentLine(_Shape):
     id: Id
     quantity: int = Field(ge=0, le=1_000_000_000)
@@ -216,6 +244,9 @@ SHAPES: dict[str, type[_Shape]] = {
     "refunds/create": RefundPayload,
     "order_transactions/create": TransactionPayload,
     "orders/edited": OrderEditPayload,
+    "customers/redact": CustomerRedactPayload,
+    "shop/redact": ShopRedactPayload,
+    "customers/data_request": DataRequestPayload,
     "inventory_levels/update": InventoryLevelPayload,
     "inventory_items/update": InventoryItemPayload,
 }
@@ -227,6 +258,7 @@ def parse(topic: str, payload: Any) -> _Shape:
 
 
 def create_tables(db: Database) -> None:
+    erasure.create_tables(db)
     db.script(
         [
             "CREATE TABLE IF NOT EXISTS shopify_observations (kind TEXT NOT NULL, object_id TEXT NOT NULL, "
@@ -280,6 +312,8 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
         return _transaction(p, ctx)  # type: ignore[arg-type]
     if topic == "orders/edited":
         return _order_edited(p, ctx)  # type: ignore[arg-type]
+    if topic in ("customers/redact", "shop/redact", "customers/data_request"):
+        return _compliance(topic, p, int(row["id"]))
     return _observation(topic, p, int(row["id"]))
 
 
@@ -673,6 +707,30 @@ def _transaction(p: TransactionPayload, ctx: Context) -> Translation:
         _fail(t, order_id, refund_id, p.id, p.status)
     else:
         t.notes.append(f"refund transaction {p.id} is {p.status}: still to confirm")
+    return t
+
+
+def _compliance(topic: str, p: Any, inbox_id: int) -> Translation:
+    """Shopify's mandatory compliance topics: erase, or report, the personal data held."""
+    t = Apply()
+
+    def run(tx: Tx, _: list[Any]) -> None:
+        if isinstance(p, CustomerRedactPayload):
+            erasure.redact_customer(tx, p.shop_domain, p.customer.model_dump(), p.orders_to_redact)
+        elif isinstance(p, ShopRedactPayload):
+            erasure.redact_shop(tx, p.shop_domain)
+        else:
+            assert isinstance(p, DataRequestPayload)
+            erasure.data_request(
+                tx, str(p.data_request.id), p.shop_domain, p.customer.model_dump(), p.orders_requested
+            )
+        # the request itself names the customer: it is erased once acted on
+        erasure.erase(
+            tx, tx.execute("SELECT id, body FROM inbox WHERE id = %s", (inbox_id,)).fetchall(), topic
+        )
+
+    t.after = run
+    t.notes.append(f"{topic}: personal data {'reported' if topic.endswith('data_request') else 'erased'}")
     return t
 
 

@@ -17,6 +17,7 @@ from api.models import problems as problems_doc
 from api.routes import (
     ats,
     channels,
+    compliance,
     health,
     inbox,
     mappings,
@@ -36,7 +37,7 @@ from bootstrap import Container, bootstrap
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
-ROUTERS += [reconciliations.router]
+ROUTERS += [reconciliations.router, compliance.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
 ROUTERS += [explain_routes.router, console_routes.router]
 
@@ -48,8 +49,9 @@ def attach(app: FastAPI, container: Container) -> None:
     metrics.instrument(container.ledger)
 
 
-def create_app(settings: Settings | None = None, container: Container | None = None,
-               run_workers: bool | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, container: Container | None = None, run_workers: bool | None = None
+) -> FastAPI:
     """Builds the app. With `container`, the caller owns it (tests); else the lifespan builds one."""
 
     @asynccontextmanager

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from adapters import exceptions, pos, shopify
+from adapters import erasure, exceptions, pos, shopify
 from adapters.channels import ChannelPolicies
 from adapters.config import Settings
 from adapters.erp import ErpFeeder, ErpPoster, ErpQueue, HttpErp
@@ -96,7 +96,9 @@ class Container:
     erp_poster: ErpPoster
     reconciler: Reconciler
     workers: list[Worker]  # started by `start_workers()` in this order, stopped in reverse
-    readiness: dict[str, Callable[[], bool | str]]  # name -> ok/degraded/not-configured (or a bool), `/readyz`
+    readiness: dict[
+        str, Callable[[], bool | str]
+    ]  # name -> ok/degraded/not-configured (or a bool), `/readyz`
     closers: list[Callable[[], None]]  # run first on close (background jobs that are not workers)
     ats_channels: set[str] = field(default_factory=set)  # channels known to have a policy (never deleted)
     _started: list[Worker] = field(default_factory=list)
@@ -166,6 +168,9 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     workers: list[Worker] = [PolicySync(channels), runner, publisher, sweeper, inbox_worker]
     workers += [Loop("erp-feeder", erp_feeder.step, 0.5), Loop("erp-poster", erp_poster.step, 0.5)]
     workers += [scheduled] if scheduled is not None else []
+    if settings.inbox_retention_days is not None:
+        retention = erasure.Retention(db, settings.inbox_retention_days)
+        workers.append(Loop("inbox-retention", retention.step, 3600.0))
     return Container(
         settings=settings,
         db=db,
@@ -192,8 +197,11 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
             "nats": lambda: publisher.readiness,
             "projections": lambda: runner.healthy,
             "erp": lambda: (
-                "not-configured" if erp_poster.gateway is None
-                else "degraded" if erp_poster.breaker.state == "open" else "ok"
+                "not-configured"
+                if erp_poster.gateway is None
+                else "degraded"
+                if erp_poster.breaker.state == "open"
+                else "ok"
             ),
         },
         closers=[ats_cache.close, rebuilds.stop],
