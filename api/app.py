@@ -17,7 +17,6 @@ from api.models import problems as problems_doc
 from api.routes import (
     ats,
     channels,
-    compliance,
     health,
     inbox,
     mappings,
@@ -28,6 +27,7 @@ from api.routes import (
     stock,
     webhooks,
 )
+from api.routes import compliance
 from api.routes import erp as erp_routes
 from api.routes import exceptions as exception_routes
 from api.routes import explain as explain_routes
@@ -49,9 +49,8 @@ def attach(app: FastAPI, container: Container) -> None:
     metrics.instrument(container.ledger)
 
 
-def create_app(
-    settings: Settings | None = None, container: Container | None = None, run_workers: bool | None = None
-) -> FastAPI:
+def create_app(settings: Settings | None = None, container: Container | None = None,
+               run_workers: bool | None = None) -> FastAPI:
     """Builds the app. With `container`, the caller owns it (tests); else the lifespan builds one."""
 
     @asynccontextmanager

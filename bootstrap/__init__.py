@@ -96,9 +96,7 @@ class Container:
     erp_poster: ErpPoster
     reconciler: Reconciler
     workers: list[Worker]  # started by `start_workers()` in this order, stopped in reverse
-    readiness: dict[
-        str, Callable[[], bool | str]
-    ]  # name -> ok/degraded/not-configured (or a bool), `/readyz`
+    readiness: dict[str, Callable[[], bool | str]]  # name -> ok/degraded/not-configured (or a bool), `/readyz`
     closers: list[Callable[[], None]]  # run first on close (background jobs that are not workers)
     ats_channels: set[str] = field(default_factory=set)  # channels known to have a policy (never deleted)
     _started: list[Worker] = field(default_factory=list)
@@ -197,11 +195,8 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
             "nats": lambda: publisher.readiness,
             "projections": lambda: runner.healthy,
             "erp": lambda: (
-                "not-configured"
-                if erp_poster.gateway is None
-                else "degraded"
-                if erp_poster.breaker.state == "open"
-                else "ok"
+                "not-configured" if erp_poster.gateway is None
+                else "degraded" if erp_poster.breaker.state == "open" else "ok"
             ),
         },
         closers=[ats_cache.close, rebuilds.stop],

@@ -89,4 +89,6 @@ async def remap(
 ) -> dict[str, Any]:
     """Re-translates the messages that used this mapping; mis-posted movements get correction events."""
     valid_id(external_id, "external_id")
-    return await run_in_threadpool(container.remapper.remap, source, kind, external_id, _actor(principal))
+    return await run_in_threadpool(
+        container.remapper.remap, source, kind, external_id, _actor(principal)
+    )

@@ -42,6 +42,4 @@ async def shopify_webhook(request: Request, container: ContainerDep) -> dict[str
             raise validation_problem(e) from None
     else:
         status, reason = "rejected", f"unsupported topic {topic}"
-    return await store_message(
-        container, "shopify", webhook_id, topic, body, payload, headers, status, reason
-    )
+    return await store_message(container, "shopify", webhook_id, topic, body, payload, headers, status, reason)
