@@ -17,6 +17,7 @@ from api.models import problems as problems_doc
 from api.routes import (
     ats,
     channels,
+    compliance,
     health,
     inbox,
     mappings,
@@ -27,7 +28,6 @@ from api.routes import (
     stock,
     webhooks,
 )
-from api.routes import compliance
 from api.routes import erp as erp_routes
 from api.routes import exceptions as exception_routes
 from api.routes import explain as explain_routes
