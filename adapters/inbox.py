@@ -178,7 +178,7 @@ class Inbox:
             r["body"] = bytes(r["body"])
         return [_decode(r) for r in rows]
 
-    def missing(self, inbox_id: int) -> list[str]:
+    def missing(self, inbox_id: int) -> Sequence[str]:
         """The mapping keys the message's translation asked for and did not find (version 0)."""
         rows = self.db.query(
             "SELECT mapping FROM inbox_uses WHERE inbox_id = %s AND version = 0 ORDER BY mapping", (inbox_id,)

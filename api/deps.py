@@ -15,7 +15,7 @@ import orjson
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from adapters.inbox import Inbox, Stored, fingerprint
+from adapters.inbox import Inbox, Status, Stored, fingerprint
 from adapters.keys import Miss, Principal
 from adapters.persistence.db import Tx
 from adapters.reconciliation.engine import Reconciler
@@ -36,11 +36,11 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 
 # A component a route needs on its own gets a shortcut: an async getter (no thread hop) and its alias.
 async def get_inbox(request: Request) -> Inbox:
-    return request.app.state.container.inbox  # type: ignore[no-any-return]
+    return request.app.state.container.inbox
 
 
 async def get_reconciler(request: Request) -> Reconciler:
-    return request.app.state.container.reconciler  # type: ignore[no-any-return]
+    return request.app.state.container.reconciler
 
 
 InboxDep = Annotated[Inbox, Depends(get_inbox)]
@@ -136,7 +136,7 @@ async def store_message(
     body: bytes,
     payload: Any,
     headers: dict[str, str] | None = None,
-    status: str = "received",
+    status: Status = Status.RECEIVED,
     reason: str | None = None,
     on_new: Callable[[Tx, int], None] | None = None,
 ) -> dict[str, Any]:
