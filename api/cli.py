@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from pydantic import ValidationError
 
 from adapters.config import Settings
 
@@ -27,7 +28,13 @@ app.add_typer(bench_app, name="bench")
 def _settings() -> Settings:
     try:
         return Settings()
-    except Exception as e:  # pydantic's message names the bad variable
+    except ValidationError as e:  # one line per bad variable, each naming it
+        for error in e.errors():
+            name = "LEDGER_" + "_".join(str(part) for part in error["loc"]).upper()
+            msg = error["msg"].removeprefix("Value error, ")
+            typer.echo(f"configuration error: {msg if msg.startswith(name) else f'{name}: {msg}'}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as e:
         typer.echo(f"configuration error: {e}", err=True)
         raise typer.Exit(2) from None
 

@@ -12,17 +12,32 @@ from uuid import UUID
 
 import orjson
 from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import retry
 from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
 from psycopg.sql import SQL, Identifier
 
 from adapters.persistence import reconnect
+from adapters.persistence.urls import CONNINFO_ENV
 
 # As the library's own recorder methods: a pooled connection that died with a server restart
 # fails its first use, so each statement is tried again (up to 10 times, 0.2 s apart).
 reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+
+
+class LedgerPostgresFactory(PostgresFactory):
+    """The library's factory, whose pool connects with the whole libpq conninfo of
+    LEDGER_DATABASE_URL (`urls.ledger_env` puts it in the environment), so host lists and
+    parameters such as `target_session_attrs` or `sslmode` hold for the event store too."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        conninfo = self.env.get(CONNINFO_ENV)
+        if conninfo:  # the pool is not open yet: its connections will use these parameters
+            params: dict[str, Any] = dict(conninfo_to_dict(conninfo))
+            self.datastore.pool.kwargs = {**params, "row_factory": dict_row}
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
