@@ -13,6 +13,7 @@ from typing import Any
 from adapters.config import Settings
 from adapters.keys import ApiKeys
 from adapters.persistence.db import Database
+from adapters.persistence.migrate import migrate
 from adapters.persistence.urls import ledger_env
 from ledger.ports import LocationDirectory
 from ledger.service import Ledger
@@ -56,8 +57,8 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     settings = settings or Settings()
     env = ledger_env(settings.database_url)  # first: it creates the PostgreSQL schema when the URL names one
     db = Database(settings.database_url)
+    migrate(db)  # the ledger's own tables, once, under a lock, before anything uses them
     keys = ApiKeys(db)
-    keys.create_tables()
     from adapters.channels import ChannelPolicies  # channel policies: the ledger's location directory
 
     channels = ChannelPolicies(db)

@@ -428,18 +428,10 @@ def validate_mapping_args(source: str, kind: str, external_id: str) -> None:
 
 def install(container: Any) -> None:
     """Wires the inbox, mappings, translators and the ERP queue into a container, with their workers."""
-    from projections import exceptions
-
     db = container.db
     mappings = SqlMappingStore(db)
-    mappings.create_tables()
     inbox = Inbox(db)
-    inbox.create_tables()
-    shopify.create_tables(db)
-    pos.create_tables(db)
-    exceptions.create_tables(db)
     queue = erp.ErpQueue(db)
-    queue.create_tables()
     intake = Intake(container.ledger, inbox, mappings)
     settings = container.settings
     gateway = erp.HttpErp(settings.erp_url) if settings.erp_url else None

@@ -89,17 +89,6 @@ def external_id(store: str, batch_id: str) -> str:
     return orjson.dumps([store, batch_id]).decode()
 
 
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            "CREATE TABLE IF NOT EXISTS pos_sequences (store TEXT NOT NULL, sequence BIGINT NOT NULL, "
-            "batch_id TEXT NOT NULL, inbox_id BIGINT NOT NULL, PRIMARY KEY (store, sequence))",
-            "CREATE TABLE IF NOT EXISTS pos_transactions (store TEXT NOT NULL, txn_id TEXT NOT NULL, "
-            "type TEXT NOT NULL, lines TEXT NOT NULL, inbox_id BIGINT NOT NULL, PRIMARY KEY (store, txn_id))",
-        ]
-    )
-
-
 def on_stored(batch: PosBatch) -> Any:
     """The hook run in the transaction that stores a new batch: sequences, gaps, transactions."""
 

@@ -23,18 +23,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def create_tables(db: Database) -> None:
-    outbox.create_tables(db)
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (kind TEXT NOT NULL, key TEXT NOT NULL, "
-            "status TEXT NOT NULL, detail TEXT NOT NULL, position BIGINT, opened_at TEXT NOT NULL, "
-            "closed_at TEXT, times_opened INTEGER NOT NULL, PRIMARY KEY (kind, key))",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, kind)",
-        ]
-    )
-
-
 def _publish(
     tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], position: int | None, n: int
 ) -> None:

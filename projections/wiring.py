@@ -40,7 +40,6 @@ def install(container: Any, poll_seconds: float = 1.0) -> None:
     extras = container.extras
     channels: ChannelPolicies = extras.get("channels") or ChannelPolicies(container.db)
     extras["channels"] = channels
-    channels.create_tables()
     channels.record = container.ledger.execute  # each policy version is also a fact in the log
     projector = Projector(container.db, container.ledger.app, channels, record=container.ledger.execute)
     runner = Runner(projector, poll_seconds=poll_seconds)

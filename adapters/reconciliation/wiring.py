@@ -152,27 +152,12 @@ class StoredExceptions:
         return n_open, n_closed
 
 
-def create_tables(db: Database) -> None:
-    """Every table the reconciler reads or writes (each owner's DDL is idempotent)."""
-    from adapters import pos
-    from adapters.inbox import Inbox
-    from adapters.mappings import SqlMappingStore
-    from projections import exceptions
-
-    exceptions.create_tables(db)
-    Inbox(db).create_tables()
-    SqlMappingStore(db).create_tables()
-    pos.create_tables(db)
-    RunLog(db).create_tables()
-
-
 def build(container: Any) -> Reconciler:
     """The reconciler of a bootstrapped container (kept in `container.extras["reconciler"]`)."""
     found = container.extras.get("reconciler")
     if found is not None:
         return found  # type: ignore[no-any-return]
     db = container.db
-    create_tables(db)
     mappings = SqlIdentityMap(db)
     reconciler = Reconciler(
         StockStreams.of(db, container.ledger.app),
