@@ -93,6 +93,8 @@ def on_stored(batch: PosBatch) -> Any:
     """The hook run in the transaction that stores a new batch: sequences, gaps, transactions."""
 
     def hook(tx: Tx, inbox_id: int) -> None:
+        if tx.dialect == "postgres":  # one batch of a store at a time: its gaps are decided in order
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pos-store:{batch.store}",))
         taken = tx.execute(
             "SELECT batch_id FROM pos_sequences WHERE store = %s AND sequence = %s",
             (batch.store, batch.sequence),
