@@ -34,17 +34,12 @@ from yoyo.backends.core.sqlite3 import SQLiteBackend
 from yoyo.connections import parse_uri
 
 from adapters.persistence.db import Database
-from adapters.persistence.urls import pg_conninfo, pg_parts, sqlite_path
+from adapters.persistence.urls import lock_key, pg_conninfo, pg_parts, sqlite_path
 
 log = logging.getLogger("ledger.migrate")
 
 HERE = Path(__file__).parent / "migrations"
 MIGRATION_TABLE = "_yoyo_migration"
-
-
-def lock_key(schema: str) -> str:
-    """The advisory lock every start-up DDL of a schema takes (`hashtext` of this)."""
-    return f"ledger-ddl:{schema or 'public'}"
 
 
 class _PgBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]  # yoyo is untyped

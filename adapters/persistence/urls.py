@@ -29,6 +29,12 @@ class DatabaseUrlError(ValueError):
     """LEDGER_DATABASE_URL cannot be used; the message names the variable and says why, in one line."""
 
 
+def lock_key(schema: str) -> str:
+    """The advisory lock every start-up DDL of a schema takes (`hashtext` of this): the
+    migrations, the event store's tables, the read models' tables."""
+    return f"ledger-ddl:{schema or 'public'}"
+
+
 def is_postgres(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
