@@ -14,7 +14,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEDGER_", env_file=".env", extra="ignore")
 
     database_url: str = DEFAULT_DATABASE_URL
-    nats_url: str | None = None
+    nats_url: str | None = None  # one server or several, comma-separated
+    nats_stream_replicas: int = Field(default=1, ge=1, le=5)  # LEDGER stream, when the ledger creates it
     shopify_webhook_secrets: str = ""
     erp_url: str | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -34,11 +35,12 @@ class Settings(BaseSettings):
     @field_validator("nats_url")
     @classmethod
     def _nats_scheme(cls, v: str | None) -> str | None:
-        if v in (None, ""):
+        servers = [s.strip() for s in (v or "").split(",") if s.strip()]
+        if not servers:
             return None
-        if not (v.startswith("nats://") or v.startswith("tls://")):
-            raise ValueError("LEDGER_NATS_URL must start with nats:// or tls://")
-        return v
+        if not all(s.startswith(("nats://", "tls://")) for s in servers):
+            raise ValueError("LEDGER_NATS_URL must be nats:// or tls:// URLs, comma-separated")
+        return ",".join(servers)
 
     @property
     def webhook_secrets(self) -> list[str]:

@@ -35,10 +35,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters.fields import Id, Quantity
-from adapters.mappings import Lookup, mapping_key
+from adapters.mappings import Lookup
 from adapters.metrics import ERP_POSTINGS, ERP_QUEUE_DEPTH
 from adapters.persistence.db import Database
-from adapters.translate import Context, Translation, ref
+from adapters.translate import Apply, Context, MappingUse, Reject, Translation, ref
 from ledger import commands as c
 from ledger.bounds import MAX_QUANTITY
 from ledger.orders import Order
@@ -121,10 +121,11 @@ SHAPES: dict[str, type[_Message]] = {
 
 def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -> Translation:
     m = SHAPES[row["kind"]].model_validate(payload)
-    t = Translation()
+    t = Apply()
 
-    def code(kind: str, value: str) -> tuple[str, str]:
-        return lookup.get(kind, value) or value, mapping_key("erp", kind, value)
+    def code(kind: str, value: str) -> tuple[str, MappingUse]:
+        chosen = lookup.get(kind, value) or value
+        return chosen, lookup.use(kind, value, chosen)
 
     if isinstance(m, GoodsReceipt):
         location, lkey = code("location", m.location)
@@ -137,15 +138,14 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     quantity=line.quantity,
                     reference=ref("erp-receipt", m.receipt_id, i),
                 ),
-                {"sku": skey, "location": lkey},
+                [skey, lkey],
                 [(sku, location)],
             )
     elif isinstance(m, Transfer):
         src, src_key = code("location", m.from_location)
         dst, dst_key = code("location", m.to_location)
         if src == dst:
-            t.reject = f"{m.from_location} and {m.to_location} map to the same location {src}"
-            return t
+            return Reject(f"{m.from_location} and {m.to_location} map to the same location {src}")
         for i, line in enumerate(m.lines):
             sku, skey = code("sku", line.sku)
             t.add(
@@ -156,7 +156,7 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     quantity=line.quantity,
                     reference=ref("erp-transfer", m.transfer_id, i),
                 ),
-                {"sku": skey, "location": src_key},
+                [skey, src_key, dst_key],
                 [(sku, src), (sku, dst)],
             )
     else:
@@ -172,7 +172,7 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     reason="cycle-count",
                     reference=ref("erp-count", m.count_id, i),
                 ),
-                {"sku": skey, "location": lkey},
+                [skey, lkey],
                 [(sku, location)],
             )
     return t

@@ -21,14 +21,26 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
 
 from adapters.metrics import INBOX_MESSAGES, PARKED_MESSAGES
 from adapters.persistence.db import Database, Tx
+from adapters.translate import WaitKey
 
-STATUSES = ("received", "applied", "parked", "waiting", "duplicate", "rejected")
+
+class Status(StrEnum):
+    """A message's status (the module docstring says what each means); stored as its text."""
+
+    RECEIVED = "received"
+    APPLIED = "applied"
+    PARKED = "parked"
+    WAITING = "waiting"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
 
 COLUMNS = (
     "id, source, external_id, kind, headers, received_at, status, reason, fingerprint, deliveries, "
@@ -74,7 +86,7 @@ class Inbox:
         body: bytes,
         headers: dict[str, str],
         print_: str,
-        status: str = "received",
+        status: Status = Status.RECEIVED,
         reason: str | None = None,
         on_new: Callable[[Tx, int], None] | None = None,
     ) -> Stored:
@@ -92,7 +104,7 @@ class Inbox:
                     body,
                     orjson.dumps(headers).decode(),
                     now,
-                    status,
+                    str(status),
                     reason,
                     print_,
                     now,
@@ -111,7 +123,7 @@ class Inbox:
             stored = tx.execute(
                 f"SELECT {COLUMNS} FROM inbox WHERE source = %s AND external_id = %s", (source, external_id)
             ).fetchone()
-        INBOX_MESSAGES.labels(source, status if created else "duplicate").inc()
+        INBOX_MESSAGES.labels(source, str(status) if created else "duplicate").inc()
         return Stored(_decode(stored), created)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------- reading
@@ -125,13 +137,13 @@ class Inbox:
         return b"" if row is None else bytes(row["body"])
 
     def list(
-        self, status: str | None = None, source: str | None = None, after: int = 0, limit: int = 100
+        self, status: Status | None = None, source: str | None = None, after: int = 0, limit: int = 100
     ) -> list[dict[str, Any]]:
         sql = f"SELECT {COLUMNS} FROM inbox WHERE id > %s"
         params: list[Any] = [after]
         if status:
             sql += " AND status = %s"
-            params.append(status)
+            params.append(str(status))
         if source:
             sql += " AND source = %s"
             params.append(source)
@@ -170,21 +182,21 @@ class Inbox:
         self,
         tx: Tx,
         inbox_id: int,
-        status: str,
+        status: Status,
         reason: str | None = None,
         outcome: dict[str, Any] | None = None,
         uses: dict[str, int] | None = None,
-        wait_for: str | None = None,
+        wait_for: WaitKey | None = None,
     ) -> None:
         """Records a message's outcome (inside the caller's transaction)."""
         tx.execute(
             "UPDATE inbox SET status = %s, reason = %s, outcome = %s, wait_for = %s, mapping_version = %s, "
             "attempts = attempts + 1, updated_at = %s WHERE id = %s",
             (
-                status,
+                str(status),
                 reason,
                 None if outcome is None else orjson.dumps(outcome).decode(),
-                wait_for,
+                None if wait_for is None else str(wait_for),
                 max((uses or {}).values(), default=0),
                 utcnow(),
                 inbox_id,
@@ -197,7 +209,9 @@ class Inbox:
                 [(inbox_id, k, v) for k, v in sorted(uses.items())],
             )
 
-    def requeue(self, ids: Sequence[int], statuses: Sequence[str] = ("parked", "waiting")) -> int:
+    def requeue(
+        self, ids: Sequence[int], statuses: Sequence[Status] = (Status.PARKED, Status.WAITING)
+    ) -> int:
         """Puts parked or waiting messages back in line; the number requeued."""
         if not ids:
             return 0
@@ -207,24 +221,24 @@ class Inbox:
                 n += tx.execute(
                     f"UPDATE inbox SET status = 'received', updated_at = %s WHERE id = %s "
                     f"AND status IN ({', '.join(['%s'] * len(statuses))})",
-                    (utcnow(), i, *statuses),
+                    (utcnow(), i, *map(str, statuses)),
                 ).rowcount
         return n
 
     def requeue_using(self, mapping: str) -> list[int]:
         """Requeues the parked messages that asked for a mapping key."""
-        ids = [int(r["id"]) for r in self.using(mapping) if r["status"] == "parked"]
-        self.requeue(ids, ("parked",))
+        ids = [int(r["id"]) for r in self.using(mapping) if r["status"] == Status.PARKED]
+        self.requeue(ids, (Status.PARKED,))
         return ids
 
-    def wake(self, tx: Tx, keys: Sequence[str]) -> int:
+    def wake(self, tx: Tx, keys: Sequence[WaitKey]) -> int:
         """Requeues the messages waiting for any of `keys` (inside the caller's transaction)."""
         n = 0
         for key in keys:
             n += tx.execute(
                 "UPDATE inbox SET status = 'received', updated_at = %s WHERE status = 'waiting' AND "
                 "wait_for = %s",
-                (utcnow(), key),
+                (utcnow(), str(key)),
             ).rowcount
         return n
 

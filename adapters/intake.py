@@ -22,25 +22,37 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
 
 from adapters import erp, pos, shopify
-from adapters.inbox import Inbox
+from adapters.exceptions import close_exception, open_exception
+from adapters.inbox import Inbox, Status
 from adapters.loop import Loop
 from adapters.mappings import Lookup, SqlMappingStore, mapping_key
 from adapters.metrics import INBOX_MESSAGES
-from adapters.translate import Context, Translation, ref
+from adapters.translate import (
+    Apply,
+    Context,
+    Duplicate,
+    MappingUse,
+    Park,
+    Reject,
+    Translation,
+    Wait,
+    WaitKey,
+    ref,
+    uses_in_cause,
+)
 from ledger import commands as c
 from ledger.bounds import stock_id
-from ledger.errors import InvalidCommandError, LedgerError, OrderNotFoundError, VersionConflictError
+from ledger.errors import LedgerError, OrderNotFoundError, VersionConflictError
 from ledger.service import Ledger
 from ledger.stock import SkuLocation, movement_effect
 from ledger.writer import StorageError
-from projections.exceptions import close_exception, open_exception
 
 log = logging.getLogger("ledger.intake")
 
@@ -56,6 +68,25 @@ def _error(e: BaseException) -> str:
     return f"{getattr(e, 'code', type(e).__name__)}: {e}"[:300]
 
 
+@dataclass
+class Plan:
+    """One message of a run: its row, what it translated to, the mappings it asked for, its commands."""
+
+    row: dict[str, Any]
+    translation: Translation
+    lookup: Lookup
+    futures: list[Future[Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A message's new status, with its reason and (waiting) what it waits for."""
+
+    status: Status
+    reason: str | None = None
+    wait_for: WaitKey | None = None
+
+
 class Intake:
     def __init__(self, ledger: Ledger, inbox: Inbox, mappings: SqlMappingStore) -> None:
         self.ledger = ledger
@@ -69,29 +100,30 @@ class Intake:
         rows = self.inbox.due()
         return len(self.apply(rows)) if rows else 0
 
-    def apply(self, rows: list[dict[str, Any]]) -> dict[int, str]:
+    def translate(self, row: dict[str, Any], lookup: Lookup) -> Translation:
+        """The message's outcome; a message no translator can read is rejected with the reason."""
+        try:
+            payload = orjson.loads(row["body"] if "body" in row else self.inbox.body(row["id"]))
+            return TRANSLATORS[row["source"]](row, payload, lookup, self.ctx)
+        except (ValueError, ValidationError, LedgerError, KeyError) as e:
+            return Reject(f"cannot translate: {_error(e)}")
+        except Exception as e:  # a message that breaks a translator must not block the inbox
+            log.exception("translating inbox message %s failed", row["id"])
+            return Reject(f"cannot translate: {type(e).__name__}")
+
+    def apply(self, rows: list[dict[str, Any]]) -> dict[int, Status]:
         """Applies messages in order; returns each message's new status."""
-        plans: list[tuple[dict[str, Any], Translation | None, Lookup, str | None, list[Future[Any]]]] = []
+        plans: list[Plan] = []
         touched: set[str] = set()
         for row in rows:
             lookup = Lookup(self.mappings, row["source"])
-            translation, problem = None, None
-            try:
-                payload = orjson.loads(row["body"] if "body" in row else self.inbox.body(row["id"]))
-                translation = TRANSLATORS[row["source"]](row, payload, lookup, self.ctx)
-            except (ValueError, ValidationError, LedgerError, KeyError) as e:
-                problem = f"cannot translate: {_error(e)}"
-            except Exception as e:  # a message that breaks a translator must not block the inbox
-                log.exception("translating inbox message %s failed", row["id"])
-                problem = f"cannot translate: {type(e).__name__}"
+            translation = self.translate(row, lookup)
             orders = self._orders(translation)
             if orders & touched:
                 break  # it was translated against state an earlier message of this run changes: next run
             touched |= orders
-            futures: list[Future[Any]] = []
-            if translation is not None and not (
-                translation.park or translation.wait_for or translation.reject
-            ):
+            plan = Plan(row, translation, lookup)
+            if isinstance(translation, Apply):
                 for item in translation.items:
                     cause = {
                         "source": row["source"],
@@ -99,92 +131,104 @@ class Intake:
                         "correlation_id": str(row["external_id"])[:128],
                         "causation_id": str(row["id"]),
                         "mapping_version": lookup.version,
-                        "mappings": item.mappings,
+                        "mappings": [u.as_cause() for u in item.mappings],
                     }
-                    futures.append(self.ledger.submit(replace(item.command, cause=cause)))
-            plans.append((row, translation, lookup, problem, futures))
+                    plan.futures.append(self.ledger.submit(replace(item.command, cause=cause)))
+            plans.append(plan)
 
         # Wait for every outcome before opening the transaction: the writer may need the same database.
         outcomes: list[list[Any]] = []
-        for *_, futures in plans:
+        for plan in plans:
             results: list[Any] = []
-            for f in futures:
+            for f in plan.futures:
                 try:
                     results.append(f.result(timeout=120))
                 except Exception as e:
                     results.append(e)
             outcomes.append(results)
-        statuses: dict[int, str] = {}
-        wakes: list[str] = []
+        statuses: dict[int, Status] = {}
+        wakes: list[WaitKey] = []
         with self.inbox.db.transaction() as tx:
-            for (row, t, lookup, problem, _), results in zip(plans, outcomes, strict=True):
-                status, reason, wait_for = self._judge(t, problem, results)
-                if status == "received":  # the ledger could not store: try again later
+            for plan, results in zip(plans, outcomes, strict=True):
+                row, t = plan.row, plan.translation
+                verdict = self._judge(t, results)
+                if verdict.status is Status.RECEIVED:  # the ledger could not store: try again later
                     continue
                 outcome = self._outcome(t, results)
-                self.inbox.finish(tx, row["id"], status, reason, outcome, lookup.uses, wait_for)
+                self.inbox.finish(
+                    tx, row["id"], verdict.status, verdict.reason, outcome, plan.lookup.uses, verdict.wait_for
+                )
                 key = str(row["id"])
-                if status == "parked":
+                if verdict.status is Status.PARKED:
                     open_exception(
                         tx,
                         "parked-message",
                         key,
-                        {"source": row["source"], "external_id": row["external_id"], "reason": reason},
+                        {
+                            "source": row["source"],
+                            "external_id": row["external_id"],
+                            "reason": verdict.reason,
+                        },
                     )
-                elif status != "waiting":
-                    close_exception(tx, "parked-message", key, {"resolved": status})
-                if t is not None and status in ("applied", "duplicate"):
-                    if t.after is not None:
-                        t.after(tx, results)
-                    wakes += t.wakes
-                statuses[row["id"]] = status
+                elif verdict.status is not Status.WAITING:
+                    close_exception(tx, "parked-message", key, {"resolved": verdict.status.value})
+                if verdict.status in (Status.APPLIED, Status.DUPLICATE):
+                    if isinstance(t, Apply):
+                        if t.after is not None:
+                            t.after(tx, results)
+                        wakes += t.wakes
+                    elif isinstance(t, Duplicate):
+                        wakes += t.wakes
+                statuses[row["id"]] = verdict.status
             self.inbox.wake(tx, wakes)  # last: a message of this run may have just started waiting
-        for row, *_ in plans:
-            if row["id"] in statuses:
-                INBOX_MESSAGES.labels(row["source"], statuses[row["id"]]).inc()
+        for plan in plans:
+            if plan.row["id"] in statuses:
+                INBOX_MESSAGES.labels(plan.row["source"], statuses[plan.row["id"]].value).inc()
         self.inbox.refresh_metrics()
         return statuses
 
     @staticmethod
-    def _orders(t: Translation | None) -> set[str]:
+    def _orders(t: Translation) -> set[str]:
         """The orders a translation read or acts on."""
-        if t is None:
+        if isinstance(t, Wait):
+            return {t.key.value} if t.key.kind == "order" else set()
+        if isinstance(t, Duplicate):
+            return {w.value for w in t.wakes if w.kind == "order"}
+        if not isinstance(t, Apply):
             return set()
         found = {str(i.command.order_id) for i in t.items if hasattr(i.command, "order_id")}
-        if t.wait_for and t.wait_for.startswith("order:"):
-            found.add(t.wait_for[len("order:") :])
-        return found | {w[len("order:") :] for w in t.wakes if w.startswith("order:")}
+        return found | {w.value for w in t.wakes if w.kind == "order"}
 
     @staticmethod
-    def _judge(
-        t: Translation | None, problem: str | None, results: list[Any]
-    ) -> tuple[str, str | None, str | None]:
-        if problem is not None or t is None:
-            return "rejected", problem, None
-        if t.reject:
-            return "rejected", t.reject, None
-        if t.park:
-            return "parked", t.park, None
-        if t.wait_for:
-            return "waiting", f"waiting for {t.wait_for}", t.wait_for
+    def _judge(t: Translation, results: list[Any]) -> Verdict:
+        if isinstance(t, Reject):
+            return Verdict(Status.REJECTED, t.reason)
+        if isinstance(t, Park):
+            return Verdict(Status.PARKED, t.reason)
+        if isinstance(t, Wait):
+            return Verdict(Status.WAITING, f"waiting for {t.key}", t.key)
+        if isinstance(t, Duplicate):
+            return Verdict(Status.DUPLICATE, "every command was already recorded")
         errors = [r for r in results if isinstance(r, BaseException)]
         # Not stored, or not known yet (no answer within the wait: the writer may still store it
         # later): the message stays received and is tried again; its commands are keyed, so a
         # command that did get stored meanwhile comes back as a duplicate.
         if any(isinstance(e, StorageError | VersionConflictError | TimeoutError) for e in errors):
-            return "received", None, None
+            return Verdict(Status.RECEIVED)
         for e in errors:
             if isinstance(e, OrderNotFoundError):
-                order = e.details.get("order_id", "")
-                return "waiting", f"waiting for order:{order}", f"order:{order}"
+                key = WaitKey.order(e.details.get("order_id", ""))
+                return Verdict(Status.WAITING, f"waiting for {key}", key)
         if errors:
             reason = "; ".join(_error(e) for e in errors)
             ok = len(results) - len(errors)
             if not ok:
-                return "rejected", reason, None
-            return "applied", f"{len(errors)} of {len(results)} commands refused: {reason}"[:1000], None
-        if t.duplicate or (results and all(isinstance(r, dict) and r.get("duplicate") for r in results)):
-            return "duplicate", "every command was already recorded", None
+                return Verdict(Status.REJECTED, reason)
+            return Verdict(
+                Status.APPLIED, f"{len(errors)} of {len(results)} commands refused: {reason}"[:1000]
+            )
+        if results and all(isinstance(r, dict) and r.get("duplicate") for r in results):
+            return Verdict(Status.DUPLICATE, "every command was already recorded")
         notes = list(t.notes)
         for r in results:
             if isinstance(r, dict) and r.get("shortfall"):
@@ -192,11 +236,11 @@ class Intake:
                     f"{r.get('sku')} at {r.get('location')}: counted {r['shortfall']} below reserved "
                     "and unavailable"
                 )
-        return "applied", "; ".join(notes)[:1000] or None, None
+        return Verdict(Status.APPLIED, "; ".join(notes)[:1000] or None)
 
     @staticmethod
-    def _outcome(t: Translation | None, results: list[Any]) -> dict[str, Any]:
-        if t is None:
+    def _outcome(t: Translation, results: list[Any]) -> dict[str, Any]:
+        if not isinstance(t, Apply):
             return {}
         streams = sorted({s for item in t.items for s in item.streams})
         return {
@@ -218,11 +262,11 @@ class Intake:
     def sweep_waiting(self) -> int:
         """Requeues messages waiting for an order that is now in the ledger by another path."""
         ids = []
-        for row in self.inbox.list(status="waiting", limit=1000):
-            key = row.get("wait_for") or ""
-            if key.startswith("order:") and self.ledger.history.order(key[len("order:") :]) is not None:
+        for row in self.inbox.list(status=Status.WAITING, limit=1000):
+            key = WaitKey.parse(row.get("wait_for"))
+            if key is not None and key.kind == "order" and self.ledger.history.order(key.value) is not None:
                 ids.append(int(row["id"]))
-        return self.inbox.requeue(ids, ("waiting",))
+        return self.inbox.requeue(ids, (Status.WAITING,))
 
 
 class InboxWorker(Loop):
@@ -302,7 +346,7 @@ class Remapper:
         parked = [int(r["id"]) for r in rows if r["status"] == "parked"]
         applied_parked = 0
         if parked:
-            self.intake.inbox.requeue(parked, ("parked",))
+            self.intake.inbox.requeue(parked, (Status.PARKED,))
             due = [r for r in self.intake.inbox.due(limit=10_000) if int(r["id"]) in set(parked)]
             statuses = self.intake.apply(due)
             applied_parked = sum(1 for s in statuses.values() if s in ("applied", "duplicate"))
@@ -355,7 +399,7 @@ class Remapper:
                             sku=canonical,
                             mapping={"key": key, "version": version},
                             reference=ref("remap", key, version, order.order_id, line["line_id"]),
-                            cause=_remap_cause(row, "sku", key, version),
+                            cause=_remap_cause(row, key, version, canonical),
                         ),
                     )
                 )
@@ -378,9 +422,8 @@ class Remapper:
                 page = list(history.events(stock_id(sku, location), after=after, limit=500))
                 for _, event in page:
                     cause = getattr(event, "cause", None) or {}
-                    if (
-                        cause.get("causation_id") != str(row["id"])
-                        or cause.get("mappings", {}).get(kind) != key
+                    if cause.get("causation_id") != str(row["id"]) or not _chose(
+                        cause, key, kind, sku, location
                     ):
                         continue
                     if isinstance(event, SkuLocation.MovementCorrected) or movement_effect(event) == (0, 0):
@@ -395,7 +438,7 @@ class Remapper:
                             version=event.originator_version,
                             reason="remap",
                             reference=ref("remap", row["id"], sku, location, event.originator_version),
-                            cause=_remap_cause(row, kind, key, version),
+                            cause=_remap_cause(row, key, version, canonical),
                             **target,
                         )
                     )
@@ -405,7 +448,7 @@ class Remapper:
         return out
 
 
-def _remap_cause(row: dict[str, Any], kind: str, key: str, version: int) -> dict[str, Any]:
+def _remap_cause(row: dict[str, Any], key: str, version: int, canonical: str) -> dict[str, Any]:
     """The cause of a command a remap issues for an inbox message: names the message and the mapping fix."""
     return {
         "source": "remap",
@@ -413,42 +456,24 @@ def _remap_cause(row: dict[str, Any], kind: str, key: str, version: int) -> dict
         "correlation_id": key[:128],
         "causation_id": str(row["id"]),
         "mapping_version": version,
-        "mappings": {kind: key},
+        "mappings": [MappingUse(*_split(key), version, canonical).as_cause()],
     }
 
 
-def validate_mapping_args(source: str, kind: str, external_id: str) -> None:
-    from adapters.mappings import check_mapping
-
-    try:
-        check_mapping(source, kind, external_id)
-    except ValueError as e:
-        raise InvalidCommandError(str(e), field="mapping") from None
+def _split(key: str) -> tuple[str, str, str]:
+    source, _, rest = key.partition("/")
+    kind, _, external_id = rest.partition("/")
+    return source, kind, external_id
 
 
-def install(container: Any) -> None:
-    """Wires the inbox, mappings, translators and the ERP queue into a container, with their workers."""
-    db = container.db
-    mappings = SqlMappingStore(db)
-    inbox = Inbox(db)
-    queue = erp.ErpQueue(db)
-    intake = Intake(container.ledger, inbox, mappings)
-    settings = container.settings
-    gateway = erp.HttpErp(settings.erp_url) if settings.erp_url else None
-    poster = erp.ErpPoster(container.ledger, queue, gateway)
-    feeder = erp.ErpFeeder(container.ledger, queue)
-    worker = InboxWorker(intake)
-    container.extras.update(
-        mappings=mappings,
-        inbox=inbox,
-        intake=intake,
-        remapper=Remapper(intake, container.keys),
-        erp_queue=queue,
-        erp_poster=poster,
-        erp_feeder=feeder,
-        inbox_worker=worker,
+def _chose(cause: dict[str, Any], key: str, kind: str, sku: str, location: str) -> bool:
+    """Whether the mapping `key` chose this stream's coordinate for the event's command (its leg).
+
+    A transfer's command names both locations' mappings; only the leg whose value is this stream's
+    location moved it. A use recorded without its value (older events) counts for every stream.
+    """
+    coordinate = sku if kind == "sku" else location
+    return any(
+        u.key == key and u.kind == kind and (u.value is None or u.value == coordinate)
+        for u in uses_in_cause(cause)
     )
-    container.extras.setdefault("workers", []).extend(
-        [worker, Loop("erp-feeder", feeder.step, 0.5), Loop("erp-poster", poster.step, 0.5)]
-    )
-    container.extras.setdefault("readiness", {})["erp"] = lambda: poster.breaker.state != "open"

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from adapters.persistence.db import Database
+from adapters.translate import MappingUse
 from ledger.bounds import check_id
 
 SOURCES = ("shopify", "pos", "erp")
@@ -148,6 +149,13 @@ class Lookup:
         hit = self.store.get(self.source, kind, ext)
         self.uses[mapping_key(self.source, kind, ext)] = 0 if hit is None else hit[1]
         return None if hit is None else hit[0]
+
+    def use(self, kind: str, external_id: Any, value: str | None) -> MappingUse:
+        """The use of `kind/external_id` that chose `value`, with the version `get` found (0: unmapped)."""
+        ext = str(external_id)
+        return MappingUse(
+            self.source, kind, ext, self.uses.get(mapping_key(self.source, kind, ext), 0), value
+        )
 
     @property
     def version(self) -> int:

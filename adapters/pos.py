@@ -24,12 +24,12 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.exceptions import close_exception, open_exception
 from adapters.fields import Id, Quantity
-from adapters.mappings import Lookup, mapping_key
-from adapters.persistence.db import Database, Tx
-from adapters.translate import Context, Translation, ref
+from adapters.mappings import Lookup
+from adapters.persistence.db import Tx
+from adapters.translate import Apply, Context, Park, Translation, Wait, WaitKey, ref
 from ledger import commands as c
-from projections.exceptions import close_exception, open_exception
 
 MAX_GAP_EXCEPTIONS = 1000
 
@@ -126,7 +126,7 @@ def on_stored(batch: PosBatch) -> Any:
             # A void that arrived before this transaction can apply now.
             tx.execute(
                 "UPDATE inbox SET status = 'received' WHERE status = 'waiting' AND wait_for = %s",
-                (f"pos-txn:{batch.store}:{t.txn_id}",),
+                (str(WaitKey.pos_txn(batch.store, t.txn_id)),),
             )
 
     return hook
@@ -158,24 +158,13 @@ def _track_gaps(tx: Tx, store: str, sequence: int) -> None:
         )
 
 
-def open_gaps(db: Database, store: str) -> list[int]:
-    """Sequence numbers of a store still missing between the lowest and highest seen."""
-    rows = db.query("SELECT sequence FROM pos_sequences WHERE store = %s ORDER BY sequence", (store,))
-    seen = [int(r["sequence"]) for r in rows]
-    if not seen:
-        return []
-    have = set(seen)
-    return [n for n in range(seen[0], seen[-1] + 1) if n not in have]
-
-
 def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -> Translation:
     batch = PosBatch.model_validate(payload)
-    t = Translation()
+    t = Apply()
     location = lookup.get("location", batch.store)
     if location is None:
-        t.park = f"unknown store {batch.store}"
-        return t
-    loc_key = mapping_key("pos", "location", batch.store)
+        return Park(f"unknown store {batch.store}")
+    loc_use = lookup.use("location", batch.store, location)
     for txn in batch.transactions:
         if txn.type == "void":
             original = ctx.db.query_one(
@@ -183,9 +172,7 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                 (batch.store, txn.void_of),
             )
             if original is None:
-                t.wait_for = f"pos-txn:{batch.store}:{txn.void_of}"
-                t.items.clear()
-                return t
+                return Wait(WaitKey.pos_txn(batch.store, str(txn.void_of)))
             kind = "return" if original["type"] == "sale" else "sale"
             lines = [PosLine.model_validate(x) for x in orjson.loads(original["lines"])]
             reference = ("pos-void", batch.store, txn.void_of)
@@ -194,10 +181,8 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
         for i, line in enumerate(lines):
             sku = lookup.get("sku", line.item)
             if sku is None:
-                t.park = f"unknown item {line.item}"
-                t.items.clear()
-                return t
-            keys = {"location": loc_key, "sku": mapping_key("pos", "sku", line.item)}
+                return Park(f"unknown item {line.item}")
+            keys = [loc_use, lookup.use("sku", line.item, sku)]
             r = ref(*reference, i)
             if kind == "sale":
                 cmd: c.Command = c.SellDirect(

@@ -33,9 +33,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.mappings import Lookup, mapping_key
+from adapters.mappings import Lookup
 from adapters.persistence.db import Database, Tx
-from adapters.translate import Context, Translation, ref
+from adapters.translate import (
+    Apply,
+    Context,
+    Duplicate,
+    MappingUse,
+    Park,
+    Reject,
+    Translation,
+    Wait,
+    WaitKey,
+    ref,
+)
 from ledger import commands as c
 
 HEADERS_KEPT = (
@@ -47,15 +58,6 @@ HEADERS_KEPT = (
     "x-shopify-triggered-at",
 )
 ORDER_STATUS_TOPICS = ("orders/updated", "orders/paid", "orders/fulfilled", "orders/partially_fulfilled")
-TOPICS = (
-    "orders/create",
-    "orders/cancelled",
-    *ORDER_STATUS_TOPICS,
-    "fulfillments/create",
-    "refunds/create",
-    "inventory_levels/update",
-    "inventory_items/update",
-)
 DEFAULT_CHANNEL = "online"
 Id = int  # Shopify REST ids are 64-bit integers
 
@@ -214,12 +216,10 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
 
 
 def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.id)
     if ctx.history.order(order_id) is not None:
-        t.duplicate = True
-        t.wakes.append(f"order:{order_id}")
-        return t
+        return Duplicate((WaitKey.order(order_id),))
     channel = (lookup.get("channel", shop) if shop else None) or DEFAULT_CHANNEL
     lines = []
     for li in p.line_items:
@@ -231,8 +231,7 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
             if li.variant_id is None:
                 t.notes.append(f"line {li.id} has no variant and no SKU: not stock")
                 continue
-            t.park = f"unknown variant {li.variant_id}"
-            return t
+            return Park(f"unknown variant {li.variant_id}")
         lines.append({"line_id": str(li.id), "sku": sku, "quantity": li.quantity})
     if not lines:
         t.notes.append("no stock lines")
@@ -251,18 +250,17 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
             platform_status=_status(p),
             allow_partial=True,
         ),
-        mappings={"channel": mapping_key("shopify", "channel", shop)} if shop else {},
+        mappings=[lookup.use("channel", shop, channel)] if shop else [],
     )
-    t.wakes.append(f"order:{order_id}")
+    t.wakes.append(WaitKey.order(order_id))
     return t
 
 
 def _order_cancelled(p: OrderPayload, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.id)
     if ctx.history.order(order_id) is None:
-        t.wait_for = f"order:{order_id}"
-        return t
+        return Wait(WaitKey.order(order_id))
     if not _is_older(ctx, order_id, p):
         t.add(c.ObservePlatformStatus(order_id=order_id, status=_status(p)))
     t.add(c.CancelOrder(order_id=order_id, reason=(p.cancel_reason or "cancelled")[:128]))
@@ -270,11 +268,10 @@ def _order_cancelled(p: OrderPayload, ctx: Context) -> Translation:
 
 
 def _order_status(p: OrderPayload, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.id)
     if ctx.history.order(order_id) is None:
-        t.wait_for = f"order:{order_id}"
-        return t
+        return Wait(WaitKey.order(order_id))
     if _is_older(ctx, order_id, p):
         t.notes.append("older than the recorded platform status: not applied")
         return t
@@ -283,19 +280,17 @@ def _order_status(p: OrderPayload, ctx: Context) -> Translation:
 
 
 def _fulfillment(p: FulfillmentPayload, lookup: Lookup, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.order_id)
     if p.status != "success":
         t.notes.append(f"fulfillment status {p.status}: no movement")
         return t
     order = ctx.history.order(order_id)
     if order is None:
-        t.wait_for = f"order:{order_id}"
-        return t
+        return Wait(WaitKey.order(order_id))
     location = lookup.get("location", p.location_id) if p.location_id is not None else None
     if p.location_id is not None and location is None:
-        t.park = f"unknown location {p.location_id}"
-        return t
+        return Park(f"unknown location {p.location_id}")
     lines, streams = [], []
     for li in p.line_items:
         line = order.lines.get(str(li.id))
@@ -311,20 +306,19 @@ def _fulfillment(p: FulfillmentPayload, lookup: Lookup, ctx: Context) -> Transla
             streams.append((line["sku"], where))
     if not lines:
         return t
-    keys = {"location": mapping_key("shopify", "location", str(p.location_id))} if location else {}
+    keys = [lookup.use("location", p.location_id, location)] if location else []
     t.add(c.ShipOrder(order_id=order_id, shipment_id=ref("shopify", p.id), lines=tuple(lines)), keys, streams)
     return t
 
 
 def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
-    t = Translation()
+    t = Apply()
     order_id = str(p.order_id)
     order = ctx.history.order(order_id)
     if order is None:
-        t.wait_for = f"order:{order_id}"
-        return t
+        return Wait(WaitKey.order(order_id))
     returns, cancels, recorded = [], [], []
-    keys: dict[str, str] = {}
+    keys: list[MappingUse] = []
     streams = []
     for r in p.refund_line_items:
         line = order.lines.get(str(r.line_item_id))
@@ -337,10 +331,10 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
             if r.location_id is not None:
                 location = lookup.get("location", r.location_id)
                 if location is None:
-                    t.park = f"unknown location {r.location_id}"
-                    return t
+                    return Park(f"unknown location {r.location_id}")
                 entry["location"] = location
-                keys["location"] = mapping_key("shopify", "location", str(r.location_id))
+                use = lookup.use("location", r.location_id, location)
+                keys += [] if use in keys else [use]
             returns.append(entry)
             where = entry.get("location") or line["location"]
             if where:
@@ -367,8 +361,7 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
             if x.status in (None, "success"):
                 amount += Decimal(x.amount or "0")
         except InvalidOperation:
-            t.reject = f"refund transaction {x.id} has an amount that is not a number"
-            return t
+            return Reject(f"refund transaction {x.id} has an amount that is not a number")
         currency = currency or x.currency
     t.add(
         c.RecordRefund(
@@ -391,7 +384,7 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
 
 
 def _observation(topic: str, p: Any, inbox_id: int) -> Translation:
-    t = Translation()
+    t = Apply()
     if isinstance(p, InventoryLevelPayload):
         values = ("level", str(p.inventory_item_id), str(p.location_id), p.available, None)
         updated = p.updated_at

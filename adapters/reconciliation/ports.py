@@ -124,14 +124,6 @@ class NoMappings:
 
 
 @dataclass
-class StaticMappings:
-    table: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-
-    def canonical_ids(self, source: str, kind: str) -> dict[str, str]:
-        return dict(self.table.get((source, kind), {}))
-
-
-@dataclass
 class StaticEvidence:
     messages: list[InboundMessage] = field(default_factory=list)
 

@@ -10,10 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from adapters import erp
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.inbox import fingerprint
+from bootstrap import Container, bootstrap
 from ledger import commands as c
+from ledger.bounds import stock_id
 from ledger.ports import StaticLocations
 
 
@@ -28,13 +29,13 @@ def container(database_url: str) -> Iterator[Container]:
 
 def deliver(container: Container, kind: str, message: dict[str, Any]) -> dict[str, Any]:
     erp.SHAPES[kind].model_validate(message)
-    stored = container.extras["inbox"].store(
+    stored = container.inbox.store(
         "erp", message["message_id"], kind, orjson.dumps(message), {}, fingerprint(message)
     )
     for _ in range(10):
-        if not container.extras["intake"].step():
+        if not container.intake.step():
             break
-    row = container.extras["inbox"].get(stored.row["id"])
+    row = container.inbox.get(stored.row["id"])
     assert row is not None
     return row
 
@@ -45,8 +46,8 @@ def on_hand(container: Container, sku: str, location: str) -> tuple[int, int]:
 
 
 def test_receipts_transfers_and_counts_move_stock_through_the_mappings(container: Container) -> None:
-    container.extras["mappings"].set("erp", "location", "0100", "WH1", "test")
-    container.extras["mappings"].set("erp", "location", "0200", "STORE1", "test")
+    container.mappings.set("erp", "location", "0100", "WH1", "test")
+    container.mappings.set("erp", "location", "0200", "STORE1", "test")
     row = deliver(
         container,
         "goods-receipt",
@@ -243,3 +244,57 @@ def test_a_count_on_a_hot_sku_is_decided_in_line_with_the_traffic_around_it(cont
 def test_malformed_erp_messages_do_not_validate(kind: str, message: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         erp.SHAPES[kind].model_validate(message)
+
+
+def _transfer(container: Container, message_id: str) -> dict[str, Any]:
+    return deliver(
+        container,
+        "transfer",
+        {
+            "message_id": message_id,
+            "transfer_id": f"TR-{message_id}",
+            "from_location": "0100",
+            "to_location": "0200",
+            "lines": [{"sku": "SKU-A", "quantity": 10}],
+        },
+    )
+
+
+def test_a_transfer_records_both_legs_and_a_wrong_destination_remaps_only_the_destination(
+    container: Container,
+) -> None:
+    mappings, remapper = container.mappings, container.remapper
+    mappings.set("erp", "location", "0100", "WH1", "test")
+    mappings.set("erp", "location", "0200", "STORE1", "test")  # wrong: 0200 is STORE2
+    container.ledger.receive("SKU-A", "WH1", 30, "seed-wh1")
+    assert _transfer(container, "t1")["status"] == "applied"
+    _, event = list(container.ledger.history.events(stock_id("SKU-A", "STORE1")))[-1]
+    legs = {(u["kind"], u["external_id"], u.get("value")) for u in event.cause["mappings"]}
+    assert legs == {("sku", "SKU-A", "SKU-A"), ("location", "0100", "WH1"), ("location", "0200", "STORE1")}
+
+    mappings.set("erp", "location", "0200", "STORE2", "test")
+    answer = remapper.remap("erp", "location", "0200")
+    assert (answer["messages"], answer["movements"], answer["failures"]) == (1, 1, [])
+    assert on_hand(container, "SKU-A", "WH1") == (20, 0)  # the source leg was right: untouched
+    assert on_hand(container, "SKU-A", "STORE1") == (0, 0)
+    assert on_hand(container, "SKU-A", "STORE2") == (10, 0)
+    assert remapper.remap("erp", "location", "0200")["movements"] == 0  # corrected once
+
+
+def test_a_wrong_transfer_source_remaps_only_the_source_and_keeps_what_the_destination_received(
+    container: Container,
+) -> None:
+    mappings, remapper = container.mappings, container.remapper
+    mappings.set("erp", "location", "0100", "WH1", "test")  # wrong: 0100 is WH2
+    mappings.set("erp", "location", "0200", "STORE1", "test")
+    container.ledger.receive("SKU-A", "WH1", 30, "seed-wh1")
+    container.ledger.receive("SKU-A", "WH2", 30, "seed-wh2")
+    assert _transfer(container, "t2")["status"] == "applied"
+    assert on_hand(container, "SKU-A", "WH1") == (20, 0)
+
+    mappings.set("erp", "location", "0100", "WH2", "test")
+    answer = remapper.remap("erp", "location", "0100")
+    assert (answer["messages"], answer["movements"], answer["failures"]) == (1, 1, [])
+    assert on_hand(container, "SKU-A", "WH1") == (30, 0)
+    assert on_hand(container, "SKU-A", "WH2") == (20, 0)
+    assert on_hand(container, "SKU-A", "STORE1") == (10, 0)  # the units really arrived there

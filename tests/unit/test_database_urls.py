@@ -84,7 +84,7 @@ def test_an_unusable_url_names_the_variable(url: str) -> None:
 def test_the_start_fails_with_one_line_naming_the_variable() -> None:
     env = {**os.environ, "LEDGER_DATABASE_URL": "postgresql://h/db?bogus=1", "PYTHONPATH": ROOT}
     done = subprocess.run(
-        [sys.executable, "-m", "api.cli", "serve"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cli.main", "serve"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from adapters import shopify
 from adapters.mappings import Lookup
-from adapters.translate import Context
+from adapters.translate import Apply, Context, MappingUse, Park, Wait, WaitKey
 from ledger import commands as c
 
 
@@ -73,7 +73,9 @@ def test_an_order_captures_on_the_mapped_channel_with_mapped_variants_and_keeps_
         payload,
         {("shopify", "sku", "11"): "SKU-A", ("shopify", "channel", "shop.myshopify.com"): "web-eu"},
     )
+    assert isinstance(t, Apply)
     (item,) = t.items
+    assert item.mappings == [MappingUse("shopify", "channel", "shop.myshopify.com", 7, "web-eu")]
     cmd = item.command
     assert isinstance(cmd, c.CaptureOrder)
     assert cmd.order_id == "820982911946154508" and cmd.channel == "web-eu" and cmd.allow_partial
@@ -98,7 +100,7 @@ def test_an_unmapped_shop_sells_online_and_an_unknown_variant_with_no_sku_parks(
     t, lookup = translate(
         "orders/create", {"id": 5, "line_items": [{"id": 1, "variant_id": 99, "quantity": 1}]}
     )
-    assert t.park == "unknown variant 99" and t.items == []
+    assert t == Park("unknown variant 99")
     assert lookup.uses == {"shopify/channel/shop.myshopify.com": 0, "shopify/sku/99": 0}
 
 
@@ -116,12 +118,8 @@ def test_messages_about_an_order_not_yet_captured_wait_for_it(topic: str) -> Non
         "transactions": [],
     }
     t, _ = translate(topic, payload, {("shopify", "location", "1"): "WH1"})
-    assert (
-        t.wait_for == "order:5"
-        if topic in ("fulfillments/create", "refunds/create")
-        else t.wait_for == "order:9"
-    )
-    assert t.items == []
+    assert t == Wait(WaitKey.order("5" if topic in ("fulfillments/create", "refunds/create") else "9"))
+    assert WaitKey.parse(str(t.key)) == t.key
 
 
 @pytest.mark.parametrize(
@@ -141,4 +139,4 @@ def test_payloads_without_the_documented_fields_do_not_validate(topic: str, payl
 
 def test_inventory_topics_translate_to_no_command() -> None:
     t, _ = translate("inventory_levels/update", {"inventory_item_id": 1, "location_id": 2, "available": 3})
-    assert t.items == [] and t.after is not None
+    assert isinstance(t, Apply) and t.items == [] and t.after is not None
