@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from adapters.bootstrap import Container
+from bootstrap import Container
 from api.app import create_app
 
 

@@ -13,7 +13,7 @@ import pytest
 from adapters_api import AdaptersApi, make
 from live_server import serving
 
-from projections.exceptions import list_exceptions
+from adapters.exceptions import list_exceptions
 
 pytestmark = pytest.mark.postgres
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # tables, the read models' tables) on the same fresh schema.
 START = """
 import os, sys, time
-from adapters.bootstrap import bootstrap
+from bootstrap import bootstrap
 from adapters.config import Settings
 go = sys.argv[2]
 while not os.path.exists(go):
