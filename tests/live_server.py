@@ -11,8 +11,8 @@ from contextlib import contextmanager
 
 import uvicorn
 
-from bootstrap import Container
 from api.app import create_app
+from bootstrap import Container
 
 
 def free_port() -> int:

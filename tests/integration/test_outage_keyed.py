@@ -16,9 +16,9 @@ import pytest
 from live_server import serving
 from test_postgres_restart import PrivatePostgres, pg_bin_dir, schema_url
 
-from bootstrap import bootstrap
 from adapters.config import Settings
 from adapters.persistence.urls import ensure_pg_schema
+from bootstrap import bootstrap
 
 pytestmark = pytest.mark.postgres
 
