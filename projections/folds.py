@@ -101,7 +101,7 @@ def _order_state(row: Row) -> SimpleNamespace:
 
 
 def order_stage(row: Row) -> str:
-    return str(Order.stage.fget(_order_state(row)))  # type: ignore[attr-defined]
+    return str(Order.stage.fget(_order_state(row)))  # type: ignore[attr-defined]  # a property: fget exists
 
 
 def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
