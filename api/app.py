@@ -31,12 +31,13 @@ from api.routes import erp as erp_routes
 from api.routes import exceptions as exception_routes
 from api.routes import explain as explain_routes
 from api.routes import projections as projection_routes
+from api.routes import shopify as shopify_routes
 from bootstrap import Container, bootstrap
 
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
-ROUTERS += [reconciliations.router]
+ROUTERS += [reconciliations.router, shopify_routes.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
 ROUTERS += [explain_routes.router, console_routes.router]
 

@@ -37,6 +37,8 @@ from adapters.persistence.urls import ledger_env
 from adapters.reconciliation import schedule
 from adapters.reconciliation import wiring as reconciliation
 from adapters.reconciliation.engine import Reconciler
+from adapters.shopify_push import ShopifySync
+from adapters.shopify_push import build as build_shopify_sync
 from ledger.ports import LocationDirectory
 from ledger.service import Ledger
 from projections.cache import AtsCache
@@ -95,6 +97,7 @@ class Container:
     erp_feeder: ErpFeeder
     erp_poster: ErpPoster
     reconciler: Reconciler
+    shopify_sync: ShopifySync  # the ATS push to Shopify, the recovery of missed webhooks, the sync status
     workers: list[Worker]  # started by `start_workers()` in this order, stopped in reverse
     readiness: dict[str, Callable[[], bool | str]]  # name -> ok/degraded/not-configured (or a bool), `/readyz`
     closers: list[Callable[[], None]]  # run first on close (background jobs that are not workers)
@@ -159,6 +162,8 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     workers: list[Worker] = [PolicySync(channels), runner, publisher, sweeper, inbox_worker]
     workers += [Loop("erp-feeder", erp_feeder.step, 0.5), Loop("erp-poster", erp_poster.step, 0.5)]
     workers += [scheduled] if scheduled is not None else []
+    shopify_sync = build_shopify_sync(settings, db, mappings, inbox, inbox_worker.wake)
+    workers += shopify_sync.workers
     return Container(
         settings=settings,
         db=db,
@@ -180,6 +185,7 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
         erp_feeder=erp_feeder,
         erp_poster=erp_poster,
         reconciler=reconciler,
+        shopify_sync=shopify_sync,
         workers=workers,
         readiness={
             "nats": lambda: publisher.readiness,

@@ -13,8 +13,8 @@ The eventsourcing library keeps creating its own tables (events, snapshots, the 
 the read-model tables are declared with their views and created by `Projector.create_tables`,
 under the same lock (`ddl_lock`).
 
-To change a table: add the next numbered file to both directories (`0003.what-it-does.sql`,
-with `-- depends: 0002.idempotency-owner`), never edit an applied one.
+To change a table: add the next numbered file to both directories (`NNNN.what-it-does.sql`,
+with `-- depends:` on the one before), never edit an applied one.
 """
 
 from __future__ import annotations

@@ -33,11 +33,13 @@ c.close()
 print("started")
 """
 
+MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push"]
 LEDGER_TABLES = {
     "api_keys", "admin_audit", "channel_policies", "projection_tracking", "projection_corrections",
     "ledger_outbox", "ledger_exceptions", "mappings", "mapping_history", "inbox", "inbox_uses",
     "shopify_observations", "pos_sequences", "pos_transactions", "erp_queue", "erp_tracking",
-    "reconciliations", "idempotency_keys",
+    "reconciliations", "idempotency_keys", "shopify_writes", "shopify_push_position", "shopify_targets",
+    "shopify_sync",
 }
 
 
@@ -72,7 +74,7 @@ def test_four_processes_starting_together_on_an_empty_schema_all_start() -> None
         try:
             assert migrate(db) == []  # applied once: nothing left to apply
             applied = db.query("SELECT migration_id FROM _yoyo_migration ORDER BY migration_id")
-            assert [r["migration_id"] for r in applied] == ["0001.baseline", "0002.idempotency-owner"]
+            assert [r["migration_id"] for r in applied] == MIGRATIONS
         finally:
             db.close()
     finally:
@@ -92,7 +94,7 @@ def test_threads_migrating_the_same_fresh_schema_together_all_succeed() -> None:
     try:
         with ThreadPoolExecutor(4) as pool:
             done = list(pool.map(migrate, dbs))
-        assert sorted(len(d) for d in done) == [0, 0, 0, 2]  # one applied both, the others found them
+        assert sorted(len(d) for d in done) == [0, 0, 0, len(MIGRATIONS)]  # one applied both, the others found them
         assert LEDGER_TABLES <= pg_tables(url)
     finally:
         for db in dbs:
@@ -111,7 +113,7 @@ def test_sqlite_is_migrated_once_and_a_database_made_before_migrations_keeps_its
             "headers TEXT, body BLOB, completed_at TEXT, PRIMARY KEY (scope, key))"
         )
         db.execute("INSERT INTO idempotency_keys (scope, key, fingerprint, claimed_at) VALUES ('s', 'k', 'f', 1)")
-        assert migrate(db) == ["0001.baseline", "0002.idempotency-owner"]
+        assert migrate(db) == MIGRATIONS
         assert migrate(db) == []
         assert db.query("SELECT key, owner FROM idempotency_keys") == [{"key": "k", "owner": None}]
         tables = {r["name"] for r in db.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
