@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.persistence.urls import check_database_url
+
 DEFAULT_DATABASE_URL = "sqlite:///./ledger.db"
 
 
@@ -33,9 +35,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if not (v.startswith("postgresql://") or v.startswith("postgres://") or v.startswith("sqlite:///")):
-            raise ValueError("LEDGER_DATABASE_URL must start with postgresql:// or sqlite:///")
-        return v
+        return check_database_url(v)  # libpq parses a PostgreSQL URL; an error names the variable
 
     @field_validator("nats_url")
     @classmethod

@@ -51,22 +51,6 @@ class SqlMappingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                "CREATE TABLE IF NOT EXISTS mappings (source TEXT NOT NULL, kind TEXT NOT NULL, "
-                "external_id TEXT NOT NULL, canonical TEXT NOT NULL, version BIGINT NOT NULL, "
-                "updated_by TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (source, kind, "
-                "external_id))",
-                f"CREATE TABLE IF NOT EXISTS mapping_history (version {self.db.serial}, source TEXT "
-                "NOT NULL, "
-                "kind TEXT NOT NULL, external_id TEXT NOT NULL, old TEXT, new TEXT NOT NULL, "
-                "actor TEXT NOT NULL, at TEXT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS mapping_history_key ON mapping_history (source, kind, "
-                "external_id)",
-            ]
-        )
-
     def get(self, source: str, kind: str, external_id: str) -> tuple[str, int] | None:
         row = self.db.query_one(
             "SELECT canonical, version FROM mappings WHERE source = %s AND kind = %s AND external_id = %s",

@@ -188,17 +188,6 @@ def parse(topic: str, payload: Any) -> _Shape:
     return SHAPES[topic].model_validate(payload)
 
 
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            "CREATE TABLE IF NOT EXISTS shopify_observations (kind TEXT NOT NULL, object_id TEXT NOT NULL, "
-            "location_id TEXT NOT NULL, available BIGINT, sku TEXT, updated_at TEXT, inbox_id "
-            "BIGINT NOT NULL, "
-            "PRIMARY KEY (kind, object_id, location_id))",
-        ]
-    )
-
-
 # --------------------------------------------------------------- translation
 
 

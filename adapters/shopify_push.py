@@ -72,27 +72,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {WRITES} (shop TEXT NOT NULL, location_id TEXT NOT NULL, "
-            "sku TEXT NOT NULL, channel TEXT NOT NULL, item_id TEXT, desired BIGINT NOT NULL, "
-            "position BIGINT NOT NULL, enqueued_at TEXT NOT NULL, changed_at TEXT NOT NULL, known BIGINT, "
-            "accepted BIGINT, accepted_position BIGINT, accepted_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, "
-            "next_at DOUBLE PRECISION NOT NULL DEFAULT 0, reason TEXT, "
-            "PRIMARY KEY (shop, location_id, sku))",
-            f"CREATE INDEX IF NOT EXISTS {WRITES}_pending ON {WRITES} (shop, position)",
-            f"CREATE TABLE IF NOT EXISTS {POSITION} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {TARGETS} (id {db.serial}, channel TEXT NOT NULL, shop TEXT, "
-            "location_id TEXT, actor TEXT NOT NULL, at TEXT NOT NULL, fed INTEGER NOT NULL DEFAULT 0)",
-            f"CREATE INDEX IF NOT EXISTS {TARGETS}_channel ON {TARGETS} (channel, id)",
-            f"CREATE TABLE IF NOT EXISTS {SYNC} (shop TEXT PRIMARY KEY, throttle TEXT, "
-            "stale_compares BIGINT NOT NULL DEFAULT 0, last_accepted_at TEXT, last_accepted_position BIGINT, "
-            "recovery_checkpoint TEXT, recovery_run_at TEXT, recovered BIGINT NOT NULL DEFAULT 0, configured_at TEXT)",
-        ]
-    )
-
-
 # ---------------------------------------------------------------------- targets
 
 
@@ -604,8 +583,8 @@ class ShopifySync:
 def build(
     settings: Any, db: Database, mappings: Any, inbox: Any = None, wake_inbox: Any = None, poll: float = 0.5
 ) -> ShopifySync:
-    """Tables, targets, the feeder, one pusher per shop and, with an inbox, one recovery per shop."""
-    create_tables(db)
+    """Targets, the feeder, one pusher per shop and, with an inbox, one recovery per shop (the
+    tables come from the migrations)."""
     tokens: dict[str, str] = settings.shopify_tokens
     shops = sorted(tokens)
     targets = ShopifyTargets(db, shops)

@@ -12,7 +12,7 @@ from api import problems
 from api.console import routes as console_routes
 from api.console.session import Sessions
 from api.idempotency import Idempotency
-from api.middleware import BodyGuard, RequestContext
+from api.middleware import BodyGuard, RequestContext, StorageGuard
 from api.models import problems as problems_doc
 from api.routes import (
     ats,
@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     # then the ATS point query answered from memory (api.routes.ats).
     app.add_middleware(ats.AtsFastPath)
     app.add_middleware(Idempotency)
+    app.add_middleware(StorageGuard)  # a database outage in the layers above answers 503, not 500
     app.add_middleware(BodyGuard)
     app.add_middleware(RequestContext)
     return app
