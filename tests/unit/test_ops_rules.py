@@ -18,8 +18,13 @@ from adapters.metrics import REGISTRY
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "ops" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "ops" / "grafana" / "dashboards" / "ledger.json"
-SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
-            "summary": ("_count", "_sum", "_created"), "gauge": ("",), "info": ("_info",)}
+SUFFIXES = {
+    "counter": ("_total", "_created"),
+    "histogram": ("_bucket", "_count", "_sum", "_created"),
+    "summary": ("_count", "_sum", "_created"),
+    "gauge": ("",),
+    "info": ("_info",),
+}
 
 
 def exported() -> set[str]:
@@ -67,8 +72,13 @@ def test_the_alerts_cover_the_business_conditions():
     text = " ".join(rule_expressions())
     for kind in ("stuck-order", "drift", "shortfall"):
         assert f'kind="{kind}"' in text
-    for metric in ("ledger_erp_queue_depth", "ledger_parked_messages", "ledger_projection_lag_seconds",
-                   "ledger_outbox_depth", "ledger_http_request_duration_seconds_count"):
+    for metric in (
+        "ledger_erp_queue_depth",
+        "ledger_parked_messages",
+        "ledger_projection_lag_seconds",
+        "ledger_outbox_depth",
+        "ledger_http_request_duration_seconds_count",
+    ):
         assert metric in text
 
 
