@@ -8,7 +8,7 @@ import typer.main
 import yaml
 
 import ledger
-from api.cli import app as cli
+from cli.main import app as cli
 
 ROOT = Path(ledger.__file__).parent.parent
 
@@ -95,7 +95,7 @@ def test_the_image_installs_the_project_on_python_311_slim():
     healthcheck = (ROOT / "Dockerfile").read_text().replace("\\\n", " ").split("HEALTHCHECK", 1)
     assert len(healthcheck) == 2 and "/readyz" in healthcheck[1].splitlines()[0]
     copied = {x.split()[1] for x in lines if x.startswith("COPY")}
-    packages = {"ledger", "api", "projections", "adapters"}
+    packages = {"ledger", "adapters", "projections", "bootstrap", "api", "cli"}
     assert packages <= copied and "pyproject.toml" in copied
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored and not packages & set(ignored)
