@@ -1,10 +1,7 @@
-"""Channel policies: which locations fulfil a sales channel and how much of their stock it may sell.
+"""The channel policy store: versioned rows of each channel's policy, with who changed it and when.
 
-A policy is versioned data: every change is a new row with who made it and when, and the
-history is kept. `ATS(channel, sku) = max(0, Σ available over the channel's locations −
-safety stock − buffer)`, or 0 when the SKU is excluded. The safety stock is the channel
-default unless the SKU has an override; the buffer is a fixed number of units or a
-percentage (rounded up) of the summed available.
+The policy itself and the ATS formula are domain rules (`ledger.policy`); this module only
+stores and loads them.
 
 `ChannelPolicies` is also the ledger's `LocationDirectory`: orders of a channel reserve at
 the channel's locations, in their order.
@@ -15,121 +12,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from adapters.persistence.db import Database, Tx
-from ledger.bounds import MAX_QUANTITY, check_id
 from ledger.commands import ChangeChannelPolicy, Command
-from ledger.errors import InvalidCommandError
+from ledger.policy import ChannelPolicy, Policies
+
+__all__ = ["ChannelPolicies", "ChannelPolicy", "Policies"]
 
 TABLE = "channel_policies"
-
-
-@dataclass(frozen=True)
-class ChannelPolicy:
-    channel: str
-    locations: tuple[str, ...]
-    safety_stock: int = 0
-    safety_stock_overrides: dict[str, int] = field(default_factory=dict)
-    buffer_units: int = 0
-    buffer_percent: int = 0
-    excluded_skus: frozenset[str] = frozenset()
-    version: int = 0
-    actor: str = ""
-    at: str = ""
-
-    def __post_init__(self) -> None:
-        check_id(self.channel, "channel")
-        if not self.locations:
-            raise InvalidCommandError("a channel needs at least one location")
-        if len(set(self.locations)) != len(self.locations):
-            raise InvalidCommandError("a location appears twice in the channel's group")
-        for loc in self.locations:
-            check_id(loc, "location")
-        for n in (self.safety_stock, self.buffer_units, *self.safety_stock_overrides.values()):
-            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_QUANTITY:
-                raise InvalidCommandError(
-                    f"safety stock and buffer units are whole numbers from 0 to {MAX_QUANTITY}"
-                )
-        if (
-            isinstance(self.buffer_percent, bool)
-            or not isinstance(self.buffer_percent, int)
-            or not (0 <= self.buffer_percent <= 100)
-        ):
-            raise InvalidCommandError("a buffer percentage is a whole number from 0 to 100")
-        if self.buffer_units and self.buffer_percent:
-            raise InvalidCommandError("a buffer is either units or a percentage, not both")
-        for sku in (*self.safety_stock_overrides, *self.excluded_skus):
-            check_id(sku, "sku")
-
-    def safety_for(self, sku: str) -> int:
-        return self.safety_stock_overrides.get(sku, self.safety_stock)
-
-    def ats(self, sku: str, total_available: int) -> int:
-        """The available-to-sell for a SKU, given the sum of available over the channel's locations."""
-        if sku in self.excluded_skus:
-            return 0
-        buffer = self.buffer_units or -(-max(total_available, 0) * self.buffer_percent // 100)
-        return max(0, total_available - self.safety_for(sku) - buffer)
-
-    def rules(self) -> dict[str, Any]:
-        """The policy without its version and author: what `PolicyChanged` carries in the log."""
-        return {
-            "locations": list(self.locations),
-            "safety_stock": self.safety_stock,
-            "safety_stock_overrides": dict(sorted(self.safety_stock_overrides.items())),
-            "buffer_units": self.buffer_units,
-            "buffer_percent": self.buffer_percent,
-            "excluded_skus": sorted(self.excluded_skus),
-        }
-
-    @classmethod
-    def from_rules(cls, channel: str, rules: dict[str, Any], version: int, actor: str = "") -> ChannelPolicy:
-        """Inverse of `rules()`; raises InvalidCommandError (or KeyError, TypeError) on a malformed dict."""
-        if not all(isinstance(rules[k], list) for k in ("locations", "excluded_skus")) or not isinstance(
-            rules["safety_stock_overrides"], dict
-        ):
-            raise InvalidCommandError("malformed channel policy")
-        return cls(
-            channel=channel,
-            locations=tuple(rules["locations"]),
-            safety_stock=rules["safety_stock"],
-            safety_stock_overrides=dict(rules["safety_stock_overrides"]),
-            buffer_units=rules["buffer_units"],
-            buffer_percent=rules["buffer_percent"],
-            excluded_skus=frozenset(rules["excluded_skus"]),
-            version=version,
-            actor=actor,
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        buffer = {"percent": self.buffer_percent} if self.buffer_percent else {"units": self.buffer_units}
-        return {
-            "channel": self.channel,
-            "version": self.version,
-            "locations": list(self.locations),
-            "safety_stock": self.safety_stock,
-            "safety_stock_overrides": dict(self.safety_stock_overrides),
-            "buffer": buffer,
-            "excluded_skus": sorted(self.excluded_skus),
-            "changed_by": self.actor,
-            "changed_at": self.at,
-        }
-
-
-@dataclass(frozen=True)
-class Policies:
-    """A snapshot of every channel's current policy, as one projection batch sees it."""
-
-    by_channel: dict[str, ChannelPolicy]
-    version: int  # the newest policy row id; 0 when there is none
-
-    def channels_at(self, location: str) -> list[ChannelPolicy]:
-        return [p for p in self.by_channel.values() if location in p.locations]
 
 
 def _row_to_policy(r: dict[str, Any]) -> ChannelPolicy:
@@ -159,20 +54,9 @@ class ChannelPolicies:
 
     def __init__(self, db: Database, record: Callable[[Command], Any] | None = None) -> None:
         self.db = db
-        self.record = record  # executes a command through the ledger's writer (set by the wiring)
+        self.record = record  # executes a command through the ledger's writer (given by `bootstrap()`)
         self._lock = threading.Lock()
         self._cached: tuple[float, Policies] | None = None
-
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (id {self.db.serial}, channel TEXT NOT NULL, "
-                "locations TEXT NOT NULL, safety_stock BIGINT NOT NULL, overrides TEXT NOT NULL, "
-                "buffer_units BIGINT NOT NULL, buffer_percent INTEGER NOT NULL, excluded TEXT NOT NULL, "
-                "actor TEXT NOT NULL, at TEXT NOT NULL)",
-                f"CREATE INDEX IF NOT EXISTS {TABLE}_channel ON {TABLE} (channel, id)",
-            ]
-        )
 
     def put(self, policy: ChannelPolicy, actor: str) -> ChannelPolicy:
         """Stores a new version of the channel's policy; returns it with its version."""

@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
-from api import problems
+from api import asyncapi, docs, problem_types, problems
 from api.console import routes as console_routes
+from api.console.session import Sessions
 from api.idempotency import Idempotency
-from api.middleware import BodyGuard, RequestContext
+from api.middleware import BodyGuard, RequestContext, StorageGuard
 from api.models import problems as problems_doc
 from api.routes import (
     ats,
@@ -31,13 +31,22 @@ from api.routes import erp as erp_routes
 from api.routes import exceptions as exception_routes
 from api.routes import explain as explain_routes
 from api.routes import projections as projection_routes
+from api.routes import shopify as shopify_routes
+from bootstrap import Container, bootstrap
 
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
-ROUTERS += [reconciliations.router]
+ROUTERS += [reconciliations.router, shopify_routes.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
-ROUTERS += [explain_routes.router, console_routes.router]
+ROUTERS += [explain_routes.router, console_routes.router, asyncapi.router, problem_types.router]
+
+
+def attach(app: FastAPI, container: Container) -> None:
+    """Serves `container` from `app`: routes find it (and the console's sessions) on `app.state`."""
+    app.state.container = container
+    app.state.sessions = Sessions(container.db, container.keys)
+    metrics.instrument(container.ledger)
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None,
@@ -48,8 +57,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = container is None
         c = container or bootstrap(settings)
-        app.state.container = c
-        metrics.instrument(c.ledger)
+        attach(app, c)
         workers = c.settings.run_workers if run_workers is None else run_workers
         if workers and owned:
             c.start_workers()
@@ -64,19 +72,22 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         version="0.1.0",
         description="Event-sourced inventory and order ledger: stock movements and order stages as facts.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by api.docs
+        redoc_url=None,
         # Any route may answer these as problem+json (auth, body guard, validation, idempotency).
         responses=problems_doc(400, 401, 403, 404, 409, 413, 415, 422),
     )
     if container is not None:
-        app.state.container = container
-        metrics.instrument(container.ledger)
+        attach(app, container)
     problems.install(app)
+    docs.install(app)
     for router in ROUTERS:
         app.include_router(router)
     # Outermost last: request ids and access log, then the body guard, then Idempotency-Key,
     # then the ATS point query answered from memory (api.routes.ats).
     app.add_middleware(ats.AtsFastPath)
     app.add_middleware(Idempotency)
+    app.add_middleware(StorageGuard)  # a database outage in the layers above answers 503, not 500
     app.add_middleware(BodyGuard)
     app.add_middleware(RequestContext)
     return app

@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from adapters.bootstrap import bootstrap
 from adapters.config import Settings
 from adapters.inbox import fingerprint
 from bench.common import DEFAULT_URL, scratch_schema
+from bootstrap import bootstrap
 from ledger.ports import StaticLocations
 
 SHOP = "bench-shop.myshopify.com"
@@ -47,7 +47,7 @@ def run(url: str, orders: int) -> dict[str, Any]:
     with scratch_schema(url) as scratch:
         c = bootstrap(Settings(database_url=scratch), locations=StaticLocations({"online": ["WH1"]}))
         try:
-            inbox, intake, mappings = c.extras["inbox"], c.extras["intake"], c.extras["mappings"]
+            inbox, intake, mappings = c.inbox, c.intake, c.mappings
             for i in range(SKUS):
                 mappings.set("shopify", "sku", str(9000 + i), f"SKU-{i}", "bench")
                 c.ledger.receive(f"SKU-{i}", "WH1", 1_000_000, f"seed-{i}")

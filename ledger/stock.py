@@ -24,6 +24,7 @@ from eventsourcing.domain import Aggregate
 
 from ledger.bounds import check_delta, check_id, check_quantity, stock_id
 from ledger.bounds import reservation_id as make_reservation_id
+from ledger.effects import event_effect
 from ledger.errors import CorrectionError, InsufficientStockError, ReservationError
 
 Cause = dict[str, Any]
@@ -40,7 +41,17 @@ class SkuLocation(Aggregate):
         return stock_id(sku, location)
 
     class Event(Aggregate.Event):
+        """A stock event; its change to the quantities is its row of `ledger.effects.EFFECTS`."""
+
         cause: Cause
+
+        def apply(self, s: SkuLocation) -> None:
+            effect = event_effect(self)
+            s.on_hand, s.reserved, s.unavailable, s.incoming = effect.applied(
+                s.on_hand, s.reserved, s.unavailable, s.incoming
+            )
+            if effect.reservation_id is not None and effect.reserved:
+                s._hold(effect.reservation_id, effect.reserved, self)
 
     class Opened(Aggregate.Created):
         sku: str
@@ -77,17 +88,9 @@ class SkuLocation(Aggregate):
         reference: str
         expected: bool
 
-        def apply(self, s: SkuLocation) -> None:
-            s.on_hand += self.quantity
-            if self.expected:
-                s.incoming -= min(s.incoming, self.quantity)
-
     class StockExpected(Event):
         quantity: int
         reference: str
-
-        def apply(self, s: SkuLocation) -> None:
-            s.incoming += self.quantity
 
     class StockReserved(Event):
         """Units committed to an order line (or a cart hold that may expire).
@@ -109,80 +112,39 @@ class SkuLocation(Aggregate):
             # already carry `expires_at` under no version marker, and keep their expiry.
             state.setdefault("expires_at", None)
 
-        def apply(self, s: SkuLocation) -> None:
-            s.reserved += self.quantity
-            r = s.reservations.get(self.reservation_id)
-            if r is None:
-                s.reservations[self.reservation_id] = {
-                    "quantity": self.quantity,
-                    "order_id": self.order_id,
-                    "line_id": self.line_id,
-                    "expires_at": self.expires_at,
-                }
-            else:
-                r["quantity"] += self.quantity
-
     class ReservationReleased(Event):
         reservation_id: str
         quantity: int
         reason: str
-
-        def apply(self, s: SkuLocation) -> None:
-            s.reserved -= self.quantity
-            s._consume(self.reservation_id, self.quantity)
 
     class StockSold(Event):
         quantity: int
         reservation_id: str | None
         reference: str
 
-        def apply(self, s: SkuLocation) -> None:
-            s.on_hand -= self.quantity
-            if self.reservation_id is not None:
-                s.reserved -= self.quantity
-                s._consume(self.reservation_id, self.quantity)
-
     class StockTransferredOut(Event):
         transfer_id: str
         to_location: str
         quantity: int
-
-        def apply(self, s: SkuLocation) -> None:
-            s.on_hand -= self.quantity
 
     class StockTransferredIn(Event):
         transfer_id: str
         from_location: str
         quantity: int
 
-        def apply(self, s: SkuLocation) -> None:
-            s.on_hand += self.quantity
-
     class StockReturned(Event):
         return_id: str
         quantity: int
         disposition: str
-
-        def apply(self, s: SkuLocation) -> None:
-            s.on_hand += self.quantity
-            if self.disposition == "damaged":
-                s.unavailable += self.quantity
 
     class StockAdjusted(Event):
         delta: int
         reason: str
         reference: str
 
-        def apply(self, s: SkuLocation) -> None:
-            s.on_hand += self.delta
-
     class DamagedWrittenOff(Event):
         quantity: int
         reference: str
-
-        def apply(self, s: SkuLocation) -> None:
-            s.on_hand -= self.quantity
-            s.unavailable -= self.quantity
 
     class MovementCorrected(Event):
         """Reverses (negative deltas) or re-posts (positive deltas) a mis-posted movement.
@@ -196,8 +158,7 @@ class SkuLocation(Aggregate):
         reason: str
 
         def apply(self, s: SkuLocation) -> None:
-            s.on_hand += self.on_hand_delta
-            s.unavailable += self.unavailable_delta
+            super().apply(s)
             if self.corrects.get("sku") == s.sku and self.corrects.get("location") == s.location:
                 s.corrected[str(self.corrects["version"])] = True
 
@@ -207,9 +168,20 @@ class SkuLocation(Aggregate):
         def apply(self, s: SkuLocation) -> None:
             s.allow_backorder = self.allowed
 
-    def _consume(self, reservation_id: str, quantity: int) -> None:
-        r = self.reservations[reservation_id]
-        r["quantity"] -= quantity
+    def _hold(self, reservation_id: str, quantity: int, event: Any) -> None:
+        """A reservation's holding changes by `quantity` (a new one takes the event's order line)."""
+        r = self.reservations.get(reservation_id)
+        if r is None:
+            if quantity <= 0:
+                return
+            self.reservations[reservation_id] = {
+                "quantity": quantity,
+                "order_id": getattr(event, "order_id", None),
+                "line_id": getattr(event, "line_id", None),
+                "expires_at": getattr(event, "expires_at", None),
+            }
+            return
+        r["quantity"] += quantity
         if r["quantity"] <= 0:
             del self.reservations[reservation_id]
 
@@ -456,19 +428,8 @@ class SkuLocation(Aggregate):
             self.trigger_event(self.BackordersConfigured, allowed=allowed, cause=cause)
 
 
-# The signed effect of each movement on on_hand and unavailable, for corrections and audits.
 def movement_effect(event: Any) -> tuple[int, int]:
-    """(on_hand delta, unavailable delta) of a stock event; (0, 0) for a non-movement."""
-    if isinstance(event, SkuLocation.StockReceived | SkuLocation.StockTransferredIn):
-        return event.quantity, 0
-    if isinstance(event, SkuLocation.StockSold | SkuLocation.StockTransferredOut):
-        return -event.quantity, 0
-    if isinstance(event, SkuLocation.StockReturned):
-        return event.quantity, event.quantity if event.disposition == "damaged" else 0
-    if isinstance(event, SkuLocation.StockAdjusted):
-        return event.delta, 0
-    if isinstance(event, SkuLocation.DamagedWrittenOff):
-        return -event.quantity, -event.quantity
-    if isinstance(event, SkuLocation.MovementCorrected):
-        return event.on_hand_delta, event.unavailable_delta
-    return 0, 0
+    """(on_hand delta, unavailable delta) of a stock event, for corrections and audits; (0, 0)
+    for a non-movement. Read from `ledger.effects.EFFECTS`."""
+    effect = event_effect(event)
+    return effect.on_hand, effect.unavailable

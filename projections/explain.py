@@ -1,7 +1,7 @@
 """Explaining an ATS: the terms that make up one channel's available-to-sell for one SKU.
 
 `ATS = max(0, Σ over the channel's locations of (on_hand − reserved − unavailable) − safety
-stock − buffer)`, or 0 when the policy excludes the SKU (see `adapters.channels`). `explain()`
+stock − buffer)`, or 0 when the policy excludes the SKU (`ledger.policy`). `explain()`
 is pure: given the policy version in force and each location's events (with their ledger
 positions), it folds the events with the read model's own fold (`folds.fold_stock`) and
 returns every term with the events that moved it. So the terms add up to what the `ats` read
@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.channels import ChannelPolicies, ChannelPolicy
+from adapters.channels import ChannelPolicies
 from adapters.persistence.db import Database
 from ledger.application import History
 from ledger.bounds import parse_reservation_id, stock_id
+from ledger.policy import ChannelPolicy, available_to_sell
 from projections import folds
 
 TERMS = ("on_hand", "reserved", "unavailable")
@@ -106,12 +107,12 @@ def explain(policy: ChannelPolicy, sku: str, streams: dict[str, Stream]) -> dict
         buffer = {
             "kind": "percent",
             "setting": policy.buffer_percent,
-            "value": -(-max(total, 0) * policy.buffer_percent // 100),
+            "value": policy.buffer_for(total),
         }
     else:
         buffer = {"kind": "units", "setting": policy.buffer_units, "value": policy.buffer_units}
     excluded = sku in policy.excluded_skus
-    ats = policy.ats(sku, total) if seen else 0
+    ats = available_to_sell(policy, sku, {x["location"]: x["available"] for x in locations}) if seen else 0
     if excluded:
         formula = f"{sku} is excluded from {policy.channel}: 0"
     elif not seen:
@@ -152,9 +153,8 @@ def series(policies: Sequence[ChannelPolicy], sku: str, streams: dict[str, Strea
             continue
         rows[loc] = row
         policy = in_force(policies, event.timestamp) or policies[0]
-        total = sum(r["available"] for x, r in rows.items() if x in policy.locations)
         seen = any(x in policy.locations for x in rows)
-        value = policy.ats(sku, total) if seen else 0
+        value = available_to_sell(policy, sku, {x: r["available"] for x, r in rows.items()}) if seen else 0
         if out and out[-1]["available"] == value and out[-1]["version"] == policy.version:
             continue
         out.append(

@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ledger.channels import ReadModel
+from ledger.effects import event_effect
 from ledger.orders import Order
 from ledger.stock import SkuLocation
 
@@ -27,19 +28,7 @@ def epoch(dt: Any) -> float | None:
 
 def available_delta(event: Any) -> int:
     """How much a stock event changes `available` (= on_hand − reserved − unavailable)."""
-    if isinstance(event, S.StockReceived | S.StockTransferredIn | S.ReservationReleased):
-        return int(event.quantity)
-    if isinstance(event, S.StockReserved | S.StockTransferredOut):
-        return -int(event.quantity)
-    if isinstance(event, S.StockSold):
-        return 0 if event.reservation_id is not None else -int(event.quantity)
-    if isinstance(event, S.StockReturned):
-        return 0 if event.disposition == "damaged" else int(event.quantity)
-    if isinstance(event, S.StockAdjusted):
-        return int(event.delta)
-    if isinstance(event, S.MovementCorrected):
-        return int(event.on_hand_delta) - int(event.unavailable_delta)
-    return 0
+    return event_effect(event).available
 
 
 def is_stock_event(event: Any) -> bool:
@@ -75,52 +64,18 @@ def fold_stock(row: Row | None, event: Any, position: int) -> Row | None:
     row = dict(row)
     res: dict[str, list[Any]] = dict(row["reservations"])
 
-    def consume(rid: str, q: int) -> None:
+    effect = event_effect(event)
+    row["on_hand"], row["reserved"], row["unavailable"], row["incoming"] = effect.applied(
+        row["on_hand"], row["reserved"], row["unavailable"], row["incoming"]
+    )
+    rid = effect.reservation_id
+    if rid is not None and effect.reserved:
         held = res.get(rid)
-        if held is not None:
-            left = held[0] - q
-            if left > 0:
-                res[rid] = [left, held[1]]
-            else:
-                del res[rid]
-
-    if isinstance(event, S.StockReceived):
-        row["on_hand"] += event.quantity
-        if event.expected:
-            row["incoming"] -= min(row["incoming"], event.quantity)
-    elif isinstance(event, S.StockExpected):
-        row["incoming"] += event.quantity
-    elif isinstance(event, S.StockReserved):
-        row["reserved"] += event.quantity
-        held = res.get(event.reservation_id)
-        res[event.reservation_id] = [
-            event.quantity + (held[0] if held else 0),
-            held[1] if held else epoch(event.expires_at),
-        ]
-    elif isinstance(event, S.ReservationReleased):
-        row["reserved"] -= event.quantity
-        consume(event.reservation_id, event.quantity)
-    elif isinstance(event, S.StockSold):
-        row["on_hand"] -= event.quantity
-        if event.reservation_id is not None:
-            row["reserved"] -= event.quantity
-            consume(event.reservation_id, event.quantity)
-    elif isinstance(event, S.StockTransferredOut):
-        row["on_hand"] -= event.quantity
-    elif isinstance(event, S.StockTransferredIn):
-        row["on_hand"] += event.quantity
-    elif isinstance(event, S.StockReturned):
-        row["on_hand"] += event.quantity
-        if event.disposition == "damaged":
-            row["unavailable"] += event.quantity
-    elif isinstance(event, S.StockAdjusted):
-        row["on_hand"] += event.delta
-    elif isinstance(event, S.DamagedWrittenOff):
-        row["on_hand"] -= event.quantity
-        row["unavailable"] -= event.quantity
-    elif isinstance(event, S.MovementCorrected):
-        row["on_hand"] += event.on_hand_delta
-        row["unavailable"] += event.unavailable_delta
+        left = effect.reserved + (held[0] if held else 0)
+        if left > 0:
+            res[rid] = [left, held[1] if held else epoch(getattr(event, "expires_at", None))]
+        elif held is not None:
+            del res[rid]
     row["available"] = row["on_hand"] - row["reserved"] - row["unavailable"]
     row["reservations"] = res
     expiries = [r[1] for r in res.values() if r[1] is not None]
@@ -130,9 +85,18 @@ def fold_stock(row: Row | None, event: Any, position: int) -> Row | None:
     return row
 
 
-def _order_state(row: Row) -> SimpleNamespace:
+class _OrderState(SimpleNamespace):
+    """An order's state as the read model keeps it, with the aggregate's own derived queries."""
+
+    whole_cancelled = Order.whole_cancelled
+    erp_void = Order.erp_void
+    open_work = Order.open_work
+    stage = Order.stage
+
+
+def _order_state(row: Row) -> _OrderState:
     s = copy.deepcopy(row["state"])
-    return SimpleNamespace(
+    return _OrderState(
         lines=s["lines"],
         refunds=s["refunds"],
         invoices=s["invoices"],
@@ -146,7 +110,7 @@ def _order_state(row: Row) -> SimpleNamespace:
 
 
 def order_stage(row: Row) -> str:
-    return str(Order.stage.fget(_order_state(row)))  # type: ignore[attr-defined]
+    return str(_order_state(row).stage)
 
 
 def fold_order(row: Row | None, event: Any, position: int) -> Row | None:

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from adapters.channels import ChannelPolicy, Policies
+from adapters.outbox import subject_token
 from ledger.bounds import stock_id
 from ledger.channels import Channel
 from ledger.errors import InvalidCommandError
+from ledger.policy import ChannelPolicy, Policies, available_to_sell
 from projections import folds
-from projections.outbox import subject_token
 from projections.store import Store, Table
 
 Event = Any
@@ -277,11 +277,12 @@ class AtsView(Projection):
             self.recompute(store, policy, lv["sku"], position)
 
     def recompute(self, store: Store, policy: ChannelPolicy, sku: str, position: int) -> None:
-        total, seen = 0, False
+        available: dict[str, int] = {}
         for loc in policy.locations:
             lv = store.get(self.LEVELS.name, (str(stock_id(sku, loc)),))
             if lv is not None:
-                total, seen = total + lv["available"], True
+                available[loc] = int(lv["available"])
+        seen = bool(available)
         key = (policy.channel, sku)
         cur = store.get(self.ATS.name, key)
         if not seen:  # none of the channel's locations knows the SKU (any more): no row, ATS 0
@@ -289,7 +290,7 @@ class AtsView(Projection):
                 self._before.setdefault(key, cur["available"])
                 store.delete(self.ATS.name, key)
             return
-        value = policy.ats(sku, total)
+        value = available_to_sell(policy, sku, available)
         if cur is not None and cur["available"] == value:
             return
         self._before.setdefault(key, None if cur is None else cur["available"])

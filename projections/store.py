@@ -16,14 +16,15 @@ from typing import Any
 
 import orjson
 
+from adapters import outbox
 from adapters.persistence.db import Database, Tx
-from projections import outbox
 
 TRACKING = "projection_tracking"
 CORRECTIONS = "projection_corrections"
 SHADOW = "__shadow"
 
 Key = tuple[Any, ...]
+_FLOATS = frozenset({"DOUBLE PRECISION", "REAL", "FLOAT8", "FLOAT4"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ class Table:
         vals = [orjson.dumps(row[c]).decode() if c in self.json else row[c] for c in self.columns]
         return (*key, *vals)
 
+    def array(self, column: str, values: Sequence[Any]) -> list[Any]:
+        """One column's values as a list psycopg dumps in binary: of one Python type each (a
+        binary array cannot mix ints and floats, which a DOUBLE PRECISION column may be given)."""
+        if self.types.get(column) in _FLOATS:
+            return [v if v is None else float(v) for v in values]
+        return list(values)
+
     def decode(self, r: dict[str, Any]) -> tuple[Key, dict[str, Any]]:
         key = tuple(r[k] for k in self.key)
         row = {c: orjson.loads(r[c]) if c in self.json and r[c] is not None else r[c] for c in self.columns}
@@ -85,7 +93,7 @@ class Store:
     def get(self, table: str, key: Key) -> dict[str, Any] | None:
         cached = self.rows[table].get(key, _MISSING)
         if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
+            return cached  # type: ignore[return-value]  # not the _MISSING sentinel here
         if self.complete or self._tx is None:
             return None
         self.load(table, [key])
@@ -181,10 +189,12 @@ class Store:
                 sets = ", ".join(f"{c} = excluded.{c}" for c in t.columns)
                 upsert = f" ON CONFLICT ({', '.join(t.key)}) DO UPDATE SET {sets}"
                 if tx.dialect == "postgres":  # one statement, one array per column: one round trip
-                    arrays = ", ".join(f"%s::{t.types.get(c, 'TEXT')}[]" for c in cols)
+                    # The arrays travel in binary (`%b`): psycopg dumps text arrays with a regular
+                    # expression per element (8.4% of the API process's GIL in the runner).
+                    arrays = ", ".join(f"%b::{t.types.get(c, 'TEXT')}[]" for c in cols)
                     tx.execute(
                         f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({arrays}){upsert}",
-                        [list(v) for v in zip(*ups, strict=True)],
+                        [t.array(c, v) for c, v in zip(cols, zip(*ups, strict=True), strict=True)],
                     )
                 else:
                     tx.executemany(
@@ -209,15 +219,6 @@ class Store:
 
 
 # ------------------------------------------------------------------ tracking
-
-
-def create_tracking(db: Database) -> None:
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
-            "policy_version BIGINT NOT NULL, updated_at TEXT NOT NULL)"
-        ]
-    )
 
 
 def lock_tracking(tx: Tx, name: str, dialect: str) -> tuple[int, int]:
@@ -269,15 +270,6 @@ def read_tracking(db: Database) -> dict[str, dict[str, Any]]:
 # its swap transaction, then appends a `ReadModel.Rebuilt` marker to the ledger. The runner,
 # reaching the marker, publishes those keys' current values at the marker's position (strictly
 # newer than anything published before the swap) and deletes the rows, in its own batch.
-
-
-def create_corrections(db: Database) -> None:
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {CORRECTIONS} (name TEXT NOT NULL, row_key TEXT NOT NULL, "
-            f"CONSTRAINT {CORRECTIONS}__pk PRIMARY KEY (name, row_key))"
-        ]
-    )
 
 
 def add_corrections(tx: Tx, name: str, keys: Iterable[Key]) -> None:

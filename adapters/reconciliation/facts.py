@@ -6,8 +6,9 @@ reconciliation needs (quantities, references, timestamps) straight from the stor
 is the pure part: it gives the quantities as of `observed_at` and keeps the facts recorded near
 or after that moment, for the timing diagnosis.
 
-The decoding follows `ledger.stock.SkuLocation`'s `apply` methods; a property test checks that
-the fold agrees with the aggregate itself (tests/unit/test_reconcile_facts.py).
+The decoding reads each event's effect from `ledger.effects.EFFECTS`, the table the aggregate
+applies too; a property test checks that the fold agrees with the aggregate itself
+(tests/unit/test_reconcile_facts.py).
 """
 
 from __future__ import annotations
@@ -22,18 +23,9 @@ import orjson
 
 from adapters.persistence.db import Database
 from ledger.bounds import stock_id
+from ledger.effects import effect_of
 
 STOCK_TOPIC = "ledger.stock:SkuLocation."
-MOVEMENTS = (
-    "StockReceived",
-    "StockSold",
-    "StockTransferredOut",
-    "StockTransferredIn",
-    "StockReturned",
-    "StockAdjusted",
-    "DamagedWrittenOff",
-    "MovementCorrected",
-)
 
 
 @dataclass(frozen=True)
@@ -81,32 +73,9 @@ def decode(position: int, version: int, topic: str, state: bytes) -> Fact:
     kind = topic[len(STOCK_TOPIC) :] if topic.startswith(STOCK_TOPIC) else topic.rsplit(".", 1)[-1]
     d = orjson.loads(state)
     at = _timestamp(d.get("timestamp"))
-    q = d.get("quantity") or 0
-    on_hand = reserved = unavailable = 0
-    rid = None
-    if kind in ("StockReceived", "StockTransferredIn"):
-        on_hand = q
-    elif kind == "StockTransferredOut":
-        on_hand = -q
-    elif kind == "StockSold":
-        on_hand = -q
-        rid = d.get("reservation_id")
-        if rid is not None:
-            reserved = -q
-    elif kind == "StockReserved":
-        reserved, rid = q, d.get("reservation_id")
-    elif kind == "ReservationReleased":
-        reserved, rid = -q, d.get("reservation_id")
-    elif kind == "StockReturned":
-        on_hand = q
-        if d.get("disposition") == "damaged":
-            unavailable = q
-    elif kind == "StockAdjusted":
-        on_hand = d.get("delta") or 0
-    elif kind == "DamagedWrittenOff":
-        on_hand, unavailable = -q, -q
-    elif kind == "MovementCorrected":
-        on_hand, unavailable = d.get("on_hand_delta") or 0, d.get("unavailable_delta") or 0
+    effect = effect_of(kind, d.get)
+    on_hand, reserved, unavailable = effect.on_hand, effect.reserved, effect.unavailable
+    rid = effect.reservation_id
     reference = d.get("reference") or d.get("transfer_id") or d.get("return_id")
     if kind == "MovementCorrected":
         reference = (d.get("corrects") or {}).get("correction") or reference

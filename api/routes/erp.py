@@ -1,4 +1,4 @@
-"""Inbound ERP messages: goods receipts, transfers and cycle counts (ingest:write)."""
+"""Inbound ERP messages: goods receipts, transfers, cycle counts and invoices (ingest:write)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from adapters import erp
-from api.deps import ContainerDep, Ingester
-from api.routes.inbox import read_json, store, validation_problem
+from api.deps import ContainerDep, Ingester, read_json, store_message
+from api.problems import validation_problem
 
 router = APIRouter(tags=["erp"])
 
@@ -20,7 +20,7 @@ async def _receive(request: Request, container: Any, kind: str) -> dict[str, Any
         message = erp.SHAPES[kind].model_validate(payload)
     except ValidationError as e:
         raise validation_problem(e) from None
-    return await store(container, "erp", message.message_id, kind, body, payload)
+    return await store_message(container, "erp", message.message_id, kind, body, payload)
 
 
 @router.post("/v1/erp/goods-receipts")
@@ -39,3 +39,9 @@ async def transfer(request: Request, container: ContainerDep, _: Ingester) -> di
 async def cycle_count(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
     """`{message_id, count_id, location, counted_at, lines: [{sku, counted}]}`: absolute counts."""
     return await _receive(request, container, "cycle-count")
+
+
+@router.post("/v1/erp/invoices")
+async def invoice(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
+    """`{message_id, invoice_id, order_id, amount, currency}`: the ERP invoiced the order."""
+    return await _receive(request, container, "invoice")

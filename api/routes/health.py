@@ -10,6 +10,8 @@ from api.deps import ContainerDep
 
 router = APIRouter(tags=["health"])
 
+STATES = ("ok", "degraded", "not-configured")
+
 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
@@ -19,10 +21,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(container: ContainerDep) -> JSONResponse:
-    """The database answers and the writer runs."""
+    """The database answers (else 503); every other dependency is named `ok`, `degraded` or
+    `not-configured` (a check answers one of those, or a bool for ok/degraded)."""
     db_ok = await run_in_threadpool(container.db.ping)
     checks = {"database": "ok" if db_ok else "down"}
-    for name, check in container.extras.get("readiness", {}).items():
-        checks[name] = "ok" if check() else "degraded"
+    for name, check in container.readiness.items():
+        state = check()
+        checks[name] = state if state in STATES else "ok" if state is True else "degraded"
     status = 200 if db_ok else 503
     return JSONResponse({"status": "ok" if db_ok else "unavailable", "checks": checks}, status_code=status)

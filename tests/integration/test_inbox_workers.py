@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.inbox import Status, fingerprint
+from bootstrap import Container, bootstrap
 from ledger.ports import StaticLocations
 
 SHOP = "two-workers.myshopify.com"
@@ -32,7 +32,7 @@ def _deliver(c: Container) -> int:
         for topic in ["orders/create"] + (["orders/updated"] if o % 3 == 0 else []):
             payload = _order(o, topic != "orders/create")
             headers = {"x-shopify-topic": topic, "x-shopify-shop-domain": SHOP}
-            stored = c.extras["inbox"].store(
+            stored = c.inbox.store(
                 "shopify", f"wh-{o}-{topic}", topic, orjson.dumps(payload), headers, fingerprint(payload)
             )
             assert stored.created
@@ -46,7 +46,7 @@ def test_two_workers_apply_every_message_once_with_the_right_status_and_orders_i
     b = bootstrap(Settings(database_url=pg_url), locations=locations)
     try:
         for i in range(3):
-            a.extras["mappings"].set("shopify", "sku", str(700 + i), f"SKU-{i}", "test")
+            a.mappings.set("shopify", "sku", str(700 + i), f"SKU-{i}", "test")
             a.ledger.receive(f"SKU-{i}", "WH1", 100, f"seed-{i}")
         total = _deliver(a)
         start = threading.Barrier(2)
@@ -56,8 +56,8 @@ def test_two_workers_apply_every_message_once_with_the_right_status_and_orders_i
             try:
                 start.wait(timeout=30)
                 for _ in range(10_000):
-                    c.extras["intake"].step(limit=4)  # small claims, so the two interleave
-                    if not c.extras["inbox"].list(status=Status.RECEIVED, limit=1):
+                    c.intake.step(limit=4)  # small claims, so the two interleave
+                    if not c.inbox.list(status=Status.RECEIVED, limit=1):
                         return
                 raise AssertionError("the inbox did not drain")
             except BaseException as e:
@@ -70,7 +70,7 @@ def test_two_workers_apply_every_message_once_with_the_right_status_and_orders_i
             t.join(timeout=120)
         assert errors == [] and not any(t.is_alive() for t in threads)
 
-        rows = a.extras["inbox"].list(limit=1000)
+        rows = a.inbox.list(limit=1000)
         assert len(rows) == total
         # Once each: no single delivery is mislabelled duplicate, none was tried twice (an update
         # applied before its order's capture would have waited first).

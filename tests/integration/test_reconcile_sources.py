@@ -4,63 +4,32 @@ the `ledger reconcile` command on a file."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
+from erpstandin import ErpStandIn
 from typer.testing import CliRunner
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
-from adapters.reconciliation import wiring
-from adapters.reconciliation.schedule import ScheduledReconciliation, register
+from adapters.exceptions import list_exceptions
+from adapters.reconciliation.schedule import ScheduledReconciliation, scheduled
 from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLevels, SnapshotError, read_file
-from projections.exceptions import list_exceptions
-
-
-class Erp:
-    """A small real HTTP server that answers GET /inventory with whatever the test sets."""
-
-    def __init__(self) -> None:
-        self.answer: tuple[int, bytes] = (200, b'{"levels": []}')
-        erp = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                status, body = erp.answer if self.path == "/inventory" else (404, b"{}")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from bootstrap import Container, bootstrap
 
 
 @pytest.fixture
-def erp() -> Iterator[Erp]:
-    e = Erp()
+def erp() -> Iterator[ErpStandIn]:
+    e = ErpStandIn()
     yield e
     e.close()
 
 
 @pytest.fixture
-def container(sqlite_url: str, erp: Erp) -> Iterator[Container]:
+def container(sqlite_url: str, erp: ErpStandIn) -> Iterator[Container]:
     c = bootstrap(
         Settings(
             database_url=sqlite_url,
@@ -79,11 +48,11 @@ def later() -> str:
 
 
 def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp):
-    jobs = [w for w in container.extras["workers"] if isinstance(w, ScheduledReconciliation)]
+    jobs = [w for w in container.workers if isinstance(w, ScheduledReconciliation)]
     assert len(jobs) == 1 and [s.source for s in jobs[0].sources] == ["erp", "shopify"]
     a = "SKU-" + uuid.uuid4().hex[:8]
     container.ledger.receive(a, "WH", 9, "po-" + a)
-    erp.answer = (
+    erp.inventory = (
         200,
         json.dumps(
             {"observed_at": later(), "levels": [{"sku": a, "location": "WH", "quantity": 8}]}
@@ -93,7 +62,7 @@ def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp
     assert last["erp"]["status"] == "ok" and last["erp"]["mismatches"] == 1
     assert last["shopify"] == {"status": "no snapshot"}
     assert [e["key"] for e in list_exceptions(container.db, "drift")] == [f"erp/{a}/WH"]
-    erp.answer = (
+    erp.inventory = (
         200,
         json.dumps(
             {"observed_at": later(), "levels": [{"sku": a, "location": "WH", "quantity": 9}]}
@@ -101,9 +70,9 @@ def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp
     )
     jobs[0].run_once()
     assert list_exceptions(container.db, "drift") == []
-    erp.answer = (503, b"{}")
+    erp.inventory = (503, b"{}")
     assert jobs[0].run_once()["erp"]["status"] == "failed"
-    erp.answer = (200, b'{"levels": "nope"}')
+    erp.inventory = (200, b'{"levels": "nope"}')
     with pytest.raises(SnapshotError):
         HttpErpInventory(erp.url).snapshot()
 
@@ -111,8 +80,8 @@ def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp
 def test_no_job_is_registered_without_configured_sources(sqlite_url):
     c = bootstrap(Settings(database_url=sqlite_url))
     try:
-        assert register(c) is None
-        assert not any(isinstance(w, ScheduledReconciliation) for w in c.extras.get("workers", []))
+        assert scheduled(c.settings, c.db, c.reconciler) is None
+        assert not any(isinstance(w, ScheduledReconciliation) for w in c.workers)
     finally:
         c.close()
 
@@ -138,7 +107,7 @@ def test_shopify_levels_come_from_stored_observations_each_as_of_its_own_moment(
         )
     snap = ShopifyObservedLevels(container.db).snapshot()
     assert snap is not None and [(x.sku, x.location, x.quantity) for x in snap.levels] == [(a, "6884", 5)]
-    report = wiring.build(container).reconcile(snap)
+    report = container.reconciler.reconcile(snap)
     assert report["matched"] == 1 and report["mismatches"] == []
 
 
@@ -160,7 +129,7 @@ def test_snapshot_files_in_json_and_csv():
 
 
 def test_the_reconcile_command_prints_a_table_json_and_csv(sqlite_url, tmp_path, monkeypatch):
-    from api.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("LEDGER_DATABASE_URL", sqlite_url)
     c = bootstrap(Settings(database_url=sqlite_url))

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from adapters.persistence.db import Database, Tx
+from adapters.persistence.urls import pg_conninfo
 
 TABLE = "ledger_outbox"
 CHANNEL = "ledger_outbox"  # PostgreSQL NOTIFY channel; the payload is the schema, channels are database-wide
@@ -34,15 +35,6 @@ _counts: weakref.WeakKeyDictionary[Tx, int] = weakref.WeakKeyDictionary()
 _counts_lock = threading.Lock()
 
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-
-
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (id {db.serial}, subject TEXT NOT NULL, "
-            "payload TEXT NOT NULL, msg_id TEXT NOT NULL UNIQUE)",
-        ]
-    )
 
 
 def enqueue(tx: Tx, subject: str, payload: dict[str, Any], msg_id: str) -> None:
@@ -193,8 +185,6 @@ class OutboxQueue:
     def _listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
         import psycopg
         from psycopg import sql
-
-        from adapters.persistence.urls import pg_conninfo
 
         schema = self.db.schema
         while not stop.is_set():

@@ -1,0 +1,94 @@
+"""Key resolution: what a batch's idempotency keys and named streams already are in the store.
+
+Owns `stream_ids` (the streams a command names, for prefetching), `KeyResolver.lookup` (the
+batch's recorded keys and its streams that are neither cached nor stored, in one round trip) and
+`KeyResolver.recorded_refusals` (a refused command whose key was recorded before gets the
+recorded answer instead).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+from uuid import UUID
+
+from ledger.application import LedgerApplication
+from ledger.bounds import order_id as order_uuid
+from ledger.bounds import stock_id
+from ledger.commands import Command
+from ledger.errors import IdempotencyConflictError
+from ledger.ports import CommandLog
+from ledger.writer.batch import Item, Outcome, Recorded
+from ledger.writer.cache import AggregateCache
+
+
+def stream_ids(command: Command) -> list[UUID]:
+    """The streams a command names directly (its order, its SKU-locations), for prefetching."""
+    ids = []
+    get = command.__dict__.get
+    if isinstance(get("order_id"), str):
+        ids.append(order_uuid(get("order_id")))
+    sku = get("sku")
+    if isinstance(sku, str):
+        for name in ("location", "from_location", "to_location"):
+            if isinstance(get(name), str):
+                ids.append(stock_id(sku, get(name)))
+    for line in get("lines") or ():
+        sku, location = (line.get("sku"), line.get("location")) if isinstance(line, dict) else (None, None)
+        if isinstance(sku, str) and isinstance(location, str):
+            ids.append(stock_id(sku, location))
+    return ids
+
+
+def conflict(key: str) -> IdempotencyConflictError:
+    return IdempotencyConflictError(f"{key} was already recorded with other content", key=key)
+
+
+class KeyResolver:
+    """Looks a batch's keys and streams up in the command log, next to the aggregate cache."""
+
+    def __init__(self, app: LedgerApplication, cache: AggregateCache) -> None:
+        self.app = app
+        self.cache = cache
+
+    @property
+    def recorder(self) -> CommandLog:
+        return cast(CommandLog, self.app.recorder)  # each persistence adapter's recorder is one
+
+    def lookup(
+        self, batch: list[Item], keys: list[str], optimistic: bool = False
+    ) -> tuple[dict[str, Recorded], set[UUID]]:
+        """The batch's recorded keys, and the streams it names that are neither cached nor stored.
+
+        One round trip. New orders and new SKU-locations are then known to be new without a read
+        each; if another process creates one meanwhile, the save conflicts and the batch is
+        decided again.
+        """
+        entries = self.cache.entries
+        wanted = {i for item in batch for i in stream_ids(item.command) if i not in entries}
+        # Optimistic, the keys ride along only when the streams need the round trip anyway.
+        known, existing = self.recorder.lookup(keys if wanted or not optimistic else [], list(wanted))
+        return known, wanted - existing
+
+    def recorded_refusals(
+        self,
+        batch: list[Item],
+        failed: dict[int, BaseException],
+        outcomes: dict[int, Outcome],
+        known: dict[str, Recorded],
+    ) -> None:
+        """Refused commands whose key was recorded before get the recorded answer, not the refusal
+        (a till retrying a sale that went through is told so, even once the stock ran out)."""
+        unsure = {k for i in failed if (k := batch[i].command.key) and k not in known}
+        if not unsure:
+            return
+        recorded = self.recorder.select_commands(sorted(unsure))
+        for i in [i for i in failed if batch[i].command.key in recorded]:
+            cmd = batch[i].command
+            key = cmd.key
+            assert key is not None  # only keyed commands were looked up
+            stored_fp, outcome = recorded[key]
+            if stored_fp == cmd.fingerprint():
+                del failed[i]
+                outcomes[i] = {**outcome, "duplicate": True}
+            else:
+                failed[i] = conflict(key)
