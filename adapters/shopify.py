@@ -562,3 +562,13 @@ def observations(db: Database, kind: str | None = None) -> list[dict[str, Any]]:
             "SELECT * FROM shopify_observations WHERE kind = %s ORDER BY object_id, location_id", (kind,)
         )
     return db.query("SELECT * FROM shopify_observations ORDER BY kind, object_id, location_id")
+
+
+def order_of(topic: str, payload: Any) -> str | None:
+    """The Shopify order a message is about, read without validating it (for keeping per-order order)."""
+    if not isinstance(payload, dict):
+        return None
+    value = payload.get("order_id") if topic in ("fulfillments/create", "refunds/create") else None
+    if topic.startswith("orders/"):
+        value = payload.get("id")
+    return None if value is None or isinstance(value, dict | list) else str(value)

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from adapters.inbox import Inbox, Status, Stored, fingerprint
@@ -69,10 +70,17 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
+# Declares the bearer scheme in the OpenAPI document (the Authorize button of /docs) on every route
+# that needs a key; `get_principal` does the checking, so this one never refuses by itself.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="An API key: `ledger keys create`.")
+
+
 def require(*scopes: str) -> Callable[..., Any]:
     """A dependency that lets a key through when it holds any of `scopes` (admin holds all)."""
 
-    async def check(request: Request) -> Principal:
+    async def check(
+        request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None
+    ) -> Principal:
         principal = await get_principal(request)
         if not principal.has(*scopes):
             raise Problem(403, "forbidden", f"this key lacks the scope {' or '.join(scopes)}")
