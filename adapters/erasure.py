@@ -5,7 +5,7 @@ Raw bodies are kept for audit; the ledger's events never hold personal data. Era
 replaces the values of personal keys (`adapters.logs.PERSONAL_KEYS`: names, e-mail, phone,
 addresses, notes, line properties) with `[erased]` and masks personal data by its shape in every
 other string. Ids, quantities, SKUs and amounts stay, so the audit trail of what moved stays whole.
-`inbox_erasures` records which message was erased, when and why.
+`inbox_erasures` records which message was erased, when and why (tables: migration 0005).
 
 - `customers/redact` `{shop_domain, customer: {id, email, phone}, orders_to_redact: [ids]}`:
   the shop's messages about that customer or those orders;
@@ -29,17 +29,6 @@ from adapters.persistence.db import Database, Tx
 ERASED = "[erased]"
 FINAL = ("applied", "duplicate", "rejected")  # statuses after which a body is only kept for audit
 BATCH = 500
-
-
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            "CREATE TABLE IF NOT EXISTS inbox_erasures (inbox_id BIGINT PRIMARY KEY, reason TEXT NOT NULL, "
-            "erased_at TEXT NOT NULL)",
-            "CREATE TABLE IF NOT EXISTS data_requests (request_id TEXT PRIMARY KEY, shop TEXT NOT NULL, "
-            "customer_id TEXT, report TEXT NOT NULL, created_at TEXT NOT NULL)",
-        ]
-    )
 
 
 def scrub(value: Any, key: str = "") -> Any:

@@ -257,18 +257,6 @@ def parse(topic: str, payload: Any) -> _Shape:
     return SHAPES[topic].model_validate(payload)
 
 
-def create_tables(db: Database) -> None:
-    erasure.create_tables(db)
-    db.script(
-        [
-            "CREATE TABLE IF NOT EXISTS shopify_observations (kind TEXT NOT NULL, object_id TEXT NOT NULL, "
-            "location_id TEXT NOT NULL, available BIGINT, sku TEXT, updated_at TEXT, inbox_id "
-            "BIGINT NOT NULL, "
-            "PRIMARY KEY (kind, object_id, location_id))",
-        ]
-    )
-
-
 # --------------------------------------------------------------- translation
 
 
@@ -777,3 +765,13 @@ def observations(db: Database, kind: str | None = None) -> list[dict[str, Any]]:
             "SELECT * FROM shopify_observations WHERE kind = %s ORDER BY object_id, location_id", (kind,)
         )
     return db.query("SELECT * FROM shopify_observations ORDER BY kind, object_id, location_id")
+
+
+def order_of(topic: str, payload: Any) -> str | None:
+    """The Shopify order a message is about, read without validating it (for keeping per-order order)."""
+    if not isinstance(payload, dict):
+        return None
+    value = payload.get("order_id") if topic in ("fulfillments/create", "refunds/create") else None
+    if topic.startswith("orders/"):
+        value = payload.get("id")
+    return None if value is None or isinstance(value, dict | list) else str(value)

@@ -2,7 +2,8 @@
 and the few helpers several routers use (identifier checks, reading and storing inbound messages).
 
 Routes import from here, `api.models`, `api.problems` and the application, never from each other.
-A route reaches a component as `container.<field>` through `ContainerDep` (see `bootstrap`).
+A route reaches a component through its shortcut (`InboxDep`, `ReconcilerDep`, ...) or, when it
+needs several, as `container.<field>` through `ContainerDep` (the fields are in `bootstrap`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from adapters.inbox import Stored, fingerprint
+from adapters.inbox import Inbox, Status, Stored, fingerprint
 from adapters.keys import Miss, Principal
 from adapters.persistence.db import Tx
+from adapters.reconciliation.engine import Reconciler
 from api.problems import Problem
 from bootstrap import Container
 from ledger.bounds import check_id
@@ -30,6 +33,19 @@ async def get_container(request: Request) -> Container:
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+# A component a route needs on its own gets a shortcut: an async getter (no thread hop) and its alias.
+async def get_inbox(request: Request) -> Inbox:
+    return request.app.state.container.inbox
+
+
+async def get_reconciler(request: Request) -> Reconciler:
+    return request.app.state.container.reconciler
+
+
+InboxDep = Annotated[Inbox, Depends(get_inbox)]
+ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
 
 
 def bearer_token(header: str | None) -> str | None:
@@ -54,10 +70,17 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
+# Declares the bearer scheme in the OpenAPI document (the Authorize button of /docs) on every route
+# that needs a key; `get_principal` does the checking, so this one never refuses by itself.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="An API key: `ledger keys create`.")
+
+
 def require(*scopes: str) -> Callable[..., Any]:
     """A dependency that lets a key through when it holds any of `scopes` (admin holds all)."""
 
-    async def check(request: Request) -> Principal:
+    async def check(
+        request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None
+    ) -> Principal:
         principal = await get_principal(request)
         if not principal.has(*scopes):
             raise Problem(403, "forbidden", f"this key lacks the scope {' or '.join(scopes)}")
@@ -121,7 +144,7 @@ async def store_message(
     body: bytes,
     payload: Any,
     headers: dict[str, str] | None = None,
-    status: str = "received",
+    status: Status = Status.RECEIVED,
     reason: str | None = None,
     on_new: Callable[[Tx, int], None] | None = None,
 ) -> dict[str, Any]:
