@@ -299,21 +299,6 @@ class ErpQueue:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                f"CREATE TABLE IF NOT EXISTS erp_queue (id {self.db.serial}, document TEXT NOT NULL UNIQUE, "
-                "kind TEXT NOT NULL, order_id TEXT NOT NULL, name TEXT NOT NULL, payload TEXT NOT NULL, "
-                "position BIGINT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
-                "next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0, last_error TEXT, erp_reference TEXT, "
-                "created_at TEXT NOT NULL, posted_at TEXT, claimed_by TEXT, "
-                "claimed_until DOUBLE PRECISION NOT NULL DEFAULT 0)",
-                "CREATE INDEX IF NOT EXISTS erp_queue_due ON erp_queue (status, next_attempt_at, id)",
-                "CREATE INDEX IF NOT EXISTS erp_queue_order ON erp_queue (order_id, status, id)",
-                "CREATE TABLE IF NOT EXISTS erp_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-            ]
-        )
-
     def position(self) -> int:
         row = self.db.query_one("SELECT position FROM erp_tracking WHERE name = %s", (self.TRACKING,))
         return 0 if row is None else int(row["position"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -32,7 +32,7 @@ from ledger.errors import (
     VersionConflictError,
 )
 from ledger.orders import Order
-from ledger.ports import LocationDirectory, StaticLocations
+from ledger.ports import LocationDirectory, StaticLocations, StreamIndex
 from ledger.stock import SkuLocation, movement_effect
 
 SNAPSHOT_INTERVAL = 500
@@ -83,7 +83,7 @@ class UnitOfWork:
         self._created.append(agg.id)
 
     def stock(self, sku: str, location: str) -> SkuLocation | None:
-        return self.get(stock_id(sku, location))  # type: ignore[return-value]
+        return self.get(stock_id(sku, location))  # type: ignore[return-value]  # a SKU-location's stream
 
     def stock_or_open(self, sku: str, location: str, cause: dict[str, Any]) -> SkuLocation:
         s = self.stock(sku, location)
@@ -93,7 +93,7 @@ class UnitOfWork:
         return s
 
     def order(self, order_id: str) -> Order | None:
-        return self.get(order_uuid(order_id))  # type: ignore[return-value]
+        return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
 
     def backorders(self, sku: str) -> Backorders | None:
         return self.get(backorders_id(sku))  # type: ignore[return-value]
@@ -190,6 +190,7 @@ class Decider:
             c.RemapOrderLine: self.remap_line,
             c.ShipOrder: self.ship,
             c.CancelOrder: self.cancel,
+            c.AmendOrder: self.amend,
             c.ReturnItems: self.return_items,
             c.RecordRefund: self.record_refund,
             c.ConfirmRefund: self.confirm_refund,
@@ -354,7 +355,7 @@ class Decider:
         if cmd.version > wrong.version:
             raise CorrectionError(f"{cmd.sku} at {cmd.location} has no event {cmd.version}")
         # The named movement may have been decided earlier in this same batch and not be stored yet.
-        original = next((e for e in wrong.pending_events if e.originator_version == cmd.version), None)
+        original: Any = next((e for e in wrong.pending_events if e.originator_version == cmd.version), None)
         if original is None:
             original = next(iter(self.app.events.get(wrong.id, gt=cmd.version - 1, lte=cmd.version)), None)
         on_hand, unavailable = movement_effect(original) if original is not None else (0, 0)
@@ -674,7 +675,7 @@ class Decider:
     def cancel(self, cmd: c.CancelOrder, uow: UnitOfWork) -> dict[str, Any]:
         order = uow.require_order(cmd.order_id)
         whole = cmd.lines is None
-        wanted = (
+        wanted: list[dict[str, Any]] = (
             [{"line_id": lid, "quantity": Order.open_quantity(x)} for lid, x in order.lines.items()]
             if whole
             else [dict(x) for x in cmd.lines or ()]
@@ -720,9 +721,37 @@ class Decider:
                     "released_at": released_at,
                 }
             )
-        order.record_cancellation(cmd.reason, recorded, whole, cmd.cause)
+        order.record_cancellation(cmd.reason, recorded, whole, cmd.cause, reference=cmd.reference)
         for sku, location in sorted(freed):
             self._fill_backorders(uow, sku, location, cmd.cause)
+        return self._order_answer(order)
+
+    def amend(self, cmd: c.AmendOrder, uow: UnitOfWork) -> dict[str, Any]:
+        """Units edited in are added to the order and reserved at the line's location, or the first
+        of the channel's that has them; units no location has stay to reserve (open `reserve`)."""
+        order = uow.require_order(cmd.order_id)
+        added = [{k: x[k] for k in ("line_id", "sku", "quantity", "stock") if k in x} for x in cmd.lines]
+        before = {
+            x["line_id"]: order.lines[x["line_id"]]["location"] for x in added if x["line_id"] in order.lines
+        }
+        order.add_lines(cmd.reference, added, cmd.cause)
+        for x in cmd.lines:
+            if x.get("stock", True) is False:
+                continue
+            located = before.get(x["line_id"])
+            candidates = (
+                [located]
+                if located
+                else [x["location"]]
+                if x.get("location")
+                else list(self.locations.locations_for(order.channel))
+            )
+            for location in candidates:
+                s = uow.stock(x["sku"], location)
+                if s is not None and s.can_reserve(x["quantity"]):
+                    rid = s.reserve(cmd.order_id, x["line_id"], x["quantity"], cmd.cause)
+                    order.record_reservation(x["line_id"], location, x["quantity"], rid, cmd.cause)
+                    break
         return self._order_answer(order)
 
     def return_items(self, cmd: c.ReturnItems, uow: UnitOfWork) -> dict[str, Any]:
@@ -809,20 +838,20 @@ class Decider:
     # ------------------------------------------------------------ read side
 
     def change_channel_policy(self, cmd: c.ChangeChannelPolicy, uow: UnitOfWork) -> dict[str, Any]:
-        ch = uow.get(channel_id(cmd.channel))
+        ch = cast(Channel | None, uow.get(channel_id(cmd.channel)))  # the stream of a channel's id
         if ch is None:
             ch = Channel.open(cmd.channel, cmd.cause)
             uow.add(ch)
-        recorded = ch.change_policy(cmd.version, dict(cmd.policy), cmd.changed_by, cmd.cause)  # type: ignore[attr-defined]
-        return {"channel": cmd.channel, "version": ch.policy_version, "recorded": recorded}  # type: ignore[attr-defined]
+        recorded = ch.change_policy(cmd.version, dict(cmd.policy), cmd.changed_by, cmd.cause)
+        return {"channel": cmd.channel, "version": ch.policy_version, "recorded": recorded}
 
     def record_rebuild(self, cmd: c.RecordRebuild, uow: UnitOfWork) -> dict[str, Any]:
-        rm = uow.get(read_model_id(cmd.name))
+        rm = cast(ReadModel | None, uow.get(read_model_id(cmd.name)))  # the stream of a read model's id
         if rm is None:
             rm = ReadModel.open(cmd.name, cmd.cause)
             uow.add(rm)
-        rm.record_rebuild(cmd.position, cmd.corrected, cmd.by, cmd.cause)  # type: ignore[attr-defined]
-        return {"name": cmd.name, "rebuilds": rm.rebuilds}  # type: ignore[attr-defined]
+        rm.record_rebuild(cmd.position, cmd.corrected, cmd.by, cmd.cause)
+        return {"name": cmd.name, "rebuilds": rm.rebuilds}
 
 
 # --------------------------------------------------------------------- reads
@@ -841,10 +870,10 @@ class History:
             return None
 
     def stock(self, sku: str, location: str) -> SkuLocation | None:
-        return self._get(stock_id(sku, location))  # type: ignore[return-value]
+        return self._get(stock_id(sku, location))  # type: ignore[return-value]  # a SKU-location's stream
 
     def order(self, order_id: str) -> Order | None:
-        return self._get(order_uuid(order_id))  # type: ignore[return-value]
+        return self._get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
 
     def as_of_time(self, agg_id: UUID, at: datetime) -> Aggregate | None:
         """The aggregate as it stood at a moment: its last event at or before `at`."""
@@ -852,25 +881,27 @@ class History:
         start = None
         if self.app.snapshots is not None:
             for snap in self.app.snapshots.get(agg_id, desc=True):
-                if snap.timestamp <= at:
-                    agg = snap.mutate(None)  # type: ignore[attr-defined]
+                if snap.timestamp <= at:  # type: ignore[attr-defined]  # every library event has one
+                    agg = snap.mutate(None)  # type: ignore[attr-defined]  # a Snapshot mutates
                     start = snap.originator_version
                     break
         for event in self.app.events.get(agg_id, gt=start):
-            if event.timestamp > at:
+            if event.timestamp > at:  # type: ignore[attr-defined]  # every library event has one
                 break
-            agg = event.mutate(agg)  # type: ignore[attr-defined]
+            agg = event.mutate(agg)  # type: ignore[attr-defined]  # every aggregate event mutates
         return agg
 
     def as_of_position(self, agg_id: UUID, position: int) -> Aggregate | None:
-        version = self.app.recorder.version_at_position(agg_id, position)  # type: ignore[attr-defined]
+        index = cast(StreamIndex, self.app.recorder)  # both persistence adapters' recorders are one
+        version = index.version_at_position(agg_id, position)
         if version is None:
             return None
         return self._get(agg_id, version=version)
 
     def events(self, agg_id: UUID, after: int | None = None, limit: int = 100) -> Iterator[tuple[int, Any]]:
         """(position, domain event) of one stream, in order, after a ledger position."""
-        for position, stored in self.app.recorder.select_stream(agg_id, after, limit):  # type: ignore[attr-defined]
+        index = cast(StreamIndex, self.app.recorder)  # both persistence adapters' recorders are one
+        for position, stored in index.select_stream(agg_id, after, limit):
             yield position, self.app.mapper.to_domain_event(stored)
 
     def decode(self, stored: StoredEvent) -> Any:

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any, ClassVar
 
 import orjson
@@ -89,10 +89,15 @@ class Command:
         """Rules beyond the declared identifiers and quantities."""
 
 
-@cache
+_FINGERPRINTED: dict[type, tuple[str, ...]] = {}
+
+
 def _fingerprinted(cls: type[Command]) -> tuple[str, ...]:
-    """The fields a command's fingerprint covers: all but `cause`."""
-    return tuple(f.name for f in fields(cls) if f.name != "cause")
+    """The fields a command's fingerprint covers: all but `cause` (computed once per type)."""
+    names = _FINGERPRINTED.get(cls)
+    if names is None:
+        names = _FINGERPRINTED[cls] = tuple(f.name for f in fields(cls) if f.name != "cause")
+    return names
 
 
 # ------------------------------------------------------------------ stock
@@ -426,6 +431,27 @@ class CancelOrder(Command):
             for line in self.lines:
                 check_id(line.get("line_id"), "line_id")
                 check_quantity(line.get("quantity"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AmendOrder(Command):
+    """Adds units to an order (an edit): more of a line, or new lines, reserved where they can be."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "reference")
+    key_format: ClassVar[str | None] = "amend:{order_id}/{reference}"
+
+    order_id: str
+    reference: str
+    lines: tuple[dict[str, Any], ...]  # {line_id, sku, quantity, location?, stock?}
+
+    def check(self) -> None:
+        check_lines(self.lines)
+        if not self.lines:
+            raise InvalidCommandError("an edit needs at least one line", field="lines")
+        for line in self.lines:
+            check_id(line.get("line_id"), "line_id")
+            check_id(line.get("sku"), "sku")
+            check_quantity(line.get("quantity"))
 
 
 @dataclass(frozen=True, kw_only=True)
