@@ -10,6 +10,7 @@ import orjson
 import typer
 
 from cli.common import container as _container
+from cli.common import print_table
 from cli.common import settings as _settings
 
 projections_app = typer.Typer(help="read models: status, rebuild", no_args_is_help=True)
@@ -19,7 +20,6 @@ channels_app = typer.Typer(help="channel policies: set, show", no_args_is_help=T
 @projections_app.command("status")
 def status() -> None:
     """Each read model's position and lag."""
-    from rich.console import Console
     from rich.table import Table
 
     c = _container()
@@ -34,7 +34,7 @@ def status() -> None:
                 str(r["lag_seconds"]),
                 r["updated_at"] or "",
             )
-        Console().print(table)
+        print_table(table)
     finally:
         c.close()
 
