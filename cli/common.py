@@ -93,9 +93,12 @@ def container(checked: Settings | None = None) -> Container:
 def print_table(table: Any) -> None:
     """Prints a rich table that wraps long cells (ids, explanations) onto more lines instead of
     cutting them with an ellipsis, at the terminal's width (80 columns when not a terminal)."""
-    from rich.console import Console
+    from rich.console import Console, Group
+    from rich.table import Table
 
-    for column in table.columns:
-        column.overflow = "fold"
-        column.no_wrap = False
+    for part in table.renderables if isinstance(table, Group) else [table]:
+        if isinstance(part, Table):
+            for column in part.columns:
+                column.overflow = "fold"
+                column.no_wrap = False
     Console().print(table)
