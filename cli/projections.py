@@ -130,8 +130,9 @@ def worker() -> None:
     """Run the background workers (projection runner, NATS relay, sweepers) without HTTP."""
     from adapters.logs import configure_logging
 
-    configure_logging(_settings().log_level)
-    c = _container()
+    settings = _settings()
+    configure_logging(settings.log_level)
+    c = _container(settings)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
