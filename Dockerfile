@@ -9,6 +9,8 @@ COPY ledger ./ledger
 COPY api ./api
 COPY projections ./projections
 COPY adapters ./adapters
+COPY bootstrap ./bootstrap
+COPY cli ./cli
 COPY bench ./bench
 RUN pip install . && useradd --system --home-dir /app ledger && chown ledger /app
 

@@ -20,7 +20,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
-	$(BIN)/ruff check ledger api projections adapters bench tests
+	$(BIN)/ruff check ledger adapters projections bootstrap api cli bench tests
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/ledger bench all

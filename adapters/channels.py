@@ -54,7 +54,7 @@ class ChannelPolicies:
 
     def __init__(self, db: Database, record: Callable[[Command], Any] | None = None) -> None:
         self.db = db
-        self.record = record  # executes a command through the ledger's writer (set by the wiring)
+        self.record = record  # executes a command through the ledger's writer (given by `bootstrap()`)
         self._lock = threading.Lock()
         self._cached: tuple[float, Policies] | None = None
 

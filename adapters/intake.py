@@ -29,6 +29,7 @@ import orjson
 from pydantic import ValidationError
 
 from adapters import erp, pos, shopify
+from adapters.exceptions import close_exception, open_exception
 from adapters.inbox import Inbox, Status
 from adapters.loop import Loop
 from adapters.mappings import Lookup, SqlMappingStore, mapping_key
@@ -52,7 +53,6 @@ from ledger.errors import LedgerError, OrderNotFoundError, VersionConflictError
 from ledger.service import Ledger
 from ledger.stock import SkuLocation, movement_effect
 from ledger.writer import StorageError
-from projections.exceptions import close_exception, open_exception
 
 log = logging.getLogger("ledger.intake")
 
@@ -476,42 +476,4 @@ def _chose(cause: dict[str, Any], key: str, kind: str, sku: str, location: str) 
     return any(
         u.key == key and u.kind == kind and (u.value is None or u.value == coordinate)
         for u in uses_in_cause(cause)
-    )
-
-
-def install(container: Any) -> None:
-    """Wires the inbox, mappings, translators and the ERP queue into a container, with their workers."""
-    from projections import exceptions
-
-    db = container.db
-    mappings = SqlMappingStore(db)
-    mappings.create_tables()
-    inbox = Inbox(db)
-    inbox.create_tables()
-    shopify.create_tables(db)
-    pos.create_tables(db)
-    exceptions.create_tables(db)
-    queue = erp.ErpQueue(db)
-    queue.create_tables()
-    intake = Intake(container.ledger, inbox, mappings)
-    settings = container.settings
-    gateway = erp.HttpErp(settings.erp_url) if settings.erp_url else None
-    poster = erp.ErpPoster(container.ledger, queue, gateway)
-    feeder = erp.ErpFeeder(container.ledger, queue)
-    worker = InboxWorker(intake)
-    container.extras.update(
-        mappings=mappings,
-        inbox=inbox,
-        intake=intake,
-        remapper=Remapper(intake, container.keys),
-        erp_queue=queue,
-        erp_poster=poster,
-        erp_feeder=feeder,
-        inbox_worker=worker,
-    )
-    container.extras.setdefault("workers", []).extend(
-        [worker, Loop("erp-feeder", feeder.step, 0.5), Loop("erp-poster", poster.step, 0.5)]
-    )
-    container.extras.setdefault("readiness", {})["erp"] = lambda: (
-        "not-configured" if gateway is None else "degraded" if poster.breaker.state == "open" else "ok"
     )

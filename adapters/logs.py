@@ -1,13 +1,27 @@
-"""Structured JSON logs (structlog) with personal data masked before anything is written."""
+"""Structured JSON logs (structlog) with personal data masked before anything is written.
+
+Lines are rendered and written by one listener thread: the calling thread (a request, the
+writer) only builds the event and puts it on a bounded queue (`QUEUE_SIZE`). When the queue is
+full the line is dropped and counted (`ledger_log_lines_dropped_total`), so logging never blocks
+the request path, even on a stalled stderr.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
+import queue
 import re
+import sys
+import threading
 from collections.abc import MutableMapping
-from typing import Any
+from typing import IO, Any
 
+import orjson
 import structlog
+
+from adapters.metrics import LOG_LINES_DROPPED
 
 PERSONAL_KEYS = {
     "email",
@@ -46,7 +60,17 @@ PHONE = re.compile(r"\+\d[\d\s()-]{7,}\d")
 TOKEN = re.compile(r"lk_[0-9a-f]{12}_[A-Za-z0-9_-]+")
 
 
+# Values of these keys are never masked: the logging machinery's own, and the access line's
+# fields, which the middleware fills with bounded values (a method, a route template, numbers).
+UNMASKED_KEYS = frozenset({"timestamp", "level", "logger", "method", "route", "status", "ms", "sampled"})
+QUEUE_SIZE = 10_000  # lines waiting for the listener thread; more are dropped, never waited for
+
+
 def mask_text(text: str) -> str:
+    # Each pattern needs its literal ("@", "+", "lk_"): text with none of them (nearly every
+    # value) is left as it is without running a regular expression.
+    if "@" not in text and "+" not in text and "lk_" not in text:
+        return text
     text = TOKEN.sub("lk_***", text)
     text = EMAIL.sub("***@***", text)
     return PHONE.sub("***phone***", text)
@@ -69,9 +93,14 @@ def mask(value: Any, key: str = "") -> Any:
 
 
 def _mask_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    return {
-        k: (mask(v, k) if k not in ("timestamp", "level", "logger") else v) for k, v in event_dict.items()
-    }
+    return {k: (v if k in UNMASKED_KEYS else mask(v, k)) for k, v in event_dict.items()}
+
+
+def _record_context(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog's context of a stdlib record, captured in the thread that logged it."""
+    record = event_dict.get("_record")
+    context = getattr(record, "ledger_context", None)
+    return {**context, **event_dict} if context else event_dict
 
 
 class _MaskingFilter(logging.Filter):
@@ -85,7 +114,54 @@ class _MaskingFilter(logging.Filter):
         return True
 
 
-def configure_logging(level: str = "INFO") -> None:
+class BoundedQueueHandler(logging.handlers.QueueHandler):
+    """Puts records on a bounded queue for the listener thread; a full queue drops and counts.
+
+    Records are handed over unformatted (the listener renders them); a stdlib record's message
+    is merged with its arguments (masked first by `_MaskingFilter`) and its structlog context
+    taken here, in the thread that logged it.
+    """
+
+    def __init__(self, q: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(q)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        if not isinstance(record.msg, dict):  # a stdlib record (structlog's carry an event dict)
+            record.msg = record.getMessage()
+            record.args = None
+            context = structlog.contextvars.get_contextvars()
+            if context:
+                record.ledger_context = context
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+            LOG_LINES_DROPPED.inc()
+
+
+class _Listener(logging.handlers.QueueListener):
+    def enqueue_sentinel(self) -> None:
+        self.queue.put(self._sentinel)  # type: ignore[attr-defined]  # blocks on a full queue: it is draining
+
+
+_listener: logging.handlers.QueueListener | None = None
+_handler: BoundedQueueHandler | None = None
+_lock = threading.Lock()
+
+
+def _json(obj: Any, **_: Any) -> str:
+    return orjson.dumps(obj, default=repr).decode()
+
+
+def configure_logging(
+    level: str = "INFO", stream: IO[str] | None = None, queue_size: int = QUEUE_SIZE
+) -> None:
+    """JSON lines on `stream` (stderr), written by a listener thread from a bounded queue."""
+    global _listener, _handler
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -99,17 +175,51 @@ def configure_logging(level: str = "INFO") -> None:
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[_record_context, *shared[1:]],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
             _mask_processor,  # again: exception text may quote personal data
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_json),
         ],
     )
-    handler = logging.StreamHandler()
-    handler.setFormatter(formatter)
+    output = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    output.setFormatter(formatter)
+    records: queue.Queue[logging.LogRecord] = queue.Queue(maxsize=queue_size)
+    handler = BoundedQueueHandler(records)
     handler.addFilter(_MaskingFilter())
+    with _lock:
+        stop_logging()
+        _handler = handler
+        _listener = _Listener(records, output)
+        _listener.start()
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def flush_logs() -> None:
+    """Waits until every queued line has been written."""
+    handler = _handler
+    if handler is not None:
+        handler.queue.join()  # type: ignore[attr-defined]  # QueueHandler.queue is a queue.Queue here
+
+
+def dropped_lines() -> int:
+    """Lines dropped because the queue was full, since logging was configured."""
+    return _handler.dropped if _handler is not None else 0
+
+
+def stop_logging() -> None:
+    """Writes what is queued and stops the listener thread (at exit, or before reconfiguring)."""
+    global _listener, _handler
+    listener, _listener = _listener, None
+    if listener is not None:
+        listener.stop()
+        root = logging.getLogger()
+        if _handler in root.handlers:
+            root.removeHandler(_handler)
+    _handler = None
+
+
+atexit.register(stop_logging)

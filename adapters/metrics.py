@@ -34,6 +34,9 @@ PROJECTION_LAG_SECONDS = Gauge(
 PROJECTION_POSITION = Gauge(
     "ledger_projection_position", "Last applied ledger position", ["projection"], registry=REGISTRY
 )
+LOG_LINES_DROPPED = Counter(
+    "ledger_log_lines_dropped_total", "Log lines dropped because the log queue was full", registry=REGISTRY
+)
 OUTBOX_DEPTH = Gauge("ledger_outbox_depth", "Messages waiting in the outbox", registry=REGISTRY)
 NATS_PUBLISHED = Counter("ledger_nats_published_total", "Messages published to NATS", registry=REGISTRY)
 NATS_PUBLISH_FAILURES = Counter(

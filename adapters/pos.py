@@ -24,12 +24,12 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adapters.exceptions import close_exception, open_exception
 from adapters.fields import Id, Quantity
 from adapters.mappings import Lookup
 from adapters.persistence.db import Database, Tx
 from adapters.translate import Apply, Context, Park, Translation, Wait, WaitKey, ref
 from ledger import commands as c
-from projections.exceptions import close_exception, open_exception
 
 MAX_GAP_EXCEPTIONS = 1000
 

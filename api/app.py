@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from api import problems
 from api.console import routes as console_routes
+from api.console.session import Sessions
 from api.idempotency import Idempotency
 from api.middleware import BodyGuard, RequestContext
 from api.models import problems as problems_doc
@@ -31,6 +31,7 @@ from api.routes import erp as erp_routes
 from api.routes import exceptions as exception_routes
 from api.routes import explain as explain_routes
 from api.routes import projections as projection_routes
+from bootstrap import Container, bootstrap
 
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
@@ -38,6 +39,13 @@ ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inb
 ROUTERS += [reconciliations.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
 ROUTERS += [explain_routes.router, console_routes.router]
+
+
+def attach(app: FastAPI, container: Container) -> None:
+    """Serves `container` from `app`: routes find it (and the console's sessions) on `app.state`."""
+    app.state.container = container
+    app.state.sessions = Sessions(container.db, container.keys)
+    metrics.instrument(container.ledger)
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None,
@@ -48,8 +56,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = container is None
         c = container or bootstrap(settings)
-        app.state.container = c
-        metrics.instrument(c.ledger)
+        attach(app, c)
         workers = c.settings.run_workers if run_workers is None else run_workers
         if workers and owned:
             c.start_workers()
@@ -68,8 +75,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         responses=problems_doc(400, 401, 403, 404, 409, 413, 415, 422),
     )
     if container is not None:
-        app.state.container = container
-        metrics.instrument(container.ledger)
+        attach(app, container)
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -1,17 +1,27 @@
-"""Dependency shortcuts for routes: the container, the caller's key, scope checks."""
+"""What routes share: dependency shortcuts (the container, the caller's key, scope checks, headers)
+and the few helpers several routers use (identifier checks, reading and storing inbound messages).
+
+Routes import from here, `api.models`, `api.problems` and the application, never from each other.
+A route reaches a component as `container.<field>` through `ContainerDep` (see `bootstrap`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+import orjson
+from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from adapters.bootstrap import Container
+from adapters.inbox import Stored, fingerprint
 from adapters.keys import Miss, Principal
+from adapters.persistence.db import Tx
 from api.problems import Problem
+from bootstrap import Container
+from ledger.bounds import check_id
 from ledger.commands import Command
+from ledger.errors import InvalidCommandError
 
 
 async def get_container(request: Request) -> Container:
@@ -65,3 +75,84 @@ Admin = Annotated[Principal, Depends(require("admin"))]
 async def execute(container: Container, command: Command) -> dict[str, Any]:
     """Runs a command through the group-commit writer without blocking the event loop."""
     return await container.ledger.submit_async(command)
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="a repeat with the same key and body returns the first answer and appends nothing",
+    ),
+]
+
+
+def valid_id(value: str, field: str) -> str:
+    """`value` when it is an identifier (`ledger.bounds.check_id`), else a 422 problem."""
+    try:
+        return check_id(value, field)
+    except InvalidCommandError as e:
+        raise Problem(422, "validation-error", e.message) from None
+
+
+# ----------------------------------------------------------- inbound messages (webhooks, POS, ERP)
+
+
+async def read_json(request: Request, container: Container) -> tuple[bytes, Any]:
+    """The raw body (bounded) and its parsed JSON; 413 or 400 problems otherwise."""
+    limit = container.settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(413, "body-too-large", f"the body exceeds {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise Problem(413, "body-too-large", f"the body exceeds {limit} bytes")
+    try:
+        return body, orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Problem(400, "malformed-json", "the body is not valid JSON") from None
+
+
+async def store_message(
+    container: Container,
+    source: str,
+    external_id: str,
+    kind: str,
+    body: bytes,
+    payload: Any,
+    headers: dict[str, str] | None = None,
+    status: str = "received",
+    reason: str | None = None,
+    on_new: Callable[[Tx, int], None] | None = None,
+) -> dict[str, Any]:
+    """Stores a message once per delivery id and answers with its (first) status."""
+    print_ = fingerprint(payload)
+    stored: Stored = await run_in_threadpool(
+        container.inbox.store,
+        source,
+        external_id,
+        kind,
+        body,
+        headers or {},
+        print_,
+        status,
+        reason,
+        on_new,
+    )
+    if not stored.created and stored.row["fingerprint"] != print_ and source != "shopify":
+        raise Problem(
+            409,
+            "delivery-id-reused",
+            f"{external_id} was already received with other content",
+            inbox_id=stored.row["id"],
+        )
+    if stored.created:
+        container.inbox_worker.wake()
+    row = stored.row
+    return {
+        "inbox_id": row["id"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "duplicate": not stored.created,
+        "outcome": row["outcome"],
+    }

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import (
@@ -163,3 +164,15 @@ def install(app: FastAPI) -> None:
             "unhandled error on %s %s: %s", request.method, request.url.path, type(e).__name__, exc_info=e
         )
         return problem_response(500, "internal-error", "an unexpected error occurred", request.url.path)
+
+
+def validation_problem(e: ValidationError) -> Problem:
+    errors = [
+        {
+            "loc": [str(x) for x in err.get("loc", ())],
+            "msg": str(err.get("msg", "")),
+            "type": str(err.get("type", "")),
+        }
+        for err in e.errors()
+    ]
+    return Problem(422, "validation-error", "the message does not satisfy the schema", errors=errors)

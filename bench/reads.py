@@ -158,7 +158,7 @@ def api(url: str, seconds: float = 5.0, connections: int = 32) -> Result:
         text=True,
     )
     server = subprocess.Popen(
-        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -279,14 +279,14 @@ def nats_latency(
 
     import nats
 
-    from adapters.bootstrap import bootstrap
     from adapters.channels import ChannelPolicy
     from adapters.config import Settings
+    from bootstrap import bootstrap
 
     container = bootstrap(Settings(database_url=url, nats_url=nats_url))
     if not wake:
-        container.extras["runner"].on_commit.clear()
-        publisher = container.extras["publisher"]
+        container.runner.on_commit.clear()
+        publisher = container.publisher
         publisher.outbox, publisher.poll_seconds = _Unwatched(publisher.outbox), 0.2
     channel = "bench" + uuid.uuid4().hex[:6]
     where = "NATS-" + channel  # a location of this run only: the channel's first policy publishes nothing old
@@ -300,7 +300,7 @@ def nats_latency(
         i = bisect.bisect_left(commits, (position, 0.0))
         return commits[i][1] if i < len(commits) else None
 
-    container.extras["channels"].put(ChannelPolicy(channel=channel, locations=(where,)), actor="bench")
+    container.channels.put(ChannelPolicy(channel=channel, locations=(where,)), actor="bench")
     done, ready = threading.Event(), threading.Event()
 
     async def listen() -> None:
@@ -337,7 +337,7 @@ def nats_latency(
     finally:
         done.set()
         listener.join(timeout=10)
-        left = container.extras["publisher"].outbox.depth()
+        left = container.publisher.outbox.depth()
         container.close()
     latencies: dict[int, float] = {}  # position -> ms; a message sent twice after a reconnect counts once
     early = 0  # arrived before the writer's callback ran: counted as 0 ms

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from adapters.outbox import subject_token
 from ledger.bounds import stock_id
 from ledger.channels import Channel
 from ledger.errors import InvalidCommandError
 from ledger.policy import ChannelPolicy, Policies, available_to_sell
 from projections import folds
-from projections.outbox import subject_token
 from projections.store import Store, Table
 
 Event = Any

@@ -11,7 +11,7 @@ transaction; batching is what makes catch-up and rebuilds fast.)
 on PostgreSQL `NOTIFY` from the events table (a wake-up only), and on a periodic poll,
 which is the only mechanism on SQLite. After a step that committed outbox messages it calls
 its `on_commit` callbacks (the in-process relay's `wake`); a relay in another process hears
-the outbox's own NOTIFY, sent by the same transaction (`projections.outbox`).
+the outbox's own NOTIFY, sent by the same transaction (`adapters.outbox`).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters import metrics
+from adapters import exceptions, metrics, outbox
 from adapters.channels import ChannelPolicies
 from adapters.persistence.db import Database
 from adapters.persistence.urls import is_postgres, pg_conninfo
-from projections import exceptions, folds, outbox
+from projections import folds
 from projections.models import Projection, all_views
 from projections.store import (
     Store,

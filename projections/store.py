@@ -16,14 +16,15 @@ from typing import Any
 
 import orjson
 
+from adapters import outbox
 from adapters.persistence.db import Database, Tx
-from projections import outbox
 
 TRACKING = "projection_tracking"
 CORRECTIONS = "projection_corrections"
 SHADOW = "__shadow"
 
 Key = tuple[Any, ...]
+_FLOATS = frozenset({"DOUBLE PRECISION", "REAL", "FLOAT8", "FLOAT4"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,13 @@ class Table:
     def encode(self, key: Key, row: dict[str, Any]) -> tuple[Any, ...]:
         vals = [orjson.dumps(row[c]).decode() if c in self.json else row[c] for c in self.columns]
         return (*key, *vals)
+
+    def array(self, column: str, values: Sequence[Any]) -> list[Any]:
+        """One column's values as a list psycopg dumps in binary: of one Python type each (a
+        binary array cannot mix ints and floats, which a DOUBLE PRECISION column may be given)."""
+        if self.types.get(column) in _FLOATS:
+            return [v if v is None else float(v) for v in values]
+        return list(values)
 
     def decode(self, r: dict[str, Any]) -> tuple[Key, dict[str, Any]]:
         key = tuple(r[k] for k in self.key)
@@ -181,10 +189,12 @@ class Store:
                 sets = ", ".join(f"{c} = excluded.{c}" for c in t.columns)
                 upsert = f" ON CONFLICT ({', '.join(t.key)}) DO UPDATE SET {sets}"
                 if tx.dialect == "postgres":  # one statement, one array per column: one round trip
-                    arrays = ", ".join(f"%s::{t.types.get(c, 'TEXT')}[]" for c in cols)
+                    # The arrays travel in binary (`%b`): psycopg dumps text arrays with a regular
+                    # expression per element (8.4% of the API process's GIL in the runner).
+                    arrays = ", ".join(f"%b::{t.types.get(c, 'TEXT')}[]" for c in cols)
                     tx.execute(
                         f"INSERT INTO {table} ({', '.join(cols)}) SELECT * FROM unnest({arrays}){upsert}",
-                        [list(v) for v in zip(*ups, strict=True)],
+                        [t.array(c, v) for c, v in zip(cols, zip(*ups, strict=True), strict=True)],
                     )
                 else:
                     tx.executemany(

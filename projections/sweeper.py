@@ -17,11 +17,10 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters import metrics
+from adapters import exceptions, metrics
 from adapters.loop import Loop
 from adapters.persistence.db import Database
 from ledger.commands import ReleaseExpired
-from projections import exceptions
 
 log = logging.getLogger("ledger.sweeper")
 

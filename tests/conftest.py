@@ -42,17 +42,21 @@ def database_url(request) -> str:
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     """The service's log configuration, writing into a buffer instead of stderr."""
-    from adapters.logs import configure_logging
+    from adapters.logs import configure_logging, flush_logs, stop_logging
+
+    class Written(io.StringIO):
+        def getvalue(self) -> str:  # the lines logged so far, once the listener wrote them
+            flush_logs()
+            return super().getvalue()
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
-    configure_logging("INFO")
-    out = io.StringIO()
-    for handler in root.handlers:
-        handler.setStream(out)  # type: ignore[attr-defined]
+    out = Written()
+    configure_logging("INFO", stream=out)
     try:
         yield out
     finally:
+        stop_logging()
         root.handlers[:], level = saved[0], saved[1]
         root.setLevel(level)
         structlog.reset_defaults()

@@ -5,12 +5,15 @@ and reconciled. Registered as a worker only when sources are configured."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from adapters.config import Settings
 from adapters.loop import Loop
+from adapters.persistence.db import Database
 from adapters.reconciliation.engine import Reconciler
 from adapters.reconciliation.ports import InventorySnapshotSource
+from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLevels
 
 log = logging.getLogger("ledger.reconcile")
 
@@ -18,7 +21,7 @@ log = logging.getLogger("ledger.reconcile")
 class ScheduledReconciliation:
     def __init__(
         self,
-        reconciler: Callable[[], Reconciler],
+        reconciler: Reconciler,
         sources: Sequence[InventorySnapshotSource],
         interval: float,
     ) -> None:
@@ -34,7 +37,7 @@ class ScheduledReconciliation:
                 if snap is None:
                     self.last[src.source] = {"status": "no snapshot"}
                     continue
-                report = self.reconciler().reconcile(snap)
+                report = self.reconciler.reconcile(snap)
                 self.last[src.source] = {
                     "status": "ok",
                     "id": report["id"],
@@ -57,17 +60,13 @@ class ScheduledReconciliation:
         return 0  # then wait an interval
 
 
-def register(container: Any) -> ScheduledReconciliation | None:
-    """Adds the scheduled job to `container.extras["workers"]` when sources are configured."""
-    from adapters.reconciliation import wiring
-    from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLevels
-
-    settings = container.settings
+def scheduled(settings: Settings, db: Database, reconciler: Reconciler) -> ScheduledReconciliation | None:
+    """The scheduled job when `LEDGER_RECONCILE_SOURCES` names sources, else None."""
     names = [s.strip() for s in (settings.reconcile_sources or "").split(",") if s.strip()]
     sources: list[InventorySnapshotSource] = []
     for name in names:
         if name == "shopify":
-            sources.append(ShopifyObservedLevels(container.db))
+            sources.append(ShopifyObservedLevels(db))
         elif name == "erp" and settings.erp_url:
             sources.append(HttpErpInventory(settings.erp_url))
         else:
@@ -76,8 +75,4 @@ def register(container: Any) -> ScheduledReconciliation | None:
             )
     if not sources:
         return None
-    job = ScheduledReconciliation(
-        lambda: wiring.build(container), sources, settings.reconcile_interval_seconds
-    )
-    container.extras.setdefault("workers", []).append(job)
-    return job
+    return ScheduledReconciliation(reconciler, sources, settings.reconcile_interval_seconds)

@@ -7,6 +7,10 @@ from typing import Any
 
 import orjson
 
+from adapters import exceptions, pos
+from adapters.exceptions import close_exception, list_exceptions, open_exception
+from adapters.inbox import Inbox
+from adapters.mappings import SqlMappingStore
 from adapters.persistence.db import Database
 from adapters.reconciliation.engine import Reconciler, RunLog
 from adapters.reconciliation.facts import StockStreams
@@ -115,8 +119,6 @@ class PosGaps:
         self.mappings = mappings
 
     def gaps(self) -> Sequence[SequenceGap]:
-        from projections.exceptions import list_exceptions
-
         by_store: dict[str, list[int]] = {}
         for e in list_exceptions(self.db, "pos-sequence-gap", open_only=True, limit=100_000):
             d = e["detail"]
@@ -129,20 +131,16 @@ class PosGaps:
 
 
 class StoredExceptions:
-    """The exceptions store (projections/exceptions.py): each change also goes to the outbox."""
+    """The exceptions store (adapters/exceptions.py): each change also goes to the outbox."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def open_keys(self, kind: str, prefix: str = "") -> set[str]:
-        from projections.exceptions import list_exceptions
-
         rows = list_exceptions(self.db, kind, open_only=True, limit=10_000_000)
         return {r["key"] for r in rows if r["key"].startswith(prefix)}
 
     def apply(self, kind: str, opened: Sequence[Opening], closed: Sequence[Closing]) -> tuple[int, int]:
-        from projections.exceptions import close_exception, open_exception
-
         n_open = n_closed = 0
         with self.db.transaction() as tx:
             for key, detail, position in opened:
@@ -154,10 +152,6 @@ class StoredExceptions:
 
 def create_tables(db: Database) -> None:
     """Every table the reconciler reads or writes (each owner's DDL is idempotent)."""
-    from adapters import pos
-    from adapters.inbox import Inbox
-    from adapters.mappings import SqlMappingStore
-    from projections import exceptions
 
     exceptions.create_tables(db)
     Inbox(db).create_tables()
@@ -166,22 +160,16 @@ def create_tables(db: Database) -> None:
     RunLog(db).create_tables()
 
 
-def build(container: Any) -> Reconciler:
-    """The reconciler of a bootstrapped container (kept in `container.extras["reconciler"]`)."""
-    found = container.extras.get("reconciler")
-    if found is not None:
-        return found  # type: ignore[no-any-return]
-    db = container.db
+def build(db: Database, app: Any, thresholds: str = "") -> Reconciler:
+    """The reconciler over the service's tables (`bootstrap()` keeps one in its container)."""
     create_tables(db)
     mappings = SqlIdentityMap(db)
-    reconciler = Reconciler(
-        StockStreams.of(db, container.ledger.app),
+    return Reconciler(
+        StockStreams.of(db, app),
         mappings=mappings,
         evidence=InboxEvidence(db, mappings),
         gaps=PosGaps(db, mappings),
         exceptions=StoredExceptions(db),
-        thresholds=parse_thresholds(getattr(container.settings, "reconcile_thresholds", "")),
+        thresholds=parse_thresholds(thresholds),
         runs=RunLog(db),
     )
-    container.extras["reconciler"] = reconciler
-    return reconciler

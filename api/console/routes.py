@@ -16,13 +16,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from adapters.bootstrap import Container
 from adapters.mappings import check_mapping, mapping_key
 from api.console import chart, views
 from api.console.session import COOKIE, TTL_SECONDS, Session, Sessions
 from api.problems import problem_response
+from bootstrap import Container
 from ledger.bounds import check_id
 from ledger.errors import InvalidCommandError, LedgerError
+from projections.jobs import RebuildRunningError, UnknownProjectionError
 
 HERE = Path(__file__).parent
 STATIC = {"console.css": "text/css", "console.js": "text/javascript"}
@@ -51,8 +52,8 @@ def _container(request: Request) -> Container:
     return request.app.state.container
 
 
-def _sessions(c: Container) -> Sessions:
-    return c.extras.setdefault("console_sessions", Sessions(c.db, c.keys))  # type: ignore[no-any-return]
+def _sessions(request: Request) -> Sessions:
+    return request.app.state.sessions  # type: ignore[no-any-return]  # set with the container (api.app)
 
 
 def page(request: Request, name: str, session: Session | None, status: int = 200, **ctx: Any) -> HTMLResponse:
@@ -67,7 +68,7 @@ def refuse(request: Request, e: Refusal, session: Session | None = None) -> Resp
 
 
 async def current(request: Request) -> Session | None:
-    return await run_in_threadpool(_sessions(_container(request)).get, request.cookies.get(COOKIE))
+    return await run_in_threadpool(_sessions(request).get, request.cookies.get(COOKIE))
 
 
 def _id(value: str, field: str) -> str:
@@ -139,7 +140,7 @@ async def login(request: Request) -> Response:
         token = data.get("token", "").strip()
         if not token or len(token) > 256:
             raise Refusal(401, "unauthenticated", "the key is unknown, expired or revoked")
-        sessions = _sessions(_container(request))
+        sessions = _sessions(request)
         principal = await run_in_threadpool(_container(request).keys.verify, token)
         if principal is None:
             raise Refusal(401, "unauthenticated", "the key is unknown, expired or revoked")
@@ -175,7 +176,7 @@ async def logout(request: Request) -> Response:
         return refuse(
             request, Refusal(403, "csrf-refused", "the form's CSRF token is missing or wrong"), session
         )
-    await run_in_threadpool(_sessions(_container(request)).sign_out, request.cookies.get(COOKIE))
+    await run_in_threadpool(_sessions(request).sign_out, request.cookies.get(COOKIE))
     response = RedirectResponse("/console/login", status_code=303, headers=HEADERS)
     response.delete_cookie(COOKIE, path="/console", httponly=True, samesite="strict")
     return response
@@ -314,7 +315,7 @@ async def map_and_retry(request: Request) -> Response:
         _id(canonical, "canonical")
         c = _container(request)
         who = _who(session)
-        change = await run_in_threadpool(c.extras["mappings"].set, source, kind, external_id, canonical, who)
+        change = await run_in_threadpool(c.mappings.set, source, kind, external_id, canonical, who)
         key = mapping_key(source, kind, external_id)
         if change["changed"]:
             await run_in_threadpool(
@@ -324,7 +325,7 @@ async def map_and_retry(request: Request) -> Response:
                 key,
                 {"old": change["old"], "new": canonical, "version": change["version"]},
             )
-        outcome = await run_in_threadpool(c.extras["remapper"].remap, source, kind, external_id, who)
+        outcome = await run_in_threadpool(c.remapper.remap, source, kind, external_id, who)
     except Refusal as e:
         return refuse(request, e, session)
     except LedgerError as e:
@@ -339,15 +340,13 @@ async def map_and_retry(request: Request) -> Response:
 @router.post("/actions/rebuild")
 async def rebuild(request: Request) -> Response:
     """Starts a read-model rebuild (the same job as `POST /v1/projections/{name}/rebuild`)."""
-    from projections.jobs import RebuildRunningError, UnknownProjectionError
-
     session = None
     try:
         session, data = await actor(request)
         name = data.get("name", "")
         c = _container(request)
         try:
-            job = c.extras["rebuilds"].start(name, by=session.principal.name)
+            job = c.rebuilds.start(name, by=session.principal.name)
         except UnknownProjectionError:
             raise Refusal(404, "unknown-projection", f"no read model named {name[:64]!r}") from None
         except RebuildRunningError:

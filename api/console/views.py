@@ -10,12 +10,12 @@ import heapq
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.bootstrap import Container
+from adapters import outbox
+from adapters.exceptions import list_exceptions
 from adapters.logs import mask
+from bootstrap import Container
 from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
-from projections import outbox
-from projections.exceptions import list_exceptions
 from projections.explain import Explainer
 
 TIMELINE = 200
@@ -23,7 +23,7 @@ REFERENCE_LIMIT = 100  # orders a correlation-id search lists at most
 
 
 def explainer(c: Container) -> Explainer:
-    return Explainer(c.db, c.ledger.history, c.extras["channels"])
+    return Explainer(c.db, c.ledger.history, c.channels)
 
 
 def shown(value: Any, reveal: bool) -> Any:
@@ -101,7 +101,7 @@ def sku_page(c: Container, sku: str) -> dict[str, Any]:
         r["location"]
         for r in c.db.query("SELECT location FROM stock_levels WHERE sku = %s ORDER BY location", (sku,))
     ]
-    policies = c.extras["channels"].cached().by_channel
+    policies = c.channels.cached().by_channel
     for p in policies.values():
         locations += [
             loc for loc in p.locations if loc not in locations and history.stock(sku, loc) is not None
@@ -259,31 +259,30 @@ def missing_mappings(c: Container, inbox_id: int) -> list[dict[str, str]]:
 
 
 def operations(c: Container) -> dict[str, Any]:
-    projector = c.extras.get("projector")
-    parked = c.extras["inbox"].list(status="parked", limit=200)
+    parked = c.inbox.list(status="parked", limit=200)
     for row in parked:
         row["missing"] = missing_mappings(c, int(row["id"]))
     exceptions = list_exceptions(c.db)
     return {
-        "projections": projector.status() if projector is not None else [],
-        "jobs": c.extras["rebuilds"].recent(10),
+        "projections": c.projector.status(),
+        "jobs": c.rebuilds.recent(10),
         "outbox": outbox.depth(c.db),
         "parked": parked,
         "exceptions": exceptions,
         "stuck": [x for x in exceptions if x["kind"] == "stuck-order"],
         "drift": [x for x in exceptions if x["kind"] == "drift"],
-        "recent": c.extras["inbox"].list(limit=1000)[-20:][::-1],
+        "recent": c.inbox.list(limit=1000)[-20:][::-1],
     }
 
 
 def message_page(c: Container, inbox_id: int, reveal: bool) -> dict[str, Any] | None:
-    row = c.extras["inbox"].get(inbox_id)
+    row = c.inbox.get(inbox_id)
     if row is None:
         return None
     import orjson
 
     try:
-        payload = orjson.loads(c.extras["inbox"].body(inbox_id))
+        payload = orjson.loads(c.inbox.body(inbox_id))
     except orjson.JSONDecodeError:
         payload = None
     return {
@@ -299,7 +298,7 @@ def message_page(c: Container, inbox_id: int, reveal: bool) -> dict[str, Any] | 
 
 def mappings_page(c: Container) -> dict[str, Any]:
     return {
-        "current": c.extras["mappings"].list(),
+        "current": c.mappings.list(),
         "history": c.db.query(
             "SELECT version, source, kind, external_id, old, new, actor, at FROM mapping_history "
             "ORDER BY version DESC LIMIT 500"
@@ -308,7 +307,7 @@ def mappings_page(c: Container) -> dict[str, Any]:
 
 
 def channels_page(c: Container) -> list[dict[str, Any]]:
-    channels = c.extras["channels"]
+    channels = c.channels
     return [
         {"channel": name, "current": p.as_dict(), "versions": [v.as_dict() for v in channels.history(name)]}
         for name, p in sorted(channels.current().by_channel.items())

@@ -28,11 +28,11 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.bootstrap import Container
 from adapters.keys import Principal
-from api.deps import bearer_token, require
+from api.deps import bearer_token, require, valid_id
 from api.middleware import header
 from api.problems import Problem
+from bootstrap import Container
 from ledger.bounds import check_id
 from ledger.errors import InvalidCommandError
 from projections.cache import AtsCache
@@ -57,26 +57,19 @@ class AtsItems(BaseModel):
 _reader = require("ats:read")  # called directly: a dependency costs more than the rest of the read
 
 
-def _check(value: str, field: str) -> None:
-    try:
-        check_id(value, field)
-    except InvalidCommandError as e:
-        raise Problem(422, "validation-error", e.message) from None
-
-
 async def _known_channel(container: Container, channel: str) -> None:
     """404 for a channel without a policy. Known channels are remembered (a policy is never deleted)."""
-    _check(channel, "channel")
-    known: set[str] = container.extras.setdefault("ats_channels", set())
+    valid_id(channel, "channel")
+    known = container.ats_channels
     if channel in known:
         return
-    if await run_in_threadpool(container.extras["channels"].get, channel) is None:
+    if await run_in_threadpool(container.channels.get, channel) is None:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
     known.add(channel)
 
 
 def cache_of(container: Container) -> AtsCache:
-    return container.extras["ats_cache"]  # wired by projections.wiring
+    return container.ats_cache
 
 
 def _item(channel: str, sku: str, found: tuple[int, int]) -> dict[str, Any]:
@@ -89,7 +82,7 @@ async def get_ats(channel: str, sku: str, request: Request) -> Response:
     await _reader(request)
     container: Container = request.app.state.container
     await _known_channel(container, channel)
-    _check(sku, "sku")
+    valid_id(sku, "sku")
     cache = cache_of(container)
     found = cache.get(channel, sku)
     if found is None:
@@ -111,7 +104,7 @@ async def list_ats(
     if len(sku) > MAX_SKUS:
         raise Problem(422, "validation-error", f"at most {MAX_SKUS} skus per request")
     for s in sku:
-        _check(s, "sku")
+        valid_id(s, "sku")
     skus = list(dict.fromkeys(sku))
     cache = cache_of(container)
     found = cache.get_many(channel, skus)
@@ -152,7 +145,7 @@ class AtsFastPath:
         if container is None:
             return None
         channel, sku = parts[3], parts[4]
-        if channel not in container.extras.get("ats_channels", ()):
+        if channel not in container.ats_channels:
             return None
         token = bearer_token(header(scope, b"authorization"))
         principal = None if token is None else container.keys.lookup(token)

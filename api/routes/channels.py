@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.keys import Principal
-from api.deps import Admin, Auditor, ContainerDep
+from api.deps import Admin, Auditor, ContainerDep, valid_id
 from api.problems import Problem
 from ledger.bounds import MAX_QUANTITY, check_id
 from ledger.errors import InvalidCommandError
@@ -63,23 +63,18 @@ async def put_channel(
         )
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None
-    store = container.extras["channels"]
+    store = container.channels
     saved = await run_in_threadpool(store.put, policy, _actor(principal))
     await run_in_threadpool(container.keys.audit, _actor(principal), "channel.set", channel, saved.as_dict())
-    runner = container.extras.get("runner")
-    if runner is not None:
-        runner.wake()
+    container.runner.wake()
     return saved.as_dict()
 
 
 @router.get("/v1/channels/{channel}")
 async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict[str, Any]:
     """The channel's current policy and its earlier versions (newest first)."""
-    try:
-        check_id(channel, "channel")
-    except InvalidCommandError as e:
-        raise Problem(422, "validation-error", e.message) from None
-    history = await run_in_threadpool(container.extras["channels"].history, channel)
+    valid_id(channel, "channel")
+    history = await run_in_threadpool(container.channels.history, channel)
     if not history:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
     return {**history[0].as_dict(), "versions": [p.as_dict() for p in history]}

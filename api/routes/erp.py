@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from adapters import erp
-from api.deps import ContainerDep, Ingester
-from api.routes.inbox import read_json, store, validation_problem
+from api.deps import ContainerDep, Ingester, read_json, store_message
+from api.problems import validation_problem
 
 router = APIRouter(tags=["erp"])
 
@@ -20,7 +20,7 @@ async def _receive(request: Request, container: Any, kind: str) -> dict[str, Any
         message = erp.SHAPES[kind].model_validate(payload)
     except ValidationError as e:
         raise validation_problem(e) from None
-    return await store(container, "erp", message.message_id, kind, body, payload)
+    return await store_message(container, "erp", message.message_id, kind, body, payload)
 
 
 @router.post("/v1/erp/goods-receipts")

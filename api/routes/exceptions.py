@@ -7,9 +7,9 @@ from typing import Any
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from adapters.exceptions import list_exceptions
 from api.deps import Auditor, ContainerDep
 from api.problems import Problem
-from projections.exceptions import list_exceptions
 
 router = APIRouter(tags=["exceptions"])
 

@@ -15,25 +15,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from adapters.bootstrap import Container
-from api.deps import ContainerDep, OrderReader
+from api.deps import ContainerDep, OrderReader, valid_id
 from api.problems import Problem
-from ledger.bounds import check_id
-from ledger.errors import InvalidCommandError
+from bootstrap import Container
 from projections.explain import Explainer
 
 router = APIRouter(tags=["ats"])
 
 
 def explainer(container: Container) -> Explainer:
-    return Explainer(container.db, container.ledger.history, container.extras["channels"])
-
-
-def _check(value: str, field: str) -> None:
-    try:
-        check_id(value, field)
-    except InvalidCommandError as e:
-        raise Problem(422, "validation-error", e.message) from None
+    return Explainer(container.db, container.ledger.history, container.channels)
 
 
 @router.get("/v1/ats/{channel}/{sku}/explain")
@@ -45,11 +36,11 @@ async def explain_ats(
     as_of: Annotated[datetime | None, Query(description="RFC 3339 moment, with its offset")] = None,
 ) -> dict[str, Any]:
     """The terms of an ATS (per location, then safety stock, buffer, exclusion), each linked to its events."""
-    _check(channel, "channel")
-    _check(sku, "sku")
+    valid_id(channel, "channel")
+    valid_id(sku, "sku")
     if as_of is not None and as_of.tzinfo is None:
         raise Problem(422, "validation-error", "as_of needs a UTC offset, e.g. 2024-05-01T12:00:00Z")
-    if container.extras["channels"].get(channel) is None:
+    if container.channels.get(channel) is None:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
     ex = explainer(container)
     if as_of is None:

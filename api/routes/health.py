@@ -25,7 +25,7 @@ async def readyz(container: ContainerDep) -> JSONResponse:
     `not-configured` (a check answers one of those, or a bool for ok/degraded)."""
     db_ok = await run_in_threadpool(container.db.ping)
     checks = {"database": "ok" if db_ok else "down"}
-    for name, check in container.extras.get("readiness", {}).items():
+    for name, check in container.readiness.items():
         state = check()
         checks[name] = state if state in STATES else "ok" if state is True else "degraded"
     status = 200 if db_ok else 503

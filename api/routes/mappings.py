@@ -10,10 +10,8 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.keys import Principal
 from adapters.mappings import mapping_key
-from api.deps import Admin, Auditor, ContainerDep
+from api.deps import Admin, Auditor, ContainerDep, valid_id
 from api.problems import Problem
-from ledger.bounds import check_id
-from ledger.errors import InvalidCommandError
 
 router = APIRouter(tags=["mappings"])
 
@@ -30,24 +28,14 @@ def _actor(p: Principal) -> str:
     return f"{p.name} ({p.key_id})"
 
 
-def _check(external_id: str) -> None:
-    try:
-        check_id(external_id, "external_id")
-    except InvalidCommandError as e:
-        raise Problem(422, "validation-error", e.message) from None
-
-
 @router.put("/v1/mappings/{source}/{kind}/{external_id}")
 async def put_mapping(
     source: Source, kind: Kind, external_id: str, body: MappingBody, container: ContainerDep, principal: Admin
 ) -> dict[str, Any]:
     """Sets a mapping (a new version, kept with who and when); parked messages that needed it are retried."""
-    _check(external_id)
-    try:
-        check_id(body.canonical, "canonical")
-    except InvalidCommandError as e:
-        raise Problem(422, "validation-error", e.message) from None
-    store = container.extras["mappings"]
+    valid_id(external_id, "external_id")
+    valid_id(body.canonical, "canonical")
+    store = container.mappings
     change = await run_in_threadpool(store.set, source, kind, external_id, body.canonical, _actor(principal))
     requeued: list[int] = []
     if change["changed"]:
@@ -59,11 +47,10 @@ async def put_mapping(
             {"old": change["old"], "new": change["canonical"], "version": change["version"]},
         )
         requeued = await run_in_threadpool(
-            container.extras["inbox"].requeue_using, mapping_key(source, kind, external_id)
+            container.inbox.requeue_using, mapping_key(source, kind, external_id)
         )
-        worker = container.extras.get("inbox_worker")
-        if worker is not None and requeued:
-            worker.wake()
+        if requeued:
+            container.inbox_worker.wake()
     return {**change, "requeued": len(requeued)}
 
 
@@ -72,7 +59,7 @@ async def list_mappings(
     container: ContainerDep, _: Auditor, source: Source | None = None, kind: Kind | None = None
 ) -> dict[str, Any]:
     """Current mappings."""
-    return {"items": await run_in_threadpool(container.extras["mappings"].list, source, kind)}
+    return {"items": await run_in_threadpool(container.mappings.list, source, kind)}
 
 
 @router.get("/v1/mappings/{source}/{kind}/{external_id}")
@@ -80,8 +67,8 @@ async def get_mapping(
     source: Source, kind: Kind, external_id: str, container: ContainerDep, _: Auditor
 ) -> dict[str, Any]:
     """A mapping's current value and every version (who, when, old value, new value)."""
-    _check(external_id)
-    store = container.extras["mappings"]
+    valid_id(external_id, "external_id")
+    store = container.mappings
     current = await run_in_threadpool(store.get, source, kind, external_id)
     history = await run_in_threadpool(store.history, source, kind, external_id)
     if current is None and not history:
@@ -101,7 +88,7 @@ async def remap(
     source: Source, kind: Kind, external_id: str, container: ContainerDep, principal: Admin
 ) -> dict[str, Any]:
     """Re-translates the messages that used this mapping; mis-posted movements get correction events."""
-    _check(external_id)
+    valid_id(external_id, "external_id")
     return await run_in_threadpool(
-        container.extras["remapper"].remap, source, kind, external_id, _actor(principal)
+        container.remapper.remap, source, kind, external_id, _actor(principal)
     )

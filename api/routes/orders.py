@@ -11,11 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ContainerDep, Ingester, OrderReader, execute
+from api.deps import ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
 from api.middleware import cause_from
 from api.models import Cancellation, NewOrder, OrderView, Return, Shipment, problems
 from api.problems import Problem
-from api.routes.stock import IdempotencyKey, check_id
 from ledger.commands import CancelOrder, CaptureOrder, ReturnItems, ShipOrder
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
@@ -63,7 +62,7 @@ async def ship(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Record a shipment: the reserved units leave on hand. A repeated `shipment_id` appends nothing."""
-    check_id(order_id, "order_id")
+    valid_id(order_id, "order_id")
     lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
     cmd = ShipOrder(
         order_id=order_id,
@@ -84,7 +83,7 @@ async def cancel(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Cancel the whole order, or some units of some lines; their reservations are released."""
-    check_id(order_id, "order_id")
+    valid_id(order_id, "order_id")
     lines = None if body.lines is None else tuple(x.model_dump() for x in body.lines)
     cmd = CancelOrder(
         order_id=order_id,
@@ -106,7 +105,7 @@ async def return_items(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Record returned units: `restock` puts them back on hand, `damaged` keeps them unavailable."""
-    check_id(order_id, "order_id")
+    valid_id(order_id, "order_id")
     lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
     cmd = ReturnItems(
         order_id=order_id,
@@ -120,7 +119,7 @@ async def return_items(
 @router.get("/{order_id}", response_model=OrderView, responses=problems(401, 403, 404, 422))
 async def order(order_id: OrderId, container: ContainerDep, _: OrderReader) -> dict[str, Any]:
     """The order, its stage and its lines, straight from the ledger."""
-    check_id(order_id, "order_id")
+    valid_id(order_id, "order_id")
     found = await run_in_threadpool(container.ledger.history.order, order_id)
     if found is None:
         raise Problem(404, "order-not-found", f"order {order_id} is not in the ledger")

@@ -8,9 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from adapters import pos
-from api.deps import ContainerDep, Ingester
-from api.problems import Problem
-from api.routes.inbox import read_json, store, validation_problem
+from api.deps import ContainerDep, Ingester, read_json, store_message
+from api.problems import Problem, validation_problem
 
 router = APIRouter(tags=["pos"])
 
@@ -24,7 +23,7 @@ async def post_batch(request: Request, container: ContainerDep, _: Ingester) -> 
     except ValidationError as e:
         raise validation_problem(e) from None
     try:
-        return await store(
+        return await store_message(
             container,
             "pos",
             pos.external_id(batch.store, batch.batch_id),

@@ -24,15 +24,15 @@ router = APIRouter(tags=["projections"])
 @router.get("/v1/projections")
 async def list_projections(container: ContainerDep, _: Admin) -> dict[str, Any]:
     """Each read model with its position and lag (positions, seconds), and recent rebuild jobs."""
-    items = await run_in_threadpool(container.extras["projector"].status)
-    return {"items": items, "jobs": container.extras["rebuilds"].recent(20)}
+    items = await run_in_threadpool(container.projector.status)
+    return {"items": items, "jobs": container.rebuilds.recent(20)}
 
 
 @router.post("/v1/projections/{name}/rebuild", status_code=202)
 async def start_rebuild(name: str, container: ContainerDep, principal: Admin) -> JSONResponse:
     """Starts a rebuild (202 with a job; poll `GET /v1/projections`)."""
     try:
-        job = container.extras["rebuilds"].start(name, by=principal.name)
+        job = container.rebuilds.start(name, by=principal.name)
     except UnknownProjectionError:
         raise Problem(
             404, "unknown-projection", f"no read model named {name[:64]!r}; known: {', '.join(NAMES)}"

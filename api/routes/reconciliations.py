@@ -11,7 +11,6 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.fields import Id
 from adapters.reconciliation import report as reports
-from adapters.reconciliation import wiring
 from adapters.reconciliation.engine import MAX_LEVELS
 from adapters.reconciliation.ports import Level, Snapshot
 from api.deps import Auditor, ContainerDep
@@ -68,7 +67,7 @@ async def reconcile(
         [Level(x.sku, x.location, x.quantity, x.observed_at) for x in body.levels],
         origin="api",
     )
-    reconciler = await run_in_threadpool(wiring.build, container)
+    reconciler = container.reconciler
     report = await run_in_threadpool(reconciler.reconcile, snap)
     return _answer(report, format)
 
@@ -81,7 +80,7 @@ async def recent(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Recent reconciliation runs, newest first (summaries)."""
-    reconciler = await run_in_threadpool(wiring.build, container)
+    reconciler = container.reconciler
     assert reconciler.runs is not None
     items = await run_in_threadpool(reconciler.runs.recent, source, limit)
     return {"items": items}
@@ -92,7 +91,7 @@ async def one(
     run_id: Annotated[str, Path(max_length=64)], container: ContainerDep, _: Auditor, format: Format = "json"
 ) -> Any:
     """One run's full report (JSON, or CSV for finance)."""
-    reconciler = await run_in_threadpool(wiring.build, container)
+    reconciler = container.reconciler
     assert reconciler.runs is not None
     found = await run_in_threadpool(reconciler.runs.get, run_id)
     if found is None:

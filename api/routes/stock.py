@@ -13,7 +13,7 @@ from uuid import UUID
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auditor, ContainerDep, Ingester, execute
+from api.deps import Auditor, ContainerDep, IdempotencyKey, Ingester, execute, valid_id
 from api.middleware import cause_from
 from api.models import (
     Adjustment,
@@ -39,14 +39,6 @@ IfMatch = Annotated[
         description="compare-and-set: the stream version the write expects (the ETag of a read)",
     ),
 ]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        max_length=255,
-        description="a repeat with the same key and body returns the first answer and appends nothing",
-    ),
-]
 SkuPath = Annotated[str, Path(min_length=1, max_length=128)]
 VERSION = re.compile(r'^\s*(?:W/)?"?(\d{1,15})"?\s*$')
 HIDDEN_FIELDS = {"originator_id", "originator_version", "timestamp", "cause", "originator_topic"}
@@ -65,12 +57,6 @@ def if_match_version(value: str | None) -> int | None:
 
 def etag(version: int) -> str:
     return f'"{version}"'
-
-
-def check_id(value: str, name: str) -> str:
-    if not value.isprintable() or not 1 <= len(value) <= 128:
-        raise Problem(422, "validation-error", f"{name} must be 1 to 128 printable characters")
-    return value
 
 
 def _answer(response: Response, outcome: dict[str, Any], version: int | None = None) -> dict[str, Any]:
@@ -170,7 +156,7 @@ async def stock(
     position: Annotated[int | None, Query(ge=0, le=2**62, description="a ledger position")] = None,
 ) -> dict[str, Any]:
     """The stock of a SKU at a location, now (straight from the ledger), at a moment, or at a position."""
-    check_id(sku, "sku"), check_id(location, "location")
+    valid_id(sku, "sku"), valid_id(location, "location")
     if as_of is not None and position is not None:
         raise Problem(422, "validation-error", "give as_of or position, not both")
     if as_of is not None and as_of.tzinfo is None:
@@ -286,9 +272,9 @@ async def events(
     until: Annotated[datetime | None, Query(description="RFC 3339: events recorded at or before")] = None,
 ) -> dict[str, Any]:
     """The events of a SKU at a location, by ledger position, each linked to its cause."""
-    check_id(sku, "sku"), check_id(location, "location")
+    valid_id(sku, "sku"), valid_id(location, "location")
     for moment, name in ((since, "since"), (until, "until")):
         if moment is not None and moment.tzinfo is None:
             raise Problem(422, "validation-error", f"{name} needs a UTC offset, e.g. 2024-05-01T12:00:00Z")
-    types = {check_id(t, "type") for t in type or ()}
+    types = {valid_id(t, "type") for t in type or ()}
     return await run_in_threadpool(read_page, container, sku, location, after, limit, types, since, until)

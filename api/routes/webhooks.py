@@ -8,9 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from adapters import shopify
-from api.deps import ContainerDep
-from api.problems import Problem
-from api.routes.inbox import read_json, store, validation_problem
+from api.deps import ContainerDep, read_json, store_message
+from api.problems import Problem, validation_problem
 
 router = APIRouter(tags=["webhooks"])
 
@@ -43,4 +42,4 @@ async def shopify_webhook(request: Request, container: ContainerDep) -> dict[str
             raise validation_problem(e) from None
     else:
         status, reason = "rejected", f"unsupported topic {topic}"
-    return await store(container, "shopify", webhook_id, topic, body, payload, headers, status, reason)
+    return await store_message(container, "shopify", webhook_id, topic, body, payload, headers, status, reason)

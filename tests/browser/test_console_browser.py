@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from adapters.bootstrap import bootstrap
 from adapters.channels import ChannelPolicy
 from adapters.config import Settings
+from bootstrap import bootstrap
 from ledger import commands as c
 
 HERE = Path(__file__).parent
@@ -64,7 +64,7 @@ def seed(url: str) -> dict[str, str]:
             "item": "POS-" + uuid.uuid4().hex[:4],
             "order": "1001" + uuid.uuid4().hex[:4],
         }
-        channels = container.extras["channels"]
+        channels = container.channels
         channels.put(ChannelPolicy(channel="web", locations=(names["warehouse"],), safety_stock=2), "seed")
         channels.put(ChannelPolicy(channel="store", locations=(names["store_location"],)), "seed")
         led = container.ledger
@@ -95,7 +95,7 @@ def seed(url: str) -> dict[str, str]:
                 cause={"source": "seed"},
             )
         )
-        container.extras["mappings"].set("pos", "sku", names["item"], names["sku"], "seed")
+        container.mappings.set("pos", "sku", names["item"], names["sku"], "seed")
         return names
     finally:
         container.close()

@@ -12,9 +12,9 @@ with warnings.catch_warnings():
 
 from e2e_api import put_channel, read_ats
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from api.app import create_app
+from bootstrap import Container, bootstrap
 from ledger.ports import StaticLocations
 
 
@@ -47,7 +47,7 @@ class AdaptersApi:
 
     def drain(self) -> None:
         """Applies everything the inbox holds (what the inbox worker does in the background)."""
-        intake = self.container.extras["intake"]
+        intake = self.container.intake
         for _ in range(50):
             if not intake.step():
                 return

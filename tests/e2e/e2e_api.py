@@ -12,10 +12,10 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx still wor
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.persistence.urls import ensure_pg_schema, is_postgres
 from api.app import create_app
+from bootstrap import Container, bootstrap
 
 
 @dataclass
@@ -53,7 +53,7 @@ def make_api(url: str, **settings: Any) -> Iterator[Api]:
 
 
 def project(api: Api) -> None:
-    api.container.extras["projector"].catch_up()
+    api.container.projector.catch_up()
 
 
 def put_channel(client: TestClient, admin: dict[str, str], channel: str, *locations: str) -> None:
@@ -66,7 +66,7 @@ def put_channel(client: TestClient, admin: dict[str, str], channel: str, *locati
 
 def read_ats(client: TestClient, container: Container, reader: dict[str, str], channel: str, sku: str) -> int:
     """The ATS read model over HTTP, once the projection has caught up with the ledger."""
-    projector = container.extras["projector"]
+    projector = container.projector
     projector.catch_up()
     r = client.get(f"/v1/ats/{channel}/{sku}", headers=reader)
     assert r.status_code == 200, r.text

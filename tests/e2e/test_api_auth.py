@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from adapters.keys import ApiKeys
 from adapters.persistence.db import Database
-from api.cli import app as cli
-from api.cli import first_start_key
+from cli.keys import first_start_key
+from cli.main import app as cli
 
 RECEIPT = {"sku": "S1", "location": "W1", "quantity": 1, "reference": "r1"}
 

@@ -25,7 +25,7 @@ def test_ats_follows_receipts_and_the_channel_policy(any_api: Api):
     assert got.status_code == 200
     body = got.json()
     assert body["available"] == 15 - 2 - 2 and body["channel"] == "web" and body["sku"] == sku
-    assert body["position"] == api.container.extras["projector"].head()
+    assert body["position"] == api.container.projector.head()
 
     put_channel(api, "web", {"locations": [w1], "safety_stock": 0, "excluded_skus": []})
     project(api)
@@ -106,7 +106,7 @@ def test_exceptions_list_stuck_orders_past_the_deadline(api: Api):
     )
     assert r.status_code == 201, r.text
     project(api)
-    sweeper = api.container.extras["sweeper"]
+    sweeper = api.container.sweeper
     sweeper.clock = lambda: time.time() + api.container.settings.erp_posting_deadline_seconds + 1
     assert sweeper.sweep()["opened"] >= 1
     items = api.get("/v1/exceptions", kind="stuck-order").json()["items"]

@@ -9,10 +9,10 @@ import warnings
 
 from e2e_api import Api, make_api, project, put_channel, uid
 
-from adapters.bootstrap import bootstrap
 from adapters.config import Settings
 from api.app import create_app
 from api.routes.ats import AtsFastPath
+from bootstrap import bootstrap
 from projections.cache import FRESH_SECONDS
 
 with warnings.catch_warnings():
@@ -48,7 +48,7 @@ def test_the_fast_path_answers_like_the_route_and_follows_each_commit(any_api: A
     for name in ("content-type", "content-length"):
         assert first.headers[name] == second.headers[name]
     assert second.headers["x-request-id"] != first.headers["x-request-id"]
-    head = api.container.extras["projector"].head()
+    head = api.container.projector.head()
     assert second.json() == {"channel": "web", "sku": sku, "available": 7, "position": head}
 
     receive(api, sku, loc, 5)
@@ -126,7 +126,7 @@ def test_a_server_without_the_runner_reflects_the_database_within_the_bound(pg_u
             auth = writer.auth("ats:read")
             for _ in range(3):
                 got = client.get(f"/v1/ats/web/{sku}", headers=auth).json()
-            head = writer.container.extras["projector"].head()
+            head = writer.container.projector.head()
             assert got == {"channel": "web", "sku": sku, "available": 4, "position": head}
             receive(writer, sku, loc, 6)
             project(writer)  # committed in the other process: this one hears nothing

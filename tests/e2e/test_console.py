@@ -39,7 +39,7 @@ def seed(api: Api) -> tuple[str, str, str]:
         {"order_id": oid, "channel": "web", "lines": [{"line_id": "1", "sku": sku, "quantity": 3}]},
     )
     assert r.status_code == 201, r.text
-    api.container.extras["projector"].catch_up()
+    api.container.projector.catch_up()
     return sku, w, oid
 
 
@@ -61,9 +61,9 @@ def parked_pos_batch(api: Api, sku: str, store: str) -> int:
     }
     r = api.post("/v1/pos/batches", body)
     assert r.status_code in (200, 201, 202), r.text
-    api.container.extras["intake"].step()
+    api.container.intake.step()
     inbox_id = int(r.json()["inbox_id"])
-    assert api.container.extras["inbox"].get(inbox_id)["status"] == "parked"
+    assert api.container.inbox.get(inbox_id)["status"] == "parked"
     return inbox_id
 
 
@@ -126,7 +126,7 @@ def test_search_finds_orders_by_their_outside_ids(api: Api):
     )
     erp_ref = uid("SO")
     api.container.ledger.execute(c.AddCorrelationIds(order_id=oid, ids={"erp": erp_ref}))
-    api.container.extras["projector"].catch_up()  # the search reads the orders read model's `order_refs`
+    api.container.projector.catch_up()  # the search reads the orders read model's `order_refs`
     sign_in(api, "audit:read")
     for ref in (name, erp_ref):
         r = api.client.get("/console/search", params={"q": ref}, headers=HTML, follow_redirects=False)
@@ -150,8 +150,8 @@ def test_actions_without_the_right_csrf_token_or_scope_are_refused_and_change_no
     assert r.status_code == 403 and "admin scope" in r.text
     r = api.client.post("/console/actions/rebuild", data={"name": "ats", "csrf": auditor_token})
     assert r.status_code == 403 and r.json()["type"].endswith("forbidden")
-    assert api.container.extras["mappings"].get("pos", "location", store) is None
-    assert api.container.extras["inbox"].get(inbox_id)["status"] == "parked"
+    assert api.container.mappings.get("pos", "location", store) is None
+    assert api.container.inbox.get(inbox_id)["status"] == "parked"
     api.client.cookies.clear()
     assert api.client.post("/console/actions/map", data={**form, "csrf": auditor_token}).status_code == 401
 
@@ -174,9 +174,9 @@ def test_map_and_retry_applies_the_parked_message(api: Api):
         headers=HTML,
     )
     assert r.status_code == 200 and "1 parked message(s) applied" in r.text
-    assert api.container.extras["inbox"].get(inbox_id)["status"] == "applied"
+    assert api.container.inbox.get(inbox_id)["status"] == "applied"
     assert api.container.ledger.history.stock(sku, w).on_hand == 8 - 2
-    history = api.container.extras["mappings"].history("pos", "location", store)
+    history = api.container.mappings.history("pos", "location", store)
     assert history[-1]["actor"].startswith("test-admin") and history[-1]["actor"].endswith("via console")
     rebuild = api.client.post(
         "/console/actions/rebuild", data={"name": "stock", "csrf": csrf(api)}, headers=HTML
@@ -191,7 +191,7 @@ def test_personal_data_is_masked_unless_the_key_is_admin(api: Api):
         "customer": {"first_name": "Jane", "phone": "+44 20 7946 0000"},
         "line_items": [],
     }
-    stored = api.container.extras["inbox"].store(
+    stored = api.container.inbox.store(
         "shopify",
         uid("wh"),
         "orders/create",

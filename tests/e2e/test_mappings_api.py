@@ -9,7 +9,7 @@ import pytest
 from adapters_api import AdaptersApi, make
 from typer.testing import CliRunner
 
-from api.cli import app as cli
+from cli.main import app as cli
 from ledger.stock import SkuLocation
 
 

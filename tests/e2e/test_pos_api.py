@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from adapters_api import AdaptersApi, make
 
-from projections.exceptions import list_exceptions
+from adapters.exceptions import list_exceptions
 
 STORE = "STORE1"
 

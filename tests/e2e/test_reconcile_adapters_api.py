@@ -31,8 +31,8 @@ def batch(store: str, batch_id: str, seq: int, item: str, qty: int) -> dict:
 
 def setup(api) -> tuple[str, str, str]:
     store, item, sku = uid("S"), uid("I"), uid("SKU-")
-    api.container.extras["mappings"].set("pos", "location", store, "STORE-" + store, "test")
-    api.container.extras["mappings"].set("pos", "sku", item, sku, "test")
+    api.container.mappings.set("pos", "location", store, "STORE-" + store, "test")
+    api.container.mappings.set("pos", "sku", item, sku, "test")
     r = api.post(
         "/v1/stock/receipts",
         {"sku": sku, "location": "STORE-" + store, "quantity": 10, "reference": uid("po-")},
@@ -44,7 +44,7 @@ def setup(api) -> tuple[str, str, str]:
 def post_batch(api, body: dict) -> None:
     r = api.post("/v1/pos/batches", body)
     assert r.status_code in (200, 201, 202), r.text
-    while api.container.extras["intake"].step():
+    while api.container.intake.step():
         pass
 
 

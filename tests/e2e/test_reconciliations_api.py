@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from e2e_api import uid
 
-from projections.exceptions import list_exceptions
+from adapters.exceptions import list_exceptions
 
 
 def now() -> str:

@@ -27,9 +27,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from adapters.bootstrap import bootstrap
 from adapters.config import Settings
 from api.app import create_app
+from bootstrap import bootstrap
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 12

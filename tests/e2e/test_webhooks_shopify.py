@@ -18,14 +18,14 @@ with warnings.catch_warnings():
 import shopify_payloads as sp
 from e2e_api import put_channel, read_ats
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
+from adapters.exceptions import list_exceptions
 from adapters.metrics import REGISTRY
 from adapters.shopify import observations, sign
 from api.app import create_app
+from bootstrap import Container, bootstrap
 from ledger.orders import Order
 from ledger.ports import StaticLocations
-from projections.exceptions import list_exceptions
 
 SECRET = "shpss_current"
 OLD_SECRET = "shpss_previous"
@@ -68,7 +68,7 @@ class Shop:
 
     def drain(self) -> None:
         """Applies everything the inbox holds (what the inbox worker does in the background)."""
-        intake = self.container.extras["intake"]
+        intake = self.container.intake
         for _ in range(20):
             if not intake.step():
                 return

@@ -9,9 +9,9 @@ import orjson
 from test_erp_posting import FakeErp
 
 from adapters import pos
-from adapters.bootstrap import bootstrap
 from adapters.config import Settings
 from adapters.inbox import fingerprint
+from bootstrap import bootstrap
 from ledger.ports import StaticLocations
 
 
@@ -30,9 +30,9 @@ def test_stored_messages_are_applied_and_captured_orders_posted_in_the_backgroun
         Settings(database_url=pg_url, erp_url=erp.url), locations=StaticLocations({"online": ["STORE1"]})
     )
     try:
-        container.extras["mappings"].set("pos", "location", "S1", "STORE1", "test")
-        container.extras["mappings"].set("pos", "sku", "I1", "SKU-A", "test")
-        container.extras["erp_poster"].backoff_base = 0.01
+        container.mappings.set("pos", "location", "S1", "STORE1", "test")
+        container.mappings.set("pos", "sku", "I1", "SKU-A", "test")
+        container.erp_poster.backoff_base = 0.01
         container.ledger.receive("SKU-A", "STORE1", 10, "seed")
         container.start_workers()
         batch = {
@@ -49,7 +49,7 @@ def test_stored_messages_are_applied_and_captured_orders_posted_in_the_backgroun
             ],
         }
         parsed = pos.PosBatch.model_validate(batch)
-        container.extras["inbox"].store(
+        container.inbox.store(
             "pos",
             pos.external_id("S1", "B1"),
             "batch",
@@ -58,14 +58,14 @@ def test_stored_messages_are_applied_and_captured_orders_posted_in_the_backgroun
             fingerprint(batch),
             on_new=pos.on_stored(parsed),
         )
-        container.extras["inbox_worker"].wake()
+        container.inbox_worker.wake()
         eventually(lambda: container.ledger.history.stock("SKU-A", "STORE1").on_hand == 7)  # type: ignore[union-attr]
         container.ledger.capture_order("o-1", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 2}])
         eventually(lambda: (o := container.ledger.history.order("o-1")) is not None and o.stage == "posted")
         order = container.ledger.history.order("o-1")
         assert order is not None and order.erp["attempts"] == 2
         assert [d["order_id"] for d in erp.documents.values()] == ["o-1"]
-        assert container.extras["inbox"].list()[0]["status"] == "applied"
+        assert container.inbox.list()[0]["status"] == "applied"
     finally:
         container.close()
         erp.close()

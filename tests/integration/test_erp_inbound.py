@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from adapters import erp
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.inbox import fingerprint
+from bootstrap import Container, bootstrap
 from ledger import commands as c
 from ledger.bounds import stock_id
 from ledger.ports import StaticLocations
@@ -29,13 +29,13 @@ def container(database_url: str) -> Iterator[Container]:
 
 def deliver(container: Container, kind: str, message: dict[str, Any]) -> dict[str, Any]:
     erp.SHAPES[kind].model_validate(message)
-    stored = container.extras["inbox"].store(
+    stored = container.inbox.store(
         "erp", message["message_id"], kind, orjson.dumps(message), {}, fingerprint(message)
     )
     for _ in range(10):
-        if not container.extras["intake"].step():
+        if not container.intake.step():
             break
-    row = container.extras["inbox"].get(stored.row["id"])
+    row = container.inbox.get(stored.row["id"])
     assert row is not None
     return row
 
@@ -46,8 +46,8 @@ def on_hand(container: Container, sku: str, location: str) -> tuple[int, int]:
 
 
 def test_receipts_transfers_and_counts_move_stock_through_the_mappings(container: Container) -> None:
-    container.extras["mappings"].set("erp", "location", "0100", "WH1", "test")
-    container.extras["mappings"].set("erp", "location", "0200", "STORE1", "test")
+    container.mappings.set("erp", "location", "0100", "WH1", "test")
+    container.mappings.set("erp", "location", "0200", "STORE1", "test")
     row = deliver(
         container,
         "goods-receipt",
@@ -263,7 +263,7 @@ def _transfer(container: Container, message_id: str) -> dict[str, Any]:
 def test_a_transfer_records_both_legs_and_a_wrong_destination_remaps_only_the_destination(
     container: Container,
 ) -> None:
-    mappings, remapper = container.extras["mappings"], container.extras["remapper"]
+    mappings, remapper = container.mappings, container.remapper
     mappings.set("erp", "location", "0100", "WH1", "test")
     mappings.set("erp", "location", "0200", "STORE1", "test")  # wrong: 0200 is STORE2
     container.ledger.receive("SKU-A", "WH1", 30, "seed-wh1")
@@ -284,7 +284,7 @@ def test_a_transfer_records_both_legs_and_a_wrong_destination_remaps_only_the_de
 def test_a_wrong_transfer_source_remaps_only_the_source_and_keeps_what_the_destination_received(
     container: Container,
 ) -> None:
-    mappings, remapper = container.extras["mappings"], container.extras["remapper"]
+    mappings, remapper = container.mappings, container.remapper
     mappings.set("erp", "location", "0100", "WH1", "test")  # wrong: 0100 is WH2
     mappings.set("erp", "location", "0200", "STORE1", "test")
     container.ledger.receive("SKU-A", "WH1", 30, "seed-wh1")

@@ -17,10 +17,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from adapters.erp import CircuitBreaker, ErpFeeder, ErpPoster, HttpErp
 from api.app import create_app
+from bootstrap import Container, bootstrap
 from ledger import commands as c
 from ledger.ports import StaticLocations
 
@@ -100,7 +100,7 @@ def ats(container: Container, channel: str, sku: str) -> int:
             f"/v1/channels/{channel}", json={"locations": ["WH1"], "safety_stock": 0}, headers=admin
         )
         assert r.status_code == 200, r.text
-        projector = container.extras["projector"]
+        projector = container.projector
         projector.catch_up()
         r = client.get(f"/v1/ats/{channel}/{sku}", headers=reader)
         assert r.status_code == 200, r.text
@@ -111,7 +111,7 @@ def ats(container: Container, channel: str, sku: str) -> int:
 def poster_for(container: Container, erp: FakeErp) -> ErpPoster:
     return ErpPoster(
         container.ledger,
-        container.extras["erp_queue"],
+        container.erp_queue,
         HttpErp(erp.url, timeout=0.1),
         CircuitBreaker(threshold=5, cooldown=0.05),
         backoff_base=0.01,
@@ -121,8 +121,8 @@ def poster_for(container: Container, erp: FakeErp) -> ErpPoster:
 
 
 def run_until_drained(container: Container, poster: ErpPoster, deadline: float = 60.0) -> None:
-    feeder: ErpFeeder = container.extras["erp_feeder"]
-    queue = container.extras["erp_queue"]
+    feeder: ErpFeeder = container.erp_feeder
+    queue = container.erp_queue
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         while feeder.step():
@@ -165,16 +165,16 @@ def test_a_maintenance_window_during_a_burst_of_500_orders_delays_posting_but_lo
             retried += order.erp["attempts"] > 1
         assert stages == Counter({"posted": 500})
         assert retried >= 1
-        assert container.extras["erp_queue"].depth() == 0
+        assert container.erp_queue.depth() == 0
         # The stock and the ATS read model (over HTTP) hold exactly the 500 units reserved, once.
         s = ledger.history.stock("SKU-A", "WH1")
         assert s is not None and (s.on_hand, s.reserved) == (1000, 500)
         assert ats(container, "online", "SKU-A") == 500
         # A second feeder over the same log (which now also holds the channel policy's events)
         # queues nothing again.
-        ErpFeeder(ledger, container.extras["erp_queue"]).step()
-        assert len(container.extras["erp_queue"].rows()) == 500
-        assert container.extras["erp_queue"].depth() == 0
+        ErpFeeder(ledger, container.erp_queue).step()
+        assert len(container.erp_queue.rows()) == 500
+        assert container.erp_queue.depth() == 0
     finally:
         erp.close()
 
@@ -187,13 +187,13 @@ def test_a_failed_attempt_shows_on_the_order_with_its_count_until_it_is_posted(c
     try:
         poster = ErpPoster(
             ledger,
-            container.extras["erp_queue"],
+            container.erp_queue,
             HttpErp(erp.url, timeout=1.0),
             CircuitBreaker(threshold=100),
             backoff_base=0.0,
             backoff_max=0.0,
         )
-        container.extras["erp_feeder"].step()
+        container.erp_feeder.step()
         poster.step()
         order = ledger.history.order("o-1")
         assert order is not None and order.stage == "reserved"
@@ -238,10 +238,10 @@ def test_with_no_erp_configured_postings_wait_in_their_queue(container: Containe
     ledger = container.ledger
     ledger.receive("SKU-A", "WH1", 5, "seed")
     ledger.capture_order("o-2", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 1}])
-    assert container.extras["erp_poster"].gateway is None  # LEDGER_ERP_URL unset
-    container.extras["erp_feeder"].step()
-    assert container.extras["erp_poster"].step() == 0
-    assert container.extras["erp_queue"].depth() == 1
+    assert container.erp_poster.gateway is None  # LEDGER_ERP_URL unset
+    container.erp_feeder.step()
+    assert container.erp_poster.step() == 0
+    assert container.erp_queue.depth() == 1
     order = ledger.history.order("o-2")
     assert order is not None and order.erp["attempts"] == 0
 

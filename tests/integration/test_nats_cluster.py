@@ -32,7 +32,7 @@ from projection_support import Rig, random_command, random_policy
 from test_nats_relay import RecordingOutbox
 
 from adapters.nats import STREAM, NatsPublisher
-from projections.outbox import depth
+from adapters.outbox import depth
 
 pytestmark = [pytest.mark.postgres, pytest.mark.nats]
 

@@ -16,12 +16,12 @@ from pgschema import drop_pg_schema, fresh_pg_url
 from projection_support import Rig
 from test_nats_relay import free_port, start_nats, stream_messages, wait_for
 
+from adapters import outbox
 from adapters.channels import ChannelPolicy
 from adapters.nats import NatsPublisher
 from adapters.persistence.db import Database
 from adapters.persistence.urls import ledger_env
 from ledger import commands as c
-from projections import outbox
 from projections.runner import Runner
 
 HOUR = 3600.0
@@ -96,7 +96,7 @@ def test_watch_wakes_on_commit_only_and_only_for_its_schema(pg_url):
 ENQUEUE = """
 import sys
 from adapters.persistence.db import Database
-from projections import outbox
+from adapters import outbox
 
 db = Database(sys.argv[1])
 with db.transaction() as tx:

@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from projection_support import Rig, random_command, random_policy
 
 from adapters.nats import STREAM, NatsPublisher
-from projections.outbox import OutboxQueue, depth
+from adapters.outbox import OutboxQueue, depth
 
 NATS_SERVER = "/usr/sbin/nats-server"
 

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from projection_support import LOCATIONS, SKUS, Rig, random_command, random_policy, snapshot
 
+from adapters import outbox
 from adapters.channels import ChannelPolicy
-from projections import outbox
-from projections.outbox import subject_token
+from adapters.outbox import subject_token
 from projections.rebuild import rebuild
 
 

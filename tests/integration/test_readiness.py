@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from private_servers import free_port, wait_for
 from test_nats_relay import start_nats
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
 from api.app import create_app
+from bootstrap import Container, bootstrap
 
 with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx still works
     warnings.simplefilter("ignore")
@@ -47,7 +47,7 @@ def test_unset_urls_are_not_configured(sqlite_url):
 def test_an_erp_url_is_ok_until_its_breaker_opens(sqlite_url):
     with app(sqlite_url, erp_url=f"http://127.0.0.1:{free_port()}") as (client, container):
         assert checks(client)["erp"] == "ok"
-        breaker = container.extras["erp_poster"].breaker
+        breaker = container.erp_poster.breaker
         while breaker.state != "open":
             breaker.failure()
         assert checks(client)["erp"] == "degraded"
@@ -59,7 +59,7 @@ def test_a_server_list_nobody_answers_is_degraded_and_logged_then_ok_when_one_is
     down, later = free_port(), free_port()
     servers = f"nats://127.0.0.1:{down}, nats://127.0.0.1:{later}"
     with app(sqlite_url, nats_url=servers) as (client, container):
-        publisher = container.extras["publisher"]
+        publisher = container.publisher
         assert publisher.servers == [f"nats://127.0.0.1:{down}", f"nats://127.0.0.1:{later}"]
         assert checks(client)["nats"] == "ok"  # this process does not relay (serve --no-workers)
         caplog.set_level(logging.WARNING, logger="ledger.nats")

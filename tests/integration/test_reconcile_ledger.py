@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
+from adapters.exceptions import list_exceptions
 from adapters.persistence.urls import ensure_pg_schema, is_postgres
-from adapters.reconciliation import wiring
 from adapters.reconciliation.engine import Reconciler
 from adapters.reconciliation.ports import Level, Snapshot
+from bootstrap import Container, bootstrap
 from ledger.errors import InvalidCommandError
-from projections.exceptions import list_exceptions
 
 
 @pytest.fixture
@@ -45,7 +44,7 @@ def run(r: Reconciler, source: str, at: datetime, *levels: tuple[str, str, int])
 
 
 def test_snapshots_taken_mid_stream_match_the_ledger_as_of_their_moment(container):
-    r, led, a = wiring.build(container), container.ledger, sku()
+    r, led, a = container.reconciler, container.ledger, sku()
     led.receive(a, "WH", 10, "po-" + a)
     t1 = tick()
     led.adjust(a, "WH", -3, "count", "cc1-" + a)
@@ -62,7 +61,7 @@ def test_snapshots_taken_mid_stream_match_the_ledger_as_of_their_moment(containe
 
 
 def test_an_erp_that_deducts_reservations_is_diagnosed_and_its_drift_closes_when_it_matches(container):
-    r, led, a = wiring.build(container), container.ledger, sku()
+    r, led, a = container.reconciler, container.ledger, sku()
     r.window = timedelta(0)
     led.receive(a, "WH", 10, "po-" + a)
     led.capture_order("ord-" + a, "web", [{"line_id": "1", "sku": a, "quantity": 3, "location": "WH"}])
@@ -79,7 +78,7 @@ def test_an_erp_that_deducts_reservations_is_diagnosed_and_its_drift_closes_when
 
 
 def test_shopify_is_compared_on_available_and_a_lone_difference_is_unexplained(container):
-    r, led, a = wiring.build(container), container.ledger, sku()
+    r, led, a = container.reconciler, container.ledger, sku()
     r.window = timedelta(0)
     led.receive(a, "WH", 10, "po-" + a)
     led.capture_order("ord-" + a, "web", [{"line_id": "1", "sku": a, "quantity": 4, "location": "WH"}])
@@ -95,7 +94,7 @@ def test_shopify_is_compared_on_available_and_a_lone_difference_is_unexplained(c
 def test_a_sku_location_with_no_events_counts_zero_and_outside_ids_go_through_the_mappings(container):
     from adapters.mappings import SqlMappingStore
 
-    r, led, a = wiring.build(container), container.ledger, sku()
+    r, led, a = container.reconciler, container.ledger, sku()
     store = SqlMappingStore(container.db)
     store.create_tables()
     store.set("erp", "sku", "E-" + a, a, "test")
@@ -108,7 +107,7 @@ def test_a_sku_location_with_no_events_counts_zero_and_outside_ids_go_through_th
 
 
 def test_a_snapshot_naming_one_sku_location_twice_is_refused(container):
-    r, a = wiring.build(container), sku()
+    r, a = container.reconciler, sku()
     with pytest.raises(InvalidCommandError):
         run(r, "erp", tick(), (a, "WH", 1), (a, "WH", 2))
     with pytest.raises(InvalidCommandError):

@@ -15,12 +15,11 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.config import Settings
-from adapters.reconciliation import wiring
-from adapters.reconciliation.schedule import ScheduledReconciliation, register
+from adapters.exceptions import list_exceptions
+from adapters.reconciliation.schedule import ScheduledReconciliation, scheduled
 from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLevels, SnapshotError, read_file
-from projections.exceptions import list_exceptions
+from bootstrap import Container, bootstrap
 
 
 class Erp:
@@ -79,7 +78,7 @@ def later() -> str:
 
 
 def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp):
-    jobs = [w for w in container.extras["workers"] if isinstance(w, ScheduledReconciliation)]
+    jobs = [w for w in container.workers if isinstance(w, ScheduledReconciliation)]
     assert len(jobs) == 1 and [s.source for s in jobs[0].sources] == ["erp", "shopify"]
     a = "SKU-" + uuid.uuid4().hex[:8]
     container.ledger.receive(a, "WH", 9, "po-" + a)
@@ -111,8 +110,8 @@ def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp
 def test_no_job_is_registered_without_configured_sources(sqlite_url):
     c = bootstrap(Settings(database_url=sqlite_url))
     try:
-        assert register(c) is None
-        assert not any(isinstance(w, ScheduledReconciliation) for w in c.extras.get("workers", []))
+        assert scheduled(c.settings, c.db, c.reconciler) is None
+        assert not any(isinstance(w, ScheduledReconciliation) for w in c.workers)
     finally:
         c.close()
 
@@ -138,7 +137,7 @@ def test_shopify_levels_come_from_stored_observations_each_as_of_its_own_moment(
         )
     snap = ShopifyObservedLevels(container.db).snapshot()
     assert snap is not None and [(x.sku, x.location, x.quantity) for x in snap.levels] == [(a, "6884", 5)]
-    report = wiring.build(container).reconcile(snap)
+    report = container.reconciler.reconcile(snap)
     assert report["matched"] == 1 and report["mismatches"] == []
 
 
@@ -160,7 +159,7 @@ def test_snapshot_files_in_json_and_csv():
 
 
 def test_the_reconcile_command_prints_a_table_json_and_csv(sqlite_url, tmp_path, monkeypatch):
-    from api.cli import app
+    from cli.main import app
 
     monkeypatch.setenv("LEDGER_DATABASE_URL", sqlite_url)
     c = bootstrap(Settings(database_url=sqlite_url))

@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from adapters.bootstrap import Container, bootstrap
 from adapters.channels import ChannelPolicy
 from adapters.config import Settings
 from adapters.keys import MISS, ApiKeys
+from bootstrap import Container, bootstrap
 from ledger import commands as c
 from projections.cache import AtsCache
 from projections.rebuild import rebuild
@@ -30,7 +30,7 @@ class World:
 
     @property
     def projector(self) -> Projector:
-        return self.container.extras["projector"]  # type: ignore[no-any-return]
+        return self.container.projector  # type: ignore[no-any-return]
 
     def receive(self, sku: str, quantity: int, location: str = "W1") -> None:
         ref = uuid.uuid4().hex
@@ -53,9 +53,9 @@ def world(sqlite_url: str) -> Iterator[World]:
     container = bootstrap(Settings(database_url=sqlite_url))
     try:
         cache = AtsCache(container.db, fresh_seconds=FOREVER)
-        container.extras["projector"].listeners.append(cache.committed)
+        container.projector.listeners.append(cache.committed)
         channel = "web"
-        container.extras["channels"].put(ChannelPolicy(channel=channel, locations=("W1",)), actor="test")
+        container.channels.put(ChannelPolicy(channel=channel, locations=("W1",)), actor="test")
         yield World(container, cache, channel)
         cache.close()
     finally:
@@ -99,7 +99,7 @@ def test_another_process_runner_empties_the_cache_at_the_next_check(world: World
     world.projector.catch_up()
     world.cache.read(world.channel, ["A"])
     world.receive("A", 1)
-    other = Projector(world.container.db, world.container.ledger.app, world.container.extras["channels"])
+    other = Projector(world.container.db, world.container.ledger.app, world.container.channels)
     other.catch_up()  # a runner this cache does not hear
     assert world.cache.get(world.channel, "A") == (5, world.head() - 1)  # still truthful: 5 at that position
     world.cache.validate()
@@ -113,7 +113,7 @@ def test_our_runner_after_another_one_does_not_stitch_unknown_changes(world: Wor
     world.projector.catch_up()
     world.cache.read(world.channel, ["A", "B"])
     world.receive("B", 1)
-    Projector(world.container.db, world.container.ledger.app, world.container.extras["channels"]).catch_up()
+    Projector(world.container.db, world.container.ledger.app, world.container.channels).catch_up()
     world.receive("A", 1)
     world.projector.catch_up()  # starts after the other runner's batch: the cache missed B's change
     assert world.cache.get(world.channel, "A") == (6, world.head())

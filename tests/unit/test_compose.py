@@ -8,7 +8,7 @@ import typer.main
 import yaml
 
 import ledger
-from api.cli import app as cli
+from cli.main import app as cli
 
 ROOT = Path(ledger.__file__).parent.parent
 
@@ -74,7 +74,7 @@ def test_the_image_installs_the_project_on_python_311_slim():
     assert lines[0] == "FROM python:3.11-slim"
     assert any(x.startswith("RUN pip install .") for x in lines)
     copied = {x.split()[1] for x in lines if x.startswith("COPY")}
-    packages = {"ledger", "api", "projections", "adapters"}
+    packages = {"ledger", "adapters", "projections", "bootstrap", "api", "cli"}
     assert packages <= copied and "pyproject.toml" in copied
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored and not packages & set(ignored)

@@ -17,6 +17,9 @@ FORBIDDEN = {
     "api",
     "adapters",
     "projections",
+    "bootstrap",
+    "cli",
+    "bench",
 }
 DOMAIN = Path(ledger.__file__).parent
 

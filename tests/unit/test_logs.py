@@ -5,14 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import warnings
 
 import structlog
 
-from adapters.bootstrap import bootstrap
 from adapters.config import Settings
 from adapters.logs import mask, mask_text
 from api.app import create_app
+from bootstrap import bootstrap
 
 with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx still works
     warnings.simplefilter("ignore")
@@ -104,3 +105,50 @@ def test_routes_are_labelled_by_template_and_unknown_paths_by_one_label(
     lines = [json.loads(x) for x in json_logs.getvalue().splitlines() if x.startswith("{")]
     routes = [x["route"] for x in lines if x.get("logger") == "ledger.access"]
     assert routes == ["/openapi.json", "/healthz", "unmatched", "unmatched"]
+
+
+def test_a_stalled_log_stream_drops_and_counts_lines_instead_of_blocking_the_caller() -> None:
+    from adapters.logs import configure_logging, dropped_lines, flush_logs, stop_logging
+
+    class Stalled(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.release = threading.Event()
+            self.writing = threading.Event()
+
+        def write(self, s: str) -> int:
+            self.writing.set()
+            self.release.wait()
+            return super().write(s)
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    out = Stalled()
+    configure_logging("INFO", stream=out, queue_size=5)
+    log = structlog.stdlib.get_logger("ledger.test")
+    try:
+        log.info("first")
+        assert out.writing.wait(30)  # the listener is stuck writing the first line
+        caller = threading.Thread(target=lambda: [log.info("line", n=n) for n in range(50)])
+        caller.start()
+        caller.join(30)
+        assert not caller.is_alive()  # 50 lines logged while nothing could be written
+        assert dropped_lines() == 50 - 5  # the queue held 5; the rest were dropped and counted
+        out.release.set()
+        flush_logs()
+        lines = [json.loads(x) for x in out.getvalue().splitlines()]
+        assert [x["event"] for x in lines] == ["first"] + ["line"] * 5
+        assert [x["n"] for x in lines[1:]] == [0, 1, 2, 3, 4]
+    finally:
+        out.release.set()
+        stop_logging()
+        root.handlers[:], level = saved[0], saved[1]
+        root.setLevel(level)
+        structlog.reset_defaults()
+
+
+def test_stdlib_lines_keep_the_request_context_of_the_thread_that_logged_them(json_logs) -> None:
+    with structlog.contextvars.bound_contextvars(request_id="req-7"):
+        logging.getLogger("ledger.stdlib").warning("batch of %d not stored", 3)
+    line = json.loads(json_logs.getvalue().splitlines()[-1])
+    assert line["event"] == "batch of 3 not stored" and line["request_id"] == "req-7"

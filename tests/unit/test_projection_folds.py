@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.channels import ChannelPolicy
+from adapters.outbox import subject_token, token_value
 from adapters.persistence.urls import ledger_env
 from ledger.bounds import stock_id
 from ledger.channels import Channel
@@ -22,7 +23,6 @@ from ledger.service import Ledger
 from ledger.stock import SkuLocation
 from projections import folds
 from projections.models import AtsView, OrdersView, StockView
-from projections.outbox import subject_token, token_value
 from projections.store import Store
 
 NOW = datetime.now(UTC)

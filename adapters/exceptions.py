@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
+from adapters import outbox
 from adapters.persistence.db import Database, Tx
-from projections import outbox
 
 TABLE = "ledger_exceptions"
 

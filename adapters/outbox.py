@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from adapters.persistence.db import Database, Tx
+from adapters.persistence.urls import pg_conninfo
 
 TABLE = "ledger_outbox"
 CHANNEL = "ledger_outbox"  # PostgreSQL NOTIFY channel; the payload is the schema, channels are database-wide
@@ -193,8 +194,6 @@ class OutboxQueue:
     def _listen(self, wake: Callable[[], None], stop: threading.Event) -> None:
         import psycopg
         from psycopg import sql
-
-        from adapters.persistence.urls import pg_conninfo
 
         schema = self.db.schema
         while not stop.is_set():

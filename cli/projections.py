@@ -9,15 +9,11 @@ from typing import Annotated
 import orjson
 import typer
 
+from cli.common import container as _container
+from cli.common import settings as _settings
+
 projections_app = typer.Typer(help="read models: status, rebuild", no_args_is_help=True)
 channels_app = typer.Typer(help="channel policies: set, show", no_args_is_help=True)
-
-
-def _container():  # type: ignore[no-untyped-def]
-    from adapters.bootstrap import bootstrap
-    from api.cli import _settings
-
-    return bootstrap(_settings())
 
 
 @projections_app.command("status")
@@ -29,7 +25,7 @@ def status() -> None:
     c = _container()
     try:
         table = Table("name", "position", "head", "lag (positions)", "lag (s)", "updated")
-        for r in c.extras["projector"].status():
+        for r in c.projector.status():
             table.add_row(
                 r["name"],
                 str(r["position"]),
@@ -66,7 +62,7 @@ def rebuild_cmd(
             def progress(position: int, head: int) -> None:
                 bar.update(task, completed=position, total=head)
 
-            result = rebuild(c.extras["projector"], name, progress=progress, batch_size=batch, by="cli")
+            result = rebuild(c.projector, name, progress=progress, batch_size=batch, by="cli")
         c.keys.audit("cli", "projection.rebuild", name, result)
         typer.echo(orjson.dumps(result).decode())
     finally:
@@ -108,7 +104,7 @@ def channels_set(
         raise typer.Exit(2) from None
     c = _container()
     try:
-        saved = c.extras["channels"].put(policy, actor)
+        saved = c.channels.put(policy, actor)
         c.keys.audit(actor, "channel.set", channel, saved.as_dict())
         typer.echo(orjson.dumps(saved.as_dict(), option=orjson.OPT_INDENT_2).decode())
     finally:
@@ -120,7 +116,7 @@ def channels_show(channel: Annotated[str, typer.Argument(help="the sales channel
     """Show a channel's policy and its versions."""
     c = _container()
     try:
-        history = c.extras["channels"].history(channel)
+        history = c.channels.history(channel)
         if not history:
             typer.echo(f"channel {channel!r} has no policy", err=True)
             raise typer.Exit(1)
@@ -133,7 +129,6 @@ def channels_show(channel: Annotated[str, typer.Argument(help="the sales channel
 def worker() -> None:
     """Run the background workers (projection runner, NATS relay, sweepers) without HTTP."""
     from adapters.logs import configure_logging
-    from api.cli import _settings
 
     configure_logging(_settings().log_level)
     c = _container()
@@ -141,14 +136,8 @@ def worker() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     c.start_workers()
-    typer.echo(f"ledger worker running {len(c.extras.get('workers', []))} workers; Ctrl-C stops")
+    typer.echo(f"ledger worker running {len(c.workers)} workers; Ctrl-C stops")
     try:
         done.wait()
     finally:
         c.close()
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(projections_app, name="projections")
-    app.add_typer(channels_app, name="channels")
-    app.command("worker")(worker)
