@@ -36,9 +36,9 @@ import pytest
 from private_servers import free_port, wait_for
 from test_postgres_restart import PrivatePostgres, pg_bin_dir
 
-from adapters.bootstrap import bootstrap
 from adapters.config import Settings
 from adapters.persistence.urls import ledger_env
+from bootstrap import bootstrap
 from ledger import commands as c
 from ledger.service import Ledger
 
