@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.persistence.urls import check_database_url
+
 DEFAULT_DATABASE_URL = "sqlite:///./ledger.db"
 
 
@@ -24,13 +26,16 @@ class Settings(BaseSettings):
     reconcile_thresholds: str = ""
     reconcile_sources: str = ""  # e.g. "shopify,erp"
     reconcile_interval_seconds: int = Field(default=3600, ge=10)
+    # Shopify, outbound (adapters/shopify_push.py): `shop-domain=admin-access-token,...`
+    shopify_shops: str = ""
+    shopify_admin_url: str | None = None
+    shopify_api_version: str = "2026-04"
+    shopify_recovery_interval_seconds: int = Field(default=300, ge=1)
 
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if not (v.startswith("postgresql://") or v.startswith("postgres://") or v.startswith("sqlite:///")):
-            raise ValueError("LEDGER_DATABASE_URL must start with postgresql:// or sqlite:///")
-        return v
+        return check_database_url(v)  # libpq parses a PostgreSQL URL; an error names the variable
 
     @field_validator("nats_url")
     @classmethod
@@ -45,3 +50,15 @@ class Settings(BaseSettings):
     @property
     def webhook_secrets(self) -> list[str]:
         return [s.strip() for s in self.shopify_webhook_secrets.split(",") if s.strip()]
+
+    @property
+    def shopify_tokens(self) -> dict[str, str]:
+        """Shop domain -> Admin API access token, from `LEDGER_SHOPIFY_SHOPS`."""
+        out: dict[str, str] = {}
+        for pair in self.shopify_shops.split(","):
+            shop, sep, token = pair.strip().partition("=")
+            if pair.strip() and (not sep or not shop.strip() or not token.strip()):
+                raise ValueError("LEDGER_SHOPIFY_SHOPS is shop-domain=admin-access-token pairs, comma-separated")
+            if sep:
+                out[shop.strip()] = token.strip()
+        return out

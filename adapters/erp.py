@@ -13,22 +13,40 @@ warehouse master).
   count on a hot SKU never retries. A matching count appends nothing; a count below reserved and
   unavailable is recorded and its shortfall shows in the message's reason.
 
-Outbound, `ErpFeeder` follows the event log and puts one row per captured order and per settled
-refund in the `erp_queue` table, committing its tracking position in the same transaction, so
-each document is queued exactly once. `ErpPoster` posts due rows through an `ErpGateway` with
-exponential backoff and a circuit breaker and records each outcome on the order
-(`RecordErpPosting` / `RecordErpFailure`). With no ERP configured, rows wait in the queue.
+- invoice `{message_id, invoice_id, order_id, amount, currency}` -> InvoiceOrder (the order is invoiced)
+
+Outbound, the ERP is told the whole story of each order, one document per fact (`DOCUMENTS`):
+a sales order per captured order, a cancellation, a delivery per shipment, a return, and a credit
+memo per confirmed refund. `ErpFeeder` follows the event log and puts one row per document in the
+`erp_queue` table, committing its tracking position in the same transaction, so each document is
+queued exactly once, in the order the facts happened.
+
+`ErpPoster` claims due rows with a lease (`claimed_by`, `claimed_until`: several workers never post
+one document twice), only the earliest unfinished row of each order, so each order's documents go
+in sequence while other orders' go on beside them, on a bounded thread pool (a slow or failing
+document holds back only its own order). Each outcome is recorded on the row and on the order
+(`RecordErpPosting` / `RecordErpFailure`, the ERP's reference kept as a correlation id); a credit
+memo the ERP accepted settles its refund. A sales order whose order was wholly cancelled before it
+was accepted is `voided`, and so is everything after it: the ERP never sees that order live.
+Failures are retried with exponential backoff behind a circuit breaker. With no ERP configured,
+rows wait in the queue.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
+import threading
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Protocol
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -38,10 +56,10 @@ from adapters.fields import Id, Quantity
 from adapters.mappings import Lookup
 from adapters.metrics import ERP_POSTINGS, ERP_QUEUE_DEPTH
 from adapters.persistence.db import Database
-from adapters.translate import Apply, Context, MappingUse, Reject, Translation, ref
+from adapters.translate import Apply, Context, MappingUse, Reject, Translation, Wait, WaitKey, ref
 from ledger import commands as c
 from ledger.bounds import MAX_QUANTITY
-from ledger.orders import Order
+from ledger.orders import SALES_ORDER, Order, document_name
 from ledger.service import Ledger
 
 log = logging.getLogger("ledger.erp")
@@ -112,10 +130,33 @@ class CycleCount(_Message):
         return self
 
 
+def _amount(value: str) -> str:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ValueError("amount must be a decimal number") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError("amount must be a finite, non-negative decimal number")
+    return value
+
+
+class Invoice(_Message):
+    invoice_id: Code
+    order_id: Code
+    amount: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^-?[0-9]+(\.[0-9]+)?$")]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+
+    @model_validator(mode="after")
+    def _check(self) -> Invoice:
+        _amount(self.amount)
+        return self
+
+
 SHAPES: dict[str, type[_Message]] = {
     "goods-receipt": GoodsReceipt,
     "transfer": Transfer,
     "cycle-count": CycleCount,
+    "invoice": Invoice,
 }
 
 
@@ -159,6 +200,10 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                 [skey, src_key, dst_key],
                 [(sku, src), (sku, dst)],
             )
+    elif isinstance(m, Invoice):
+        if ctx.history.order(m.order_id) is None:
+            return Wait(WaitKey.order(m.order_id))
+        t.add(c.InvoiceOrder(order_id=m.order_id, invoice_id=m.invoice_id))
     else:
         assert isinstance(m, CycleCount)
         location, lkey = code("location", m.location)
@@ -180,7 +225,14 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
 
 # ----------------------------------------------------------------- outbound
 
-PATHS = {"sales-order": "sales-orders", "credit-memo": "credit-memos"}
+# kind -> the ERP path it is posted to (`{order_id}` is the order's id, URL-quoted)
+PATHS = {
+    "sales-order": "sales-orders",
+    "cancellation": "sales-orders/{order_id}/cancellations",
+    "delivery": "deliveries",
+    "return": "returns",
+    "credit-memo": "credit-memos",
+}
 
 
 class ErpError(Exception):
@@ -188,7 +240,7 @@ class ErpError(Exception):
 
 
 class ErpGateway(Protocol):
-    """Where accepted sales documents go (the role the poster needs)."""
+    """Where the order's documents go (the role the poster needs)."""
 
     def post(self, kind: str, document: dict[str, Any], idempotency_key: str) -> str | None:
         """Posts one document; returns the ERP's reference if it gives one; raises ErpError."""
@@ -196,16 +248,18 @@ class ErpGateway(Protocol):
 
 
 class HttpErp:
-    """The ERP's HTTP JSON API: POST {url}/sales-orders and {url}/credit-memos with an Idempotency-Key."""
+    """The ERP's HTTP JSON API: POST {url}/{PATHS[kind]} with an Idempotency-Key."""
 
     def __init__(self, url: str, timeout: float = 5.0) -> None:
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self.client = httpx.Client(timeout=timeout)
 
     def post(self, kind: str, document: dict[str, Any], idempotency_key: str) -> str | None:
+        path = PATHS[kind].format(order_id=quote(str(document.get("order_id", "")), safe=""))
         try:
             r = self.client.post(
-                f"{self.url}/{PATHS[kind]}",
+                f"{self.url}/{path}",
                 content=orjson.dumps(document),
                 headers={"Idempotency-Key": idempotency_key, "Content-Type": "application/json"},
             )
@@ -230,34 +284,47 @@ def idempotency_key(document: str) -> str:
 
 
 class ErpQueue:
-    """The durable posting queue and the feeder's tracking position, in the ledger database."""
+    """The durable posting queue and the feeder's tracking position, in the ledger database.
+
+    A row is `pending` until the ERP accepted it (`posted`) or it was `voided` (its order was
+    cancelled before the sales order was accepted). A worker claims a row by setting a lease
+    (`claimed_by`, `claimed_until`) with a conditional UPDATE; a lease that ran out (a worker that
+    died mid-post) lets another worker take the row.
+    """
 
     TRACKING = "erp-feeder"
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                f"CREATE TABLE IF NOT EXISTS erp_queue (id {self.db.serial}, document TEXT NOT NULL UNIQUE, "
-                "kind TEXT NOT NULL, order_id TEXT NOT NULL, name TEXT NOT NULL, payload TEXT NOT NULL, "
-                "position BIGINT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
-                "next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0, last_error TEXT, erp_reference TEXT, "
-                "created_at TEXT NOT NULL, posted_at TEXT)",
-                "CREATE INDEX IF NOT EXISTS erp_queue_due ON erp_queue (status, next_attempt_at, id)",
-                "CREATE TABLE IF NOT EXISTS erp_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-            ]
-        )
-
     def position(self) -> int:
         row = self.db.query_one("SELECT position FROM erp_tracking WHERE name = %s", (self.TRACKING,))
         return 0 if row is None else int(row["position"])
 
-    def due(self, now: float, limit: int) -> list[dict[str, Any]]:
-        return self.db.query(
-            "SELECT * FROM erp_queue WHERE status = 'pending' AND next_attempt_at <= %s ORDER BY id LIMIT %s",
-            (now, limit),
+    # Only the earliest unfinished row of each order is ever due: its documents go in sequence.
+    _DUE = (
+        "SELECT q.* FROM erp_queue q WHERE q.status = 'pending' AND q.next_attempt_at <= %s "
+        "AND q.claimed_until < %s AND NOT EXISTS (SELECT 1 FROM erp_queue e WHERE "
+        "e.order_id = q.order_id AND e.status = 'pending' AND e.id < q.id)"
+    )
+
+    def due(self, now: float, limit: int, order_id: str | None = None) -> list[dict[str, Any]]:
+        """Rows a worker may claim now (unclaimed or with a lapsed lease), oldest first."""
+        if order_id is not None:
+            return self.db.query(
+                self._DUE + " AND q.order_id = %s ORDER BY q.id LIMIT %s", (now, now, order_id, limit)
+            )
+        return self.db.query(self._DUE + " ORDER BY q.id LIMIT %s", (now, now, limit))
+
+    def claim(self, row_id: int, worker: str, now: float, lease: float) -> bool:
+        """Takes the row for `lease` seconds; False when another worker holds it or it is done."""
+        return (
+            self.db.execute(
+                "UPDATE erp_queue SET claimed_by = %s, claimed_until = %s "
+                "WHERE id = %s AND status = 'pending' AND claimed_until < %s",
+                (worker, now + lease, row_id, now),
+            )
+            == 1
         )
 
     def depth(self) -> int:
@@ -269,16 +336,29 @@ class ErpQueue:
             return self.db.query("SELECT * FROM erp_queue ORDER BY id")
         return self.db.query("SELECT * FROM erp_queue WHERE order_id = %s ORDER BY id", (order_id,))
 
+    def sales_order_status(self, order_id: str) -> str | None:
+        row = self.db.query_one(
+            "SELECT status FROM erp_queue WHERE order_id = %s AND kind = 'sales-order'", (order_id,)
+        )
+        return None if row is None else str(row["status"])
+
     def posted(self, row_id: int, attempts: int, reference: str | None) -> None:
         self.db.execute(
             "UPDATE erp_queue SET status = 'posted', attempts = %s, erp_reference = %s, posted_at = %s, "
-            "last_error = NULL WHERE id = %s",
+            "last_error = NULL, claimed_until = 0 WHERE id = %s",
             (attempts, reference, datetime.now().astimezone().isoformat(), row_id),
+        )
+
+    def voided(self, row_id: int, reason: str) -> None:
+        self.db.execute(
+            "UPDATE erp_queue SET status = 'voided', last_error = %s, claimed_until = 0 WHERE id = %s",
+            (reason[:500], row_id),
         )
 
     def failed(self, row_id: int, attempts: int, next_at: float, error: str) -> None:
         self.db.execute(
-            "UPDATE erp_queue SET attempts = %s, next_attempt_at = %s, last_error = %s WHERE id = %s",
+            "UPDATE erp_queue SET attempts = %s, next_attempt_at = %s, last_error = %s, claimed_until = 0 "
+            "WHERE id = %s",
             (attempts, next_at, error[:500], row_id),
         )
 
@@ -292,16 +372,30 @@ def _cause(document: str, row_id: int) -> dict[str, Any]:
     }
 
 
-class ErpFeeder:
-    """Follows the event log and queues each captured order and settled refund exactly once."""
+QueuedDocument = tuple[str, str, str, str, str, int]  # document, kind, order_id, name, payload, position
 
-    CAPTURED = ":Order.Captured"
-    SETTLED = ":Order.RefundSettled"
+
+class ErpFeeder:
+    """Follows the event log and queues each order fact's ERP document exactly once."""
+
+    TOPICS = {
+        ":Order.Captured": "sales-order",
+        ":Order.LinesCancelled": "cancellation",
+        ":Order.ShipmentRecorded": "delivery",
+        ":Order.ReturnRecorded": "return",
+        ":Order.RefundConfirmed": "credit-memo",
+    }
 
     def __init__(self, ledger: Ledger, queue: ErpQueue, batch: int = 500) -> None:
         self.ledger = ledger
         self.queue = queue
         self.batch = batch
+
+    def _kind(self, topic: str) -> str | None:
+        for suffix, kind in self.TOPICS.items():
+            if topic.endswith(suffix):
+                return kind
+        return None
 
     def step(self) -> int:
         start = self.queue.position()
@@ -310,8 +404,9 @@ class ErpFeeder:
             return 0
         rows = []
         for n in notes:
-            if n.topic.endswith(self.CAPTURED) or n.topic.endswith(self.SETTLED):
-                rows.append(self._document(n))
+            kind = self._kind(n.topic)
+            if kind is not None:
+                rows.append(self._document(kind, n))
         now = datetime.now().astimezone().isoformat()
         with self.queue.db.transaction() as tx:
             moved = tx.execute(
@@ -334,7 +429,7 @@ class ErpFeeder:
         ERP_QUEUE_DEPTH.set(self.queue.depth())
         return len(notes)
 
-    def _document(self, n: Any) -> tuple[str, str, str, str, str, int]:
+    def _document(self, kind: str, n: Any) -> QueuedDocument:
         event = self.ledger.app.mapper.to_domain_event(n)
         if isinstance(event, Order.Captured):
             doc = {
@@ -345,34 +440,73 @@ class ErpFeeder:
                 "captured_at": event.timestamp.isoformat(),
                 "position": n.id,
             }
-            return (
-                f"sales-order:{event.order_id}",
-                "sales-order",
-                event.order_id,
-                "sales-order",
-                orjson.dumps(doc).decode(),
-                n.id,
-            )
+            return (f"sales-order:{event.order_id}", kind, event.order_id, SALES_ORDER, _json(doc), n.id)
         order: Order = self.ledger.app.repository.get(n.originator_id, version=n.originator_version)
-        refund = order.refunds[event.refund_id]
-        doc = {
-            "order_id": order.order_id,
-            "refund_id": event.refund_id,
-            "amount": refund["amount"],
-            "currency": refund["currency"],
-            "lines": refund["lines"],
-            "settlement_reference": event.settlement_reference,
-            "position": n.id,
-        }
-        name = ref("credit-memo", event.refund_id)
-        return (
-            f"credit-memo:{order.order_id}:{event.refund_id}",
-            "credit-memo",
-            order.order_id,
-            name,
-            orjson.dumps(doc).decode(),
-            n.id,
-        )
+        oid = order.order_id
+
+        def sku(line_id: str) -> str:
+            return str(order.lines[line_id]["sku"])
+
+        if isinstance(event, Order.LinesCancelled):
+            key: object = n.originator_version
+            doc = {
+                "order_id": oid,
+                "cancellation_id": f"{oid}/{key}",
+                "reason": event.reason,
+                "whole": event.whole,
+                "lines": [
+                    {"line_id": x["line_id"], "sku": sku(x["line_id"]), "quantity": x["quantity"]}
+                    for x in event.lines
+                ],
+            }
+        elif isinstance(event, Order.ShipmentRecorded):
+            key = event.shipment_id
+            doc = {
+                "order_id": oid,
+                "shipment_id": event.shipment_id,
+                "lines": [
+                    {
+                        "line_id": x["line_id"],
+                        "sku": sku(x["line_id"]),
+                        "location": x["location"],
+                        "quantity": x["quantity"],
+                    }
+                    for x in event.lines
+                ],
+            }
+        elif isinstance(event, Order.ReturnRecorded):
+            key = event.return_id
+            doc = {
+                "order_id": oid,
+                "return_id": event.return_id,
+                "lines": [
+                    {
+                        "line_id": x["line_id"],
+                        "sku": sku(x["line_id"]),
+                        "location": x.get("location"),
+                        "quantity": x["quantity"],
+                        "disposition": x["disposition"],
+                    }
+                    for x in event.lines
+                ],
+            }
+        else:
+            assert isinstance(event, Order.RefundConfirmed)
+            key = event.refund_id
+            doc = {
+                "order_id": oid,
+                "refund_id": event.refund_id,
+                "amount": event.amount,
+                "currency": event.currency,
+                "lines": order.refunds[event.refund_id]["lines"],
+                "transaction": event.transaction,
+            }
+        doc["position"] = n.id
+        return (f"{kind}:{oid}:{key}", kind, oid, document_name(kind, key), _json(doc), n.id)
+
+
+def _json(doc: dict[str, Any]) -> str:
+    return orjson.dumps(doc).decode()
 
 
 class CircuitBreaker:
@@ -387,23 +521,32 @@ class CircuitBreaker:
         self.state = "closed"
         self.failures = 0
         self.opened_at = 0.0
+        self._lock = threading.Lock()
 
     def allow(self) -> bool:
-        if self.state == "open" and self.clock() - self.opened_at >= self.cooldown:
-            self.state = "half-open"
-        return self.state != "open"
+        with self._lock:
+            if self.state == "open" and self.clock() - self.opened_at >= self.cooldown:
+                self.state = "half-open"
+            return self.state != "open"
 
     def success(self) -> None:
-        self.state, self.failures = "closed", 0
+        with self._lock:
+            self.state, self.failures = "closed", 0
 
     def failure(self) -> None:
-        self.failures += 1
-        if self.state == "half-open" or self.failures >= self.threshold:
-            self.state, self.opened_at = "open", self.clock()
+        with self._lock:
+            self.failures += 1
+            if self.state == "half-open" or self.failures >= self.threshold:
+                self.state, self.opened_at = "open", self.clock()
 
 
 class ErpPoster:
-    """Posts due queue rows; 2xx -> posted, anything else -> retried later with backoff."""
+    """Posts due queue rows; 2xx -> posted, anything else -> retried later with backoff.
+
+    Up to `concurrency` orders are posted at once, each order's documents one after the other.
+    `step()` claims work for the free slots, waits at most `wait` seconds for some of it to finish,
+    and answers how many documents were finished (posted, failed or voided) since the last step.
+    """
 
     def __init__(
         self,
@@ -414,6 +557,10 @@ class ErpPoster:
         backoff_base: float = 1.0,
         backoff_max: float = 300.0,
         batch: int = 100,
+        concurrency: int = 8,
+        lease: float | None = None,
+        wait: float = 1.0,
+        worker: str | None = None,
     ) -> None:
         self.ledger = ledger
         self.queue = queue
@@ -422,59 +569,141 @@ class ErpPoster:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.batch = batch
+        self.concurrency = concurrency
+        timeout = float(getattr(gateway, "timeout", 5.0))
+        self.lease = lease if lease is not None else max(30.0, 4 * timeout)
+        self.wait = wait
+        self.worker = worker or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._pool: ThreadPoolExecutor | None = None
+        self._inflight: dict[str, Future[int]] = {}
 
     def backoff(self, attempts: int) -> float:
         return min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1)) * random.uniform(0.5, 1.0)
 
     def step(self) -> int:
+        done = self._reap()
         if self.gateway is None or not self.breaker.allow():
-            return 0
-        rows = self.queue.due(time.time(), self.batch)
-        futures = []
-        done = 0
-        for r in rows:
-            if not self.breaker.allow():
-                break
-            attempts = int(r["attempts"]) + 1
-            try:
-                reference = self.gateway.post(
-                    r["kind"], orjson.loads(r["payload"]), idempotency_key(r["document"])
-                )
-            except ErpError as e:
-                self.breaker.failure()
-                ERP_POSTINGS.labels("failed").inc()
-                self.queue.failed(r["id"], attempts, time.time() + self.backoff(attempts), str(e))
-                futures.append(
-                    self.ledger.submit(
-                        c.RecordErpFailure(
-                            order_id=r["order_id"],
-                            document=r["name"],
-                            attempt=attempts,
-                            error=str(e),
-                            cause=_cause(r["document"], r["id"]),
-                        )
-                    )
-                )
-                continue
-            self.breaker.success()
-            ERP_POSTINGS.labels("posted").inc()
-            self.queue.posted(r["id"], attempts, reference)
-            futures.append(
-                self.ledger.submit(
-                    c.RecordErpPosting(
-                        order_id=r["order_id"],
-                        document=r["name"],
-                        attempts=attempts,
-                        erp_reference=reference,
-                        cause=_cause(r["document"], r["id"]),
-                    )
-                )
-            )
-            done += 1
-        for f in futures:
-            try:
-                f.result(timeout=60)
-            except Exception as e:  # the queue row is the record; the order event is best effort
-                log.warning("ERP outcome not recorded on the order: %s", type(e).__name__)
+            return done
+        free = self.concurrency - len(self._inflight)
+        if free > 0:
+            now = time.time()
+            for r in self.queue.due(now, min(self.batch, free + len(self._inflight))):
+                if len(self._inflight) >= self.concurrency or not self.breaker.allow():
+                    break
+                if r["order_id"] in self._inflight or not self.queue.claim(
+                    r["id"], self.worker, now, self.lease
+                ):
+                    continue
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="erp-post")
+                self._inflight[r["order_id"]] = self._pool.submit(self._post_order, r)
+        if self._inflight:
+            wait(list(self._inflight.values()), timeout=self.wait, return_when=FIRST_COMPLETED)
+        done += self._reap()
         ERP_QUEUE_DEPTH.set(self.queue.depth())
         return done
+
+    @property
+    def in_flight(self) -> int:
+        """Orders whose documents are being posted right now."""
+        return len(self._inflight)
+
+    def drain(self) -> None:
+        """Waits for the documents in flight (for a clean stop)."""
+        for f in list(self._inflight.values()):
+            try:
+                f.result(timeout=self.lease)
+            except Exception:  # noqa: S110 - the row's lease lapses and another step retries it
+                pass
+        self._reap()
+
+    def close(self) -> None:
+        self.drain()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _reap(self) -> int:
+        done = 0
+        for order_id, f in list(self._inflight.items()):
+            if f.done():
+                del self._inflight[order_id]
+                try:
+                    done += f.result()
+                except Exception as e:  # a bad row must not stop the poster; its lease lapses
+                    log.warning("ERP posting of order failed unexpectedly: %s", type(e).__name__)
+        return done
+
+    def _post_order(self, row: dict[str, Any]) -> int:
+        """Posts the order's claimed row, then its next rows while they go through."""
+        done = 0
+        while True:
+            done += 1
+            if not self._post(row):
+                return done
+            now = time.time()
+            nxt = next(iter(self.queue.due(now, 1, order_id=row["order_id"])), None)
+            if (
+                nxt is None
+                or not self.breaker.allow()
+                or not self.queue.claim(nxt["id"], self.worker, now, self.lease)
+            ):
+                return done
+            row = nxt
+
+    def _void_reason(self, row: dict[str, Any]) -> str | None:
+        if row["kind"] == "sales-order":
+            order = self.ledger.history.order(row["order_id"])
+            if order is not None and order.erp_void:
+                return "order cancelled before its sales order was accepted"
+            return None
+        if self.queue.sales_order_status(row["order_id"]) == "voided":
+            return "its sales order was voided"
+        return None
+
+    def _post(self, r: dict[str, Any]) -> bool:
+        """One document; True when it is finished for good (posted or voided)."""
+        assert self.gateway is not None
+        reason = self._void_reason(r)
+        if reason is not None:
+            ERP_POSTINGS.labels("voided").inc()
+            self.queue.voided(r["id"], reason)
+            return True
+        attempts = int(r["attempts"]) + 1
+        try:
+            reference = self.gateway.post(
+                r["kind"], orjson.loads(r["payload"]), idempotency_key(r["document"])
+            )
+        except ErpError as e:
+            self.breaker.failure()
+            ERP_POSTINGS.labels("failed").inc()
+            self.queue.failed(r["id"], attempts, time.time() + self.backoff(attempts), str(e))
+            self._record(
+                c.RecordErpFailure(
+                    order_id=r["order_id"],
+                    document=r["name"],
+                    attempt=attempts,
+                    error=str(e),
+                    cause=_cause(r["document"], r["id"]),
+                )
+            )
+            return False
+        self.breaker.success()
+        ERP_POSTINGS.labels("posted").inc()
+        self.queue.posted(r["id"], attempts, reference)
+        self._record(
+            c.RecordErpPosting(
+                order_id=r["order_id"],
+                document=r["name"],
+                attempts=attempts,
+                erp_reference=reference,
+                cause=_cause(r["document"], r["id"]),
+            )
+        )
+        return True
+
+    def _record(self, cmd: c.Command) -> None:
+        try:
+            self.ledger.submit(cmd).result(timeout=60)
+        except Exception as e:  # the queue row is the record; the order event is best effort
+            log.warning("ERP outcome not recorded on the order: %s", type(e).__name__)

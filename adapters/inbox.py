@@ -76,24 +76,6 @@ class Inbox:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                f"CREATE TABLE IF NOT EXISTS inbox (id {self.db.serial}, source TEXT NOT NULL, "
-                f"external_id TEXT NOT NULL, kind TEXT NOT NULL, body {self.db.blob} NOT NULL, "
-                "headers TEXT NOT NULL, received_at TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, "
-                "fingerprint TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1, wait_for TEXT, "
-                "outcome TEXT, mapping_version BIGINT NOT NULL DEFAULT 0, attempts INTEGER NOT NULL "
-                "DEFAULT 0, "
-                "updated_at TEXT NOT NULL, UNIQUE (source, external_id))",
-                "CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, id)",
-                "CREATE INDEX IF NOT EXISTS inbox_wait ON inbox (wait_for)",
-                "CREATE TABLE IF NOT EXISTS inbox_uses (inbox_id BIGINT NOT NULL, mapping TEXT NOT NULL, "
-                "version BIGINT NOT NULL, PRIMARY KEY (inbox_id, mapping))",
-                "CREATE INDEX IF NOT EXISTS inbox_uses_mapping ON inbox_uses (mapping)",
-            ]
-        )
-
     # ------------------------------------------------------------- storing
 
     def store(
@@ -177,6 +159,13 @@ class Inbox:
         for r in rows:
             r["body"] = bytes(r["body"])
         return [_decode(r) for r in rows]
+
+    def missing(self, inbox_id: int) -> list[str]:
+        """The mapping keys the message's translation asked for and did not find (version 0)."""
+        rows = self.db.query(
+            "SELECT mapping FROM inbox_uses WHERE inbox_id = %s AND version = 0 ORDER BY mapping", (inbox_id,)
+        )
+        return [r["mapping"] for r in rows]
 
     def using(self, mapping: str) -> list[dict[str, Any]]:
         """Messages whose translation asked for this mapping key."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 import threading
@@ -59,17 +60,6 @@ class ApiKeys:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
-
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
-                "scopes TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
-                "created_by TEXT, expires_at TEXT, revoked_at TEXT)",
-                f"CREATE TABLE IF NOT EXISTS admin_audit (id {self.db.serial}, actor TEXT NOT NULL, "
-                "action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL, at TEXT NOT NULL)",
-            ]
-        )
 
     @staticmethod
     def _hash(token: str) -> str:
@@ -168,7 +158,7 @@ class ApiKeys:
         with self.db.transaction() as tx:
             self._audit(tx, actor, action, target, detail)
 
-    def audit_trail(self, limit: int = 100) -> list[dict[str, Any]]:
+    def audit_trail(self, limit: int = 100) -> builtins.list[dict[str, Any]]:  # `list` is a method here
         rows = self.db.query("SELECT * FROM admin_audit ORDER BY id DESC LIMIT %s", (limit,))
         for r in rows:
             r["detail"] = orjson.loads(r["detail"])

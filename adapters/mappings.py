@@ -19,7 +19,7 @@ from adapters.translate import MappingUse
 from ledger.bounds import check_id
 
 SOURCES = ("shopify", "pos", "erp")
-KINDS = ("sku", "location", "channel")
+KINDS = ("sku", "location", "channel", "inventory_item")  # inventory_item: Shopify only
 
 
 def mapping_key(source: str, kind: str, external_id: str) -> str:
@@ -32,6 +32,8 @@ def check_mapping(source: str, kind: str, external_id: str) -> None:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}")
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    if kind == "inventory_item" and source != "shopify":
+        raise ValueError("kind inventory_item exists for source shopify only")
     check_id(external_id, "external_id")
 
 
@@ -48,22 +50,6 @@ class SqlMappingStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                "CREATE TABLE IF NOT EXISTS mappings (source TEXT NOT NULL, kind TEXT NOT NULL, "
-                "external_id TEXT NOT NULL, canonical TEXT NOT NULL, version BIGINT NOT NULL, "
-                "updated_by TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (source, kind, "
-                "external_id))",
-                f"CREATE TABLE IF NOT EXISTS mapping_history (version {self.db.serial}, source TEXT "
-                "NOT NULL, "
-                "kind TEXT NOT NULL, external_id TEXT NOT NULL, old TEXT, new TEXT NOT NULL, "
-                "actor TEXT NOT NULL, at TEXT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS mapping_history_key ON mapping_history (source, kind, "
-                "external_id)",
-            ]
-        )
 
     def get(self, source: str, kind: str, external_id: str) -> tuple[str, int] | None:
         row = self.db.query_one(
@@ -119,6 +105,21 @@ class SqlMappingStore:
             "old": old,
             "changed": True,
         }
+
+    def by_external_id(self, external_id: str) -> list[dict[str, Any]]:
+        """The current mappings of an outside code in any source and kind: source, kind, canonical."""
+        return self.db.query(
+            "SELECT source, kind, canonical FROM mappings WHERE external_id = %s ORDER BY source, kind",
+            (external_id,),
+        )
+
+    def changes(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest versions of every mapping, newest first (who changed what, old and new)."""
+        return self.db.query(
+            "SELECT version, source, kind, external_id, old, new, actor, at FROM mapping_history "
+            "ORDER BY version DESC LIMIT %s",
+            (limit,),
+        )
 
     def history(self, source: str, kind: str, external_id: str) -> list[dict[str, Any]]:
         return self.db.query(

@@ -15,9 +15,12 @@ addresses) stays in the raw body kept by the inbox and is copied nowhere else.
   status observations, applied only when newer (`updated_at`) than the one recorded.
 - `fulfillments/create` (status `success`): ships from the reservation at the fulfilling
   `location_id` (`shopify/location/{location_id}`).
-- `refunds/create`: per `refund_line_items[].restock_type`: `return` (and `legacy_restock`)
-  restocks at `location_id`, `cancel` releases, `no_restock` moves nothing; the refund is
-  recorded on the order and settled when all its transactions succeeded.
+- `refunds/create`: per `refund_line_items[].restock_type`: `return` restocks shipped units at
+  `location_id`, `cancel` releases unshipped ones, `legacy_restock` does whichever fits each unit
+  (unshipped first), `no_restock` moves nothing. The refund is recorded with its amount (the sum
+  of its pending and successful refund transactions, an exact decimal) and currency, and
+  confirmed once all of them succeeded; a failed one fails the refund (`refund-failed` exception).
+- `order_transactions/create`: a refund transaction's later outcome confirms or fails its refund.
 - `inventory_levels/update`, `inventory_items/update`: observations kept for reconciliation
   and SKU-alias discovery (`shopify_observations`), never movements.
 """
@@ -33,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.exceptions import open_exception
 from adapters.mappings import Lookup
 from adapters.persistence.db import Database, Tx
 from adapters.translate import (
@@ -125,10 +129,20 @@ class RefundLine(_Shape):
     quantity: int = Field(ge=0, le=1_000_000_000)
     location_id: Id | None = None
     restock_type: str | None = None
+    subtotal_set: dict[str, Any] | None = None
 
 
 class RefundTransaction(_Shape):
     id: Id | None = None
+    kind: str | None = None
+    status: str | None = None
+    amount: str | None = None
+    currency: str | None = None
+
+
+class TransactionPayload(_Shape):
+    id: Id
+    order_id: Id
     kind: str | None = None
     status: str | None = None
     amount: str | None = None
@@ -163,6 +177,7 @@ SHAPES: dict[str, type[_Shape]] = {
     **{t: OrderPayload for t in ORDER_STATUS_TOPICS},
     "fulfillments/create": FulfillmentPayload,
     "refunds/create": RefundPayload,
+    "order_transactions/create": TransactionPayload,
     "inventory_levels/update": InventoryLevelPayload,
     "inventory_items/update": InventoryItemPayload,
 }
@@ -171,17 +186,6 @@ SHAPES: dict[str, type[_Shape]] = {
 def parse(topic: str, payload: Any) -> _Shape:
     """Validates a payload against its topic's shape; raises pydantic's ValidationError."""
     return SHAPES[topic].model_validate(payload)
-
-
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            "CREATE TABLE IF NOT EXISTS shopify_observations (kind TEXT NOT NULL, object_id TEXT NOT NULL, "
-            "location_id TEXT NOT NULL, available BIGINT, sku TEXT, updated_at TEXT, inbox_id "
-            "BIGINT NOT NULL, "
-            "PRIMARY KEY (kind, object_id, location_id))",
-        ]
-    )
 
 
 # --------------------------------------------------------------- translation
@@ -223,6 +227,8 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
         return _fulfillment(p, lookup, ctx)  # type: ignore[arg-type]
     if topic == "refunds/create":
         return _refund(p, lookup, ctx)  # type: ignore[arg-type]
+    if topic == "order_transactions/create":
+        return _transaction(p, ctx)  # type: ignore[arg-type]
     return _observation(topic, p, int(row["id"]))
 
 
@@ -322,75 +328,194 @@ def _fulfillment(p: FulfillmentPayload, lookup: Lookup, ctx: Context) -> Transla
     return t
 
 
-def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
-    t = Apply()
-    order_id = str(p.order_id)
-    order = ctx.history.order(order_id)
-    if order is None:
-        return Wait(WaitKey.order(order_id))
-    returns, cancels, recorded = [], [], []
-    keys: list[MappingUse] = []
-    streams = []
+def _refund_currency(p: RefundPayload) -> str:
+    """The refund's currency: its transactions', else its lines' shop money, else `XXX` (none)."""
+    for x in p.transactions:
+        if x.currency:
+            return x.currency[:16]
     for r in p.refund_line_items:
-        line = order.lines.get(str(r.line_item_id))
+        money = (r.subtotal_set or {}).get("shop_money") or {}
+        if isinstance(money, dict) and money.get("currency_code"):
+            return str(money["currency_code"])[:16]
+    return "XXX"
+
+
+class _Restock:
+    """What a refund's lines do to stock: units to return, to cancel, and each line as recorded."""
+
+    def __init__(self) -> None:
+        self.returns: list[dict[str, Any]] = []
+        self.cancels: list[dict[str, Any]] = []
+        self.recorded: list[dict[str, Any]] = []
+        self.uses: list[MappingUse] = []
+        self.streams: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+
+
+def _restock(p: RefundPayload, order: Any, lookup: Lookup) -> _Restock | Park:
+    """Per refund line: `return` restocks shipped units, `cancel` releases unshipped ones,
+    `legacy_restock` does whichever fits each unit (unshipped ones first), `no_restock` moves
+    nothing. Units the ledger already cancelled (a cancel before the refund) or never saw shipped
+    are noted, not refused, so the rest of the refund applies.
+    """
+    out = _Restock()
+    open_left = {lid: order.open_quantity(x) for lid, x in order.lines.items()}
+    shipped_left = {lid: int(x["shipped"] - x["returned"]) for lid, x in order.lines.items()}
+    for r in p.refund_line_items:
+        line_id = str(r.line_item_id)
+        line = order.lines.get(line_id)
         if r.quantity == 0 or line is None:
             continue
         kind = r.restock_type or "no_restock"
-        recorded.append({"line_id": str(r.line_item_id), "quantity": r.quantity, "restock_type": kind})
-        if kind in ("return", "legacy_restock"):
-            entry = {"line_id": str(r.line_item_id), "quantity": r.quantity, "disposition": "restock"}
+        out.recorded.append({"line_id": line_id, "quantity": r.quantity, "restock_type": kind})
+        if kind not in ("return", "cancel", "legacy_restock") or not order.is_stock_line(line):
+            continue
+        cancel = min(r.quantity, open_left[line_id]) if kind in ("cancel", "legacy_restock") else 0
+        back = r.quantity - cancel if kind in ("return", "legacy_restock") else 0
+        if back > shipped_left[line_id]:
+            out.notes.append(
+                f"line {line_id}: {back - shipped_left[line_id]} unit(s) were not shipped: not returned"
+            )
+            back = shipped_left[line_id]
+        if kind == "cancel" and cancel < r.quantity:
+            out.notes.append(f"line {line_id}: {r.quantity - cancel} unit(s) already cancelled")
+        open_left[line_id] -= cancel
+        shipped_left[line_id] -= back
+        if cancel:
+            out.cancels.append({"line_id": line_id, "quantity": cancel})
+        if back:
+            entry: dict[str, Any] = {"line_id": line_id, "quantity": back, "disposition": "restock"}
             if r.location_id is not None:
                 location = lookup.get("location", r.location_id)
                 if location is None:
                     return Park(f"unknown location {r.location_id}")
                 entry["location"] = location
                 use = lookup.use("location", r.location_id, location)
-                keys += [] if use in keys else [use]
-            returns.append(entry)
+                out.uses += [] if use in out.uses else [use]
+            out.returns.append(entry)
             where = entry.get("location") or line["location"]
             if where:
-                streams.append((line["sku"], where))
-        elif kind == "cancel":
-            cancels.append({"line_id": str(r.line_item_id), "quantity": r.quantity})
+                out.streams.append((line["sku"], where))
+    return out
+
+
+def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
+    order_id = str(p.order_id)
+    order = ctx.history.order(order_id)
+    if order is None:
+        return Wait(WaitKey.order(order_id))
+    restock = _restock(p, order, lookup)
+    if isinstance(restock, Park):
+        return restock
+    t = Apply(notes=list(restock.notes))
     refund_id = str(p.id)
-    if returns:
+    if restock.returns:
         t.add(
-            c.ReturnItems(order_id=order_id, return_id=ref("refund", refund_id), lines=tuple(returns)),
-            keys,
-            streams,
+            c.ReturnItems(
+                order_id=order_id, return_id=ref("refund", refund_id), lines=tuple(restock.returns)
+            ),
+            restock.uses,
+            restock.streams,
         )
-    if cancels:
+    if restock.cancels:
         t.add(
             c.CancelOrder(
-                order_id=order_id, reason="refunded", lines=tuple(cancels), reference=ref("refund", refund_id)
+                order_id=order_id,
+                reason="refunded",
+                lines=tuple(restock.cancels),
+                reference=ref("refund", refund_id),
             )
         )
-    amount, currency = Decimal(0), None
     txns = [x for x in p.transactions if (x.kind or "refund") == "refund"]
-    for x in txns:
+    if not txns:
+        t.notes.append("no refund transaction: no money moved")
+        return t
+    moving = [x for x in txns if x.status in (None, "pending", "success")]
+    failed = [x for x in txns if x.status in ("failure", "error")]
+    amount = Decimal(0)
+    for x in moving or failed:
         try:
-            if x.status in (None, "success"):
-                amount += Decimal(x.amount or "0")
+            amount += Decimal(x.amount or "0")
         except InvalidOperation:
             return Reject(f"refund transaction {x.id} has an amount that is not a number")
-        currency = currency or x.currency
+    if not amount.is_finite() or amount < 0:
+        return Reject(f"refund {refund_id} has an amount that is not a finite, non-negative number")
+    currency = _refund_currency(p)
+    ids = tuple(str(x.id) for x in txns if x.id is not None)
     t.add(
         c.RecordRefund(
             order_id=order_id,
             refund_id=refund_id,
             amount=str(amount),
-            currency=(currency or "XXX")[:16],
-            lines=tuple(recorded),
+            currency=currency,
+            lines=tuple(restock.recorded),
+            transactions=ids,
         )
     )
-    if txns and all(x.status == "success" for x in txns):
+    t.wakes += [WaitKey.refund_txn(i) for i in ids]
+    if moving and all(x.status == "success" for x in moving):
         t.add(
-            c.SettleRefund(
+            c.ConfirmRefund(
                 order_id=order_id,
                 refund_id=refund_id,
-                settlement_reference=ref("shopify-transaction", txns[0].id or refund_id),
+                amount=str(amount),
+                currency=currency,
+                transaction=ref("shopify-transaction", moving[0].id or refund_id),
             )
         )
+    elif failed and not moving:
+        _fail(t, order_id, refund_id, failed[0].id, failed[0].status or "failure")
+    return t
+
+
+def _fail(t: Apply, order_id: str, refund_id: str, txn: object, status: str) -> None:
+    """A failed refund transaction: recorded on the refund and opened as a `refund-failed` exception."""
+    transaction = ref("shopify-transaction", txn or refund_id)
+    t.add(
+        c.FailRefund(
+            order_id=order_id, refund_id=refund_id, transaction=transaction, error=f"transaction {status}"
+        )
+    )
+
+    def record(tx: Tx, results: list[Any]) -> None:
+        open_exception(
+            tx,
+            "refund-failed",
+            f"{order_id}:{refund_id}",
+            {"order_id": order_id, "refund_id": refund_id, "transaction": transaction, "status": status},
+        )
+
+    t.after = record
+
+
+def _transaction(p: TransactionPayload, ctx: Context) -> Translation:
+    """`order_transactions/create`: a refund transaction's outcome confirms or fails its refund."""
+    t = Apply()
+    if (p.kind or "") != "refund":
+        t.notes.append(f"{p.kind} transaction: no refund to confirm")
+        return t
+    order_id = str(p.order_id)
+    order = ctx.history.order(order_id)
+    if order is None:
+        return Wait(WaitKey.order(order_id))
+    refund_id = order.refund_of_transaction(str(p.id))
+    if refund_id is None:
+        return Wait(WaitKey.refund_txn(str(p.id)))
+    refund = order.refunds[refund_id]
+    if p.status == "success":
+        t.add(
+            c.ConfirmRefund(
+                order_id=order_id,
+                refund_id=refund_id,
+                amount=str(refund["amount"]),
+                currency=str(refund["currency"]),
+                transaction=ref("shopify-transaction", p.id),
+            )
+        )
+    elif p.status in ("failure", "error"):
+        _fail(t, order_id, refund_id, p.id, p.status)
+    else:
+        t.notes.append(f"refund transaction {p.id} is {p.status}: still to confirm")
     return t
 
 

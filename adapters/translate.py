@@ -34,7 +34,7 @@ def ref(*parts: object) -> str:
     return f"{str(parts[0])[:40]}/h:{digest}"
 
 
-WaitKind = Literal["order", "pos-txn"]
+WaitKind = Literal["order", "pos-txn", "refund-txn"]
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,15 @@ class WaitKey:
         return cls("pos-txn", f"{store}:{txn_id}")
 
     @classmethod
+    def refund_txn(cls, transaction_id: str) -> WaitKey:
+        """A Shopify refund transaction, known once its refund is recorded."""
+        return cls("refund-txn", str(transaction_id))
+
+    @classmethod
     def parse(cls, text: str | None) -> WaitKey | None:
         """The key stored in `inbox.wait_for`; None for no key or one of an unknown kind."""
         kind, sep, value = (text or "").partition(":")
-        if not sep or kind not in ("order", "pos-txn"):
+        if not sep or kind not in ("order", "pos-txn", "refund-txn"):
             return None
         return cls(kind, value)  # type: ignore[arg-type]  # checked just above
 

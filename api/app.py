@@ -12,7 +12,7 @@ from api import problems
 from api.console import routes as console_routes
 from api.console.session import Sessions
 from api.idempotency import Idempotency
-from api.middleware import BodyGuard, RequestContext
+from api.middleware import BodyGuard, RequestContext, StorageGuard
 from api.models import problems as problems_doc
 from api.routes import (
     ats,
@@ -31,12 +31,13 @@ from api.routes import erp as erp_routes
 from api.routes import exceptions as exception_routes
 from api.routes import explain as explain_routes
 from api.routes import projections as projection_routes
+from api.routes import shopify as shopify_routes
 from bootstrap import Container, bootstrap
 
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
-ROUTERS += [reconciliations.router]
+ROUTERS += [reconciliations.router, shopify_routes.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
 ROUTERS += [explain_routes.router, console_routes.router]
 
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     # then the ATS point query answered from memory (api.routes.ats).
     app.add_middleware(ats.AtsFastPath)
     app.add_middleware(Idempotency)
+    app.add_middleware(StorageGuard)  # a database outage in the layers above answers 503, not 500
     app.add_middleware(BodyGuard)
     app.add_middleware(RequestContext)
     return app

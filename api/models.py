@@ -166,12 +166,28 @@ class Return(Request):
     lines: list[ReturnLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
+class Allocation(Response):
+    location: str
+    quantity: int
+
+
 class OrderLineView(Response):
     line_id: str
     sku: str
     quantity: int
     location: str | None = None
     reserved: int = 0
+    allocations: list[Allocation] = Field(
+        default_factory=list, description="Units held for the line, per location of the group."
+    )
+    backordered: int = Field(0, description="Units waiting for stock, reserved first come, first served.")
+
+
+class RefundView(Response):
+    refund_id: str
+    amount: str  # an exact decimal, as text
+    currency: str
+    status: Literal["recorded", "confirmed", "settled", "failed"]
 
 
 class OrderView(Response):
@@ -179,6 +195,8 @@ class OrderView(Response):
     channel: str
     stage: str
     lines: list[OrderLineView]
+    open: list[str] = Field(default_factory=list, description="what is still to happen, in order")
+    refunds: list[RefundView] = Field(default_factory=list)
 
 
 # ------------------------------------------------------------------ problems

@@ -1,4 +1,4 @@
-"""`ledger bench`: append, hot, orders, projections, api, all.
+"""`ledger bench`: append, hot, orders, projections, api, reconcile, shopify, all.
 
 Each run uses a fresh schema of `--database-url` (dropped afterwards), measures its same-run
 baseline, prints events/s, p50/p99 latency and the ratio to the baseline, and checks invariants.
@@ -178,6 +178,14 @@ def reconcile_cmd(
     from bench.reconcile import reconcile
 
     _run(database_url, as_json, [("reconcile", lambda u: reconcile(u, levels=levels))])
+
+
+@bench_app.command("shopify")
+def shopify_cmd(database_url: UrlOpt = DEFAULT_URL, seconds: int = 20, as_json: JsonOpt = False) -> None:
+    """The ATS push to Shopify against the Admin API stand-in at 100 points/s, with a naive baseline."""
+    from bench.shopify import shopify
+
+    _run(database_url, as_json, [("shopify", lambda u: shopify(u, seconds=seconds))])
 
 
 @bench_app.command("all")

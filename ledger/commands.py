@@ -11,13 +11,30 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from functools import cache, cached_property
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
 from typing import Any, ClassVar
 
 import orjson
 
 from ledger.bounds import check_delta, check_id, check_quantity, reservation_id
 from ledger.errors import InvalidCommandError
+
+
+def check_money(amount: object, currency: object) -> None:
+    """An amount is an exact decimal string (never a float), a currency three capital letters."""
+    if not isinstance(amount, str):
+        raise InvalidCommandError("amount must be a decimal number as text", field="amount")
+    try:
+        value = Decimal(amount)
+    except InvalidOperation:
+        raise InvalidCommandError("amount must be a decimal number", field="amount") from None
+    if not value.is_finite() or value < 0:
+        raise InvalidCommandError("amount must be a finite, non-negative number", field="amount")
+    if not isinstance(currency, str) or not (
+        len(currency) == 3 and currency.isalpha() and currency.isupper()
+    ):
+        raise InvalidCommandError("currency must be an ISO 4217 code such as EUR", field="currency")
 
 
 def check_lines(lines: object, field: str = "lines") -> None:
@@ -72,10 +89,15 @@ class Command:
         """Rules beyond the declared identifiers and quantities."""
 
 
-@cache
+_FINGERPRINTED: dict[type, tuple[str, ...]] = {}
+
+
 def _fingerprinted(cls: type[Command]) -> tuple[str, ...]:
-    """The fields a command's fingerprint covers: all but `cause`."""
-    return tuple(f.name for f in fields(cls) if f.name != "cause")
+    """The fields a command's fingerprint covers: all but `cause` (computed once per type)."""
+    names = _FINGERPRINTED.get(cls)
+    if names is None:
+        names = _FINGERPRINTED[cls] = tuple(f.name for f in fields(cls) if f.name != "cause")
+    return names
 
 
 # ------------------------------------------------------------------ stock
@@ -425,9 +447,47 @@ class RecordRefund(Command):
     amount: str
     currency: str
     lines: tuple[dict[str, Any], ...] = ()
+    transactions: tuple[str, ...] = ()  # the payment transactions that carry the refund
 
     def check(self) -> None:
         check_lines(self.lines)
+        check_money(self.amount, self.currency)
+        for t in self.transactions:
+            check_id(t, "transactions")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConfirmRefund(Command):
+    """The refund's transactions succeeded (the money moved); its credit memo goes to the ERP."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "refund_id", "transaction")
+    key_format: ClassVar[str | None] = "refund-confirmed:{order_id}/{refund_id}"
+
+    order_id: str
+    refund_id: str
+    amount: str
+    currency: str
+    transaction: str
+
+    def check(self) -> None:
+        check_money(self.amount, self.currency)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailRefund(Command):
+    """A refund transaction failed: the money did not move."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "refund_id", "transaction")
+    key_format: ClassVar[str | None] = "refund-failed:{order_id}/{refund_id}/{transaction}"
+
+    order_id: str
+    refund_id: str
+    transaction: str
+    error: str
+
+    def check(self) -> None:
+        if not isinstance(self.error, str):
+            raise InvalidCommandError("error must be text", field="error")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,7 +1,18 @@
 """The order aggregate: the stages of one sales order, as facts, with its outside correlation ids.
 
-The business stage is derived from these facts (`Order.stage`). The platform's own status
-(Shopify's financial and fulfillment status) is recorded as observed and never drives the stage.
+What is still to happen is derived from these facts (`Order.open_work`): units to reserve, the
+ERP documents to post, units to ship, the invoice, refunds to confirm and to settle. The business
+stage (`Order.stage`) follows from that open work, so it never reads `shipped` or `settled`
+while earlier work is open. The platform's own status (Shopify's financial and fulfillment
+status) is recorded as observed and never drives the stage.
+
+The ERP is told one document per fact: the sales order (`Captured`), each cancellation after it
+(`LinesCancelled`), each delivery (`ShipmentRecorded`), each return (`ReturnRecorded`) and each
+confirmed refund as a credit memo (`RefundConfirmed`). `erp["expected"]` names the documents the
+facts call for and `erp["documents"]` what became of each (`PostedToErp`, `ErpPostingFailed`).
+An order wholly cancelled before its sales order was accepted is `erp_void`: nothing of it is
+posted. A refund moves recorded -> confirmed (its transactions succeeded) -> settled (the ERP
+accepted its credit memo); a failed refund transaction is recorded as `failed`.
 """
 
 from __future__ import annotations
@@ -16,6 +27,21 @@ from ledger.bounds import order_id as order_uuid
 from ledger.errors import OrderConflictError
 
 Cause = dict[str, Any]
+
+SALES_ORDER = "sales-order"
+# What can still be open on an order, in the order the work happens.
+OPEN_WORK = ("reserve", "ship", "post", "invoice", "confirm-refund", "settle-refund")
+REFUND_STATUSES = ("recorded", "confirmed", "settled", "failed")
+
+
+def is_sales_order(document: str) -> bool:
+    return document == SALES_ORDER or document.startswith(SALES_ORDER + ":")
+
+
+def document_name(kind: str, key: object) -> str:
+    """The name of one of an order's ERP documents, unique within the order (`delivery:s1`)."""
+    return f"{kind}:{key}"
+
 
 STAGES = (
     "captured",
@@ -84,11 +110,36 @@ class Order(Aggregate):
             "returned": 0,
             "released": 0,
             "consumed": 0,
+            "allocations": {},  # location -> units held there for the line
+            # open units no location holds (`settle`): until the capture reserves them, or the rest
+            # (allow_partial, an expiry) until stock arrives at a location of the group
+            "backordered": line["quantity"] if line.get("stock", True) else 0,
         }
 
     @staticmethod
     def new_erp() -> dict[str, Any]:
-        return {"posted": False, "attempts": 0, "last_error": None, "reference": None}
+        """The sales order's posting (top level) and every document's (`documents`)."""
+        return {
+            "posted": False,
+            "attempts": 0,
+            "last_error": None,
+            "reference": None,
+            "expected": [],
+            "documents": {},
+        }
+
+    @staticmethod
+    def _expect(o: Any, name: str) -> None:
+        expected = o.erp.setdefault("expected", [])
+        if name not in expected:
+            expected.append(name)
+
+    @staticmethod
+    def _document(o: Any, name: str) -> dict[str, Any]:
+        docs = o.erp.setdefault("documents", {})
+        if name not in docs:
+            docs[name] = {"posted": False, "attempts": 0, "last_error": None, "reference": None}
+        return dict(docs[name])
 
     @classmethod
     def capture(
@@ -133,8 +184,11 @@ class Order(Aggregate):
 
         def apply(self, o: Order) -> None:
             line = o.lines[self.line_id]
-            line["location"] = self.location
+            line["location"] = line["location"] or self.location
             line["reserved"] += self.quantity
+            allocations = Order.allocations_of(line)
+            allocations[self.location] = allocations.get(self.location, 0) + self.quantity
+            Order.settle(line)
 
     class LineRemapped(Event):
         """A line captured on the wrong SKU moved to the right one after a mapping fix.
@@ -159,6 +213,8 @@ class Order(Aggregate):
             line["sku"] = self.to_sku
             line["reserved"] += self.reserved - self.released
             line["location"] = self.location if self.reserved else None
+            line["allocations"] = {self.location: self.reserved} if self.location and self.reserved else {}
+            Order.settle(line)
 
     class ShipmentRecorded(Event):
         shipment_id: str
@@ -166,11 +222,14 @@ class Order(Aggregate):
 
         def apply(self, o: Order) -> None:
             o.shipments[self.shipment_id] = self.lines
+            Order._expect(o, document_name("delivery", self.shipment_id))
             for s in self.lines:
                 line = o.lines[s["line_id"]]
                 line["shipped"] += s["quantity"]
                 line["consumed"] += s.get("consumed", 0)
                 line["released"] += s.get("released", 0)
+                Order.take(line, {s["location"]: s.get("consumed", 0)})
+                Order.take_released(line, s)
 
     class LinesCancelled(Event):
         reason: str
@@ -182,8 +241,10 @@ class Order(Aggregate):
                 line = o.lines[c["line_id"]]
                 line["cancelled"] += c["quantity"]
                 line["released"] += c.get("released", 0)
+                Order.take_released(line, c)
             if self.whole:
                 o.cancel_reason = self.reason
+            Order._expect(o, document_name("cancellation", self.originator_version))
 
     class ReturnRecorded(Event):
         return_id: str
@@ -191,6 +252,7 @@ class Order(Aggregate):
 
         def apply(self, o: Order) -> None:
             o.returns[self.return_id] = self.lines
+            Order._expect(o, document_name("return", self.return_id))
             for r in self.lines:
                 o.lines[r["line_id"]]["returned"] += r["quantity"]
 
@@ -199,23 +261,60 @@ class Order(Aggregate):
         amount: str
         currency: str
         lines: list[dict[str, Any]]
+        transactions: list[str] = ()  # type: ignore[assignment]  # the payment transactions' ids
 
         def apply(self, o: Order) -> None:
             o.refunds[self.refund_id] = {
                 "amount": self.amount,
                 "currency": self.currency,
                 "lines": self.lines,
+                "transactions": list(self.transactions),
+                "status": "recorded",
+                "confirmed": False,
                 "settled": False,
+                "transaction": None,
                 "settlement": None,
+                "error": None,
             }
+
+    class RefundConfirmed(Event):
+        """The refund's transactions succeeded: the money moved (and the ERP gets a credit memo)."""
+
+        refund_id: str
+        amount: str
+        currency: str
+        transaction: str
+
+        def apply(self, o: Order) -> None:
+            refund = o.refunds[self.refund_id]
+            refund.update(
+                amount=self.amount,
+                currency=self.currency,
+                status="confirmed",
+                confirmed=True,
+                transaction=self.transaction,
+                error=None,
+            )
+            Order._expect(o, document_name("credit-memo", self.refund_id))
+
+    class RefundFailed(Event):
+        """A refund transaction failed: the money did not move (an exception to look at)."""
+
+        refund_id: str
+        transaction: str
+        error: str
+
+        def apply(self, o: Order) -> None:
+            o.refunds[self.refund_id].update(status="failed", error=self.error, transaction=self.transaction)
 
     class RefundSettled(Event):
         refund_id: str
         settlement_reference: str
 
         def apply(self, o: Order) -> None:
-            o.refunds[self.refund_id]["settled"] = True
-            o.refunds[self.refund_id]["settlement"] = self.settlement_reference
+            o.refunds[self.refund_id].update(
+                status="settled", confirmed=True, settled=True, settlement=self.settlement_reference
+            )
 
     class ErpPostingFailed(Event):
         document: str
@@ -223,8 +322,12 @@ class Order(Aggregate):
         error: str
 
         def apply(self, o: Order) -> None:
-            o.erp["attempts"] = max(o.erp["attempts"], self.attempt)
-            o.erp["last_error"] = self.error
+            doc = Order._document(o, self.document)
+            doc.update(attempts=max(doc["attempts"], self.attempt), last_error=self.error)
+            o.erp["documents"][self.document] = doc
+            if is_sales_order(self.document):
+                o.erp["attempts"] = max(o.erp["attempts"], self.attempt)
+                o.erp["last_error"] = self.error
 
     class PostedToErp(Event):
         document: str
@@ -232,11 +335,29 @@ class Order(Aggregate):
         erp_reference: str | None
 
         def apply(self, o: Order) -> None:
-            o.erp["posted"] = True
-            o.erp["attempts"] = max(o.erp["attempts"], self.attempts)
-            o.erp["reference"] = self.erp_reference
-            if self.erp_reference:
-                o.external_refs["erp"] = self.erp_reference
+            doc = Order._document(o, self.document)
+            doc.update(
+                posted=True,
+                attempts=max(doc["attempts"], self.attempts),
+                last_error=None,
+                reference=self.erp_reference,
+            )
+            o.erp["documents"][self.document] = doc
+            if is_sales_order(self.document):
+                o.erp["posted"] = True
+                o.erp["attempts"] = max(o.erp["attempts"], self.attempts)
+                o.erp["reference"] = self.erp_reference
+                if self.erp_reference:
+                    o.external_refs["erp"] = self.erp_reference
+            kind, _, refund_id = self.document.partition(":")
+            refund = o.refunds.get(refund_id) if kind == "credit-memo" else None
+            if refund is not None:  # the ERP accepted the credit memo: the refund is settled
+                refund.update(
+                    status="settled",
+                    confirmed=True,
+                    settled=True,
+                    settlement=self.erp_reference or self.document,
+                )
 
     class Invoiced(Event):
         invoice_id: str
@@ -259,12 +380,21 @@ class Order(Aggregate):
     class LineReleased(Event):
         """Units of a line's reservation were given back at the SKU-location (e.g. it expired)."""
 
+        class_version = 2  # version 2 names the location whose allocation was released
+
         line_id: str
         quantity: int
         reason: str
+        location: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("location", None)
 
         def apply(self, o: Order) -> None:
-            o.lines[self.line_id]["released"] += self.quantity
+            line = o.lines[self.line_id]
+            line["released"] += self.quantity
+            Order.take(line, {self.location or line["location"]: self.quantity})
 
     # ---------------------------------------------------------------- queries
 
@@ -275,6 +405,49 @@ class Order(Aggregate):
             raise OrderConflictError(
                 f"order {self.order_id} has no line {line_id}", line_id=line_id
             ) from None
+
+    @staticmethod
+    def allocations_of(line: dict[str, Any]) -> dict[str, int]:
+        """Location -> units held there for the line (a line stored before allocations held at
+        its one location)."""
+        allocations = line.get("allocations")
+        if allocations is None:
+            held = Order.held_quantity(line)
+            allocations = {line["location"]: held} if line.get("location") and held > 0 else {}
+            line["allocations"] = allocations
+        return allocations
+
+    @staticmethod
+    def take(line: dict[str, Any], units: dict[str | None, int]) -> None:
+        """Lowers the line's allocations by `units` per location."""
+        allocations = Order.allocations_of(line)
+        for location, n in units.items():
+            if location is not None and n:
+                left = allocations.get(location, 0) - n
+                if left > 0:
+                    allocations[location] = left
+                else:
+                    allocations.pop(location, None)
+        Order.settle(line)
+
+    @staticmethod
+    def settle(line: dict[str, Any]) -> None:
+        """A line's `backordered` units: its open units that no location holds."""
+        stock = line.get("stock", True)
+        line["backordered"] = max(0, Order.open_quantity(line) - Order.held_quantity(line)) if stock else 0
+
+    @staticmethod
+    def take_released(line: dict[str, Any], record: dict[str, Any]) -> None:
+        """A shipment's or cancellation's released units, per location (`released_at`), or at the
+        line's location for records written before allocations."""
+        released_at = record.get("released_at")
+        if released_at is None:
+            released_at = {line["location"]: record.get("released", 0)}
+        Order.take(line, released_at)
+
+    @staticmethod
+    def allocation_list(line: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"location": k, "quantity": v} for k, v in Order.allocations_of(line).items()]
 
     @staticmethod
     def open_quantity(line: dict[str, Any]) -> int:
@@ -291,32 +464,84 @@ class Order(Aggregate):
         theirs = sorted((x["line_id"], x["sku"], x["quantity"]) for x in lines)
         return self.channel == channel and mine == theirs
 
+    @staticmethod
+    def is_stock_line(line: dict[str, Any]) -> bool:
+        """False for lines that carry no stock (gift cards, custom items): never reserved or shipped."""
+        return bool(line.get("stock", True))
+
+    @staticmethod
+    def to_reserve(line: dict[str, Any]) -> int:
+        """Units of a line still waiting for a reservation (backordered)."""
+        if not Order.is_stock_line(line):
+            return 0
+        if "backordered" in line:
+            return int(line["backordered"])
+        return max(0, Order.open_quantity(line) - Order.held_quantity(line))
+
+    @property
+    def whole_cancelled(self) -> bool:
+        lines = list(self.lines.values())
+        return bool(sum(x["cancelled"] for x in lines) >= sum(x["quantity"] for x in lines))
+
+    @property
+    def erp_void(self) -> bool:
+        """Wholly cancelled before its sales order was accepted: the ERP is told nothing of it."""
+        return self.whole_cancelled and not self.erp["posted"]
+
+    @property
+    def open_work(self) -> list[str]:
+        """What is still to happen, in `OPEN_WORK` order."""
+        lines = list(self.lines.values())
+        stock = [x for x in lines if Order.is_stock_line(x)]
+        whole = self.whole_cancelled
+        docs = self.erp.get("documents", {})
+        refunds = list(self.refunds.values())
+        work = {
+            "reserve": not whole and any(Order.to_reserve(x) > 0 for x in stock),
+            "post": not self.erp_void
+            and (
+                not self.erp["posted"]
+                or any(not docs.get(n, {}).get("posted") for n in self.erp.get("expected", []))
+            ),
+            "ship": any(Order.open_quantity(x) > 0 for x in stock),
+            "invoice": not whole and not self.invoices,
+            "confirm-refund": any(Order.refund_status(r) == "recorded" for r in refunds),
+            "settle-refund": not self.erp_void
+            and any(Order.refund_status(r) == "confirmed" for r in refunds),
+        }
+        return [k for k in OPEN_WORK if work[k]]
+
+    @staticmethod
+    def refund_status(refund: dict[str, Any]) -> str:
+        if "status" in refund:
+            return str(refund["status"])
+        return "settled" if refund.get("settled") else "recorded"
+
     @property
     def stage(self) -> str:
+        """The stage the open work leaves the order in; never later than its earliest open work."""
         lines = list(self.lines.values())
-        ordered = sum(x["quantity"] for x in lines)
         cancelled = sum(x["cancelled"] for x in lines)
         shipped = sum(x["shipped"] for x in lines)
         returned = sum(x["returned"] for x in lines)
-        if cancelled == ordered:
+        if self.whole_cancelled:
             return "cancelled"
+        work = self.open_work
+        if "reserve" in work or "ship" in work:
+            if shipped:
+                return "partially_shipped"
+            if "reserve" in work:
+                return "posted" if self.erp["posted"] else "captured"
+            if cancelled:
+                return "partially_cancelled"
+            return "posted" if self.erp["posted"] else "reserved"
         if self.refunds:
-            return "settled" if all(r["settled"] for r in self.refunds.values()) else "refunded"
+            return "refunded" if work else "settled"
         if returned:
             return "returned" if returned >= shipped else "partially_returned"
-        if self.invoices:
-            return "invoiced"
-        if shipped and shipped + cancelled >= ordered:
+        if "invoice" in work:
             return "shipped"
-        if shipped:
-            return "partially_shipped"
-        if cancelled:
-            return "partially_cancelled"
-        if self.erp["posted"]:
-            return "posted"
-        if all(Order.held_quantity(x) >= x["quantity"] for x in lines):
-            return "reserved"
-        return "captured"
+        return "invoiced"
 
     # --------------------------------------------------------------- commands
 
@@ -421,7 +646,13 @@ class Order(Aggregate):
         self.trigger_event(self.ReturnRecorded, return_id=return_id, lines=lines, cause=cause)
 
     def record_refund(
-        self, refund_id: str, amount: str, currency: str, lines: list[dict[str, Any]], cause: Cause
+        self,
+        refund_id: str,
+        amount: str,
+        currency: str,
+        lines: list[dict[str, Any]],
+        cause: Cause,
+        transactions: list[str] | None = None,
     ) -> None:
         if refund_id in self.refunds:
             return
@@ -431,13 +662,48 @@ class Order(Aggregate):
             amount=amount,
             currency=currency,
             lines=lines,
+            transactions=list(transactions or []),
             cause=cause,
         )
 
-    def settle_refund(self, refund_id: str, settlement_reference: str, cause: Cause) -> None:
+    def refund_of_transaction(self, transaction: str) -> str | None:
+        """The refund whose payment transactions include `transaction`."""
+        for refund_id, refund in self.refunds.items():
+            if transaction in refund.get("transactions", ()):
+                return refund_id
+        return None
+
+    def _refund(self, refund_id: str) -> dict[str, Any]:
         refund = self.refunds.get(refund_id)
         if refund is None:
             raise OrderConflictError(f"order {self.order_id} has no refund {refund_id}")
+        return refund
+
+    def confirm_refund(
+        self, refund_id: str, amount: str, currency: str, transaction: str, cause: Cause
+    ) -> None:
+        """The refund's transactions succeeded; a repeat (or a refund already settled) records nothing."""
+        if Order.refund_status(self._refund(refund_id)) in ("confirmed", "settled"):
+            return
+        self.trigger_event(
+            self.RefundConfirmed,
+            refund_id=refund_id,
+            amount=amount,
+            currency=currency,
+            transaction=transaction,
+            cause=cause,
+        )
+
+    def fail_refund(self, refund_id: str, transaction: str, error: str, cause: Cause) -> None:
+        refund = self._refund(refund_id)
+        if Order.refund_status(refund) != "recorded":
+            return  # money that moved does not un-move; a repeat records nothing
+        self.trigger_event(
+            self.RefundFailed, refund_id=refund_id, transaction=transaction, error=error[:500], cause=cause
+        )
+
+    def settle_refund(self, refund_id: str, settlement_reference: str, cause: Cause) -> None:
+        refund = self._refund(refund_id)
         if refund["settled"]:
             return
         self.trigger_event(
@@ -470,26 +736,39 @@ class Order(Aggregate):
         if new:
             self.trigger_event(self.CorrelationIdsRecorded, ids=new, cause=cause)
 
-    def record_release(self, line_id: str, quantity: int, reason: str, cause: Cause) -> None:
+    def record_release(
+        self, line_id: str, quantity: int, reason: str, cause: Cause, location: str | None = None
+    ) -> None:
         line = self.line(line_id)
         check_quantity(quantity)
-        if quantity > self.held_quantity(line):
+        held = self.held_quantity(line) if location is None else self.allocations_of(line).get(location, 0)
+        if quantity > held:
             raise OrderConflictError(
-                f"line {line_id} holds {self.held_quantity(line)} reserved units, not {quantity}",
+                f"line {line_id} holds {held} reserved units, not {quantity}",
                 line_id=line_id,
             )
-        self.trigger_event(self.LineReleased, line_id=line_id, quantity=quantity, reason=reason, cause=cause)
+        self.trigger_event(
+            self.LineReleased,
+            line_id=line_id,
+            quantity=quantity,
+            reason=reason,
+            location=location,
+            cause=cause,
+        )
 
     def view(self) -> dict[str, Any]:
         return {
             "order_id": self.order_id,
             "channel": self.channel,
             "stage": self.stage,
-            "lines": [dict(x) for x in self.lines.values()],
+            "open": self.open_work,
+            "lines": [{**x, "allocations": self.allocation_list(x)} for x in self.lines.values()],
             "external_refs": dict(self.external_refs),
             "platform_status": dict(self.platform_status),
             "erp": dict(self.erp),
-            "refunds": {k: dict(v) for k, v in self.refunds.items()},
+            "refunds": [
+                {"refund_id": k, **v, "status": Order.refund_status(v)} for k, v in self.refunds.items()
+            ],
             "invoices": list(self.invoices),
             "version": self.version,
         }

@@ -85,9 +85,18 @@ def fold_stock(row: Row | None, event: Any, position: int) -> Row | None:
     return row
 
 
-def _order_state(row: Row) -> SimpleNamespace:
+class _OrderState(SimpleNamespace):
+    """An order's state as the read model keeps it, with the aggregate's own derived queries."""
+
+    whole_cancelled = Order.whole_cancelled
+    erp_void = Order.erp_void
+    open_work = Order.open_work
+    stage = Order.stage
+
+
+def _order_state(row: Row) -> _OrderState:
     s = copy.deepcopy(row["state"])
-    return SimpleNamespace(
+    return _OrderState(
         lines=s["lines"],
         refunds=s["refunds"],
         invoices=s["invoices"],
@@ -101,7 +110,7 @@ def _order_state(row: Row) -> SimpleNamespace:
 
 
 def order_stage(row: Row) -> str:
-    return str(Order.stage.fget(_order_state(row)))  # type: ignore[attr-defined]
+    return str(_order_state(row).stage)
 
 
 def fold_order(row: Row | None, event: Any, position: int) -> Row | None:

@@ -29,6 +29,12 @@ class Buffer(BaseModel):
     percent: int | None = Field(default=None, ge=0, le=100)
 
 
+class ShopifyTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shop: str = Field(min_length=1, max_length=255)
+    location_id: str = Field(min_length=1, max_length=128, pattern=r"^gid://shopify/Location/[0-9]+$")
+
+
 class PolicyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     locations: list[str] = Field(min_length=1, max_length=100)
@@ -36,6 +42,7 @@ class PolicyBody(BaseModel):
     buffer: Buffer | None = None
     safety_stock_overrides: dict[str, int] = Field(default_factory=dict, max_length=10_000)
     excluded_skus: list[str] = Field(default_factory=list, max_length=10_000)
+    shopify: ShopifyTarget | None = None  # where the channel's ATS is written (adapters/shopify_push.py)
 
 
 def _actor(p: Principal) -> str:
@@ -63,11 +70,18 @@ async def put_channel(
         )
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None
+    shopify_sync = container.shopify_sync
+    if body.shopify is not None and body.shopify.shop not in shopify_sync.shops:
+        raise Problem(422, "validation-error", f"shop {body.shopify.shop!r} is not in LEDGER_SHOPIFY_SHOPS")
     store = container.channels
     saved = await run_in_threadpool(store.put, policy, _actor(principal))
+    target = body.shopify
+    await run_in_threadpool(
+        shopify_sync.targets.set, channel, target and target.shop, target and target.location_id, _actor(principal)
+    )
     await run_in_threadpool(container.keys.audit, _actor(principal), "channel.set", channel, saved.as_dict())
     container.runner.wake()
-    return saved.as_dict()
+    return {**saved.as_dict(), "shopify": body.shopify.model_dump() if body.shopify else None}
 
 
 @router.get("/v1/channels/{channel}")
@@ -77,4 +91,5 @@ async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict
     history = await run_in_threadpool(container.channels.history, channel)
     if not history:
         raise Problem(404, "unknown-channel", f"channel {channel!r} has no policy")
-    return {**history[0].as_dict(), "versions": [p.as_dict() for p in history]}
+    target = await run_in_threadpool(container.shopify_sync.targets.get, channel)
+    return {**history[0].as_dict(), "shopify": target, "versions": [p.as_dict() for p in history]}

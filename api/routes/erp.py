@@ -1,4 +1,4 @@
-"""Inbound ERP messages: goods receipts, transfers and cycle counts (ingest:write)."""
+"""Inbound ERP messages: goods receipts, transfers, cycle counts and invoices (ingest:write)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,9 @@ async def transfer(request: Request, container: ContainerDep, _: Ingester) -> di
 async def cycle_count(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
     """`{message_id, count_id, location, counted_at, lines: [{sku, counted}]}`: absolute counts."""
     return await _receive(request, container, "cycle-count")
+
+
+@router.post("/v1/erp/invoices")
+async def invoice(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
+    """`{message_id, invoice_id, order_id, amount, currency}`: the ERP invoiced the order."""
+    return await _receive(request, container, "invoice")

@@ -16,7 +16,7 @@ from api.problems import Problem
 router = APIRouter(tags=["mappings"])
 
 Source = Literal["shopify", "pos", "erp"]
-Kind = Literal["sku", "location", "channel"]
+Kind = Literal["sku", "location", "channel", "inventory_item"]  # inventory_item: Shopify only
 
 
 class MappingBody(BaseModel):
@@ -34,6 +34,8 @@ async def put_mapping(
 ) -> dict[str, Any]:
     """Sets a mapping (a new version, kept with who and when); parked messages that needed it are retried."""
     valid_id(external_id, "external_id")
+    if kind == "inventory_item" and source != "shopify":
+        raise Problem(422, "validation-error", "kind inventory_item exists for source shopify only")
     valid_id(body.canonical, "canonical")
     store = container.mappings
     change = await run_in_threadpool(store.set, source, kind, external_id, body.canonical, _actor(principal))

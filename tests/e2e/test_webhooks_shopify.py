@@ -259,10 +259,11 @@ def test_refunds_restock_release_or_change_nothing_per_restock_type(shop: Shop) 
     assert shop.stock("SKU-A", STORE) == (1, 0)
     assert shop.stock("SKU-B", WH) == (10, 1)
     order = shop.container.ledger.history.order("5001")
-    assert (
-        order is not None and order.refunds["7001"]["amount"] == "10.00" and order.refunds["7001"]["settled"]
-    )
-    assert order.stage == "settled"
+    assert order is not None and order.refunds["7001"]["amount"] == "10.00"
+    # Its transactions succeeded: confirmed; settled only once the ERP accepts the credit memo.
+    assert order.refunds["7001"]["status"] == "confirmed" and not order.refunds["7001"]["settled"]
+    assert order.stage == "partially_shipped"  # a unit of B is still to ship: never `settled`
+    assert order.open_work == ["ship", "post", "invoice", "settle-refund"]
 
 
 def test_a_refund_before_its_order_waits_and_then_applies(shop: Shop) -> None:
@@ -278,7 +279,8 @@ def test_a_refund_before_its_order_waits_and_then_applies(shop: Shop) -> None:
     assert shop.stock("SKU-A", WH) == (10, 3)
     assert shop.ats("SKU-A") == 7
     order = shop.container.ledger.history.order("6001")
-    assert order is not None and order.lines["1"]["cancelled"] == 2 and order.stage == "settled"
+    assert order is not None and order.lines["1"]["cancelled"] == 2
+    assert order.stage == "partially_cancelled" and "settle-refund" in order.open_work
 
 
 def test_an_older_status_never_overwrites_a_newer_one(shop: Shop) -> None:
@@ -425,3 +427,25 @@ def test_orders_captured_through_a_wrong_variant_mapping_move_their_reservations
     assert (again["orders"], again["order_lines"]) == (0, 0)
     assert shop.stock("SKU-A", WH) == (8, 4) and (shop.ats("SKU-A"), shop.ats("SKU-B")) == (4, 9)
     assert shop.stage(10001) == "partially_shipped" and shop.stage(10003) == "reserved"
+
+
+def test_a_shopify_order_over_the_ats_of_one_location_is_split_and_the_next_is_not_oversold(
+    shop: Shop,
+) -> None:
+    """Two locations of 3 show ATS 6: a Shopify order of 5 is reserved across them, and the next
+    order of 3 reserves only the one unit left (the rest backordered), never 8 sold against 6."""
+    shop.container.ledger.receive("SKU-C", WH, 3, "seed-c-wh")
+    shop.container.ledger.receive("SKU-C", STORE, 3, "seed-c-store")
+    assert shop.ats("SKU-C", "wholesale") == 6
+    shop.map("channel", sp.SHOP, "wholesale")
+    shop.send("orders/create", sp.order(7001, [(71, None, "SKU-C", 5)]))
+    shop.drain()
+    assert (shop.stock("SKU-C", WH), shop.stock("SKU-C", STORE)) == ((3, 3), (3, 2))
+    assert shop.ats("SKU-C", "wholesale") == 1
+    shop.send("orders/create", sp.order(7002, [(72, None, "SKU-C", 3)]))
+    shop.drain()
+    second = shop.container.ledger.history.order("7002")
+    assert second is not None
+    line = second.view()["lines"][0]
+    assert (line["allocations"], line["backordered"]) == ([{"location": STORE, "quantity": 1}], 2)
+    assert shop.ats("SKU-C", "wholesale") == 0

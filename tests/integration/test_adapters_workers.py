@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 
 import orjson
-from test_erp_posting import FakeErp
+from erpstandin import ErpStandIn
 
 from adapters import pos
 from adapters.config import Settings
@@ -25,7 +25,7 @@ def eventually(check: Callable[[], bool], seconds: float = 20.0) -> None:
 
 
 def test_stored_messages_are_applied_and_captured_orders_posted_in_the_background(pg_url: str) -> None:
-    erp = FakeErp(["down"])
+    erp = ErpStandIn(["down"])
     container = bootstrap(
         Settings(database_url=pg_url, erp_url=erp.url), locations=StaticLocations({"online": ["STORE1"]})
     )

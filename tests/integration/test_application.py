@@ -312,12 +312,10 @@ def test_returns_restock_or_quarantine_and_refunds_are_settled(ledger):
     with pytest.raises(OrderConflictError):
         ledger.return_items("1007", "r2", [{"line_id": "1", "quantity": 2, "disposition": "restock"}])
     ledger.execute(c.RecordRefund(order_id="1007", refund_id="rf-1", amount="10.00", currency="EUR"))
-    assert (
-        ledger.execute(c.SettleRefund(order_id="1007", refund_id="rf-1", settlement_reference="bank-1"))[
-            "stage"
-        ]
-        == "settled"
-    )
+    ledger.execute(c.SettleRefund(order_id="1007", refund_id="rf-1", settlement_reference="bank-1"))
+    o = ledger.history.order("1007")
+    assert o.refunds["rf-1"]["status"] == "settled"
+    assert o.stage == "refunded" and o.open_work == ["post", "invoice"]  # not settled while work is open
 
 
 def test_erp_attempts_posting_invoice_status_and_correlation_ids(ledger):

@@ -4,15 +4,14 @@ the `ledger reconcile` command on a file."""
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
+from erpstandin import ErpStandIn
 from typer.testing import CliRunner
 
 from adapters.config import Settings
@@ -22,44 +21,15 @@ from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLev
 from bootstrap import Container, bootstrap
 
 
-class Erp:
-    """A small real HTTP server that answers GET /inventory with whatever the test sets."""
-
-    def __init__(self) -> None:
-        self.answer: tuple[int, bytes] = (200, b'{"levels": []}')
-        erp = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                status, body = erp.answer if self.path == "/inventory" else (404, b"{}")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
-def erp() -> Iterator[Erp]:
-    e = Erp()
+def erp() -> Iterator[ErpStandIn]:
+    e = ErpStandIn()
     yield e
     e.close()
 
 
 @pytest.fixture
-def container(sqlite_url: str, erp: Erp) -> Iterator[Container]:
+def container(sqlite_url: str, erp: ErpStandIn) -> Iterator[Container]:
     c = bootstrap(
         Settings(
             database_url=sqlite_url,
@@ -82,7 +52,7 @@ def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp
     assert len(jobs) == 1 and [s.source for s in jobs[0].sources] == ["erp", "shopify"]
     a = "SKU-" + uuid.uuid4().hex[:8]
     container.ledger.receive(a, "WH", 9, "po-" + a)
-    erp.answer = (
+    erp.inventory = (
         200,
         json.dumps(
             {"observed_at": later(), "levels": [{"sku": a, "location": "WH", "quantity": 8}]}
@@ -92,7 +62,7 @@ def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp
     assert last["erp"]["status"] == "ok" and last["erp"]["mismatches"] == 1
     assert last["shopify"] == {"status": "no snapshot"}
     assert [e["key"] for e in list_exceptions(container.db, "drift")] == [f"erp/{a}/WH"]
-    erp.answer = (
+    erp.inventory = (
         200,
         json.dumps(
             {"observed_at": later(), "levels": [{"sku": a, "location": "WH", "quantity": 9}]}
@@ -100,9 +70,9 @@ def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp
     )
     jobs[0].run_once()
     assert list_exceptions(container.db, "drift") == []
-    erp.answer = (503, b"{}")
+    erp.inventory = (503, b"{}")
     assert jobs[0].run_once()["erp"]["status"] == "failed"
-    erp.answer = (200, b'{"levels": "nope"}')
+    erp.inventory = (200, b'{"levels": "nope"}')
     with pytest.raises(SnapshotError):
         HttpErpInventory(erp.url).snapshot()
 

@@ -222,17 +222,65 @@ def test_a_refund_is_recorded_then_settled():
     assert o.stage == "refunded"
     o.record_refund("rf-1", "19.90", "EUR", [], CAUSE)  # a repeat records nothing
     o.settle_refund("rf-1", "bank-42", CAUSE)
-    assert o.stage == "settled" and o.refunds["rf-1"]["settlement"] == "bank-42"
+    assert o.stage == "refunded" and o.refunds["rf-1"]["settlement"] == "bank-42"
+    assert o.open_work == ["post", "invoice"]  # still work to do: never `settled` before it is done
+    for document in ("sales-order", "delivery:s1", "return:r1"):
+        o.record_erp_posting(document, 1, None, CAUSE)
+    o.record_invoice("INV-1", CAUSE)
+    assert o.stage == "settled"
     o.settle_refund("rf-1", "bank-42", CAUSE)
     assert types(o).count("RefundRecorded") == 1 and types(o).count("RefundSettled") == 0
 
 
 def test_an_order_with_one_unsettled_refund_is_not_settled():
     o = reserved(1)
+    ship(o, "s1", L1=1)
     o.record_refund("rf-1", "5", "EUR", [], CAUSE)
     o.record_refund("rf-2", "5", "EUR", [], CAUSE)
     o.settle_refund("rf-1", "bank-1", CAUSE)
     assert o.stage == "refunded"
+
+
+def test_a_partly_refunded_order_with_a_unit_still_to_ship_is_not_settled():
+    o = reserved(2, 1)
+    o.record_erp_posting("sales-order", 1, "SO-1", CAUSE)
+    ship(o, "s1", L1=2)
+    o.record_refund("rf-1", "5.00", "EUR", [{"line_id": "L1", "quantity": 1}], CAUSE)
+    o.confirm_refund("rf-1", "5.00", "EUR", "t-1", CAUSE)
+    o.record_erp_posting("credit-memo:rf-1", 1, "CM-1", CAUSE)
+    assert o.refunds["rf-1"]["status"] == "settled"
+    assert o.stage == "partially_shipped"
+    assert o.open_work == ["ship", "post", "invoice"]  # the delivery s1 is not posted yet
+    o.record_erp_posting("delivery:s1", 1, "DL-1", CAUSE)
+    ship(o, "s2", L2=1)
+    o.record_erp_posting("delivery:s2", 1, "DL-2", CAUSE)
+    o.record_invoice("INV-1", CAUSE)
+    assert (o.stage, o.open_work) == ("settled", [])
+
+
+def test_a_refund_moves_recorded_confirmed_settled_and_a_failure_stops_it():
+    o = reserved(1)
+    o.record_refund("rf-1", "19.00", "EUR", [], CAUSE)
+    assert o.refunds["rf-1"]["status"] == "recorded" and "confirm-refund" in o.open_work
+    o.confirm_refund("rf-1", "19.00", "EUR", "t-1", CAUSE)
+    o.confirm_refund("rf-1", "19.00", "EUR", "t-1", CAUSE)  # redelivered: nothing new
+    assert o.refunds["rf-1"]["status"] == "confirmed" and "settle-refund" in o.open_work
+    assert "credit-memo:rf-1" in o.erp["expected"]
+    o.record_refund("rf-2", "3.00", "EUR", [], CAUSE)
+    o.fail_refund("rf-2", "t-2", "card declined", CAUSE)
+    assert o.refunds["rf-2"]["status"] == "failed"
+    kinds = types(o)
+    assert kinds.count("RefundConfirmed") == 1 and kinds.count("RefundFailed") == 1
+
+
+def test_an_order_cancelled_before_its_sales_order_was_posted_has_nothing_to_post():
+    o = reserved(1)
+    o.record_cancellation("customer", [{"line_id": "L1", "quantity": 1, "released": 1}], True, CAUSE)
+    assert o.erp_void and o.stage == "cancelled" and "post" not in o.open_work
+    p = reserved(1)
+    p.record_erp_posting("sales-order", 1, "SO-1", CAUSE)
+    p.record_cancellation("customer", [{"line_id": "L1", "quantity": 1, "released": 1}], True, CAUSE)
+    assert not p.erp_void and p.open_work == ["post"]  # the cancellation is told to the ERP
 
 
 def test_settling_an_unknown_refund_is_refused():
@@ -273,7 +321,7 @@ def test_every_derived_stage_is_a_documented_stage():
     seen.add(o.stage)
     o.record_reservation("L1", "wh", 2, "1001/L1", CAUSE)
     seen.add(o.stage)
-    o.record_erp_posting("so", 1, None, CAUSE)
+    o.record_erp_posting("sales-order", 1, None, CAUSE)
     seen.add(o.stage)
     ship(o, "s", L1=1)
     seen.add(o.stage)

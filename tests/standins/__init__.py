@@ -1,0 +1,1 @@
+"""Stand-ins of outside systems: real HTTP servers the tests talk to."""
