@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,17 @@ class KeyedLoad:
                         self.resumed_at = time.monotonic()
                 if status == 503:
                     self._stop.wait(0.05)  # a client backing off (Retry-After), not spinning
+
+    def wait(self, cond: Any, timeout: float, what: str) -> None:
+        """`wait_for`, failing with the answers seen so far and the service's log."""
+        try:
+            wait_for(cond, timeout, what)
+        except AssertionError as e:
+            with self.lock:
+                seen = Counter((p, s) for _, answers in self.sent.values() for p, s in answers)
+            raise AssertionError(
+                f"{e}; answers by phase: {dict(seen)}; strays: {self.strays[:3]}\n{self.service.log_tail()}"
+            ) from None
 
     def count(self, phase: str, ok: bool = True) -> int:
         with self.lock:
