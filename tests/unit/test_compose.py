@@ -49,7 +49,8 @@ def test_the_ledger_is_configured_through_the_contract_variables():
         )
         assert env["LEDGER_NATS_URL"] == "nats://nats:4222"
     assert services["ledger"]["command"][:4] == ["ledger", "serve", "--host", "0.0.0.0"]
-    assert services["worker"]["command"] == ["ledger", "worker"]
+    assert services["worker"]["command"][:2] == ["ledger", "worker"]
+    assert "--metrics-port" in services["worker"]["command"]  # Prometheus scrapes the worker's lag too
     assert services["ledger"]["ports"] == ["${LEDGER_BIND:-127.0.0.1}:8000:8000"]
 
 
