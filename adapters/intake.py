@@ -380,10 +380,10 @@ class Remapper:
                 p = shopify.parse("orders/create", orjson.loads(self.intake.inbox.body(int(row["id"]))))
             except (ValueError, ValidationError):
                 continue
-            order = self.intake.ledger.history.order(str(p.id))  # type: ignore[attr-defined]
+            order = self.intake.ledger.history.order(str(p.id))  # type: ignore[attr-defined]  # an orders/create
             if order is None:
                 continue
-            for li in p.line_items:  # type: ignore[attr-defined]
+            for li in p.line_items:  # type: ignore[attr-defined]  # an orders/create payload
                 line = order.lines.get(str(li.id))
                 if str(li.variant_id) != variant or line is None or line["sku"] == canonical:
                     continue

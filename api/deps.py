@@ -36,11 +36,11 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 
 # A component a route needs on its own gets a shortcut: an async getter (no thread hop) and its alias.
 async def get_inbox(request: Request) -> Inbox:
-    return request.app.state.container.inbox  # type: ignore[no-any-return]
+    return request.app.state.container.inbox  # type: ignore[no-any-return]  # starlette state is untyped
 
 
 async def get_reconciler(request: Request) -> Reconciler:
-    return request.app.state.container.reconciler  # type: ignore[no-any-return]
+    return request.app.state.container.reconciler  # type: ignore[no-any-return]  # starlette state is untyped
 
 
 InboxDep = Annotated[Inbox, Depends(get_inbox)]

@@ -96,7 +96,7 @@ class UnitOfWork:
         return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
 
     def backorders(self, sku: str) -> Backorders | None:
-        return self.get(backorders_id(sku))  # type: ignore[return-value]
+        return self.get(backorders_id(sku))  # type: ignore[return-value]  # the backorders stream's id
 
     def backorders_or_open(self, sku: str, cause: dict[str, Any]) -> Backorders:
         b = self.backorders(sku)
