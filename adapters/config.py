@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from adapters.persistence.urls import check_database_url
+
 DEFAULT_DATABASE_URL = "sqlite:///./ledger.db"
 
 
@@ -16,6 +18,8 @@ class Settings(BaseSettings):
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)  # LEDGER stream, when the ledger creates it
     shopify_webhook_secrets: str = ""
     erp_url: str | None = None
+    # Raw inbox bodies: finished messages older than this lose their personal data (unset: kept)
+    inbox_retention_days: int | None = Field(default=None, ge=1, le=36_500)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     erp_posting_deadline_seconds: int = Field(default=900, ge=1)
     log_level: str = "INFO"
@@ -33,9 +37,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        if not (v.startswith("postgresql://") or v.startswith("postgres://") or v.startswith("sqlite:///")):
-            raise ValueError("LEDGER_DATABASE_URL must start with postgresql:// or sqlite:///")
-        return v
+        return check_database_url(v)  # libpq parses a PostgreSQL URL; an error names the variable
 
     @field_validator("nats_url")
     @classmethod

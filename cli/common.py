@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
+from pydantic import ValidationError
 
 from adapters.config import Settings
 
@@ -15,7 +16,13 @@ if TYPE_CHECKING:
 def settings() -> Settings:
     try:
         return Settings()
-    except Exception as e:  # pydantic's message names the bad variable
+    except ValidationError as e:  # one line per bad variable, each naming it
+        for error in e.errors():
+            name = "LEDGER_" + "_".join(str(part) for part in error["loc"]).upper()
+            msg = error["msg"].removeprefix("Value error, ")
+            typer.echo(f"configuration error: {msg if msg.startswith(name) else f'{name}: {msg}'}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as e:
         typer.echo(f"configuration error: {e}", err=True)
         raise typer.Exit(2) from None
 

@@ -31,12 +31,13 @@ def keys_create(
     """Create a key; the bearer token is printed once, as the last line."""
     from adapters.keys import ApiKeys
     from adapters.persistence.db import Database
+    from adapters.persistence.migrate import migrate
 
     settings = _settings()
     db = Database(settings.database_url)
     try:
+        migrate(db)
         keys = ApiKeys(db)
-        keys.create_tables()
         try:
             expires_at = datetime.fromisoformat(expires) if expires else None
             key_id, token = keys.create(name, scope, expires_at=expires_at)
@@ -54,11 +55,12 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id")]) -> No
     """Revoke a key at once."""
     from adapters.keys import ApiKeys
     from adapters.persistence.db import Database
+    from adapters.persistence.migrate import migrate
 
     db = Database(_settings().database_url)
     try:
+        migrate(db)
         keys = ApiKeys(db)
-        keys.create_tables()
         if not keys.revoke(key_id):
             typer.echo(f"no active key {key_id}", err=True)
             raise typer.Exit(1)
@@ -75,11 +77,12 @@ def keys_list() -> None:
 
     from adapters.keys import ApiKeys
     from adapters.persistence.db import Database
+    from adapters.persistence.migrate import migrate
 
     db = Database(_settings().database_url)
     try:
+        migrate(db)
         keys = ApiKeys(db)
-        keys.create_tables()
         table = Table("id", "name", "scopes", "created", "expires", "revoked")
         for k in keys.list():
             table.add_row(

@@ -78,16 +78,6 @@ class RunLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                "CREATE TABLE IF NOT EXISTS reconciliations (id TEXT PRIMARY KEY, source TEXT NOT NULL, "
-                "observed_at TEXT NOT NULL, ran_at TEXT NOT NULL, compared BIGINT NOT NULL, "
-                "mismatches BIGINT NOT NULL, drift BIGINT NOT NULL, report TEXT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS reconciliations_ran ON reconciliations (source, ran_at)",
-            ]
-        )
-
     def save(self, report: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT INTO reconciliations (id, source, observed_at, ran_at, compared, mismatches, drift, report) "

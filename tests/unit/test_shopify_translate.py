@@ -82,6 +82,7 @@ def test_an_order_captures_on_the_mapped_channel_with_mapped_variants_and_keeps_
     assert cmd.lines == (
         {"line_id": "1", "sku": "SKU-A", "quantity": 2},
         {"line_id": "2", "sku": "FALLBACK", "quantity": 1},
+        {"line_id": "3", "sku": "custom-item", "quantity": 1, "stock": False},  # recorded, no stock
     )
     assert cmd.external_refs == {
         "name": "#1001",
