@@ -11,8 +11,8 @@ from projection_support import Rig, random_command, random_policy
 from test_nats_relay import free_port, start_nats, stream_messages, wait_for
 
 from adapters.nats import NatsPublisher
+from adapters.outbox import OutboxQueue, depth
 from api.asyncapi import document, schema_for
-from projections.outbox import OutboxQueue, depth
 
 
 def test_every_published_message_matches_its_asyncapi_schema(pg_url, tmp_path):

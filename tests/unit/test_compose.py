@@ -72,17 +72,17 @@ def test_the_observability_profile_brings_prometheus_and_grafana_provisioned_wit
 
 
 def test_the_service_command_exists_in_the_cli():
-    commands = typer.main.get_command(cli).commands  # type: ignore[attr-defined]
+    commands = typer.main.get_command(cli).commands  # type: ignore[attr-defined]  # a click Group
     assert "serve" in commands
 
 
 def test_the_http_service_leaves_the_workers_to_the_worker_service():
     services = compose()["services"]
     assert "--no-workers" in services["ledger"]["command"]
-    serve = typer.main.get_command(cli).commands["serve"]  # type: ignore[attr-defined]
+    serve = typer.main.get_command(cli).commands["serve"]  # type: ignore[attr-defined]  # a click Group
     flags = {o for p in serve.params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
     assert {"--host", "--port", "--no-workers"} <= flags
-    assert "worker" in typer.main.get_command(cli).commands  # type: ignore[attr-defined]
+    assert "worker" in typer.main.get_command(cli).commands  # type: ignore[attr-defined]  # a click Group
 
 
 def test_the_image_installs_the_project_on_python_311_slim():
