@@ -34,6 +34,7 @@ from adapters.inbox import Inbox, Status
 from adapters.loop import Loop
 from adapters.mappings import Lookup, SqlMappingStore, mapping_key
 from adapters.metrics import INBOX_MESSAGES
+from adapters.persistence.db import is_outage
 from adapters.translate import (
     Apply,
     Context,
@@ -108,6 +109,8 @@ class Intake:
         except (ValueError, ValidationError, LedgerError, KeyError) as e:
             return Reject(f"cannot translate: {_error(e)}")
         except Exception as e:  # a message that breaks a translator must not block the inbox
+            if is_outage(e):  # the database is out of reach: the message stays due, a later step retries
+                raise
             log.exception("translating inbox message %s failed", row["id"])
             return Reject(f"cannot translate: {type(e).__name__}")
 
