@@ -33,7 +33,7 @@ c.close()
 print("started")
 """
 
-MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push"]
+MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push", "0005.personal-data"]
 LEDGER_TABLES = {
     "api_keys", "admin_audit", "channel_policies", "projection_tracking", "projection_corrections",
     "ledger_outbox", "ledger_exceptions", "mappings", "mapping_history", "inbox", "inbox_uses",
