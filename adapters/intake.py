@@ -35,7 +35,7 @@ from adapters.inbox import Finished, Inbox, Status
 from adapters.loop import Loop
 from adapters.mappings import Lookup, Prefetched, SqlMappingStore, codes_in, mapping_key
 from adapters.metrics import INBOX_MESSAGES
-from adapters.persistence.db import Tx
+from adapters.persistence.db import Tx, is_outage
 from adapters.translate import (
     Apply,
     Context,
@@ -128,6 +128,8 @@ class Intake:
         except (ValueError, ValidationError, LedgerError, KeyError) as e:
             return Reject(f"cannot translate: {_error(e)}")
         except Exception as e:  # a message that breaks a translator must not block the inbox
+            if is_outage(e):  # the database is out of reach: the message stays due, a later step retries
+                raise
             log.exception("translating inbox message %s failed", row["id"])
             return Reject(f"cannot translate: {type(e).__name__}")
 
