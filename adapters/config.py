@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     nats_stream_replicas: int = Field(default=1, ge=1, le=5)  # LEDGER stream, when the ledger creates it
     shopify_webhook_secrets: str = ""
     erp_url: str | None = None
+    # Raw inbox bodies: finished messages older than this lose their personal data (unset: kept)
+    inbox_retention_days: int | None = Field(default=None, ge=1, le=36_500)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     erp_posting_deadline_seconds: int = Field(default=900, ge=1)
     log_level: str = "INFO"

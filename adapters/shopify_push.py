@@ -38,6 +38,8 @@ from typing import Any
 import orjson
 
 from adapters import shopify_metrics as m
+from adapters.exceptions import close_exception, open_exception
+from adapters.loop import Loop
 from adapters.persistence.db import Database, Tx
 from adapters.shopify_admin import (
     MUTATION_COST,
@@ -49,6 +51,7 @@ from adapters.shopify_admin import (
     gid,
     numeric_id,
 )
+from adapters.shopify_recovery import Recovery
 
 log = logging.getLogger("ledger.shopify.push")
 
@@ -358,16 +361,12 @@ class Pusher:
                     f"UPDATE {WRITES} SET item_id = %s WHERE shop = %s AND location_id = %s AND sku = %s",
                     (item, r["shop"], r["location_id"], r["sku"]),
                 )
-                from adapters.exceptions import close_exception
-
                 close_exception(tx, UNRESOLVED_KIND, f"{self.shop}/{r['sku']}", {"inventory_item": item})
                 r = {**r, "item_id": item}
             out.append(r)
         return out
 
     def _unresolved(self, tx: Tx, r: dict[str, Any], reason: str) -> None:
-        from adapters.exceptions import open_exception
-
         attempts = int(r["attempts"]) + 1
         tx.execute(
             f"UPDATE {WRITES} SET attempts = %s, next_at = %s, reason = %s WHERE shop = %s AND location_id = %s "
@@ -458,8 +457,6 @@ class Pusher:
             self._set_known(tx, r, level)
 
     def _accept(self, tx: Tx, rows: list[dict[str, Any]]) -> None:
-        from adapters.exceptions import close_exception
-
         at = _now()
         now = datetime.now(UTC)
         tx.executemany(
@@ -489,8 +486,6 @@ class Pusher:
         self.accepted += len(rows)
 
     def _fail(self, tx: Tx, rows: list[dict[str, Any]], error: AdminError) -> None:
-        from adapters.exceptions import open_exception
-
         m.FAILED_WRITES.labels(self.shop).inc(len(rows))
         for r in rows:
             attempts = int(r["attempts"]) + 1
@@ -590,9 +585,6 @@ def build(
 ) -> ShopifySync:
     """Targets, the feeder, one pusher per shop and, with an inbox, one recovery per shop (the
     tables come from the migrations)."""
-    from adapters.loop import Loop
-    from adapters.shopify_recovery import Recovery
-
     tokens: dict[str, str] = settings.shopify_tokens
     shops = sorted(tokens)
     targets = ShopifyTargets(db, shops)

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from adapters.inbox import Inbox, Stored, fingerprint
+from adapters.inbox import Inbox, Status, Stored, fingerprint
 from adapters.keys import Miss, Principal
 from adapters.persistence.db import Tx
 from adapters.reconciliation.engine import Reconciler
@@ -36,11 +37,11 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 
 # A component a route needs on its own gets a shortcut: an async getter (no thread hop) and its alias.
 async def get_inbox(request: Request) -> Inbox:
-    return request.app.state.container.inbox  # type: ignore[no-any-return]
+    return request.app.state.container.inbox
 
 
 async def get_reconciler(request: Request) -> Reconciler:
-    return request.app.state.container.reconciler  # type: ignore[no-any-return]
+    return request.app.state.container.reconciler
 
 
 InboxDep = Annotated[Inbox, Depends(get_inbox)]
@@ -69,10 +70,17 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
+# Declares the bearer scheme in the OpenAPI document (the Authorize button of /docs) on every route
+# that needs a key; `get_principal` does the checking, so this one never refuses by itself.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="An API key: `ledger keys create`.")
+
+
 def require(*scopes: str) -> Callable[..., Any]:
     """A dependency that lets a key through when it holds any of `scopes` (admin holds all)."""
 
-    async def check(request: Request) -> Principal:
+    async def check(
+        request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None
+    ) -> Principal:
         principal = await get_principal(request)
         if not principal.has(*scopes):
             raise Problem(403, "forbidden", f"this key lacks the scope {' or '.join(scopes)}")
@@ -136,7 +144,7 @@ async def store_message(
     body: bytes,
     payload: Any,
     headers: dict[str, str] | None = None,
-    status: str = "received",
+    status: Status = Status.RECEIVED,
     reason: str | None = None,
     on_new: Callable[[Tx, int], None] | None = None,
 ) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from pydantic import ValidationError
 from adapters import erp
 from api.deps import ContainerDep, Ingester, read_json, store_message
 from api.problems import validation_problem
+from bootstrap import Container
 
 router = APIRouter(tags=["erp"])
 
 
-async def _receive(request: Request, container: Any, kind: str) -> dict[str, Any]:
+async def _receive(request: Request, container: Container, kind: str) -> dict[str, Any]:
     body, payload = await read_json(request, container)
     try:
         message = erp.SHAPES[kind].model_validate(payload)

@@ -33,7 +33,7 @@ c.close()
 print("started")
 """
 
-MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push"]
+MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push", "0005.personal-data"]
 LEDGER_TABLES = {
     "api_keys",
     "admin_audit",
@@ -148,3 +148,31 @@ def test_sqlite_is_migrated_once_and_a_database_made_before_migrations_keeps_its
         assert LEDGER_TABLES <= tables
     finally:
         db.close()
+
+
+@pytest.mark.postgres
+def test_the_first_32_concurrent_keyed_writes_on_a_fresh_database_all_answer_201() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from live_server import serving
+
+    from adapters.config import Settings
+    from bootstrap import bootstrap
+
+    url = fresh_pg_url()
+    container = bootstrap(Settings(database_url=url, run_workers=False))
+    token = container.keys.create("first", ["ingest:write"])[1]
+    try:
+        with serving(container) as base, httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as client:
+            def one(i: int) -> int:
+                body = {"sku": f"S{i % 4}", "location": "L", "quantity": 1, "reference": f"first-{i}"}
+                return client.post("/v1/stock/receipts", json=body, headers={"Idempotency-Key": f"k{i}"}).status_code
+
+            with ThreadPoolExecutor(32) as pool:
+                assert list(pool.map(one, range(32))) == [201] * 32
+    finally:
+        container.close()
+        drop_pg_schema(url)

@@ -91,7 +91,7 @@ def test_missed_orders_are_recovered_once_and_a_late_webhook_changes_nothing(
     drain(container)
     history = container.ledger.history
     assert all(history.order(str(5550000 + n)) is not None for n in range(7))
-    first = container.ledger.app.recorder.max_position()  # type: ignore[attr-defined]
+    first = container.ledger.app.recorder.max_position()  # type: ignore[attr-defined]  # the ledger's recorders add it
     status = container.shopify_sync.status()["shops"][0]
     assert status["recovery"]["checkpoint"] == now and status["recovery"]["last_run_at"]
     assert shopify.count("query") == 3  # pages of 3, 3 and 1
@@ -107,8 +107,8 @@ def test_missed_orders_are_recovered_once_and_a_late_webhook_changes_nothing(
     )
     recovery.step()
     drain(container)
-    assert container.ledger.app.recorder.max_position() == first  # type: ignore[attr-defined]
-    assert history.order("5550006").stage == "cancelled"  # type: ignore[union-attr]
+    assert container.ledger.app.recorder.max_position() == first  # type: ignore[attr-defined]  # the ledger's recorders add it
+    assert history.order("5550006").stage == "cancelled"  # type: ignore[union-attr]  # the order exists
 
 
 def test_the_checkpoint_stays_when_a_page_fails(container: Container, shopify: ShopifyAdminStandIn) -> None:
