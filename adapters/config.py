@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     nats_stream_replicas: int = 1  # LEDGER stream, when the ledger creates it (1 to 5)
     shopify_webhook_secrets: str = ""
     erp_url: str | None = None
+    # Raw inbox bodies: finished messages older than this lose their personal data (unset: kept)
+    inbox_retention_days: int | None = None  # 1 to 36500
     max_body_bytes: int = 1_048_576  # at least 1024
     erp_posting_deadline_seconds: int = 900
     log_level: str = "INFO"
@@ -102,6 +104,13 @@ class Settings(BaseSettings):
     def _whole_numbers(cls, v: Any, info: Any) -> int:
         least, most, unit = WHOLE[info.field_name]
         return _whole(info.field_name, v, least, most, unit)
+
+    @field_validator("inbox_retention_days", mode="before")
+    @classmethod
+    def _retention(cls, v: Any) -> int | None:
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return None  # unset: kept
+        return _whole("inbox_retention_days", v, 1, 36_500, "days")
 
     @field_validator("run_workers", mode="before")
     @classmethod

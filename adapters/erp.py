@@ -8,10 +8,11 @@ warehouse master).
 - goods receipt `{message_id, receipt_id, location, lines: [{sku, quantity}]}` -> ReceiveStock
 - transfer `{message_id, transfer_id, from_location, to_location, lines: [{sku, quantity}]}` -> TransferStock
 - cycle count `{message_id, count_id, location, counted_at, lines: [{sku, counted}]}`: `counted` is the
-  absolute quantity on the shelf; each line is a `CountStock`, which the writer turns into a
-  `StockAdjusted` of `counted - on_hand` (reason `cycle-count`) against the state it holds, so a
-  count on a hot SKU never retries. A matching count appends nothing; a count below reserved and
-  unavailable is recorded and its shortfall shows in the message's reason.
+  absolute quantity on the shelf at `counted_at`; each line is a `CountStock`, which the writer turns
+  into a `StockCounted` (reason `cycle-count`): on hand becomes counted + the movements recorded
+  after `counted_at`, so a count taken before units shipped never brings them back. A count older
+  than the last applied count moves nothing; a count below reserved and unavailable is recorded
+  and its shortfall shows in the message's reason.
 
 - invoice `{message_id, invoice_id, order_id, amount, currency}` -> InvoiceOrder (the order is invoiced)
 
@@ -50,7 +51,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from adapters.fields import Id, Quantity
 from adapters.mappings import Lookup
@@ -121,7 +122,7 @@ class Transfer(_Message):
 class CycleCount(_Message):
     count_id: Code
     location: Code
-    counted_at: datetime
+    counted_at: AwareDatetime
     lines: list[CountLine] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")
@@ -214,6 +215,7 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     sku=sku,
                     location=location,
                     counted=line.counted,
+                    counted_at=m.counted_at,
                     reason="cycle-count",
                     reference=ref("erp-count", m.count_id, i),
                 ),

@@ -17,6 +17,7 @@ from api.models import problems as problems_doc
 from api.routes import (
     ats,
     channels,
+    compliance,
     health,
     inbox,
     mappings,
@@ -37,7 +38,7 @@ from bootstrap import Container, bootstrap
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
-ROUTERS += [reconciliations.router, shopify_routes.router]
+ROUTERS += [reconciliations.router, shopify_routes.router, compliance.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
 ROUTERS += [explain_routes.router, console_routes.router, asyncapi.router, problem_types.router]
 

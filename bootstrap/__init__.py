@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from adapters import erasure
 from adapters.channels import ChannelPolicies
 from adapters.config import Settings
 from adapters.erp import ErpFeeder, ErpPoster, ErpQueue, HttpErp
@@ -162,6 +163,9 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     workers: list[Worker] = [PolicySync(channels), runner, publisher, sweeper, inbox_worker]
     workers += [Loop("erp-feeder", erp_feeder.step, 0.5), Loop("erp-poster", erp_poster.step, 0.5)]
     workers += [scheduled] if scheduled is not None else []
+    if settings.inbox_retention_days is not None:
+        retention = erasure.Retention(db, settings.inbox_retention_days)
+        workers.append(Loop("inbox-retention", retention.step, 3600.0))
     shopify_sync = build_shopify_sync(settings, db, mappings, inbox, inbox_worker.wake)
     workers += shopify_sync.workers
     return Container(

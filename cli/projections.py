@@ -126,13 +126,33 @@ def channels_show(channel: Annotated[str, typer.Argument(help="the sales channel
         c.close()
 
 
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve this process's Prometheus metrics (lag, outbox, queues) on this port"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="the address of the metrics port")] = "127.0.0.1",
+) -> None:
     """Run the background workers (projection runner, NATS relay, sweepers) without HTTP."""
     from adapters.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
     c = _container(settings)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from adapters.metrics import REGISTRY
+
+        try:
+            start_http_server(metrics_port, addr=metrics_host, registry=REGISTRY)
+        except OSError as e:
+            c.close()
+            typer.echo(
+                f"ledger worker: cannot serve metrics on {metrics_host}:{metrics_port}: {e.strerror}",
+                err=True,
+            )
+            raise typer.Exit(2) from None
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

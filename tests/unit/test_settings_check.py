@@ -20,6 +20,7 @@ BAD: dict[str, list[tuple[str, str]]] = {
     "nats_stream_replicas": [("three", "whole number"), ("0", "from 1 to 5"), ("7", "from 1 to 5")],
     "shopify_webhook_secrets": [("one secret,two words", "without spaces")],
     "erp_url": [("erp.local", "http://"), ("ftp://erp", "http://"), ("http://erp:port", "port")],
+    "inbox_retention_days": [("a month", "whole number of days"), ("0", "from 1 to 36500")],
     "max_body_bytes": [
         ("abc", "whole number of bytes, got 'abc'"),
         ("1.5", "whole number"),
