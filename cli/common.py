@@ -66,6 +66,7 @@ def database_reachable(url: str) -> None:
     if not is_postgres(url):
         return
     import psycopg
+    from psycopg.conninfo import make_conninfo
 
     params, _ = pg_params(url)
     params.setdefault("connect_timeout", str(CONNECT_TIMEOUT))
@@ -73,7 +74,7 @@ def database_reachable(url: str) -> None:
     ports = params.get("port", "5432").split(",")
     where = ",".join(f"{h}:{ports[min(i, len(ports) - 1)]}" for i, h in enumerate(hosts))
     try:
-        psycopg.connect(**params).close()  # type: ignore[arg-type]
+        psycopg.connect(make_conninfo(**params)).close()
     except psycopg.Error as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         reason = lines[0].removeprefix("connection failed: ") if lines else type(e).__name__

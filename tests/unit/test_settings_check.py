@@ -95,10 +95,10 @@ def test_erp_as_a_scheduled_source_needs_the_erp_url(monkeypatch: pytest.MonkeyP
 
 def test_good_values_are_read() -> None:
     s = Settings(
-        max_body_bytes="2_048",  # type: ignore[arg-type]
-        nats_stream_replicas=" 3 ",  # type: ignore[arg-type]
+        max_body_bytes="2_048",  # type: ignore[arg-type]  # the environment gives text
+        nats_stream_replicas=" 3 ",  # type: ignore[arg-type]  # the environment gives text
         log_level="debug",
-        run_workers="off",  # type: ignore[arg-type]
+        run_workers="off",  # type: ignore[arg-type]  # the environment gives text
         reconcile_thresholds="shopify=2/5%, erp=0/0%,pos=1",
         shopify_shops="a.myshopify.com=tok1,b.myshopify.com=tok2",
         shopify_api_version="unstable",
