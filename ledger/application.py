@@ -96,7 +96,7 @@ class UnitOfWork:
         return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
 
     def backorders(self, sku: str) -> Backorders | None:
-        return self.get(backorders_id(sku))  # type: ignore[return-value]
+        return self.get(backorders_id(sku))  # type: ignore[return-value]  # the backorders stream's id
 
     def backorders_or_open(self, sku: str, cause: dict[str, Any]) -> Backorders:
         b = self.backorders(sku)
@@ -264,8 +264,8 @@ class Decider:
         return {
             **stock_view(s),
             "delta": delta,
-            "applied": counted.applied,  # type: ignore[attr-defined]
-            "accounted": list(counted.accounted),  # type: ignore[attr-defined]
+            "applied": counted.applied,  # type: ignore[attr-defined]  # the StockCounted just triggered
+            "accounted": list(counted.accounted),  # type: ignore[attr-defined]  # the StockCounted just triggered
             "shortfall": max(0, s.reserved + s.unavailable - s.on_hand),
         }
 
@@ -745,7 +745,9 @@ class Decider:
         """Units edited in are added to the order and reserved at the line's location, or the first
         of the channel's that has them; units no location has stay to reserve (open `reserve`)."""
         order = uow.require_order(cmd.order_id)
-        added = [{k: x[k] for k in ("line_id", "sku", "quantity", "stock") if k in x} for x in cmd.lines]
+        added: list[dict[str, Any]] = [
+            {k: x[k] for k in ("line_id", "sku", "quantity", "stock") if k in x} for x in cmd.lines
+        ]
         before = {
             x["line_id"]: order.lines[x["line_id"]]["location"] for x in added if x["line_id"] in order.lines
         }

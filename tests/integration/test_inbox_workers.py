@@ -85,3 +85,21 @@ def test_two_workers_apply_every_message_once_with_the_right_status_and_orders_i
     finally:
         b.close()
         a.close()
+
+
+def test_one_step_applies_each_order_in_order_and_other_orders_alongside(database_url: str) -> None:
+    c = bootstrap(Settings(database_url=database_url), locations=StaticLocations({"online": ["WH1"]}))
+    try:
+        for i in range(3):
+            c.mappings.set("shopify", "sku", str(700 + i), f"SKU-{i}", "test")
+            c.ledger.receive(f"SKU-{i}", "WH1", 100, f"seed-{i}")
+        total = _deliver(c)  # order 3's update comes right after its capture, before order 4
+        assert c.intake.step() == total  # the updates wait for a second run of the same step
+        rows = c.inbox.list(limit=1000)
+        assert {r["status"] for r in rows} == {Status.APPLIED} and {r["attempts"] for r in rows} == {1}
+        for o in (3, 4, 6):
+            order = c.ledger.history.order(str(o))
+            assert order is not None
+            assert order.platform_status["financial_status"] == ("refunded" if o % 3 == 0 else "paid")
+    finally:
+        c.close()
