@@ -1,16 +1,19 @@
 """Applying inbox messages: translate through the current mappings, submit, record the outcome; and remap.
 
-`Intake.apply(rows)` translates a run of messages in order, submits every resulting command to
-the group-commit writer before waiting for any (so a run is decided in few transactions, in
-order), then records each message's status in one transaction. Every command carries
+`Intake.step()` claims received messages (`Inbox.claim`: on PostgreSQL no two workers hold the
+same row) and `Intake.apply(rows)` applies them in runs: the run's mappings are looked up together,
+its messages translated side by side, every resulting command submitted to the group-commit writer
+before waiting for any, and the outcomes recorded in one transaction. Messages of one order apply
+in id order (a later one goes to the next run), other orders alongside. Every command carries
 `cause = {source, reference, correlation_id, causation_id, mapping_version, mappings}`:
 `reference` and `causation_id` are the inbox id, `mapping_version` the newest mapping version
-the translation used, and `mappings` the keys that chose its SKU and location.
+the translation used, and `mappings` the `MappingUse`s that chose its SKU and locations (one per
+leg: a transfer names both locations' mappings).
 
 `Remapper.remap(source, kind, external_id)` re-translates the messages that used a mapping
-after it was fixed: every movement they posted on a stream whose SKU or location came from
-that mapping, and that now maps elsewhere, gets a `CorrectMovement` (reversal on the wrong
-stream, re-posting on the right one, both naming the original). A Shopify order captured through
+after it was fixed: every movement they posted on a stream whose SKU or location that mapping's
+use chose (only that leg of a transfer), and that now maps elsewhere, gets a `CorrectMovement`
+(reversal on the wrong stream, re-posting on the right one, both naming the original). A Shopify order captured through
 a variant mapping (`shopify/sku/{variant}`) that now maps elsewhere gets a `RemapOrderLine` per
 open line: the reservation moves from the wrong SKU to the right one and the order records
 `LineRemapped` (the line, both SKUs, the mapping fix); a line already shipped is refused and
