@@ -14,10 +14,10 @@ leg: a transfer names both locations' mappings).
 after it was fixed: every movement they posted on a stream whose SKU or location that mapping's
 use chose (only that leg of a transfer), and that now maps elsewhere, gets a `CorrectMovement`
 (reversal on the wrong stream, re-posting on the right one, both naming the original). A Shopify
-order captured through a variant mapping (`shopify/sku/{variant}`) that now maps elsewhere gets a `RemapOrderLine` per
-open line: the reservation moves from the wrong SKU to the right one and the order records
-`LineRemapped` (the line, both SKUs, the mapping fix); a line already shipped is refused and
-listed. Parked messages that asked for the mapping are applied. Nothing is deleted.
+order captured through a variant mapping (`shopify/sku/{variant}`) that now maps elsewhere gets a
+`RemapOrderLine` per open line: the reservation moves from the wrong SKU to the right one and the
+order records `LineRemapped` (the line, both SKUs, the mapping fix); a line already shipped is
+refused and listed. Parked messages that asked for the mapping are applied. Nothing is deleted.
 """
 
 from __future__ import annotations
