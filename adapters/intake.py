@@ -98,18 +98,9 @@ class Intake:
         self.inbox = inbox
         self.mappings = mappings
         self.ctx = Context(ledger.history, inbox.db)
-        self.translators = translators
-        self._translating: ThreadPoolExecutor | None = None
+        self.translators = translators  # threads translating a run side by side (PostgreSQL)
 
     # -------------------------------------------------------------- apply
-
-    def _pool(self) -> ThreadPoolExecutor | None:
-        """Threads that translate a run's messages side by side (PostgreSQL: their reads overlap)."""
-        if self.inbox.db.dialect != "postgres" or self.translators < 2:
-            return None
-        if self._translating is None:
-            self._translating = ThreadPoolExecutor(self.translators, thread_name_prefix="intake-translate")
-        return self._translating
 
     def step(self, limit: int = 200) -> int:
         """Claims received messages and applies them; the number whose status changed."""
@@ -184,9 +175,10 @@ class Intake:
         def translate(row: dict[str, Any]) -> Translation:
             return self.translate(row, lookups[int(row["id"])])
 
-        pool = self._pool()
-        if pool is not None and len(first) > 1:
-            translated = list(pool.map(translate, first))
+        if self.inbox.db.dialect == "postgres" and self.translators > 1 and len(first) > 1:
+            # threads for this run only: their reads overlap; none outlives the run
+            with ThreadPoolExecutor(min(self.translators, len(first)), "intake-translate") as pool:
+                translated = list(pool.map(translate, first))
         else:
             translated = [translate(r) for r in first]
         translations = dict(zip((int(r["id"]) for r in first), translated, strict=True))
