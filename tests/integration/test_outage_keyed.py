@@ -74,7 +74,9 @@ def wait_for(condition: Any, what: str, timeout: float = 180.0) -> None:
         time.sleep(0.02)
 
 
-def test_keyed_writes_through_a_postgres_outage_answer_2xx_or_503_and_keys_stay_usable(pg: PrivatePostgres) -> None:
+def test_keyed_writes_through_a_postgres_outage_answer_2xx_or_503_and_keys_stay_usable(
+    pg: PrivatePostgres,
+) -> None:
     url = schema_url(pg)
     ensure_pg_schema(url)
     container = bootstrap(Settings(database_url=url, run_workers=False))
@@ -104,7 +106,9 @@ def test_keyed_writes_through_a_postgres_outage_answer_2xx_or_503_and_keys_stay_
                 if s == 503:
                     assert headers["retry-after"] and headers["content-type"] == "application/problem+json"
             # Right after: each refused key runs now (or gives its first answer), none is in progress.
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+            with httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            ) as client:
                 for key, body in refused:
                     r = client.post("/v1/stock/receipts", json=body, headers={"Idempotency-Key": key})
                     assert r.status_code == 201, (key, r.status_code, r.text)

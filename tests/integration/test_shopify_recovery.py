@@ -31,12 +31,26 @@ def wait_until(cond: Callable[[], bool], timeout: float = 30.0, what: str = "con
 def order(n: int, updated: str, cancelled: bool = False) -> dict[str, object]:
     oid = 5550000 + n
     return {
-        "id": f"gid://shopify/Order/{oid}", "legacyResourceId": str(oid), "name": f"#{n}",
-        "createdAt": updated, "updatedAt": updated, "cancelledAt": updated if cancelled else None,
-        "cancelReason": "CUSTOMER" if cancelled else None, "displayFinancialStatus": "PAID",
+        "id": f"gid://shopify/Order/{oid}",
+        "legacyResourceId": str(oid),
+        "name": f"#{n}",
+        "createdAt": updated,
+        "updatedAt": updated,
+        "cancelledAt": updated if cancelled else None,
+        "cancelReason": "CUSTOMER" if cancelled else None,
+        "displayFinancialStatus": "PAID",
         "displayFulfillmentStatus": "UNFULFILLED",
-        "lineItems": {"nodes": [{"id": f"gid://shopify/LineItem/{oid}1", "sku": "MUG", "quantity": 1,
-                                 "currentQuantity": 1, "variant": None}]},
+        "lineItems": {
+            "nodes": [
+                {
+                    "id": f"gid://shopify/LineItem/{oid}1",
+                    "sku": "MUG",
+                    "quantity": 1,
+                    "currentQuantity": 1,
+                    "variant": None,
+                }
+            ]
+        },
     }
 
 
@@ -49,7 +63,9 @@ def shopify() -> Iterator[ShopifyAdminStandIn]:
 
 @pytest.fixture
 def container(pg_url: str, shopify: ShopifyAdminStandIn) -> Iterator[Container]:
-    cont = bootstrap(Settings(database_url=pg_url, shopify_shops=f"{SHOP}=tok", shopify_admin_url=shopify.url))
+    cont = bootstrap(
+        Settings(database_url=pg_url, shopify_shops=f"{SHOP}=tok", shopify_admin_url=shopify.url)
+    )
     yield cont
     cont.close()
 
@@ -81,8 +97,14 @@ def test_missed_orders_are_recovered_once_and_a_late_webhook_changes_nothing(
     assert shopify.count("query") == 3  # pages of 3, 3 and 1
     # a late webhook of a recovered order, and a second recovery run: nothing new in the ledger
     late = {"id": 5550001, "line_items": [{"id": 55500011, "sku": "MUG", "quantity": 1}]}
-    container.inbox.store("shopify", "webhook-late-1", "orders/create", orjson.dumps(late),
-                                    {"x-shopify-shop-domain": SHOP}, fingerprint(late))
+    container.inbox.store(
+        "shopify",
+        "webhook-late-1",
+        "orders/create",
+        orjson.dumps(late),
+        {"x-shopify-shop-domain": SHOP},
+        fingerprint(late),
+    )
     recovery.step()
     drain(container)
     assert container.ledger.app.recorder.max_position() == first  # type: ignore[attr-defined]  # the ledger's recorders add it
