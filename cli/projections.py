@@ -10,6 +10,7 @@ import orjson
 import typer
 
 from cli.common import container as _container
+from cli.common import print_table
 from cli.common import settings as _settings
 
 projections_app = typer.Typer(help="read models: status, rebuild", no_args_is_help=True)
@@ -19,7 +20,6 @@ channels_app = typer.Typer(help="channel policies: set, show", no_args_is_help=T
 @projections_app.command("status")
 def status() -> None:
     """Each read model's position and lag."""
-    from rich.console import Console
     from rich.table import Table
 
     c = _container()
@@ -34,7 +34,7 @@ def status() -> None:
                 str(r["lag_seconds"]),
                 r["updated_at"] or "",
             )
-        Console().print(table)
+        print_table(table)
     finally:
         c.close()
 
@@ -128,15 +128,17 @@ def channels_show(channel: Annotated[str, typer.Argument(help="the sales channel
 
 def worker(
     metrics_port: Annotated[
-        int | None, typer.Option(help="serve this process's Prometheus metrics (lag, outbox, queues) on this port")
+        int | None,
+        typer.Option(help="serve this process's Prometheus metrics (lag, outbox, queues) on this port"),
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="the address of the metrics port")] = "127.0.0.1",
 ) -> None:
     """Run the background workers (projection runner, NATS relay, sweepers) without HTTP."""
     from adapters.logs import configure_logging
 
-    configure_logging(_settings().log_level)
-    c = _container()
+    settings = _settings()
+    configure_logging(settings.log_level)
+    c = _container(settings)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -146,7 +148,10 @@ def worker(
             start_http_server(metrics_port, addr=metrics_host, registry=REGISTRY)
         except OSError as e:
             c.close()
-            typer.echo(f"ledger worker: cannot serve metrics on {metrics_host}:{metrics_port}: {e.strerror}", err=True)
+            typer.echo(
+                f"ledger worker: cannot serve metrics on {metrics_host}:{metrics_port}: {e.strerror}",
+                err=True,
+            )
             raise typer.Exit(2) from None
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
