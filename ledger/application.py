@@ -270,6 +270,18 @@ class Decider:
         }
 
     def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
+        if cmd.status == "received":
+            # The dispatched units land: incoming becomes on hand at the destination.
+            dst = uow.stock(cmd.sku, cmd.to_location)
+            if dst is None or dst.incoming < cmd.quantity:
+                raise InsufficientStockError(
+                    f"transfer {cmd.reference}: {cmd.quantity} of {cmd.sku} are not incoming at {cmd.to_location}",
+                    sku=cmd.sku,
+                    location=cmd.to_location,
+                )
+            dst.receive(cmd.quantity, cmd.reference, cmd.cause, expected=True)
+            self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
+            return {"to": stock_view(dst)}
         src = uow.stock(cmd.sku, cmd.from_location)
         self._check_version(src, cmd.if_match)
         if src is None or not src.can_ship_out(cmd.quantity):
@@ -283,8 +295,11 @@ class Decider:
             )
         dst = uow.stock_or_open(cmd.sku, cmd.to_location, cmd.cause)
         src.transfer_out(cmd.reference, cmd.to_location, cmd.quantity, cmd.cause)
-        dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
-        self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
+        if cmd.status == "dispatched":  # in transit: incoming at the destination until received
+            dst.expect(cmd.quantity, cmd.reference, cmd.cause)
+        else:
+            dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
+            self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
         return {"from": stock_view(src), "to": stock_view(dst)}
 
     def _existing(self, uow: UnitOfWork, sku: str, location: str) -> SkuLocation:
