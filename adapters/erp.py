@@ -46,7 +46,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -98,6 +98,7 @@ class GoodsReceipt(_Message):
     receipt_id: Code
     location: Code
     lines: list[ErpLine] = Field(min_length=1, max_length=1000)
+    asn_id: Code | None = None  # the receipt consumes the units that notice made incoming
 
     @model_validator(mode="after")
     def _check(self) -> GoodsReceipt:
@@ -110,12 +111,27 @@ class Transfer(_Message):
     from_location: Code
     to_location: Code
     lines: list[ErpLine] = Field(min_length=1, max_length=1000)
+    status: Literal["dispatched", "received"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Transfer:
         _unique_skus(self.lines)
         if self.from_location == self.to_location:
             raise ValueError("a transfer needs two different locations")
+        return self
+
+
+class AdvanceShippingNotice(_Message):
+    """Units on their way to a location: `incoming` there until a receipt naming the notice."""
+
+    asn_id: Code
+    location: Code
+    expected_at: AwareDatetime
+    lines: list[ErpLine] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _check(self) -> AdvanceShippingNotice:
+        _unique_skus(self.lines)
         return self
 
 
@@ -158,6 +174,7 @@ SHAPES: dict[str, type[_Message]] = {
     "transfer": Transfer,
     "cycle-count": CycleCount,
     "invoice": Invoice,
+    "advance-shipping-notice": AdvanceShippingNotice,
 }
 
 
@@ -179,6 +196,7 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     location=location,
                     quantity=line.quantity,
                     reference=ref("erp-receipt", m.receipt_id, i),
+                    expected=m.asn_id is not None,
                 ),
                 [skey, lkey],
                 [(sku, location)],
@@ -197,9 +215,21 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     to_location=dst,
                     quantity=line.quantity,
                     reference=ref("erp-transfer", m.transfer_id, i),
+                    status=m.status,
                 ),
                 [skey, src_key, dst_key],
                 [(sku, src), (sku, dst)],
+            )
+    elif isinstance(m, AdvanceShippingNotice):
+        location, lkey = code("location", m.location)
+        for i, line in enumerate(m.lines):
+            sku, skey = code("sku", line.sku)
+            t.add(
+                c.ExpectStock(
+                    sku=sku, location=location, quantity=line.quantity, reference=ref("erp-asn", m.asn_id, i)
+                ),
+                [skey, lkey],
+                [(sku, location)],
             )
     elif isinstance(m, Invoice):
         if ctx.history.order(m.order_id) is None:

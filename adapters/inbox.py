@@ -146,7 +146,7 @@ class Inbox:
                 f"SELECT {COLUMNS} FROM inbox WHERE source = %s AND external_id = %s", (source, external_id)
             ).fetchone()
         INBOX_MESSAGES.labels(source, str(status) if created else "duplicate").inc()
-        return Stored(_decode(stored), created)  # type: ignore[arg-type]
+        return Stored(_decode(stored), created)  # type: ignore[arg-type]  # RETURNING answers a row
 
     # ------------------------------------------------------------- reading
 

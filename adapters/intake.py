@@ -38,7 +38,7 @@ from adapters.inbox import Finished, Inbox, Status
 from adapters.loop import Loop
 from adapters.mappings import Lookup, Prefetched, SqlMappingStore, codes_in, mapping_key
 from adapters.metrics import INBOX_MESSAGES
-from adapters.persistence.db import Tx
+from adapters.persistence.db import Tx, is_outage
 from adapters.translate import (
     Apply,
     Context,
@@ -122,6 +122,8 @@ class Intake:
         except (ValueError, ValidationError, LedgerError, KeyError) as e:
             return Reject(f"cannot translate: {_error(e)}")
         except Exception as e:  # a message that breaks a translator must not block the inbox
+            if is_outage(e):  # the database is out of reach: the message stays due, a later step retries
+                raise
             log.exception("translating inbox message %s failed", row["id"])
             return Reject(f"cannot translate: {type(e).__name__}")
 
@@ -475,10 +477,10 @@ class Remapper:
                 p = shopify.parse("orders/create", orjson.loads(self.intake.inbox.body(int(row["id"]))))
             except (ValueError, ValidationError):
                 continue
-            order = self.intake.ledger.history.order(str(p.id))  # type: ignore[attr-defined]
+            order = self.intake.ledger.history.order(str(p.id))  # type: ignore[attr-defined]  # an orders/create
             if order is None:
                 continue
-            for li in p.line_items:  # type: ignore[attr-defined]
+            for li in p.line_items:  # type: ignore[attr-defined]  # an orders/create payload
                 line = order.lines.get(str(li.id))
                 if str(li.variant_id) != variant or line is None or line["sku"] == canonical:
                     continue

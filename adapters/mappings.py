@@ -94,13 +94,13 @@ class SqlMappingStore:
                     "version": int(row["version"]),
                     "old": old,
                     "changed": False,
-                }  # type: ignore[index]
+                }  # type: ignore[index]  # the row exists here
             version = int(
                 tx.execute(
                     "INSERT INTO mapping_history (source, kind, external_id, old, new, actor, at) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING version",
                     (source, kind, external_id, old, canonical, actor, now),
-                ).fetchone()["version"]  # type: ignore[index]
+                ).fetchone()["version"]  # type: ignore[index]  # RETURNING answers one row
             )
             tx.execute(
                 "INSERT INTO mappings (source, kind, external_id, canonical, version, updated_by, "

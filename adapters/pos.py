@@ -138,15 +138,15 @@ def _track_gaps(tx: Tx, store: str, sequence: int) -> None:
         "SELECT min(sequence) AS lo, max(sequence) AS hi, count(*) AS n FROM pos_sequences WHERE store = %s",
         (store,),
     ).fetchone()
-    lo, hi = int(bounds["lo"]), int(bounds["hi"])  # type: ignore[index]
-    if hi - lo + 1 == int(bounds["n"]):  # type: ignore[index]
+    lo, hi = int(bounds["lo"]), int(bounds["hi"])  # type: ignore[index]  # an aggregate: one row
+    if hi - lo + 1 == int(bounds["n"]):  # type: ignore[index]  # an aggregate: one row
         return
     # Only the numbers this batch newly exposed can be new gaps: those just below it.
     below = tx.execute(
         "SELECT max(sequence) AS prev FROM pos_sequences WHERE store = %s AND sequence < %s",
         (store, sequence),
     ).fetchone()
-    prev = below["prev"] if below else None  # type: ignore[index]
+    prev = below["prev"] if below else None  # type: ignore[index]  # checked just here
     if prev is None:
         return
     for missing in range(int(prev) + 1, min(sequence, int(prev) + 1 + MAX_GAP_EXCEPTIONS)):

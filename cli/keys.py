@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.common import print_table
 from cli.common import settings as _settings
 
 if TYPE_CHECKING:
@@ -72,7 +73,6 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id")]) -> No
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (never their tokens)."""
-    from rich.console import Console
     from rich.table import Table
 
     from adapters.keys import ApiKeys
@@ -88,6 +88,6 @@ def keys_list() -> None:
             table.add_row(
                 k["id"], k["name"], k["scopes"], k["created_at"], k["expires_at"] or "", k["revoked_at"] or ""
             )
-        Console().print(table)
+        print_table(table)
     finally:
         db.close()

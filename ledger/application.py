@@ -96,7 +96,7 @@ class UnitOfWork:
         return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
 
     def backorders(self, sku: str) -> Backorders | None:
-        return self.get(backorders_id(sku))  # type: ignore[return-value]
+        return self.get(backorders_id(sku))  # type: ignore[return-value]  # the backorders stream's id
 
     def backorders_or_open(self, sku: str, cause: dict[str, Any]) -> Backorders:
         b = self.backorders(sku)
@@ -264,12 +264,24 @@ class Decider:
         return {
             **stock_view(s),
             "delta": delta,
-            "applied": counted.applied,  # type: ignore[attr-defined]
-            "accounted": list(counted.accounted),  # type: ignore[attr-defined]
+            "applied": counted.applied,  # type: ignore[attr-defined]  # the StockCounted just triggered
+            "accounted": list(counted.accounted),  # type: ignore[attr-defined]  # the StockCounted just triggered
             "shortfall": max(0, s.reserved + s.unavailable - s.on_hand),
         }
 
     def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
+        if cmd.status == "received":
+            # The dispatched units land: incoming becomes on hand at the destination.
+            dst = uow.stock(cmd.sku, cmd.to_location)
+            if dst is None or dst.incoming < cmd.quantity:
+                raise InsufficientStockError(
+                    f"transfer {cmd.reference}: {cmd.quantity} of {cmd.sku} are not incoming at {cmd.to_location}",
+                    sku=cmd.sku,
+                    location=cmd.to_location,
+                )
+            dst.receive(cmd.quantity, cmd.reference, cmd.cause, expected=True)
+            self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
+            return {"to": stock_view(dst)}
         src = uow.stock(cmd.sku, cmd.from_location)
         self._check_version(src, cmd.if_match)
         if src is None or not src.can_ship_out(cmd.quantity):
@@ -283,8 +295,11 @@ class Decider:
             )
         dst = uow.stock_or_open(cmd.sku, cmd.to_location, cmd.cause)
         src.transfer_out(cmd.reference, cmd.to_location, cmd.quantity, cmd.cause)
-        dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
-        self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
+        if cmd.status == "dispatched":  # in transit: incoming at the destination until received
+            dst.expect(cmd.quantity, cmd.reference, cmd.cause)
+        else:
+            dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
+            self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
         return {"from": stock_view(src), "to": stock_view(dst)}
 
     def _existing(self, uow: UnitOfWork, sku: str, location: str) -> SkuLocation:
@@ -730,7 +745,9 @@ class Decider:
         """Units edited in are added to the order and reserved at the line's location, or the first
         of the channel's that has them; units no location has stay to reserve (open `reserve`)."""
         order = uow.require_order(cmd.order_id)
-        added = [{k: x[k] for k in ("line_id", "sku", "quantity", "stock") if k in x} for x in cmd.lines]
+        added: list[dict[str, Any]] = [
+            {k: x[k] for k in ("line_id", "sku", "quantity", "stock") if k in x} for x in cmd.lines
+        ]
         before = {
             x["line_id"]: order.lines[x["line_id"]]["location"] for x in added if x["line_id"] in order.lines
         }

@@ -190,10 +190,20 @@ class TransferStock(Command):
     quantity: int
     reference: str
     if_match: int | None = None  # compare-and-set on the source's version
+    # None: immediate; "dispatched": off on hand at the source, incoming at the destination;
+    # "received": the incoming units land on hand at the destination.
+    status: str | None = None
+
+    @cached_property
+    def key(self) -> str | None:
+        base = f"transfer:{self.reference}"
+        return base if self.status is None else f"{base}:{self.status}"
 
     def check(self) -> None:
         if self.from_location == self.to_location:
             raise InvalidCommandError("a transfer needs two different locations", field="to_location")
+        if self.status not in (None, "dispatched", "received"):
+            raise InvalidCommandError("a transfer's status is dispatched or received", field="status")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -203,7 +203,8 @@ class SkuLocation(Aggregate):
 
     def _movements(self) -> list[list[Any]]:
         # a snapshot taken before counts were kept as of their moment has no movements yet
-        return self.__dict__.setdefault("movements", [])
+        movements: list[list[Any]] = self.__dict__.setdefault("movements", [])
+        return movements
 
     def _moved(self, at: float, version: int, delta: int) -> None:
         movements = self._movements()

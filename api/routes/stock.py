@@ -85,6 +85,7 @@ async def receive(
         location=body.location,
         quantity=body.quantity,
         reference=body.reference,
+        expected=body.asn_id is not None,
         if_match=if_match_version(if_match),
         cause=cause_from(request, reference=body.reference),
     )

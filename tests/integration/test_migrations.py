@@ -35,10 +35,27 @@ print("started")
 
 MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push", "0005.personal-data"]
 LEDGER_TABLES = {
-    "api_keys", "admin_audit", "channel_policies", "projection_tracking", "projection_corrections",
-    "ledger_outbox", "ledger_exceptions", "mappings", "mapping_history", "inbox", "inbox_uses",
-    "shopify_observations", "pos_sequences", "pos_transactions", "erp_queue", "erp_tracking",
-    "reconciliations", "idempotency_keys", "shopify_writes", "shopify_push_position", "shopify_targets",
+    "api_keys",
+    "admin_audit",
+    "channel_policies",
+    "projection_tracking",
+    "projection_corrections",
+    "ledger_outbox",
+    "ledger_exceptions",
+    "mappings",
+    "mapping_history",
+    "inbox",
+    "inbox_uses",
+    "shopify_observations",
+    "pos_sequences",
+    "pos_transactions",
+    "erp_queue",
+    "erp_tracking",
+    "reconciliations",
+    "idempotency_keys",
+    "shopify_writes",
+    "shopify_push_position",
+    "shopify_targets",
     "shopify_sync",
 }
 
@@ -59,8 +76,12 @@ def test_four_processes_starting_together_on_an_empty_schema_all_start() -> None
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", START, url, str(go)], cwd=ROOT, env=env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-c", START, url, str(go)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for _ in range(4)
     ]
@@ -94,7 +115,12 @@ def test_threads_migrating_the_same_fresh_schema_together_all_succeed() -> None:
     try:
         with ThreadPoolExecutor(4) as pool:
             done = list(pool.map(migrate, dbs))
-        assert sorted(len(d) for d in done) == [0, 0, 0, len(MIGRATIONS)]  # one applied both, the others found them
+        assert sorted(len(d) for d in done) == [
+            0,
+            0,
+            0,
+            len(MIGRATIONS),
+        ]  # one applied both, the others found them
         assert LEDGER_TABLES <= pg_tables(url)
     finally:
         for db in dbs:
@@ -112,7 +138,9 @@ def test_sqlite_is_migrated_once_and_a_database_made_before_migrations_keeps_its
             "fingerprint TEXT NOT NULL, claimed_at DOUBLE PRECISION NOT NULL, status INTEGER, "
             "headers TEXT, body BLOB, completed_at TEXT, PRIMARY KEY (scope, key))"
         )
-        db.execute("INSERT INTO idempotency_keys (scope, key, fingerprint, claimed_at) VALUES ('s', 'k', 'f', 1)")
+        db.execute(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, claimed_at) VALUES ('s', 'k', 'f', 1)"
+        )
         assert migrate(db) == MIGRATIONS
         assert migrate(db) == []
         assert db.query("SELECT key, owner FROM idempotency_keys") == [{"key": "k", "owner": None}]
@@ -120,3 +148,31 @@ def test_sqlite_is_migrated_once_and_a_database_made_before_migrations_keeps_its
         assert LEDGER_TABLES <= tables
     finally:
         db.close()
+
+
+@pytest.mark.postgres
+def test_the_first_32_concurrent_keyed_writes_on_a_fresh_database_all_answer_201() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+    from live_server import serving
+
+    from adapters.config import Settings
+    from bootstrap import bootstrap
+
+    url = fresh_pg_url()
+    container = bootstrap(Settings(database_url=url, run_workers=False))
+    token = container.keys.create("first", ["ingest:write"])[1]
+    try:
+        with serving(container) as base, httpx.Client(
+            base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        ) as client:
+            def one(i: int) -> int:
+                body = {"sku": f"S{i % 4}", "location": "L", "quantity": 1, "reference": f"first-{i}"}
+                return client.post("/v1/stock/receipts", json=body, headers={"Idempotency-Key": f"k{i}"}).status_code
+
+            with ThreadPoolExecutor(32) as pool:
+                assert list(pool.map(one, range(32))) == [201] * 32
+    finally:
+        container.close()
+        drop_pg_schema(url)

@@ -12,12 +12,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from live_server import serving
 from test_postgres_restart import PrivatePostgres, pg_bin_dir, schema_url
 
 from adapters.config import Settings
+from adapters.mappings import Lookup
+from adapters.persistence.db import OUTAGE_ERRORS
 from adapters.persistence.urls import ensure_pg_schema
+from adapters.translate import Park
 from bootstrap import bootstrap
 
 pytestmark = pytest.mark.postgres
@@ -70,7 +74,9 @@ def wait_for(condition: Any, what: str, timeout: float = 180.0) -> None:
         time.sleep(0.02)
 
 
-def test_keyed_writes_through_a_postgres_outage_answer_2xx_or_503_and_keys_stay_usable(pg: PrivatePostgres) -> None:
+def test_keyed_writes_through_a_postgres_outage_answer_2xx_or_503_and_keys_stay_usable(
+    pg: PrivatePostgres,
+) -> None:
     url = schema_url(pg)
     ensure_pg_schema(url)
     container = bootstrap(Settings(database_url=url, run_workers=False))
@@ -100,12 +106,37 @@ def test_keyed_writes_through_a_postgres_outage_answer_2xx_or_503_and_keys_stay_
                 if s == 503:
                     assert headers["retry-after"] and headers["content-type"] == "application/problem+json"
             # Right after: each refused key runs now (or gives its first answer), none is in progress.
-            with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+            with httpx.Client(
+                base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60
+            ) as client:
                 for key, body in refused:
                     r = client.post("/v1/stock/receipts", json=body, headers={"Idempotency-Key": key})
                     assert r.status_code == 201, (key, r.status_code, r.text)
                 for key, body, s, _, _ in load.answers[:5]:
                     r = client.post("/v1/stock/receipts", json=body, headers={"Idempotency-Key": key})
                     assert r.status_code == s and r.headers.get("idempotent-replayed") == "true"
+    finally:
+        container.close()
+
+
+def test_a_message_translated_while_the_database_is_down_stays_due_and_is_not_rejected(pg: PrivatePostgres) -> None:
+    """A translator's mapping lookup that meets the outage fails the step (the inbox row stays due
+    for the next one); it does not reject the message as untranslatable."""
+    url = schema_url(pg)
+    ensure_pg_schema(url)
+    container = bootstrap(Settings(database_url=url, run_workers=False))
+    sale = {"txn_id": "T1", "type": "sale", "occurred_at": "2026-11-20T10:00:00Z",
+            "lines": [{"item": "I1", "quantity": 1}]}
+    body = orjson.dumps({"store": "S1", "batch_id": "B1", "sequence": 1, "transactions": [sale]})
+    row = {"id": 1, "source": "pos", "external_id": '["S1", "B1"]', "kind": "batch", "body": body}
+    try:
+        pg.crash()
+        try:
+            with pytest.raises(OUTAGE_ERRORS):
+                container.intake.translate(row, Lookup(container.mappings, "pos"))
+        finally:
+            pg.start()
+        back = container.intake.translate(row, Lookup(container.mappings, "pos"))
+        assert isinstance(back, Park)  # the store is not mapped: parked, as without the outage
     finally:
         container.close()

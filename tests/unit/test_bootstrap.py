@@ -14,7 +14,7 @@ def test_the_container_is_built_once_and_never_changed_afterwards(sqlite_url: st
     container = bootstrap(Settings(database_url=sqlite_url))
     try:
         with pytest.raises(dataclasses.FrozenInstanceError):
-            container.inbox = container.inbox  # type: ignore[misc]
+            container.inbox = container.inbox  # type: ignore[misc]  # frozen, on purpose
         components = {f.name for f in dataclasses.fields(Container)}
         assert {"ledger", "channels", "projector", "inbox", "mappings", "reconciler"} <= components
         assert all(getattr(container, f.name) is not None for f in dataclasses.fields(Container))

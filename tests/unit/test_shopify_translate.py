@@ -39,7 +39,7 @@ def translate(
 ) -> tuple[Any, Lookup]:
     lookup = Lookup(Mappings(table or {}), "shopify")
     row = {"id": 1, "kind": topic, "headers": {"x-shopify-shop-domain": shop}}
-    return shopify.translate(row, payload, lookup, Context(NoOrders(), None)), lookup  # type: ignore[arg-type]
+    return shopify.translate(row, payload, lookup, Context(NoOrders(), None)), lookup  # type: ignore[arg-type]  # a stand-in ledger
 
 
 @given(st.binary(max_size=2000), st.text(min_size=1, max_size=40))

@@ -29,7 +29,7 @@ class Store:
 
     def __init__(self, groups: dict[str, list[str]] | None = None) -> None:
         self.aggs: dict[UUID, Aggregate] = {}
-        self.decider = Decider(None, StaticLocations(groups or {"web": GROUP}))  # type: ignore[arg-type]
+        self.decider = Decider(None, StaticLocations(groups or {"web": GROUP}))  # type: ignore[arg-type]  # no app: nothing is loaded
         self.log: list[Any] = []
 
     def decide(self, cmd: c.Command) -> dict[str, Any]:
