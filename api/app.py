@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from adapters.config import Settings
 from api import asyncapi, docs, problem_types, problems
 from api.console import routes as console_routes
 from api.console.session import Sessions
+from api.deps import checked_query
 from api.idempotency import Idempotency
 from api.middleware import BodyGuard, RequestContext, StorageGuard
 from api.models import problems as problems_doc
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         redoc_url=None,
         # Any route may answer these as problem+json (auth, body guard, validation, idempotency).
         responses=problems_doc(400, 401, 403, 404, 409, 413, 415, 422),
+        dependencies=[Depends(checked_query)],
     )
     if container is not None:
         attach(app, container)

@@ -179,3 +179,50 @@ async def store_message(
         "duplicate": not stored.created,
         "outcome": row["outcome"],
     }
+
+
+def _query_names(route: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """(every query parameter a route declares, those that take a list such as `?sku=A&sku=B`)."""
+    cached = getattr(route, "_ledger_query_names", None)
+    if cached is None:
+        names, lists = set(), set()
+        for param in getattr(getattr(route, "dependant", None), "query_params", ()):
+            names.add(param.alias)
+            annotation = param.field_info.annotation
+            if getattr(annotation, "__origin__", None) in (list, tuple, set) or "list[" in str(annotation):
+                lists.add(param.alias)
+        cached = (frozenset(names), frozenset(lists))
+        route._ledger_query_names = cached
+    return cached
+
+
+async def checked_query(request: Request) -> None:
+    """Refuses a query parameter the route does not know, or a single-valued one given twice.
+
+    `?until=a&until=b` (which one was meant?) and `?kinds=drift` (a typo that would silently list
+    everything) are both 422 rather than a guess.
+    """
+    params = request.query_params
+    if not params:
+        return
+    route = request.scope.get("route")
+    if route is None:
+        return
+    names, lists = _query_names(route)
+    for name in params.keys():
+        if name not in names:
+            raise Problem(
+                422,
+                "validation-error",
+                f"unknown query parameter {name[:64]!r}",
+                errors=[
+                    {"loc": ["query", name[:64]], "msg": "not a parameter of this route", "type": "unknown"}
+                ],
+            )
+        if name not in lists and len(params.getlist(name)) > 1:
+            raise Problem(
+                422,
+                "validation-error",
+                f"the query parameter {name!r} takes one value",
+                errors=[{"loc": ["query", name], "msg": "given more than once", "type": "repeated"}],
+            )

@@ -163,6 +163,8 @@ def reconcile(
     from adapters.reconciliation.sources import SnapshotError, read_file
     from ledger.errors import LedgerError
 
+    if source not in ("shopify", "erp", "pos"):
+        raise fail(f"ledger reconcile: SOURCE must be shopify, erp or pos, got {source!r}")
     if format not in ("table", "json", "csv"):
         raise fail("ledger reconcile: --format must be table, json or csv")
     at = None

@@ -69,11 +69,19 @@ def rebuild_cmd(
         c.close()
 
 
+def _count(text: str, option: str, what: str = "a whole number") -> int:
+    """A whole number from an option's text; ValueError in plain words naming the option."""
+    t = text.strip()
+    if not t.lstrip("+-").isdigit():
+        raise ValueError(f"{option} must be {what}, got {text!r}")
+    return int(t)
+
+
 @channels_app.command("set")
 def channels_set(
     channel: Annotated[str, typer.Argument(help="the sales channel")],
     location: Annotated[list[str], typer.Option("--location", help="a fulfilling location, in order")],
-    safety_stock: Annotated[int, typer.Option("--safety-stock", help="units held back per SKU")] = 0,
+    safety_stock: Annotated[str, typer.Option("--safety-stock", help="units held back per SKU")] = "0",
     buffer: Annotated[str, typer.Option(help="units (5) or a percentage (10%)")] = "0",
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="a SKU the channel never sells")
@@ -88,12 +96,21 @@ def channels_set(
     from ledger.errors import InvalidCommandError
 
     try:
-        units, percent = (0, int(buffer[:-1])) if buffer.endswith("%") else (int(buffer), 0)
-        overrides = {k: int(v) for k, _, v in (o.rpartition("=") for o in override or [])}
+        b = buffer.strip()
+        what = "units (5) or a percentage (10%)"
+        units, percent = (
+            (0, _count(b[:-1], "--buffer", what)) if b.endswith("%") else (_count(b, "--buffer", what), 0)
+        )
+        overrides: dict[str, int] = {}
+        for o in override or []:
+            sku, sep, n = o.rpartition("=")
+            if not sep or not sku.strip():
+                raise ValueError(f"--override must be SKU=N, got {o!r}")
+            overrides[sku.strip()] = _count(n, f"--override {sku.strip()}")
         policy = ChannelPolicy(
             channel=channel,
             locations=tuple(location),
-            safety_stock=safety_stock,
+            safety_stock=_count(safety_stock, "--safety-stock"),
             safety_stock_overrides=overrides,
             buffer_units=units,
             buffer_percent=percent,

@@ -149,3 +149,25 @@ def test_tables_wrap_long_cells_instead_of_cutting_them(sku: str, tmp_path: Path
         "reconcile", "erp", str(f), "--observed-at", (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     )
     assert code == 1 and "…" not in out and out.count("Q") == 60  # every character, folded
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--safety-stock", "abc"], "--safety-stock must be a whole number, got 'abc'"),
+        (["--buffer", "lots"], "--buffer must be units (5) or a percentage (10%), got 'lots'"),
+        (["--buffer", "5x%"], "--buffer must be units (5) or a percentage (10%), got '5x'"),
+        (["--override", "A"], "--override must be SKU=N, got 'A'"),
+        (["--override", "A=b"], "--override A must be a whole number, got 'b'"),
+        (["--buffer", "120%"], "a buffer percentage is a whole number from 0 to 100"),
+    ],
+)
+def test_channel_policy_options_are_checked_in_plain_words(sku: str, args: list[str], words: str) -> None:
+    code, out, err = run("channels", "set", "web", "--location", "WH", *args)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"invalid policy: {words}"]
+
+
+def test_an_unknown_reconcile_source_is_refused_before_the_file_is_read(tmp_path: Path) -> None:
+    code, _, err = run("reconcile", "nowhere", str(tmp_path / "missing.csv"))
+    assert code == 2 and err.strip() == "ledger reconcile: SOURCE must be shopify, erp or pos, got 'nowhere'"
