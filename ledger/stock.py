@@ -199,7 +199,10 @@ class SkuLocation(Aggregate):
         def apply(self, s: SkuLocation) -> None:
             s.allow_backorder = self.allowed
 
-    MAX_MOVEMENTS = 5000
+    # Bounded so a snapshot stays small: a count older than the 500th movement before its delivery
+    # is kept for audit and moves nothing (`horizon`), rather than guessed.
+    MAX_MOVEMENTS = 500
+    BOUNDED_STATE = ("movements",)  # the snapshot policy does not space snapshots by it
 
     def _movements(self) -> list[list[Any]]:
         # a snapshot taken before counts were kept as of their moment has no movements yet

@@ -112,5 +112,10 @@ class SnapshotPolicy:
 
 
 def state_size(agg: Aggregate) -> int:
-    """Entries in an aggregate's collections (reservations, lines, ...): what a snapshot copies."""
-    return sum(len(v) for v in vars(agg).values() if isinstance(v, dict | list))
+    """Entries in an aggregate's unbounded collections (reservations, lines, ...): what a snapshot copies.
+
+    A collection the aggregate keeps bounded itself (`BOUNDED_STATE`, e.g. a stock stream's recent
+    movements) costs a constant per snapshot, so it does not push snapshots apart.
+    """
+    bounded = getattr(agg, "BOUNDED_STATE", ())
+    return sum(len(v) for k, v in vars(agg).items() if isinstance(v, dict | list) and k not in bounded)
