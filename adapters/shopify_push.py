@@ -39,6 +39,8 @@ import orjson
 
 from adapters import shopify_metrics as m
 from adapters.persistence.db import Database, Tx
+from adapters.reconciliation.engine import drift_key
+from adapters.reconciliation.thresholds import Threshold, parse_thresholds
 from adapters.shopify_admin import (
     MUTATION_COST,
     AdminClient,
@@ -257,7 +259,9 @@ class Pusher:
         mappings: Any,
         batch: int = 250,
         sleep: Callable[[float], Any] = time.sleep,
+        threshold: Threshold | None = None,
     ) -> None:
+        self.threshold = threshold or Threshold()
         self.db = db
         self.client = client
         self.shop = client.shop
@@ -477,6 +481,36 @@ class Pusher:
                 continue
             record_observation(tx, r["item_id"], r["location_id"], level)
             self._set_known(tx, r, level)
+            self._judge(tx, r, level)
+
+    def _judge(self, tx: Tx, r: dict[str, Any], level: int) -> None:
+        """A stale compare explained by the ledger's own record is routine; any other difference
+        beyond the `shopify` threshold is a drift exception (source `shopify`).
+
+        Explained: Shopify already holds the ledger's value, or Shopify went down by no more than
+        the ledger's own ATS went down since its last accepted write (units sold on Shopify orders
+        the ledger has captured, which reserved them)."""
+        from adapters.exceptions import open_exception
+
+        known, desired = int(r["known"]), int(r["desired"])
+        shopify_drop, ledger_drop = known - level, known - int(desired)
+        if level == desired or 0 < shopify_drop <= ledger_drop:
+            return
+        delta = level - desired
+        if not self.threshold.exceeded(delta, desired):
+            return
+        open_exception(
+            tx,
+            "drift",
+            drift_key("shopify", r["sku"], r["location_id"]),
+            {
+                "source": "shopify", "measure": "available", "sku": r["sku"], "location": r["location_id"],
+                "external": level, "ledger": desired, "delta": delta,
+                "explanation": f"a stale compare: Shopify held {level} where the ledger last knew {known}; "
+                "not explained by orders the ledger captured (the push writes the ledger's value again)",
+            },
+            int(r["position"]),
+        )
 
     def _accept(self, tx: Tx, rows: list[dict[str, Any]]) -> None:
         from adapters.exceptions import close_exception
@@ -617,12 +651,14 @@ def build(
     tokens: dict[str, str] = settings.shopify_tokens
     shops = sorted(tokens)
     targets = ShopifyTargets(db, shops)
+    threshold = parse_thresholds(settings.reconcile_thresholds).get("shopify", Threshold())
     workers: list[Any] = []
     if shops:
         pushers = []
         for shop in shops:
             client = AdminClient(shop, tokens[shop], settings.shopify_admin_url, settings.shopify_api_version)
-            pushers.append(Loop(f"shopify-push-{shop}", Pusher(db, client, mappings).step, poll))
+            pusher = Pusher(db, client, mappings, threshold=threshold)
+            pushers.append(Loop(f"shopify-push-{shop}", pusher.step, poll))
             if inbox is not None:
                 reader = AdminClient(shop, tokens[shop], settings.shopify_admin_url, settings.shopify_api_version)
                 recovery = Recovery(db, reader, inbox, on_stored=wake_inbox)

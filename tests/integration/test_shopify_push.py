@@ -117,6 +117,24 @@ def test_edit_behind_the_ledgers_back_is_a_stale_compare_then_fixed(
         "SELECT available FROM shopify_observations WHERE kind = 'level' AND object_id = '1001' AND location_id = '77'"
     )
     assert obs and obs[0]["available"] in (7, 15)
+    drift = list_exceptions(container.db, "drift")
+    assert [d["key"] for d in drift] == [f"shopify/SKU-1/{LOC}"]  # not explained by the ledger's record
+    assert drift[0]["detail"]["external"] == 7 and drift[0]["detail"]["ledger"] == 15
+
+
+def test_a_stale_compare_explained_by_the_ledgers_own_sales_is_routine(
+    container: Container, shopify: ShopifyAdminStandIn
+) -> None:
+    shopify.add_item(SHOP, item(2), "SKU-2", {LOC: 0})
+    target(container)
+    receive(container, "SKU-2", 10)
+    container.start_workers()
+    wait_until(lambda: shopify.level(SHOP, item(2), LOC) == 10, what="first push")
+    shopify.set_level(SHOP, item(2), LOC, 8)  # Shopify sold 2 ...
+    adjust(container, "SKU-2", -3)  # ... and the ledger's own record took 3 (the captured order and more)
+    wait_until(lambda: shopify.level(SHOP, item(2), LOC) == 7, what="the push after a routine stale compare")
+    assert any(m.stale for m in shopify.mutations())
+    assert list_exceptions(container.db, "drift") == []
 
 
 def test_throttling_is_back_pressure_and_nothing_is_lost(pg_url: str) -> None:
