@@ -190,6 +190,7 @@ class Feeder:
                     [t["channel"] for t in new],
                 ).fetchall()
                 tx.executemany(f"UPDATE {TARGETS} SET fed = 1 WHERE id = %s", [(t["id"],) for t in new])
+            changed += self._removed(tx, by_channel, channels, position)
             newest: dict[tuple[str, str, str], tuple[str, str, str, str, int, int]] = {}
             for r in changed:
                 t = by_channel[r["channel"]]
@@ -204,6 +205,31 @@ class Feeder:
         if newest and self.on_fed is not None:
             self.on_fed()
         return len(newest)
+
+    @staticmethod
+    def _removed(
+        tx: Tx, by_channel: dict[str, dict[str, Any]], channels: list[str], position: int
+    ) -> list[dict[str, Any]]:
+        """A policy change can remove `ats` rows (the SKU left every location of the channel): such a
+        SKU's ATS is 0, written at the policy change's position."""
+        marks = ", ".join(["%s"] * len(channels))
+        policies = tx.execute(
+            f"SELECT channel, position FROM ats_policies WHERE channel IN ({marks}) AND position > %s",
+            (*channels, position),
+        ).fetchall()
+        out: list[dict[str, Any]] = []
+        for p in policies:
+            t = by_channel[p["channel"]]
+            gone = tx.execute(
+                f"SELECT sku FROM {WRITES} w WHERE shop = %s AND location_id = %s AND channel = %s "
+                "AND desired <> 0 AND NOT EXISTS (SELECT 1 FROM ats a WHERE a.channel = w.channel AND a.sku = w.sku)",
+                (t["shop"], t["location_id"], p["channel"]),
+            ).fetchall()
+            out += [
+                {"channel": p["channel"], "sku": g["sku"], "available": 0, "position": int(p["position"])}
+                for g in gone
+            ]
+        return out
 
 
 # ---------------------------------------------------------------------- pushing

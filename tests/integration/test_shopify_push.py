@@ -256,3 +256,15 @@ def test_refused_token_is_a_failed_write_with_a_reason(pg_url: str, shopify: Sho
         assert "access token" in failed_writes(cont.db, SHOP)[0]["reason"]
     finally:
         cont.close()
+
+
+def test_a_sku_that_leaves_the_channel_is_written_as_zero(container: Container, shopify: ShopifyAdminStandIn) -> None:
+    shopify.add_item(SHOP, item(3), "SKU-3", {LOC: 0})
+    container.channels.put(ChannelPolicy("online", (WH, "WH2")), "test")
+    container.shopify_sync.targets.set("online", SHOP, LOC, "test")
+    container.ledger.execute(c.ReceiveStock(sku="SKU-3", location="WH2", quantity=4, reference="r-wh2"))
+    container.start_workers()
+    wait_until(lambda: shopify.level(SHOP, item(3), LOC) == 4, what="first push")
+    container.channels.put(ChannelPolicy("online", (WH,)), "test")  # WH2 leaves the channel
+    container.runner.wake()
+    wait_until(lambda: shopify.level(SHOP, item(3), LOC) == 0, what="the SKU written as 0")
