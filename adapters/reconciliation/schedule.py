@@ -13,7 +13,7 @@ from adapters.loop import Loop
 from adapters.persistence.db import Database
 from adapters.reconciliation.engine import Reconciler
 from adapters.reconciliation.ports import InventorySnapshotSource
-from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLevels
+from adapters.reconciliation.sources import HttpErpInventory, ShopifyApiLevels, ShopifyObservedLevels
 
 log = logging.getLogger("ledger.reconcile")
 
@@ -65,7 +65,15 @@ def scheduled(settings: Settings, db: Database, reconciler: Reconciler) -> Sched
     names = [s.strip() for s in (settings.reconcile_sources or "").split(",") if s.strip()]
     sources: list[InventorySnapshotSource] = []
     for name in names:
-        if name == "shopify":
+        if name == "shopify" and settings.shopify_tokens:  # Shopify's own levels, through its API
+            from adapters.shopify_admin import AdminClient
+
+            clients = [
+                AdminClient(shop, token, settings.shopify_admin_url, settings.shopify_api_version)
+                for shop, token in sorted(settings.shopify_tokens.items())
+            ]
+            sources.append(ShopifyApiLevels(db, clients))
+        elif name == "shopify":
             sources.append(ShopifyObservedLevels(db))
         elif name == "erp" and settings.erp_url:
             sources.append(HttpErpInventory(settings.erp_url))

@@ -268,3 +268,23 @@ def test_a_sku_that_leaves_the_channel_is_written_as_zero(container: Container, 
     container.channels.put(ChannelPolicy("online", (WH,)), "test")  # WH2 leaves the channel
     container.runner.wake()
     wait_until(lambda: shopify.level(SHOP, item(3), LOC) == 0, what="the SKU written as 0")
+
+
+def test_reconciliation_reads_shopifys_levels_through_the_api(
+    container: Container, shopify: ShopifyAdminStandIn
+) -> None:
+    from adapters.reconciliation.sources import ShopifyApiLevels
+
+    for n in range(3):
+        shopify.add_item(SHOP, item(n), f"SKU-{n}", {LOC: 0})
+    target(container)
+    for n in range(3):
+        receive(container, f"SKU-{n}", 5)
+    container.start_workers()
+    wait_until(lambda: all(shopify.level(SHOP, item(n), LOC) == 5 for n in range(3)), what="the push")
+    container.mappings.set("shopify", "location", "77", WH, "test")
+    shopify.set_level(SHOP, item(2), LOC, 1)  # behind the ledger's back
+    snap = ShopifyApiLevels(container.db, [AdminClient(SHOP, TOKEN, shopify.url)]).snapshot()
+    assert snap is not None and snap.origin == "shopify-admin-api" and len(snap.levels) == 3
+    report = container.reconciler.reconcile(snap)
+    assert [(m["sku"], m["location"], m["delta"]) for m in report["mismatches"]] == [("SKU-2", WH, -4)]
