@@ -377,6 +377,8 @@ class Pusher:
         if stale:
             self._restale(tx, stale)
         for r, message in refused:
+            if message.startswith(("INVALID_INVENTORY_ITEM", "ITEM_NOT_STOCKED_AT_LOCATION")):
+                self._forget_item(tx, r)
             self._fail(tx, [r], Refused(message))
         if not stale and not refused and unnamed:  # errors naming no quantity: the whole call
             self._fail(tx, rows, Refused("; ".join(unnamed)[:500]))
@@ -442,6 +444,7 @@ class Pusher:
             if r["known"] is None:
                 level = levels.get((r["item_id"], r["location_id"]))
                 if level is None:
+                    self._forget_item(tx, r)
                     self._fail(tx, [r], Refused(f"inventory item {r['item_id']} is not stocked at {r['location_id']}"))
                     continue
                 record_observation(tx, r["item_id"], r["location_id"], level)
@@ -449,6 +452,14 @@ class Pusher:
                 r = {**r, "known": level}
             out.append(r)
         return out
+
+    @staticmethod
+    def _forget_item(tx: Tx, r: dict[str, Any]) -> None:
+        """A stale identity: the next attempt resolves the SKU again (an operator's new mapping wins)."""
+        tx.execute(
+            f"UPDATE {WRITES} SET item_id = NULL, known = NULL WHERE shop = %s AND location_id = %s AND sku = %s",
+            (r["shop"], r["location_id"], r["sku"]),
+        )
 
     @staticmethod
     def _set_known(tx: Tx, r: dict[str, Any], level: int) -> None:
@@ -503,6 +514,7 @@ class Pusher:
         for r in stale:
             level = levels.get((r["item_id"], r["location_id"]))
             if level is None:
+                self._forget_item(tx, r)
                 self._fail(tx, [r], Refused(f"inventory item {r['item_id']} is not stocked at {r['location_id']}"))
                 continue
             record_observation(tx, r["item_id"], r["location_id"], level)

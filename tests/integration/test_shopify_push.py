@@ -282,9 +282,33 @@ def test_reconciliation_reads_shopifys_levels_through_the_api(
         receive(container, f"SKU-{n}", 5)
     container.start_workers()
     wait_until(lambda: all(shopify.level(SHOP, item(n), LOC) == 5 for n in range(3)), what="the push")
+    wait_until(lambda: container.shopify_sync.status()["shops"][0]["pending"] == 0, what="accepted")
     container.mappings.set("shopify", "location", "77", WH, "test")
     shopify.set_level(SHOP, item(2), LOC, 1)  # behind the ledger's back
     snap = ShopifyApiLevels(container.db, [AdminClient(SHOP, TOKEN, shopify.url)]).snapshot()
     assert snap is not None and snap.origin == "shopify-admin-api" and len(snap.levels) == 3
     report = container.reconciler.reconcile(snap)
     assert [(m["sku"], m["location"], m["delta"]) for m in report["mismatches"]] == [("SKU-2", WH, -4)]
+
+
+def test_a_wrong_item_mapping_is_a_failed_write_until_the_operator_fixes_it(
+    container: Container, shopify: ShopifyAdminStandIn
+) -> None:
+    shopify.add_item(SHOP, item(1), "SKU-1", {LOC: 0})
+    container.mappings.set("shopify", "inventory_item", "999999", "SKU-1", "ops")  # no such item in Shopify
+    target(container)
+    receive(container, "SKU-1", 4)
+    container.projector.catch_up()
+    Feeder(container.db, [SHOP]).step()
+    pusher = Pusher(container.db, AdminClient(SHOP, TOKEN, shopify.url), container.mappings)
+    pusher.step()
+    failed = failed_writes(container.db, SHOP)
+    assert failed and failed[0]["sku"] == "SKU-1" and failed[0]["reason"]
+    assert list_exceptions(container.db, "shopify-write")
+    container.mappings.set("shopify", "inventory_item", "1001", "SKU-1", "ops")
+    container.db.execute("UPDATE shopify_writes SET next_at = 0")
+    pusher.step()
+    pusher.step()
+    assert shopify.level(SHOP, item(1), LOC) == 4
+    assert failed_writes(container.db, SHOP) == []
+    assert list_exceptions(container.db, "shopify-write") == []  # closed when Shopify accepted
