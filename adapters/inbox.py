@@ -178,6 +178,13 @@ class Inbox:
             r["body"] = bytes(r["body"])
         return [_decode(r) for r in rows]
 
+    def missing(self, inbox_id: int) -> list[str]:
+        """The mapping keys the message's translation asked for and did not find (version 0)."""
+        rows = self.db.query(
+            "SELECT mapping FROM inbox_uses WHERE inbox_id = %s AND version = 0 ORDER BY mapping", (inbox_id,)
+        )
+        return [r["mapping"] for r in rows]
+
     def using(self, mapping: str) -> list[dict[str, Any]]:
         """Messages whose translation asked for this mapping key."""
         return [

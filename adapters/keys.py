@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import secrets
 import threading
@@ -168,7 +169,7 @@ class ApiKeys:
         with self.db.transaction() as tx:
             self._audit(tx, actor, action, target, detail)
 
-    def audit_trail(self, limit: int = 100) -> list[dict[str, Any]]:
+    def audit_trail(self, limit: int = 100) -> builtins.list[dict[str, Any]]:  # `list` is a method here
         rows = self.db.query("SELECT * FROM admin_audit ORDER BY id DESC LIMIT %s", (limit,))
         for r in rows:
             r["detail"] = orjson.loads(r["detail"])

@@ -162,7 +162,7 @@ def configure_logging(
 ) -> None:
     """JSON lines on `stream` (stderr), written by a listener thread from a bounded queue."""
     global _listener, _handler
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

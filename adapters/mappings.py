@@ -122,6 +122,21 @@ class SqlMappingStore:
             "changed": True,
         }
 
+    def by_external_id(self, external_id: str) -> list[dict[str, Any]]:
+        """The current mappings of an outside code in any source and kind: source, kind, canonical."""
+        return self.db.query(
+            "SELECT source, kind, canonical FROM mappings WHERE external_id = %s ORDER BY source, kind",
+            (external_id,),
+        )
+
+    def changes(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The newest versions of every mapping, newest first (who changed what, old and new)."""
+        return self.db.query(
+            "SELECT version, source, kind, external_id, old, new, actor, at FROM mapping_history "
+            "ORDER BY version DESC LIMIT %s",
+            (limit,),
+        )
+
     def history(self, source: str, kind: str, external_id: str) -> list[dict[str, Any]]:
         return self.db.query(
             "SELECT version, old, new, actor, at FROM mapping_history "

@@ -2,7 +2,8 @@
 and the few helpers several routers use (identifier checks, reading and storing inbound messages).
 
 Routes import from here, `api.models`, `api.problems` and the application, never from each other.
-A route reaches a component as `container.<field>` through `ContainerDep` (see `bootstrap`).
+A route reaches a component through its shortcut (`InboxDep`, `ReconcilerDep`, ...) or, when it
+needs several, as `container.<field>` through `ContainerDep` (the fields are in `bootstrap`).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import orjson
 from fastapi import Depends, Header, Request
 from starlette.concurrency import run_in_threadpool
 
-from adapters.inbox import Stored, fingerprint
+from adapters.inbox import Inbox, Stored, fingerprint
 from adapters.keys import Miss, Principal
 from adapters.persistence.db import Tx
+from adapters.reconciliation.engine import Reconciler
 from api.problems import Problem
 from bootstrap import Container
 from ledger.bounds import check_id
@@ -30,6 +32,19 @@ async def get_container(request: Request) -> Container:
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+# A component a route needs on its own gets a shortcut: an async getter (no thread hop) and its alias.
+async def get_inbox(request: Request) -> Inbox:
+    return request.app.state.container.inbox  # type: ignore[no-any-return]
+
+
+async def get_reconciler(request: Request) -> Reconciler:
+    return request.app.state.container.reconciler  # type: ignore[no-any-return]
+
+
+InboxDep = Annotated[Inbox, Depends(get_inbox)]
+ReconcilerDep = Annotated[Reconciler, Depends(get_reconciler)]
 
 
 def bearer_token(header: str | None) -> str | None:

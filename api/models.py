@@ -166,12 +166,21 @@ class Return(Request):
     lines: list[ReturnLine] = Field(min_length=1, max_length=MAX_LINES)
 
 
+class Allocation(Response):
+    location: str
+    quantity: int
+
+
 class OrderLineView(Response):
     line_id: str
     sku: str
     quantity: int
     location: str | None = None
     reserved: int = 0
+    allocations: list[Allocation] = Field(
+        default_factory=list, description="Units held for the line, per location of the group."
+    )
+    backordered: int = Field(0, description="Units waiting for stock, reserved first come, first served.")
 
 
 class RefundView(Response):

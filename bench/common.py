@@ -91,11 +91,17 @@ def scratch_schema(url: str) -> Iterator[str]:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
+def _scalar(conn: psycopg.Connection[Any], sql: str) -> Any:
+    row = conn.execute(sql).fetchone()
+    assert row is not None  # a SHOW or an aggregate answers one row
+    return row[0]
+
+
 def server_facts(url: str) -> dict[str, str]:
     with psycopg.connect(pg_conninfo(url), autocommit=True) as conn:
-        version = conn.execute("SHOW server_version").fetchone()[0]
-        sync = conn.execute("SHOW synchronous_commit").fetchone()[0]
-        fsync = conn.execute("SHOW fsync").fetchone()[0]
+        version = _scalar(conn, "SHOW server_version")
+        sync = _scalar(conn, "SHOW synchronous_commit")
+        fsync = _scalar(conn, "SHOW fsync")
     return {"postgres": version, "synchronous_commit": sync, "fsync": fsync}
 
 
@@ -180,7 +186,7 @@ def make_ledger(url: str, **kw: Any) -> Any:
 def count_events(url: str) -> int:
     schema = pg_parts(url)["schema"]
     with psycopg.connect(pg_conninfo(url), autocommit=True) as conn:
-        return int(conn.execute(f'SELECT count(*) FROM "{schema}".ledger_events').fetchone()[0])
+        return int(_scalar(conn, f'SELECT count(*) FROM "{schema}".ledger_events'))
 
 
 def stream_movements(ledger: Any, agg_id: uuid.UUID) -> int:

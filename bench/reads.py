@@ -169,7 +169,7 @@ def api(url: str, seconds: float = 5.0, connections: int = 32) -> Result:
     try:
         _wait_http(trivial_port, trivial)
         token = ""
-        for line in server.stdout:  # type: ignore[union-attr]
+        for line in server.stdout:  # type: ignore[union-attr]  # started with stdout=PIPE
             if line.startswith("  ") and line.strip():
                 token = line.strip()
             if line.startswith("ledger serving"):

@@ -316,7 +316,7 @@ def long_stream(
                 _read[0] += len(rows)
                 return rows
 
-            cold.app.recorder.select_events = counted  # type: ignore[method-assign]
+            cold.app.recorder.select_events = counted
             t0 = time.perf_counter()
             s = cold.history.stock(sku, "WH")
             loads[sku] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -17,6 +17,8 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import JSONTranscoder, StoredEvent
 
 from ledger import commands as c
+from ledger import sourcing
+from ledger.backorders import Backorders, backorders_id
 from ledger.bounds import order_id as order_uuid
 from ledger.bounds import reservation_id, stock_id
 from ledger.channels import Channel, ReadModel, channel_id, read_model_id
@@ -30,7 +32,7 @@ from ledger.errors import (
     VersionConflictError,
 )
 from ledger.orders import Order
-from ledger.ports import LocationDirectory, StaticLocations
+from ledger.ports import LocationDirectory, StaticLocations, StreamIndex
 from ledger.stock import SkuLocation, movement_effect
 
 SNAPSHOT_INTERVAL = 500
@@ -81,7 +83,7 @@ class UnitOfWork:
         self._created.append(agg.id)
 
     def stock(self, sku: str, location: str) -> SkuLocation | None:
-        return self.get(stock_id(sku, location))  # type: ignore[return-value]
+        return self.get(stock_id(sku, location))  # type: ignore[return-value]  # a SKU-location's stream
 
     def stock_or_open(self, sku: str, location: str, cause: dict[str, Any]) -> SkuLocation:
         s = self.stock(sku, location)
@@ -91,7 +93,17 @@ class UnitOfWork:
         return s
 
     def order(self, order_id: str) -> Order | None:
-        return self.get(order_uuid(order_id))  # type: ignore[return-value]
+        return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
+
+    def backorders(self, sku: str) -> Backorders | None:
+        return self.get(backorders_id(sku))  # type: ignore[return-value]
+
+    def backorders_or_open(self, sku: str, cause: dict[str, Any]) -> Backorders:
+        b = self.backorders(sku)
+        if b is None:
+            b = Backorders.open(sku, cause)
+            self.add(b)
+        return b
 
     def require_order(self, order_id: str) -> Order:
         o = self.order(order_id)
@@ -196,6 +208,7 @@ class Decider:
         self._check_version(uow.stock(cmd.sku, cmd.location), cmd.if_match)
         s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
         s.receive(cmd.quantity, cmd.reference, cmd.cause, expected=cmd.expected)
+        self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return stock_view(s)
 
     def expect(self, cmd: c.ExpectStock, uow: UnitOfWork) -> dict[str, Any]:
@@ -215,6 +228,8 @@ class Decider:
                 )
             s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
         s.adjust(cmd.delta, cmd.reason, cmd.reference, cmd.cause)
+        if cmd.delta > 0:
+            self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return stock_view(s)
 
     def count(self, cmd: c.CountStock, uow: UnitOfWork) -> dict[str, Any]:
@@ -225,6 +240,8 @@ class Decider:
                 return {"sku": cmd.sku, "location": cmd.location, "delta": 0, "shortfall": 0, "on_hand": 0}
             s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
         delta = s.count(cmd.counted, cmd.reason, cmd.reference, cmd.cause)
+        if delta > 0:
+            self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return {**stock_view(s), "delta": delta, "shortfall": max(0, s.reserved + s.unavailable - s.on_hand)}
 
     def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
@@ -242,6 +259,7 @@ class Decider:
         dst = uow.stock_or_open(cmd.sku, cmd.to_location, cmd.cause)
         src.transfer_out(cmd.reference, cmd.to_location, cmd.quantity, cmd.cause)
         dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
+        self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
         return {"from": stock_view(src), "to": stock_view(dst)}
 
     def _existing(self, uow: UnitOfWork, sku: str, location: str) -> SkuLocation:
@@ -260,6 +278,7 @@ class Decider:
     def release(self, cmd: c.ReleaseReservation, uow: UnitOfWork) -> dict[str, Any]:
         s = self._existing(uow, cmd.sku, cmd.location)
         s.release(cmd.reservation_id, cmd.quantity, cmd.reason, cmd.cause)
+        self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return stock_view(s)
 
     def release_expired(self, cmd: c.ReleaseExpired, uow: UnitOfWork) -> dict[str, Any]:
@@ -269,6 +288,8 @@ class Decider:
         released = s.release_expired(cmd.now, cmd.cause)
         for order_id, line_id, qty in lines:
             self._expire_on_order(uow, s, order_id, line_id, qty, cmd.cause)
+        if released:
+            self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return {"released": released, **stock_view(s)}
 
     @staticmethod
@@ -278,10 +299,10 @@ class Decider:
         """An expired reservation of an order line in the ledger is released on that line too."""
         order = uow.order(order_id)
         line = None if order is None else order.lines.get(line_id)
-        if order is not None and line is not None and line["location"] == s.location:
-            held = min(qty, Order.held_quantity(line))
+        if order is not None and line is not None:
+            held = min(qty, Order.allocations_of(line).get(s.location, 0))
             if held > 0:
-                order.record_release(line_id, held, "expired", cause)
+                order.record_release(line_id, held, "expired", cause, location=s.location)
 
     def sell(self, cmd: c.SellDirect, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock(cmd.sku, cmd.location)
@@ -295,6 +316,8 @@ class Decider:
     def return_to_stock(self, cmd: c.ReturnToStock, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
         s.accept_return(cmd.reference, cmd.quantity, cmd.disposition, cmd.cause)
+        if cmd.disposition == "restock":
+            self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return stock_view(s)
 
     def write_off(self, cmd: c.WriteOffDamaged, uow: UnitOfWork) -> dict[str, Any]:
@@ -307,7 +330,7 @@ class Decider:
         if cmd.version > wrong.version:
             raise CorrectionError(f"{cmd.sku} at {cmd.location} has no event {cmd.version}")
         # The named movement may have been decided earlier in this same batch and not be stored yet.
-        original = next((e for e in wrong.pending_events if e.originator_version == cmd.version), None)
+        original: Any = next((e for e in wrong.pending_events if e.originator_version == cmd.version), None)
         if original is None:
             original = next(iter(self.app.events.get(wrong.id, gt=cmd.version - 1, lte=cmd.version)), None)
         on_hand, unavailable = movement_effect(original) if original is not None else (0, 0)
@@ -323,15 +346,21 @@ class Decider:
         }
         wrong.correct(corrects, -on_hand, -unavailable, cmd.reason, cmd.cause)
         outcome: dict[str, Any] = {"reversed": stock_view(wrong)}
+        if unavailable - on_hand > 0:  # reversing the movement frees units
+            self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         if cmd.to_sku is not None or cmd.to_location is not None:
             right = uow.stock_or_open(cmd.to_sku or cmd.sku, cmd.to_location or cmd.location, cmd.cause)
             right.correct(corrects, on_hand, unavailable, cmd.reason, cmd.cause)
             outcome["reposted"] = stock_view(right)
+            if on_hand - unavailable > 0:
+                self._fill_backorders(uow, right.sku, right.location, cmd.cause)
         return outcome
 
     def configure_backorders(self, cmd: c.ConfigureBackorders, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
         s.configure_backorders(cmd.allowed, cmd.cause)
+        if cmd.allowed:
+            self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return stock_view(s)
 
     # ---------------------------------------------------------------- orders
@@ -350,6 +379,8 @@ class Decider:
                     "quantity": x["quantity"],
                     "location": x["location"],
                     "reserved": x["reserved"],
+                    "allocations": Order.allocation_list(x),
+                    "backordered": x.get("backordered", 0),
                 }
                 for x in order.lines.values()
             ],
@@ -365,9 +396,11 @@ class Decider:
             )
         # Plan every line before changing anything, so a refused order changes nothing.
         planned: dict[UUID, int] = {}
-        plan: list[tuple[dict[str, Any], SkuLocation | None]] = []
+        plans: list[tuple[dict[str, Any], list[tuple[SkuLocation, int]], int]] = []
         short: list[dict[str, Any]] = []
         for line in cmd.lines:
+            if line.get("stock") is False:  # a line that carries no stock is never reserved
+                continue
             if line.get("location"):
                 candidates: Sequence[str] = (line["location"],)
             else:
@@ -377,16 +410,10 @@ class Decider:
                         f"line {line['line_id']} names no location and channel {cmd.channel} has no locations",
                         field="lines",
                     )
-            chosen = None
-            for location in candidates:
-                s = uow.stock(line["sku"], location)
-                if s is not None and s.can_reserve(planned.get(s.id, 0) + line["quantity"]):
-                    chosen = s
-                    planned[s.id] = planned.get(s.id, 0) + line["quantity"]
-                    break
-            if chosen is None:
+            allocations, missing = self._plan(uow, line["sku"], line["quantity"], candidates, planned)
+            if missing:
                 short.append({"line_id": line["line_id"], "sku": line["sku"], "quantity": line["quantity"]})
-            plan.append((line, chosen))
+            plans.append((line, allocations, missing))
         if short and not cmd.allow_partial:
             raise InsufficientStockError(
                 f"order {cmd.order_id}: {len(short)} line(s) cannot be reserved",
@@ -402,11 +429,62 @@ class Decider:
             platform_status=cmd.platform_status,
         )
         uow.add(order)
-        for line, s in plan:
-            if s is not None:
-                rid = s.reserve(cmd.order_id, line["line_id"], line["quantity"], cmd.cause, cmd.expires_at)
-                order.record_reservation(line["line_id"], s.location, line["quantity"], rid, cmd.cause)
+        for line, allocations, missing in plans:
+            for s, n in allocations:
+                rid = s.reserve(cmd.order_id, line["line_id"], n, cmd.cause, cmd.expires_at)
+                order.record_reservation(line["line_id"], s.location, n, rid, cmd.cause)
+            if missing:  # the line's `backordered` units wait for stock, oldest capture first
+                uow.backorders_or_open(line["sku"], cmd.cause).queue(
+                    cmd.order_id, line["line_id"], cmd.channel, line.get("location"), cmd.cause
+                )
         return self._order_answer(order)
+
+    @staticmethod
+    def _plan(
+        uow: UnitOfWork, sku: str, quantity: int, candidates: Sequence[str], planned: dict[UUID, int]
+    ) -> tuple[list[tuple[SkuLocation, int]], int]:
+        """The allocations of `quantity` over `candidates` (`ledger.sourcing`), with what `planned`
+        already promised to earlier lines of the same order counted off; and the units short."""
+        stocks: dict[str, SkuLocation] = {}
+        capacities: list[sourcing.Capacity] = []
+        for location in candidates:
+            s = uow.stock(sku, location)
+            if s is None:
+                continue
+            stocks[location] = s
+            capacities.append((location, None if s.allow_backorder else s.available - planned.get(s.id, 0)))
+        allocations, missing = sourcing.plan(quantity, capacities)
+        out = []
+        for location, n in allocations:
+            s = stocks[location]
+            planned[s.id] = planned.get(s.id, 0) + n
+            out.append((s, n))
+        return out, missing
+
+    def _fill_backorders(self, uow: UnitOfWork, sku: str, location: str, cause: dict[str, Any]) -> None:
+        """Units available at a location go to the SKU's backordered lines whose group includes
+        it, oldest capture first; a line with nothing backordered left leaves the queue."""
+        queue = uow.backorders(sku)
+        if queue is None or not queue.waiting:
+            return
+        s = uow.stock(sku, location)
+        for w in list(queue.waiting):
+            order = uow.order(w["order_id"])
+            line = None if order is None else order.lines.get(w["line_id"])
+            wanted = 0 if line is None else int(line.get("backordered", 0))
+            if order is None or line is None or wanted <= 0:
+                queue.dequeue(w["order_id"], w["line_id"], cause)
+                continue
+            group = [w["location"]] if w["location"] else self.locations.locations_for(w["channel"])
+            if s is None or location not in group:
+                continue
+            free = wanted if s.allow_backorder else min(wanted, s.available)
+            if free <= 0:
+                break
+            rid = s.reserve(w["order_id"], w["line_id"], free, cause)
+            order.record_reservation(w["line_id"], location, free, rid, cause)
+            if free == wanted:
+                queue.dequeue(w["order_id"], w["line_id"], cause)
 
     def remap_line(self, cmd: c.RemapOrderLine, uow: UnitOfWork) -> dict[str, Any]:
         order = uow.require_order(cmd.order_id)
@@ -414,12 +492,14 @@ class Decider:
         if line["sku"] == cmd.sku:
             return {**self._order_answer(order), "remapped": False}
         order.check_remap(cmd.line_id)  # before the old reservation is released
+        line_sku_before = line["sku"]
         held = Order.held_quantity(line)
         wanted = Order.open_quantity(line)
-        if held > 0:
-            rid = reservation_id(cmd.order_id, cmd.line_id)
-            wrong = self._existing(uow, line["sku"], line["location"])
-            still = min(held, wrong.reserved_for(rid))  # an expiry may have given some back already
+        rid = reservation_id(cmd.order_id, cmd.line_id)
+        freed = list(Order.allocations_of(line).items()) if held > 0 else []
+        for location, n in freed:
+            wrong = self._existing(uow, line["sku"], location)
+            still = min(n, wrong.reserved_for(rid))  # an expiry may have given some back already
             if still:
                 wrong.release(rid, still, "reallocated", cmd.cause)
         candidates = [line["location"]] if line["location"] else []
@@ -441,6 +521,12 @@ class Decider:
         )
         if chosen is not None:
             chosen.reserve(cmd.order_id, cmd.line_id, wanted, cmd.cause)
+        elif wanted > 0:  # nothing free on the right SKU: the line waits for it like a backorder
+            uow.backorders_or_open(cmd.sku, cmd.cause).queue(
+                cmd.order_id, cmd.line_id, order.channel, None, cmd.cause
+            )
+        for location, _ in freed:
+            self._fill_backorders(uow, line_sku_before, location, cmd.cause)
         return {**self._order_answer(order), "remapped": True, "reserved": 0 if chosen is None else wanted}
 
     def ship(self, cmd: c.ShipOrder, uow: UnitOfWork) -> dict[str, Any]:
@@ -449,56 +535,91 @@ class Decider:
             return self._order_answer(order)
         order.check_shipment(list(cmd.lines))
         recorded = []
-        held_left = {lid: Order.held_quantity(x) for lid, x in order.lines.items()}
+        # What each line still holds per location, and its open units, as the shipment proceeds.
+        held_at = {lid: dict(Order.allocations_of(x)) for lid, x in order.lines.items()}
+        open_left = {lid: Order.open_quantity(x) for lid, x in order.lines.items()}
+        freed: set[tuple[str, str]] = set()
         for sl in cmd.lines:
             line = order.line(sl["line_id"])
-            location = sl.get("location") or line["location"]
+            allocations = held_at[sl["line_id"]]
+            rid = reservation_id(cmd.order_id, sl["line_id"])
+            reference = f"{cmd.order_id}/{cmd.shipment_id}/{sl['line_id']}"
+            for location, qty in self._shipping_parts(sl, line, allocations):
+                consumed = min(qty, allocations.get(location, 0))
+                if consumed:
+                    self._existing(uow, line["sku"], location).sell(consumed, reference, cmd.cause, rid)
+                    allocations[location] -= consumed
+                direct = qty - consumed
+                open_left[sl["line_id"]] -= qty
+                # Units shipped from beyond the line's allocation there: the line then holds no
+                # more than its open units, so the reservation elsewhere moves with them.
+                excess = sum(allocations.values()) - open_left[sl["line_id"]]
+                released_at: dict[str, int] = {}
+                for other in list(allocations):
+                    n = min(allocations[other], direct - sum(released_at.values()), excess)
+                    if n <= 0:
+                        continue
+                    self._existing(uow, line["sku"], other).release(rid, n, "reallocated", cmd.cause)
+                    allocations[other] -= n
+                    excess -= n
+                    released_at[other] = n
+                    freed.add((line["sku"], other))
+                if direct:
+                    s = uow.stock(line["sku"], location)
+                    if s is None or not s.can_sell_direct(direct):
+                        raise InsufficientStockError(
+                            f"cannot ship {direct} of {line['sku']} from {location}",
+                            sku=line["sku"],
+                            location=location,
+                        )
+                    s.sell(direct, reference, cmd.cause)
+                recorded.append(
+                    {
+                        "line_id": sl["line_id"],
+                        "quantity": qty,
+                        "location": location,
+                        "consumed": consumed,
+                        "released": sum(released_at.values()),
+                        "released_at": released_at,
+                    }
+                )
+        order.record_shipment(cmd.shipment_id, recorded, cmd.cause)
+        for sku, location in sorted(freed):
+            self._fill_backorders(uow, sku, location, cmd.cause)
+        return self._order_answer(order)
+
+    @staticmethod
+    def _shipping_parts(
+        sl: dict[str, Any], line: dict[str, Any], allocations: dict[str, int]
+    ) -> list[tuple[str, int]]:
+        """Where a shipped quantity leaves from: the location named, else the line's allocations
+        in their order (then, beyond them, the last of them or the line's location)."""
+        qty = int(sl["quantity"])
+        if sl.get("location"):
+            return [(sl["location"], qty)]
+        parts: list[tuple[str, int]] = []
+        for location, held in allocations.items():
+            n = min(held, qty - sum(q for _, q in parts))
+            if n > 0:
+                parts.append((location, n))
+        left = qty - sum(q for _, q in parts)
+        if left:
+            location = parts[-1][0] if parts else line["location"]
             if location is None:
                 raise InvalidCommandError(
                     f"line {sl['line_id']} has no reserved location; name the shipping location",
                     field="lines",
                 )
-            qty = sl["quantity"]
-            rid = reservation_id(cmd.order_id, sl["line_id"])
-            reference = f"{cmd.order_id}/{cmd.shipment_id}/{sl['line_id']}"
-            consumed = released = 0
-            held = held_left[sl["line_id"]]
-            if location == line["location"] and held > 0:
-                consumed = min(qty, held)
-                self._existing(uow, line["sku"], location).sell(consumed, reference, cmd.cause, rid)
-            elif held > 0:
-                # Shipped from another location than reserved: the reservation moves with it.
-                released = min(qty, held)
-                self._existing(uow, line["sku"], line["location"]).release(
-                    rid, released, "reallocated", cmd.cause
-                )
-            held_left[sl["line_id"]] = held - consumed - released
-            direct = qty - consumed
-            if direct:
-                s = uow.stock(line["sku"], location)
-                if s is None or not s.can_sell_direct(direct):
-                    raise InsufficientStockError(
-                        f"cannot ship {direct} of {line['sku']} from {location}",
-                        sku=line["sku"],
-                        location=location,
-                    )
-                s.sell(direct, reference, cmd.cause)
-            recorded.append(
-                {
-                    "line_id": sl["line_id"],
-                    "quantity": qty,
-                    "location": location,
-                    "consumed": consumed,
-                    "released": released,
-                }
-            )
-        order.record_shipment(cmd.shipment_id, recorded, cmd.cause)
-        return self._order_answer(order)
+            if parts and parts[-1][0] == location:
+                parts[-1] = (location, parts[-1][1] + left)
+            else:
+                parts.append((location, left))
+        return parts
 
     def cancel(self, cmd: c.CancelOrder, uow: UnitOfWork) -> dict[str, Any]:
         order = uow.require_order(cmd.order_id)
         whole = cmd.lines is None
-        wanted = (
+        wanted: list[dict[str, Any]] = (
             [{"line_id": lid, "quantity": Order.open_quantity(x)} for lid, x in order.lines.items()]
             if whole
             else [dict(x) for x in cmd.lines or ()]
@@ -513,19 +634,40 @@ class Decider:
                     line_id=w["line_id"],
                 )
         recorded = []
+        # What each line holds per location, and its open units, as the cancellation proceeds.
+        held_at = {lid: dict(Order.allocations_of(x)) for lid, x in order.lines.items()}
+        open_left = {lid: Order.open_quantity(x) for lid, x in order.lines.items()}
+        freed: set[tuple[str, str]] = set()
         for w in wanted:
             line = order.line(w["line_id"])
-            held = Order.held_quantity(line)
-            # Unreserved units of the line are cancelled first; reserved units are released.
-            unreserved = Order.open_quantity(line) - held
+            allocations = held_at[w["line_id"]]
+            held = sum(allocations.values())
+            # Unreserved units of the line are cancelled first; reserved units are released,
+            # from the line's last allocations first (its first location keeps its units).
+            unreserved = open_left[w["line_id"]] - held
             released = max(0, min(held, w["quantity"] - unreserved))
-            if released:
-                rid = reservation_id(cmd.order_id, w["line_id"])
-                self._existing(uow, line["sku"], line["location"]).release(
-                    rid, released, "cancelled", cmd.cause
-                )
-            recorded.append({"line_id": w["line_id"], "quantity": w["quantity"], "released": released})
+            open_left[w["line_id"]] -= w["quantity"]
+            released_at: dict[str, int] = {}
+            rid = reservation_id(cmd.order_id, w["line_id"])
+            for location in reversed(list(allocations)):
+                n = min(allocations[location], released - sum(released_at.values()))
+                if n <= 0:
+                    continue
+                self._existing(uow, line["sku"], location).release(rid, n, "cancelled", cmd.cause)
+                allocations[location] -= n
+                released_at[location] = n
+                freed.add((line["sku"], location))
+            recorded.append(
+                {
+                    "line_id": w["line_id"],
+                    "quantity": w["quantity"],
+                    "released": released,
+                    "released_at": released_at,
+                }
+            )
         order.record_cancellation(cmd.reason, recorded, whole, cmd.cause)
+        for sku, location in sorted(freed):
+            self._fill_backorders(uow, sku, location, cmd.cause)
         return self._order_answer(order)
 
     def return_items(self, cmd: c.ReturnItems, uow: UnitOfWork) -> dict[str, Any]:
@@ -545,6 +687,8 @@ class Decider:
             s.accept_return(
                 f"{cmd.order_id}/{cmd.return_id}/{r['line_id']}", r["quantity"], r["disposition"], cmd.cause
             )
+            if r["disposition"] == "restock":
+                self._fill_backorders(uow, s.sku, s.location, cmd.cause)
         return self._order_answer(order)
 
     @staticmethod
@@ -610,20 +754,20 @@ class Decider:
     # ------------------------------------------------------------ read side
 
     def change_channel_policy(self, cmd: c.ChangeChannelPolicy, uow: UnitOfWork) -> dict[str, Any]:
-        ch = uow.get(channel_id(cmd.channel))
+        ch = cast(Channel | None, uow.get(channel_id(cmd.channel)))  # the stream of a channel's id
         if ch is None:
             ch = Channel.open(cmd.channel, cmd.cause)
             uow.add(ch)
-        recorded = ch.change_policy(cmd.version, dict(cmd.policy), cmd.changed_by, cmd.cause)  # type: ignore[attr-defined]
-        return {"channel": cmd.channel, "version": ch.policy_version, "recorded": recorded}  # type: ignore[attr-defined]
+        recorded = ch.change_policy(cmd.version, dict(cmd.policy), cmd.changed_by, cmd.cause)
+        return {"channel": cmd.channel, "version": ch.policy_version, "recorded": recorded}
 
     def record_rebuild(self, cmd: c.RecordRebuild, uow: UnitOfWork) -> dict[str, Any]:
-        rm = uow.get(read_model_id(cmd.name))
+        rm = cast(ReadModel | None, uow.get(read_model_id(cmd.name)))  # the stream of a read model's id
         if rm is None:
             rm = ReadModel.open(cmd.name, cmd.cause)
             uow.add(rm)
-        rm.record_rebuild(cmd.position, cmd.corrected, cmd.by, cmd.cause)  # type: ignore[attr-defined]
-        return {"name": cmd.name, "rebuilds": rm.rebuilds}  # type: ignore[attr-defined]
+        rm.record_rebuild(cmd.position, cmd.corrected, cmd.by, cmd.cause)
+        return {"name": cmd.name, "rebuilds": rm.rebuilds}
 
 
 # --------------------------------------------------------------------- reads
@@ -642,10 +786,10 @@ class History:
             return None
 
     def stock(self, sku: str, location: str) -> SkuLocation | None:
-        return self._get(stock_id(sku, location))  # type: ignore[return-value]
+        return self._get(stock_id(sku, location))  # type: ignore[return-value]  # a SKU-location's stream
 
     def order(self, order_id: str) -> Order | None:
-        return self._get(order_uuid(order_id))  # type: ignore[return-value]
+        return self._get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
 
     def as_of_time(self, agg_id: UUID, at: datetime) -> Aggregate | None:
         """The aggregate as it stood at a moment: its last event at or before `at`."""
@@ -653,25 +797,27 @@ class History:
         start = None
         if self.app.snapshots is not None:
             for snap in self.app.snapshots.get(agg_id, desc=True):
-                if snap.timestamp <= at:
-                    agg = snap.mutate(None)  # type: ignore[attr-defined]
+                if snap.timestamp <= at:  # type: ignore[attr-defined]  # every library event has one
+                    agg = snap.mutate(None)  # type: ignore[attr-defined]  # a Snapshot mutates
                     start = snap.originator_version
                     break
         for event in self.app.events.get(agg_id, gt=start):
-            if event.timestamp > at:
+            if event.timestamp > at:  # type: ignore[attr-defined]  # every library event has one
                 break
-            agg = event.mutate(agg)  # type: ignore[attr-defined]
+            agg = event.mutate(agg)  # type: ignore[attr-defined]  # every aggregate event mutates
         return agg
 
     def as_of_position(self, agg_id: UUID, position: int) -> Aggregate | None:
-        version = self.app.recorder.version_at_position(agg_id, position)  # type: ignore[attr-defined]
+        index = cast(StreamIndex, self.app.recorder)  # both persistence adapters' recorders are one
+        version = index.version_at_position(agg_id, position)
         if version is None:
             return None
         return self._get(agg_id, version=version)
 
     def events(self, agg_id: UUID, after: int | None = None, limit: int = 100) -> Iterator[tuple[int, Any]]:
         """(position, domain event) of one stream, in order, after a ledger position."""
-        for position, stored in self.app.recorder.select_stream(agg_id, after, limit):  # type: ignore[attr-defined]
+        index = cast(StreamIndex, self.app.recorder)  # both persistence adapters' recorders are one
+        for position, stored in index.select_stream(agg_id, after, limit):
             yield position, self.app.mapper.to_domain_event(stored)
 
     def decode(self, stored: StoredEvent) -> Any:

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any, ClassVar
 
 import orjson
@@ -89,10 +89,15 @@ class Command:
         """Rules beyond the declared identifiers and quantities."""
 
 
-@cache
+_FINGERPRINTED: dict[type, tuple[str, ...]] = {}
+
+
 def _fingerprinted(cls: type[Command]) -> tuple[str, ...]:
-    """The fields a command's fingerprint covers: all but `cause`."""
-    return tuple(f.name for f in fields(cls) if f.name != "cause")
+    """The fields a command's fingerprint covers: all but `cause` (computed once per type)."""
+    names = _FINGERPRINTED.get(cls)
+    if names is None:
+        names = _FINGERPRINTED[cls] = tuple(f.name for f in fields(cls) if f.name != "cause")
+    return names
 
 
 # ------------------------------------------------------------------ stock

@@ -110,6 +110,10 @@ class Order(Aggregate):
             "returned": 0,
             "released": 0,
             "consumed": 0,
+            "allocations": {},  # location -> units held there for the line
+            # open units no location holds (`settle`): until the capture reserves them, or the rest
+            # (allow_partial, an expiry) until stock arrives at a location of the group
+            "backordered": line["quantity"] if line.get("stock", True) else 0,
         }
 
     @staticmethod
@@ -180,8 +184,11 @@ class Order(Aggregate):
 
         def apply(self, o: Order) -> None:
             line = o.lines[self.line_id]
-            line["location"] = self.location
+            line["location"] = line["location"] or self.location
             line["reserved"] += self.quantity
+            allocations = Order.allocations_of(line)
+            allocations[self.location] = allocations.get(self.location, 0) + self.quantity
+            Order.settle(line)
 
     class LineRemapped(Event):
         """A line captured on the wrong SKU moved to the right one after a mapping fix.
@@ -206,6 +213,8 @@ class Order(Aggregate):
             line["sku"] = self.to_sku
             line["reserved"] += self.reserved - self.released
             line["location"] = self.location if self.reserved else None
+            line["allocations"] = {self.location: self.reserved} if self.location and self.reserved else {}
+            Order.settle(line)
 
     class ShipmentRecorded(Event):
         shipment_id: str
@@ -219,6 +228,8 @@ class Order(Aggregate):
                 line["shipped"] += s["quantity"]
                 line["consumed"] += s.get("consumed", 0)
                 line["released"] += s.get("released", 0)
+                Order.take(line, {s["location"]: s.get("consumed", 0)})
+                Order.take_released(line, s)
 
     class LinesCancelled(Event):
         reason: str
@@ -230,6 +241,7 @@ class Order(Aggregate):
                 line = o.lines[c["line_id"]]
                 line["cancelled"] += c["quantity"]
                 line["released"] += c.get("released", 0)
+                Order.take_released(line, c)
             if self.whole:
                 o.cancel_reason = self.reason
             Order._expect(o, document_name("cancellation", self.originator_version))
@@ -368,12 +380,21 @@ class Order(Aggregate):
     class LineReleased(Event):
         """Units of a line's reservation were given back at the SKU-location (e.g. it expired)."""
 
+        class_version = 2  # version 2 names the location whose allocation was released
+
         line_id: str
         quantity: int
         reason: str
+        location: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("location", None)
 
         def apply(self, o: Order) -> None:
-            o.lines[self.line_id]["released"] += self.quantity
+            line = o.lines[self.line_id]
+            line["released"] += self.quantity
+            Order.take(line, {self.location or line["location"]: self.quantity})
 
     # ---------------------------------------------------------------- queries
 
@@ -384,6 +405,49 @@ class Order(Aggregate):
             raise OrderConflictError(
                 f"order {self.order_id} has no line {line_id}", line_id=line_id
             ) from None
+
+    @staticmethod
+    def allocations_of(line: dict[str, Any]) -> dict[str, int]:
+        """Location -> units held there for the line (a line stored before allocations held at
+        its one location)."""
+        allocations = line.get("allocations")
+        if allocations is None:
+            held = Order.held_quantity(line)
+            allocations = {line["location"]: held} if line.get("location") and held > 0 else {}
+            line["allocations"] = allocations
+        return allocations
+
+    @staticmethod
+    def take(line: dict[str, Any], units: dict[str | None, int]) -> None:
+        """Lowers the line's allocations by `units` per location."""
+        allocations = Order.allocations_of(line)
+        for location, n in units.items():
+            if location is not None and n:
+                left = allocations.get(location, 0) - n
+                if left > 0:
+                    allocations[location] = left
+                else:
+                    allocations.pop(location, None)
+        Order.settle(line)
+
+    @staticmethod
+    def settle(line: dict[str, Any]) -> None:
+        """A line's `backordered` units: its open units that no location holds."""
+        stock = line.get("stock", True)
+        line["backordered"] = max(0, Order.open_quantity(line) - Order.held_quantity(line)) if stock else 0
+
+    @staticmethod
+    def take_released(line: dict[str, Any], record: dict[str, Any]) -> None:
+        """A shipment's or cancellation's released units, per location (`released_at`), or at the
+        line's location for records written before allocations."""
+        released_at = record.get("released_at")
+        if released_at is None:
+            released_at = {line["location"]: record.get("released", 0)}
+        Order.take(line, released_at)
+
+    @staticmethod
+    def allocation_list(line: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"location": k, "quantity": v} for k, v in Order.allocations_of(line).items()]
 
     @staticmethod
     def open_quantity(line: dict[str, Any]) -> int:
@@ -417,7 +481,7 @@ class Order(Aggregate):
     @property
     def whole_cancelled(self) -> bool:
         lines = list(self.lines.values())
-        return sum(x["cancelled"] for x in lines) >= sum(x["quantity"] for x in lines)
+        return bool(sum(x["cancelled"] for x in lines) >= sum(x["quantity"] for x in lines))
 
     @property
     def erp_void(self) -> bool:
@@ -672,15 +736,25 @@ class Order(Aggregate):
         if new:
             self.trigger_event(self.CorrelationIdsRecorded, ids=new, cause=cause)
 
-    def record_release(self, line_id: str, quantity: int, reason: str, cause: Cause) -> None:
+    def record_release(
+        self, line_id: str, quantity: int, reason: str, cause: Cause, location: str | None = None
+    ) -> None:
         line = self.line(line_id)
         check_quantity(quantity)
-        if quantity > self.held_quantity(line):
+        held = self.held_quantity(line) if location is None else self.allocations_of(line).get(location, 0)
+        if quantity > held:
             raise OrderConflictError(
-                f"line {line_id} holds {self.held_quantity(line)} reserved units, not {quantity}",
+                f"line {line_id} holds {held} reserved units, not {quantity}",
                 line_id=line_id,
             )
-        self.trigger_event(self.LineReleased, line_id=line_id, quantity=quantity, reason=reason, cause=cause)
+        self.trigger_event(
+            self.LineReleased,
+            line_id=line_id,
+            quantity=quantity,
+            reason=reason,
+            location=location,
+            cause=cause,
+        )
 
     def view(self) -> dict[str, Any]:
         return {
@@ -688,7 +762,7 @@ class Order(Aggregate):
             "channel": self.channel,
             "stage": self.stage,
             "open": self.open_work,
-            "lines": [dict(x) for x in self.lines.values()],
+            "lines": [{**x, "allocations": self.allocation_list(x)} for x in self.lines.values()],
             "external_refs": dict(self.external_refs),
             "platform_status": dict(self.platform_status),
             "erp": dict(self.erp),

@@ -93,7 +93,7 @@ class Store:
     def get(self, table: str, key: Key) -> dict[str, Any] | None:
         cached = self.rows[table].get(key, _MISSING)
         if cached is not _MISSING:
-            return cached  # type: ignore[return-value]
+            return cached  # type: ignore[return-value]  # not the _MISSING sentinel here
         if self.complete or self._tx is None:
             return None
         self.load(table, [key])

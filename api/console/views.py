@@ -1,6 +1,8 @@
 """What each console page shows, gathered from the ledger, the read models and the adapters' stores.
 
-Every function takes the container and returns plain data for a template; nothing here writes.
+Every function takes the container and returns plain data for a template; nothing here writes,
+and nothing here writes SQL: each table is read through a function of the module that owns it
+(`projections.queries`, the stores in `adapters/`, `adapters.exceptions`, `adapters.outbox`).
 Personal data (customer e-mail, phone, name, address) is masked unless `reveal` is true (admin).
 """
 
@@ -10,12 +12,15 @@ import heapq
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from adapters import outbox
 from adapters.exceptions import list_exceptions
 from adapters.logs import mask
 from bootstrap import Container
 from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
+from projections import queries
 from projections.explain import Explainer
 
 TIMELINE = 200
@@ -53,13 +58,11 @@ def search(c: Container, q: str) -> list[dict[str, Any]]:
     hits: list[dict[str, Any]] = []
     if c.ledger.history.order(q) is not None:
         hits.append({"kind": "order", "label": q, "href": f"/console/orders/{q}"})
-    if c.db.query_one("SELECT 1 AS x FROM stock_levels WHERE sku = %s LIMIT 1", (q,)):
+    if queries.has_sku(c.db, q):
         hits.append({"kind": "sku", "label": q, "href": f"/console/skus/{q}"})
-    if c.db.query_one("SELECT 1 AS x FROM stock_levels WHERE location = %s LIMIT 1", (q,)):
+    if queries.has_location(c.db, q):
         hits.append({"kind": "location", "label": q, "href": f"/console/locations/{q}"})
-    for m in c.db.query(
-        "SELECT source, kind, canonical FROM mappings WHERE external_id = %s ORDER BY source, kind", (q,)
-    ):
+    for m in c.mappings.by_external_id(q):
         target = {"sku": "skus", "location": "locations"}.get(m["kind"])
         hits.append(
             {
@@ -85,11 +88,7 @@ def orders_by_reference(c: Container, ref: str) -> list[str]:
 
     Answered by the `orders` read model's `order_refs` table (one indexed lookup), not a scan of the log.
     """
-    rows = c.db.query(
-        "SELECT DISTINCT order_id FROM order_refs WHERE reference = %s ORDER BY order_id LIMIT %s",
-        (ref, REFERENCE_LIMIT),
-    )
-    return [r["order_id"] for r in rows]
+    return queries.orders_by_reference(c.db, ref, REFERENCE_LIMIT)
 
 
 # ------------------------------------------------------------------ SKU
@@ -97,10 +96,7 @@ def orders_by_reference(c: Container, ref: str) -> list[str]:
 
 def sku_page(c: Container, sku: str) -> dict[str, Any]:
     history = c.ledger.history
-    locations = [
-        r["location"]
-        for r in c.db.query("SELECT location FROM stock_levels WHERE sku = %s ORDER BY location", (sku,))
-    ]
+    locations = queries.locations_of(c.db, sku)
     policies = c.channels.cached().by_channel
     for p in policies.values():
         locations += [
@@ -169,11 +165,7 @@ def timeline(c: Container, sku: str, locations: list[str], limit: int = TIMELINE
 
 
 def location_page(c: Container, location: str) -> list[dict[str, Any]]:
-    return c.db.query(
-        "SELECT sku, on_hand, reserved, unavailable, available, position FROM stock_levels "
-        "WHERE location = %s ORDER BY sku LIMIT 1000",
-        (location,),
-    )
+    return queries.levels_at(c.db, location)
 
 
 # ------------------------------------------------------------------ orders
@@ -214,15 +206,7 @@ def order_page(c: Container, order_id: str, reveal: bool) -> dict[str, Any] | No
         for p, e in events
         if type(e).__name__ in ("ErpPostingFailed", "PostedToErp")
     ]
-    queue: list[dict[str, Any]] = []
-    try:
-        queue = c.db.query(
-            "SELECT document, kind, status, attempts, last_error, erp_reference FROM erp_queue "
-            "WHERE order_id = %s ORDER BY id",
-            (order_id,),
-        )
-    except Exception:  # no ERP queue table in this database
-        queue = []
+    queue = c.erp_queue.rows(order_id)
     return {
         "order": shown(view, reveal)
         | {"order_id": view["order_id"], "stage": view["stage"], "lines": view["lines"]},
@@ -248,13 +232,10 @@ def order_page(c: Container, order_id: str, reveal: bool) -> dict[str, Any] | No
 
 
 def missing_mappings(c: Container, inbox_id: int) -> list[dict[str, str]]:
-    rows = c.db.query(
-        "SELECT mapping FROM inbox_uses WHERE inbox_id = %s AND version = 0 ORDER BY mapping", (inbox_id,)
-    )
     out = []
-    for r in rows:
-        source, kind, external_id = r["mapping"].split("/", 2)
-        out.append({"source": source, "kind": kind, "external_id": external_id, "key": r["mapping"]})
+    for key in c.inbox.missing(inbox_id):
+        source, kind, external_id = key.split("/", 2)
+        out.append({"source": source, "kind": kind, "external_id": external_id, "key": key})
     return out
 
 
@@ -280,8 +261,6 @@ def message_page(c: Container, inbox_id: int, reveal: bool) -> dict[str, Any] | 
     row = c.inbox.get(inbox_id)
     if row is None:
         return None
-    import orjson
-
     try:
         payload = orjson.loads(c.inbox.body(inbox_id))
     except orjson.JSONDecodeError:
@@ -300,10 +279,7 @@ def message_page(c: Container, inbox_id: int, reveal: bool) -> dict[str, Any] | 
 def mappings_page(c: Container) -> dict[str, Any]:
     return {
         "current": c.mappings.list(),
-        "history": c.db.query(
-            "SELECT version, source, kind, external_id, old, new, actor, at FROM mapping_history "
-            "ORDER BY version DESC LIMIT 500"
-        ),
+        "history": c.mappings.changes(500),
     }
 
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auditor, ContainerDep
+from api.deps import Auditor, InboxDep
 from api.problems import Problem
 
 router = APIRouter(tags=["inbox"])
@@ -36,7 +36,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/v1/inbox")
 async def list_inbox(
-    container: ContainerDep,
+    inbox: InboxDep,
     _: Auditor,
     status: Status | None = None,
     source: Literal["shopify", "pos", "erp"] | None = None,
@@ -44,15 +44,15 @@ async def list_inbox(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Inbound messages with their source, external id, status and reason, oldest first."""
-    rows = await run_in_threadpool(container.inbox.list, status, source, after, limit)
+    rows = await run_in_threadpool(inbox.list, status, source, after, limit)
     items = [_public(r) for r in rows]
     return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
 
 
 @router.get("/v1/inbox/{inbox_id}")
-async def get_message(inbox_id: int, container: ContainerDep, _: Auditor) -> dict[str, Any]:
+async def get_message(inbox_id: int, inbox: InboxDep, _: Auditor) -> dict[str, Any]:
     """One inbound message (its headers and outcome; not its raw body)."""
-    row = await run_in_threadpool(container.inbox.get, inbox_id)
+    row = await run_in_threadpool(inbox.get, inbox_id)
     if row is None:
         raise Problem(404, "not-found", f"no inbound message {inbox_id}")
     return {**_public(row), "headers": row["headers"]}

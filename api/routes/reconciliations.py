@@ -13,7 +13,7 @@ from adapters.fields import Id
 from adapters.reconciliation import report as reports
 from adapters.reconciliation.engine import MAX_LEVELS
 from adapters.reconciliation.ports import Level, Snapshot
-from api.deps import Auditor, ContainerDep
+from api.deps import Auditor, ReconcilerDep
 from api.problems import Problem
 from ledger.bounds import MAX_QUANTITY
 
@@ -58,7 +58,7 @@ def _answer(report: dict[str, Any], fmt: str) -> Any:
 
 @router.post("/v1/reconciliations", responses=CSV_RESPONSE)
 async def reconcile(
-    body: ReconciliationIn, container: ContainerDep, _: Auditor, format: Format = "json"
+    body: ReconciliationIn, reconciler: ReconcilerDep, _: Auditor, format: Format = "json"
 ) -> Any:
     """Compare outside levels with the ledger as of `observed_at`; each mismatch with its ranked causes."""
     snap = Snapshot(
@@ -67,20 +67,18 @@ async def reconcile(
         [Level(x.sku, x.location, x.quantity, x.observed_at) for x in body.levels],
         origin="api",
     )
-    reconciler = container.reconciler
     report = await run_in_threadpool(reconciler.reconcile, snap)
     return _answer(report, format)
 
 
 @router.get("/v1/reconciliations")
 async def recent(
-    container: ContainerDep,
+    reconciler: ReconcilerDep,
     _: Auditor,
     source: Literal["shopify", "erp", "pos"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Recent reconciliation runs, newest first (summaries)."""
-    reconciler = container.reconciler
     assert reconciler.runs is not None
     items = await run_in_threadpool(reconciler.runs.recent, source, limit)
     return {"items": items}
@@ -88,10 +86,9 @@ async def recent(
 
 @router.get("/v1/reconciliations/{run_id}", responses=CSV_RESPONSE)
 async def one(
-    run_id: Annotated[str, Path(max_length=64)], container: ContainerDep, _: Auditor, format: Format = "json"
+    run_id: Annotated[str, Path(max_length=64)], reconciler: ReconcilerDep, _: Auditor, format: Format = "json"
 ) -> Any:
     """One run's full report (JSON, or CSV for finance)."""
-    reconciler = container.reconciler
     assert reconciler.runs is not None
     found = await run_in_threadpool(reconciler.runs.get, run_id)
     if found is None:

@@ -177,7 +177,7 @@ async def stock(
             + (" by then" if as_of is not None or position is not None else ""),
         )
     response.headers["ETag"] = etag(s.version)
-    return stock_view(s)  # type: ignore[arg-type]
+    return stock_view(s)  # type: ignore[arg-type]  # a SKU-location stream holds a SkuLocation
 
 
 def jsonable(value: Any) -> Any:

@@ -342,7 +342,8 @@ class Writer:
 
     def _save(self, decision: Decision) -> list[Any]:
         """The batch's one transaction (runs on the committer thread in the pipeline)."""
-        return self.app.save(*decision.pending, commands=decision.rows)
+        pending: list[Any] = decision.pending  # `save` takes anything with `collect_events()`
+        return self.app.save(*pending, commands=decision.rows)
 
     def _committed(self, decision: Decision, recordings: list[Any]) -> None:
         self.stats["batches"] += 1
@@ -361,7 +362,9 @@ class Writer:
                     log.exception("on_commit listener failed")
         if decision.snapshots:
             try:
-                self.app.snapshots.recorder.insert_events(decision.snapshots)  # type: ignore[union-attr]
+                snapshots = self.app.snapshots
+                assert snapshots is not None  # there are snapshots to store only when it is set
+                snapshots.recorder.insert_events(decision.snapshots)
             except IntegrityError:
                 pass  # another process took the same snapshot
             except Exception:

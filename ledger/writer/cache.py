@@ -103,7 +103,7 @@ class SnapshotPolicy:
             last = self.snapped.get(agg.id, before - before % SNAPSHOT_INTERVAL)
             since = agg.version - last
             if since >= SNAPSHOT_INTERVAL and since >= state_size(agg):  # state_size is O(state)
-                snapshot = type(agg).Snapshot.take(agg)  # type: ignore[attr-defined]
+                snapshot = type(agg).Snapshot.take(agg)
                 snaps.append(self.app.mapper.to_stored_event(snapshot))
                 self.snapped[agg.id] = agg.version
         if len(self.snapped) > self.limit:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from e2e_api import Api, uid
+from e2e_api import Api, put_channel, read_ats, uid
 
 
 def stock(api: Api, sku: str, location: str, quantity: int) -> None:
@@ -73,8 +73,8 @@ def test_an_order_that_cannot_be_reserved_changes_nothing_unless_partial_is_aske
         "/v1/orders", {"order_id": oid, "channel": "web", "lines": lines, "allow_partial": True}
     )
     assert partial.status_code == 201
-    reserved = {x["line_id"]: x["reserved"] for x in partial.json()["lines"]}
-    assert reserved == {"1": 2, "2": 0} and partial.json()["stage"] == "captured"
+    reserved = {x["line_id"]: (x["reserved"], x["backordered"]) for x in partial.json()["lines"]}
+    assert reserved == {"1": (2, 0), "2": (1, 1)} and partial.json()["stage"] == "captured"
 
 
 def test_ship_cancel_and_return_move_stock_and_stage(any_api: Api) -> None:
@@ -184,3 +184,40 @@ def test_order_capture_with_an_idempotency_key_replays(api: Api) -> None:
     assert again.headers["idempotent-replayed"] == "true"
     other = api.post("/v1/orders", order(sku, 1), **{"Idempotency-Key": key})
     assert other.status_code == 422 and other.json()["type"].endswith("/idempotency-key-reused")
+
+
+def test_an_order_no_single_location_can_fill_is_split_and_a_receipt_fills_a_backorder(any_api: Api) -> None:
+    """The ATS promise over HTTP: two locations of 3 show ATS 6, and an order of 5 is reserved."""
+    sku = uid("sku-")
+    channel = uid("ch-")
+    put_channel(any_api.client, any_api.auth("admin"), channel, "W1", "W2")
+    stock(any_api, sku, "W1", 3)
+    stock(any_api, sku, "W2", 3)
+    assert read_ats(any_api.client, any_api.container, any_api.auth("ats:read"), channel, sku) == 6
+    line = {"line_id": "L1", "sku": sku, "quantity": 5}
+    first = any_api.post("/v1/orders", {"order_id": uid("o-"), "channel": channel, "lines": [line]})
+    assert first.status_code == 201, first.text
+    assert first.json()["lines"][0]["allocations"] == [
+        {"location": "W1", "quantity": 3},
+        {"location": "W2", "quantity": 2},
+    ]
+    assert read_ats(any_api.client, any_api.container, any_api.auth("ats:read"), channel, sku) == 1
+    refused = any_api.post(
+        "/v1/orders", {"order_id": uid("o-"), "channel": channel, "lines": [{**line, "quantity": 3}]}
+    )
+    assert refused.status_code == 409 and refused.json()["type"].endswith("/insufficient-stock")
+    oid = uid("o-")
+    partial = any_api.post(
+        "/v1/orders",
+        {"order_id": oid, "channel": channel, "lines": [{**line, "quantity": 3}], "allow_partial": True},
+    )
+    assert partial.status_code == 201, partial.text
+    assert (partial.json()["lines"][0]["reserved"], partial.json()["lines"][0]["backordered"]) == (1, 2)
+    stock(any_api, sku, "W1", 4)  # the receipt reserves for the backorder first
+    view = any_api.get(f"/v1/orders/{oid}").json()
+    assert view["lines"][0]["backordered"] == 0
+    assert view["lines"][0]["allocations"] == [
+        {"location": "W2", "quantity": 1},
+        {"location": "W1", "quantity": 2},
+    ]
+    assert (on_hand(any_api, sku, "W1")["reserved"], on_hand(any_api, sku, "W1")["available"]) == (5, 2)

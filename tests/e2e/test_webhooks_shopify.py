@@ -427,3 +427,25 @@ def test_orders_captured_through_a_wrong_variant_mapping_move_their_reservations
     assert (again["orders"], again["order_lines"]) == (0, 0)
     assert shop.stock("SKU-A", WH) == (8, 4) and (shop.ats("SKU-A"), shop.ats("SKU-B")) == (4, 9)
     assert shop.stage(10001) == "partially_shipped" and shop.stage(10003) == "reserved"
+
+
+def test_a_shopify_order_over_the_ats_of_one_location_is_split_and_the_next_is_not_oversold(
+    shop: Shop,
+) -> None:
+    """Two locations of 3 show ATS 6: a Shopify order of 5 is reserved across them, and the next
+    order of 3 reserves only the one unit left (the rest backordered), never 8 sold against 6."""
+    shop.container.ledger.receive("SKU-C", WH, 3, "seed-c-wh")
+    shop.container.ledger.receive("SKU-C", STORE, 3, "seed-c-store")
+    assert shop.ats("SKU-C", "wholesale") == 6
+    shop.map("channel", sp.SHOP, "wholesale")
+    shop.send("orders/create", sp.order(7001, [(71, None, "SKU-C", 5)]))
+    shop.drain()
+    assert (shop.stock("SKU-C", WH), shop.stock("SKU-C", STORE)) == ((3, 3), (3, 2))
+    assert shop.ats("SKU-C", "wholesale") == 1
+    shop.send("orders/create", sp.order(7002, [(72, None, "SKU-C", 3)]))
+    shop.drain()
+    second = shop.container.ledger.history.order("7002")
+    assert second is not None
+    line = second.view()["lines"][0]
+    assert (line["allocations"], line["backordered"]) == ([{"location": STORE, "quantity": 1}], 2)
+    assert shop.ats("SKU-C", "wholesale") == 0

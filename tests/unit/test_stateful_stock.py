@@ -654,11 +654,13 @@ class OrderMachine(RuleBasedStateMachine):
                 assert 0 <= line["returned"] <= line["shipped"]
                 hold = Order.held_quantity(line)
                 assert 0 <= hold <= Order.open_quantity(line), f"{order_id}/{lid} holds {hold}: {line}"
-                if line["location"] is not None:
-                    s = stock[(line["sku"], line["location"])]
-                    assert s.reserved_for(f"{order_id}/{lid}") == hold, f"{order_id}/{lid}: {line}"
-                    key = (line["sku"], line["location"])
-                    held[key] = held.get(key, 0) + hold
+                allocations = Order.allocations_of(line)
+                assert sum(allocations.values()) == hold, f"{order_id}/{lid}: {line}"
+                for location, n in allocations.items():
+                    s = stock[(line["sku"], location)]
+                    assert s.reserved_for(f"{order_id}/{lid}") == n, f"{order_id}/{lid}: {line}"
+                    key = (line["sku"], location)
+                    held[key] = held.get(key, 0) + n
                 shipped[line["sku"]] += line["shipped"]
             for lines in o.returns.values():
                 for r in lines:
