@@ -58,17 +58,6 @@ class ChannelPolicies:
         self._lock = threading.Lock()
         self._cached: tuple[float, Policies] | None = None
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (id {self.db.serial}, channel TEXT NOT NULL, "
-                "locations TEXT NOT NULL, safety_stock BIGINT NOT NULL, overrides TEXT NOT NULL, "
-                "buffer_units BIGINT NOT NULL, buffer_percent INTEGER NOT NULL, excluded TEXT NOT NULL, "
-                "actor TEXT NOT NULL, at TEXT NOT NULL)",
-                f"CREATE INDEX IF NOT EXISTS {TABLE}_channel ON {TABLE} (channel, id)",
-            ]
-        )
-
     def put(self, policy: ChannelPolicy, actor: str) -> ChannelPolicy:
         """Stores a new version of the channel's policy; returns it with its version."""
         at = datetime.now(UTC).isoformat()

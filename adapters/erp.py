@@ -8,10 +8,11 @@ warehouse master).
 - goods receipt `{message_id, receipt_id, location, lines: [{sku, quantity}]}` -> ReceiveStock
 - transfer `{message_id, transfer_id, from_location, to_location, lines: [{sku, quantity}]}` -> TransferStock
 - cycle count `{message_id, count_id, location, counted_at, lines: [{sku, counted}]}`: `counted` is the
-  absolute quantity on the shelf; each line is a `CountStock`, which the writer turns into a
-  `StockAdjusted` of `counted - on_hand` (reason `cycle-count`) against the state it holds, so a
-  count on a hot SKU never retries. A matching count appends nothing; a count below reserved and
-  unavailable is recorded and its shortfall shows in the message's reason.
+  absolute quantity on the shelf at `counted_at`; each line is a `CountStock`, which the writer turns
+  into a `StockCounted` (reason `cycle-count`): on hand becomes counted + the movements recorded
+  after `counted_at`, so a count taken before units shipped never brings them back. A count older
+  than the last applied count moves nothing; a count below reserved and unavailable is recorded
+  and its shortfall shows in the message's reason.
 
 - invoice `{message_id, invoice_id, order_id, amount, currency}` -> InvoiceOrder (the order is invoiced)
 
@@ -45,12 +46,12 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from adapters.fields import Id, Quantity
 from adapters.mappings import Lookup
@@ -97,6 +98,7 @@ class GoodsReceipt(_Message):
     receipt_id: Code
     location: Code
     lines: list[ErpLine] = Field(min_length=1, max_length=1000)
+    asn_id: Code | None = None  # the receipt consumes the units that notice made incoming
 
     @model_validator(mode="after")
     def _check(self) -> GoodsReceipt:
@@ -109,6 +111,7 @@ class Transfer(_Message):
     from_location: Code
     to_location: Code
     lines: list[ErpLine] = Field(min_length=1, max_length=1000)
+    status: Literal["dispatched", "received"] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Transfer:
@@ -118,10 +121,24 @@ class Transfer(_Message):
         return self
 
 
+class AdvanceShippingNotice(_Message):
+    """Units on their way to a location: `incoming` there until a receipt naming the notice."""
+
+    asn_id: Code
+    location: Code
+    expected_at: AwareDatetime
+    lines: list[ErpLine] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _check(self) -> AdvanceShippingNotice:
+        _unique_skus(self.lines)
+        return self
+
+
 class CycleCount(_Message):
     count_id: Code
     location: Code
-    counted_at: datetime
+    counted_at: AwareDatetime
     lines: list[CountLine] = Field(min_length=1, max_length=1000)
 
     @model_validator(mode="after")
@@ -157,6 +174,7 @@ SHAPES: dict[str, type[_Message]] = {
     "transfer": Transfer,
     "cycle-count": CycleCount,
     "invoice": Invoice,
+    "advance-shipping-notice": AdvanceShippingNotice,
 }
 
 
@@ -178,6 +196,7 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     location=location,
                     quantity=line.quantity,
                     reference=ref("erp-receipt", m.receipt_id, i),
+                    expected=m.asn_id is not None,
                 ),
                 [skey, lkey],
                 [(sku, location)],
@@ -196,9 +215,21 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     to_location=dst,
                     quantity=line.quantity,
                     reference=ref("erp-transfer", m.transfer_id, i),
+                    status=m.status,
                 ),
                 [skey, src_key, dst_key],
                 [(sku, src), (sku, dst)],
+            )
+    elif isinstance(m, AdvanceShippingNotice):
+        location, lkey = code("location", m.location)
+        for i, line in enumerate(m.lines):
+            sku, skey = code("sku", line.sku)
+            t.add(
+                c.ExpectStock(
+                    sku=sku, location=location, quantity=line.quantity, reference=ref("erp-asn", m.asn_id, i)
+                ),
+                [skey, lkey],
+                [(sku, location)],
             )
     elif isinstance(m, Invoice):
         if ctx.history.order(m.order_id) is None:
@@ -214,6 +245,7 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
                     sku=sku,
                     location=location,
                     counted=line.counted,
+                    counted_at=m.counted_at,
                     reason="cycle-count",
                     reference=ref("erp-count", m.count_id, i),
                 ),
@@ -296,21 +328,6 @@ class ErpQueue:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                f"CREATE TABLE IF NOT EXISTS erp_queue (id {self.db.serial}, document TEXT NOT NULL UNIQUE, "
-                "kind TEXT NOT NULL, order_id TEXT NOT NULL, name TEXT NOT NULL, payload TEXT NOT NULL, "
-                "position BIGINT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, "
-                "next_attempt_at DOUBLE PRECISION NOT NULL DEFAULT 0, last_error TEXT, erp_reference TEXT, "
-                "created_at TEXT NOT NULL, posted_at TEXT, claimed_by TEXT, "
-                "claimed_until DOUBLE PRECISION NOT NULL DEFAULT 0)",
-                "CREATE INDEX IF NOT EXISTS erp_queue_due ON erp_queue (status, next_attempt_at, id)",
-                "CREATE INDEX IF NOT EXISTS erp_queue_order ON erp_queue (order_id, status, id)",
-                "CREATE TABLE IF NOT EXISTS erp_tracking (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-            ]
-        )
 
     def position(self) -> int:
         row = self.db.query_one("SELECT position FROM erp_tracking WHERE name = %s", (self.TRACKING,))

@@ -1,9 +1,10 @@
 """Exceptions: situations an operator must look at (drift, POS gaps, parked messages, stuck orders).
 
-One row per `(kind, key)`. Opening is idempotent: an exception already open stays as it is.
+One row per `(kind, key)`, in `ledger_exceptions` (made by the migrations). Opening is idempotent:
+an exception already open stays as it is.
 Opening (and closing) also enqueues `ledger.exceptions.{kind}` on the outbox, in the
 caller's transaction. Kinds in use: `drift`, `pos-sequence-gap`, `parked-message`,
-`stuck-order` (captured but not posted to the ERP in time), `reservation-expired`.
+`stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`.
 """
 
 from __future__ import annotations
@@ -23,18 +24,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def create_tables(db: Database) -> None:
-    outbox.create_tables(db)
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (kind TEXT NOT NULL, key TEXT NOT NULL, "
-            "status TEXT NOT NULL, detail TEXT NOT NULL, position BIGINT, opened_at TEXT NOT NULL, "
-            "closed_at TEXT, times_opened INTEGER NOT NULL, PRIMARY KEY (kind, key))",
-            f"CREATE INDEX IF NOT EXISTS {TABLE}_status ON {TABLE} (status, kind)",
-        ]
-    )
-
-
 def _publish(
     tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], position: int | None, n: int
 ) -> None:
@@ -47,46 +36,42 @@ def _publish(
 
 
 def open_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any], position: int | None = None) -> bool:
-    """Opens `(kind, key)`; True when it was not open before (and a message was enqueued)."""
+    """Opens `(kind, key)`; True when it was not open before (and a message was enqueued).
+
+    One statement (`INSERT ... ON CONFLICT DO UPDATE ... WHERE` not open): two transactions opening
+    the same exception together never collide; the second finds it open, or reopens it once closed.
+    """
     row = tx.execute(
-        f"SELECT status, times_opened FROM {TABLE} WHERE kind = %s AND key = %s", (kind, key)
+        f"INSERT INTO {TABLE} AS e (kind, key, status, detail, position, opened_at, closed_at, times_opened) "
+        "VALUES (%s, %s, 'open', %s, %s, %s, NULL, 1) "
+        "ON CONFLICT (kind, key) DO UPDATE SET status = 'open', detail = excluded.detail, "
+        "position = excluded.position, opened_at = excluded.opened_at, closed_at = NULL, "
+        "times_opened = e.times_opened + 1 WHERE e.status <> 'open' RETURNING times_opened",
+        (kind, key, orjson.dumps(detail).decode(), position, _now()),
     ).fetchone()
-    if row is not None and row["status"] == "open":
+    if row is None:  # already open: left as it is
         return False
-    n = 1 if row is None else int(row["times_opened"]) + 1
-    text = orjson.dumps(detail).decode()
-    if row is None:
-        tx.execute(
-            f"INSERT INTO {TABLE} (kind, key, status, detail, position, opened_at, closed_at, times_opened) "
-            "VALUES (%s, %s, 'open', %s, %s, %s, NULL, %s)",
-            (kind, key, text, position, _now(), n),
-        )
-    else:
-        tx.execute(
-            f"UPDATE {TABLE} SET status = 'open', detail = %s, position = %s, opened_at = %s, "
-            "closed_at = NULL, "
-            "times_opened = %s WHERE kind = %s AND key = %s",
-            (text, position, _now(), n, kind, key),
-        )
-    _publish(tx, kind, key, "open", detail, position, n)
+    _publish(tx, kind, key, "open", detail, position, int(row["times_opened"]))
     return True
 
 
 def close_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any] | None = None) -> bool:
-    """Closes `(kind, key)`; True when it was open (and a message was enqueued)."""
+    """Closes `(kind, key)`; True when it was open (and a message was enqueued). The row is
+    closed by one conditional UPDATE, so of two transactions closing it together one does."""
     row = tx.execute(
-        f"SELECT status, times_opened, detail, position FROM {TABLE} WHERE kind = %s AND key = %s",
-        (kind, key),
+        f"UPDATE {TABLE} SET status = 'closed', closed_at = %s WHERE kind = %s AND key = %s "
+        "AND status = 'open' RETURNING times_opened, detail, position",
+        (_now(), kind, key),
     ).fetchone()
-    if row is None or row["status"] != "open":
+    if row is None:
         return False
     merged = orjson.loads(row["detail"])
     if detail:
         merged.update(detail)
-    tx.execute(
-        f"UPDATE {TABLE} SET status = 'closed', closed_at = %s, detail = %s WHERE kind = %s AND key = %s",
-        (_now(), orjson.dumps(merged).decode(), kind, key),
-    )
+        tx.execute(
+            f"UPDATE {TABLE} SET detail = %s WHERE kind = %s AND key = %s",
+            (orjson.dumps(merged).decode(), kind, key),
+        )
     _publish(tx, kind, key, "closed", merged, row["position"], int(row["times_opened"]))
     return True
 

@@ -18,8 +18,9 @@ answered with the first message's status.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -58,6 +59,27 @@ def fingerprint(payload: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """Messages one worker applies; see `Inbox.claim`."""
+
+    rows: list[dict[str, Any]]
+    tx: Tx | None = None
+    held: list[dict[str, Any]] = field(default_factory=list)  # id, source, kind, body
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A message's outcome, as `Inbox.finish` records it."""
+
+    inbox_id: int
+    status: Status
+    reason: str | None = None
+    outcome: dict[str, Any] | None = None
+    uses: dict[str, int] = field(default_factory=dict)  # mapping key -> version (0: unmapped)
+    wait_for: WaitKey | None = None
+
+
+@dataclass(frozen=True)
 class Stored:
     """The answer to storing a message: its row and whether this delivery was new."""
 
@@ -75,24 +97,6 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
 class Inbox:
     def __init__(self, db: Database) -> None:
         self.db = db
-
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                f"CREATE TABLE IF NOT EXISTS inbox (id {self.db.serial}, source TEXT NOT NULL, "
-                f"external_id TEXT NOT NULL, kind TEXT NOT NULL, body {self.db.blob} NOT NULL, "
-                "headers TEXT NOT NULL, received_at TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, "
-                "fingerprint TEXT NOT NULL, deliveries INTEGER NOT NULL DEFAULT 1, wait_for TEXT, "
-                "outcome TEXT, mapping_version BIGINT NOT NULL DEFAULT 0, attempts INTEGER NOT NULL "
-                "DEFAULT 0, "
-                "updated_at TEXT NOT NULL, UNIQUE (source, external_id))",
-                "CREATE INDEX IF NOT EXISTS inbox_status ON inbox (status, id)",
-                "CREATE INDEX IF NOT EXISTS inbox_wait ON inbox (wait_for)",
-                "CREATE TABLE IF NOT EXISTS inbox_uses (inbox_id BIGINT NOT NULL, mapping TEXT NOT NULL, "
-                "version BIGINT NOT NULL, PRIMARY KEY (inbox_id, mapping))",
-                "CREATE INDEX IF NOT EXISTS inbox_uses_mapping ON inbox_uses (mapping)",
-            ]
-        )
 
     # ------------------------------------------------------------- storing
 
@@ -142,7 +146,7 @@ class Inbox:
                 f"SELECT {COLUMNS} FROM inbox WHERE source = %s AND external_id = %s", (source, external_id)
             ).fetchone()
         INBOX_MESSAGES.labels(source, str(status) if created else "duplicate").inc()
-        return Stored(_decode(stored), created)  # type: ignore[arg-type]
+        return Stored(_decode(stored), created)  # type: ignore[arg-type]  # RETURNING answers a row
 
     # ------------------------------------------------------------- reading
 
@@ -169,16 +173,53 @@ class Inbox:
         params.append(limit)
         return [_decode(r) for r in self.db.query(sql, params)]
 
-    def due(self, limit: int = 200) -> list[dict[str, Any]]:
-        """Messages to apply, oldest first, with their bodies."""
-        rows = self.db.query(
-            f"SELECT {COLUMNS}, body FROM inbox WHERE status = 'received' ORDER BY id LIMIT %s", (limit,)
-        )
+    @contextmanager
+    def claim(self, limit: int = 200, ids: Sequence[int] | None = None) -> Iterator[Claim]:
+        """Received messages (oldest first, with bodies) that no other worker is applying.
+
+        PostgreSQL: one transaction holds the rows (`FOR UPDATE SKIP LOCKED`) until the block
+        ends, so two workers never apply the same row; the outcomes are recorded in `claim.tx`.
+        `claim.held` lists the older received messages another worker holds, so that this one
+        can keep back the later messages of their orders. SQLite has a single writer: the rows
+        are read, and the outcomes recorded in transactions of their own (`claim.tx` is None).
+        `ids` restricts the claim to those messages.
+        """
+        only = "" if ids is None else f" AND id IN ({', '.join(['%s'] * len(ids))})"
+        params: list[Any] = [] if ids is None else [int(i) for i in ids]
+        if ids is not None and not ids:
+            yield Claim([], None, [])
+            return
+        if self.db.dialect != "postgres":
+            yield Claim(self._rows(f"WHERE status = 'received'{only} ORDER BY id LIMIT %s", [*params, limit]))
+            return
+        with self.db.transaction() as tx:
+            rows = tx.execute(
+                f"SELECT {COLUMNS}, body FROM inbox WHERE status = 'received'{only} ORDER BY id LIMIT %s "
+                "FOR UPDATE SKIP LOCKED",
+                (*params, limit),
+            ).fetchall()
+            held: list[dict[str, Any]] = []
+            if rows:
+                held = tx.execute(
+                    "SELECT id, source, kind, body FROM inbox WHERE status = 'received' AND id < %s "
+                    "AND NOT (id = ANY(%s)) ORDER BY id LIMIT 2000",
+                    (max(int(r["id"]) for r in rows), [int(r["id"]) for r in rows]),
+                ).fetchall()
+            for r in (*rows, *held):
+                r["body"] = bytes(r["body"])
+            yield Claim([_decode(r) for r in rows], tx, held)
+
+    def _rows(self, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+        rows = self.db.query(f"SELECT {COLUMNS}, body FROM inbox {where}", params)
         for r in rows:
             r["body"] = bytes(r["body"])
         return [_decode(r) for r in rows]
 
-    def missing(self, inbox_id: int) -> list[str]:
+    def due(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Messages to apply, oldest first, with their bodies."""
+        return self._rows("WHERE status = 'received' ORDER BY id LIMIT %s", (limit,))
+
+    def missing(self, inbox_id: int) -> Sequence[str]:
         """The mapping keys the message's translation asked for and did not find (version 0)."""
         rows = self.db.query(
             "SELECT mapping FROM inbox_uses WHERE inbox_id = %s AND version = 0 ORDER BY mapping", (inbox_id,)
@@ -203,36 +244,35 @@ class Inbox:
 
     # ------------------------------------------------------------- outcomes
 
-    def finish(
-        self,
-        tx: Tx,
-        inbox_id: int,
-        status: Status,
-        reason: str | None = None,
-        outcome: dict[str, Any] | None = None,
-        uses: dict[str, int] | None = None,
-        wait_for: WaitKey | None = None,
-    ) -> None:
-        """Records a message's outcome (inside the caller's transaction)."""
-        tx.execute(
+    def finish(self, tx: Tx, done: Sequence[Finished]) -> None:
+        """Records messages' outcomes (inside the caller's transaction), a few statements for all."""
+        if not done:
+            return
+        now = utcnow()
+        tx.executemany(
             "UPDATE inbox SET status = %s, reason = %s, outcome = %s, wait_for = %s, mapping_version = %s, "
             "attempts = attempts + 1, updated_at = %s WHERE id = %s",
-            (
-                str(status),
-                reason,
-                None if outcome is None else orjson.dumps(outcome).decode(),
-                None if wait_for is None else str(wait_for),
-                max((uses or {}).values(), default=0),
-                utcnow(),
-                inbox_id,
-            ),
+            [
+                (
+                    str(d.status),
+                    d.reason,
+                    None if d.outcome is None else orjson.dumps(d.outcome).decode(),
+                    None if d.wait_for is None else str(d.wait_for),
+                    max(d.uses.values(), default=0),
+                    now,
+                    d.inbox_id,
+                )
+                for d in done
+            ],
         )
-        if uses:
-            tx.execute("DELETE FROM inbox_uses WHERE inbox_id = %s", (inbox_id,))
-            tx.executemany(
-                "INSERT INTO inbox_uses (inbox_id, mapping, version) VALUES (%s, %s, %s)",
-                [(inbox_id, k, v) for k, v in sorted(uses.items())],
-            )
+        used = [d for d in done if d.uses]
+        for i in range(0, len(used), 500):
+            chunk = [d.inbox_id for d in used[i : i + 500]]
+            tx.execute(f"DELETE FROM inbox_uses WHERE inbox_id IN ({', '.join(['%s'] * len(chunk))})", chunk)
+        tx.executemany(
+            "INSERT INTO inbox_uses (inbox_id, mapping, version) VALUES (%s, %s, %s)",
+            [(d.inbox_id, k, v) for d in used for k, v in sorted(d.uses.items())],
+        )
 
     def requeue(
         self, ids: Sequence[int], statuses: Sequence[Status] = (Status.PARKED, Status.WAITING)
@@ -258,19 +298,21 @@ class Inbox:
 
     def wake(self, tx: Tx, keys: Sequence[WaitKey]) -> int:
         """Requeues the messages waiting for any of `keys` (inside the caller's transaction)."""
+        texts = sorted({str(k) for k in keys})
         n = 0
-        for key in keys:
+        for i in range(0, len(texts), 500):
+            chunk = texts[i : i + 500]
             n += tx.execute(
                 "UPDATE inbox SET status = 'received', updated_at = %s WHERE status = 'waiting' AND "
-                "wait_for = %s",
-                (utcnow(), str(key)),
+                f"wait_for IN ({', '.join(['%s'] * len(chunk))})",
+                (utcnow(), *chunk),
             ).rowcount
         return n
 
     def refresh_metrics(self) -> None:
-        parked: dict[str, int] = {}
-        for (source, status), n in self.counts().items():
-            if status == "parked":
-                parked[source] = n
+        rows = self.db.query(
+            "SELECT source, count(*) AS n FROM inbox WHERE status = 'parked' GROUP BY source"
+        )
+        parked = {r["source"]: int(r["n"]) for r in rows}
         for source in ("shopify", "pos", "erp"):
             PARKED_MESSAGES.labels(source).set(parked.get(source, 0))

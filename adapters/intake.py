@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -30,10 +31,11 @@ from pydantic import ValidationError
 
 from adapters import erp, pos, shopify
 from adapters.exceptions import close_exception, open_exception
-from adapters.inbox import Inbox, Status
+from adapters.inbox import Finished, Inbox, Status
 from adapters.loop import Loop
-from adapters.mappings import Lookup, SqlMappingStore, mapping_key
+from adapters.mappings import Lookup, Prefetched, SqlMappingStore, codes_in, mapping_key
 from adapters.metrics import INBOX_MESSAGES
+from adapters.persistence.db import Tx, is_outage
 from adapters.translate import (
     Apply,
     Context,
@@ -88,39 +90,124 @@ class Verdict:
 
 
 class Intake:
-    def __init__(self, ledger: Ledger, inbox: Inbox, mappings: SqlMappingStore) -> None:
+    def __init__(self, ledger: Ledger, inbox: Inbox, mappings: SqlMappingStore, translators: int = 4) -> None:
         self.ledger = ledger
         self.inbox = inbox
         self.mappings = mappings
         self.ctx = Context(ledger.history, inbox.db)
+        self.translators = translators
+        self._translating: ThreadPoolExecutor | None = None
 
     # -------------------------------------------------------------- apply
 
-    def step(self) -> int:
-        rows = self.inbox.due()
-        return len(self.apply(rows)) if rows else 0
+    def _pool(self) -> ThreadPoolExecutor | None:
+        """Threads that translate a run's messages side by side (PostgreSQL: their reads overlap)."""
+        if self.inbox.db.dialect != "postgres" or self.translators < 2:
+            return None
+        if self._translating is None:
+            self._translating = ThreadPoolExecutor(self.translators, thread_name_prefix="intake-translate")
+        return self._translating
+
+    def step(self, limit: int = 200) -> int:
+        """Claims received messages and applies them; the number whose status changed."""
+        with self.inbox.claim(limit) as claim:
+            if not claim.rows:
+                return 0
+            held = {k for r in claim.held if (k := _order_key(r)) is not None}
+            n = len(self.apply(claim.rows, claim.tx, held))
+        self.inbox.refresh_metrics()  # after the claim's transaction: it counts what is committed
+        return n
 
     def translate(self, row: dict[str, Any], lookup: Lookup) -> Translation:
         """The message's outcome; a message no translator can read is rejected with the reason."""
         try:
-            payload = orjson.loads(row["body"] if "body" in row else self.inbox.body(row["id"]))
+            payload = row.get("payload")
+            if payload is None:
+                payload = orjson.loads(row["body"] if "body" in row else self.inbox.body(row["id"]))
             return TRANSLATORS[row["source"]](row, payload, lookup, self.ctx)
         except (ValueError, ValidationError, LedgerError, KeyError) as e:
             return Reject(f"cannot translate: {_error(e)}")
         except Exception as e:  # a message that breaks a translator must not block the inbox
+            if is_outage(e):  # the database is out of reach: the message stays due, a later step retries
+                raise
             log.exception("translating inbox message %s failed", row["id"])
             return Reject(f"cannot translate: {type(e).__name__}")
 
-    def apply(self, rows: list[dict[str, Any]]) -> dict[int, Status]:
-        """Applies messages in order; returns each message's new status."""
+    def apply(
+        self, rows: list[dict[str, Any]], tx: Tx | None = None, held: set[str] | frozenset[str] = frozenset()
+    ) -> dict[int, Status]:
+        """Applies messages, those of one order in id order; returns each message's new status.
+
+        A run translates every message (mappings looked up together), submits all their commands
+        to the writer before waiting for any, and records the outcomes in one transaction (`tx`
+        when the caller holds the rows, else a new one). A message about an order that an earlier
+        message of the run acts on was translated against state that message changes: it and the
+        later messages of that order go to the next run, the other orders go on. Messages of an
+        order in `held` (an older message of it is with another worker) stay received.
+        """
+        statuses: dict[int, Status] = {}
+        pending = rows
+        while pending:
+            done, pending = self._run(pending, tx, set(held))
+            statuses |= done
+            if not done:
+                break
+        if tx is None:
+            self.inbox.refresh_metrics()
+        return statuses
+
+    def _run(
+        self, rows: list[dict[str, Any]], tx: Tx | None, blocked: set[str]
+    ) -> tuple[dict[int, Status], list[dict[str, Any]]]:
+        """One run: (the statuses recorded, the messages kept for the next run)."""
+        mappings = Prefetched(self.mappings)
+        for source in {r["source"] for r in rows}:
+            mappings.prefetch(
+                source,
+                codes_in(
+                    *[_payload(r) for r in rows if r["source"] == source], *[r.get("headers") for r in rows]
+                ),
+            )
+        # Translate the first message of each order (and every message about none) together: a
+        # later message of an order goes to the next run whatever it says.
+        seen: set[str] = set(blocked)
+        first: list[dict[str, Any]] = []
+        for row in rows:
+            key = _order_key(row)
+            if key is None or key not in seen:
+                first.append(row)
+            if key is not None:
+                seen.add(key)
+        lookups = {int(r["id"]): Lookup(mappings, r["source"]) for r in first}
+
+        def translate(row: dict[str, Any]) -> Translation:
+            return self.translate(row, lookups[int(row["id"])])
+
+        pool = self._pool()
+        if pool is not None and len(first) > 1:
+            translated = list(pool.map(translate, first))
+        else:
+            translated = [translate(r) for r in first]
+        translations = dict(zip((int(r["id"]) for r in first), translated, strict=True))
+
         plans: list[Plan] = []
+        later: list[dict[str, Any]] = []
+        kept_back = set(blocked)
         touched: set[str] = set()
         for row in rows:
-            lookup = Lookup(self.mappings, row["source"])
-            translation = self.translate(row, lookup)
-            orders = self._orders(translation)
-            if orders & touched:
-                break  # it was translated against state an earlier message of this run changes: next run
+            key = _order_key(row)
+            if key is not None and key in kept_back | touched:
+                if key not in blocked:
+                    later.append(row)
+                continue
+            lookup, translation = lookups[int(row["id"])], translations[int(row["id"])]
+            orders = self._orders(translation) | ({key} if key else set())
+            if orders & (touched | kept_back):
+                # translated against state an earlier message of this run changes: the next run
+                kept_back |= orders
+                if not orders & blocked:
+                    later.append(row)
+                continue
             touched |= orders
             plan = Plan(row, translation, lookup)
             if isinstance(translation, Apply):
@@ -146,45 +233,59 @@ class Intake:
                 except Exception as e:
                     results.append(e)
             outcomes.append(results)
-        statuses: dict[int, Status] = {}
-        wakes: list[WaitKey] = []
-        with self.inbox.db.transaction() as tx:
-            for plan, results in zip(plans, outcomes, strict=True):
-                row, t = plan.row, plan.translation
-                verdict = self._judge(t, results)
-                if verdict.status is Status.RECEIVED:  # the ledger could not store: try again later
-                    continue
-                outcome = self._outcome(t, results)
-                self.inbox.finish(
-                    tx, row["id"], verdict.status, verdict.reason, outcome, plan.lookup.uses, verdict.wait_for
-                )
-                key = str(row["id"])
-                if verdict.status is Status.PARKED:
-                    open_exception(
-                        tx,
-                        "parked-message",
-                        key,
-                        {
-                            "source": row["source"],
-                            "external_id": row["external_id"],
-                            "reason": verdict.reason,
-                        },
-                    )
-                elif verdict.status is not Status.WAITING:
-                    close_exception(tx, "parked-message", key, {"resolved": verdict.status.value})
-                if verdict.status in (Status.APPLIED, Status.DUPLICATE):
-                    if isinstance(t, Apply):
-                        if t.after is not None:
-                            t.after(tx, results)
-                        wakes += t.wakes
-                    elif isinstance(t, Duplicate):
-                        wakes += t.wakes
-                statuses[row["id"]] = verdict.status
-            self.inbox.wake(tx, wakes)  # last: a message of this run may have just started waiting
+        with nullcontext(tx) if tx is not None else self.inbox.db.transaction() as finishing:
+            statuses = self._finish(finishing, plans, outcomes)
         for plan in plans:
             if plan.row["id"] in statuses:
                 INBOX_MESSAGES.labels(plan.row["source"], statuses[plan.row["id"]].value).inc()
-        self.inbox.refresh_metrics()
+        return statuses, later
+
+    def _finish(self, tx: Tx, plans: list[Plan], outcomes: list[list[Any]]) -> dict[int, Status]:
+        """Records each message's outcome, opens or closes its parked exception, wakes what waited."""
+        statuses: dict[int, Status] = {}
+        wakes: list[WaitKey] = []
+        done: list[Finished] = []
+        for plan, results in zip(plans, outcomes, strict=True):
+            row, t = plan.row, plan.translation
+            verdict = self._judge(t, results)
+            if verdict.status is Status.RECEIVED:  # the ledger could not store: try again later
+                continue
+            outcome = self._outcome(t, results)
+            done.append(
+                Finished(
+                    int(row["id"]),
+                    verdict.status,
+                    verdict.reason,
+                    outcome,
+                    plan.lookup.uses,
+                    verdict.wait_for,
+                )
+            )
+            key = str(row["id"])
+            if verdict.status is Status.PARKED:
+                open_exception(
+                    tx,
+                    "parked-message",
+                    key,
+                    {
+                        "source": row["source"],
+                        "external_id": row["external_id"],
+                        "reason": verdict.reason,
+                    },
+                )
+            elif verdict.status is not Status.WAITING and row.get("attempts", 1):
+                # a message never finished before (attempts 0) was never parked: nothing to close
+                close_exception(tx, "parked-message", key, {"resolved": verdict.status.value})
+            if verdict.status in (Status.APPLIED, Status.DUPLICATE):
+                if isinstance(t, Apply):
+                    if t.after is not None:
+                        t.after(tx, results)
+                    wakes += t.wakes
+                elif isinstance(t, Duplicate):
+                    wakes += t.wakes
+            statuses[row["id"]] = verdict.status
+        self.inbox.finish(tx, done)
+        self.inbox.wake(tx, wakes)  # last: a message of this run may have just started waiting
         return statuses
 
     @staticmethod
@@ -347,8 +448,9 @@ class Remapper:
         applied_parked = 0
         if parked:
             self.intake.inbox.requeue(parked, (Status.PARKED,))
-            due = [r for r in self.intake.inbox.due(limit=10_000) if int(r["id"]) in set(parked)]
-            statuses = self.intake.apply(due)
+            with self.intake.inbox.claim(limit=len(parked), ids=parked) as claim:
+                statuses = self.intake.apply(claim.rows, claim.tx)
+            self.intake.inbox.refresh_metrics()
             applied_parked = sum(1 for s in statuses.values() if s in ("applied", "duplicate"))
         answer = {
             "mapping": key,
@@ -380,10 +482,10 @@ class Remapper:
                 p = shopify.parse("orders/create", orjson.loads(self.intake.inbox.body(int(row["id"]))))
             except (ValueError, ValidationError):
                 continue
-            order = self.intake.ledger.history.order(str(p.id))  # type: ignore[attr-defined]
+            order = self.intake.ledger.history.order(str(p.id))  # type: ignore[attr-defined]  # an orders/create
             if order is None:
                 continue
-            for li in p.line_items:  # type: ignore[attr-defined]
+            for li in p.line_items:  # type: ignore[attr-defined]  # an orders/create payload
                 line = order.lines.get(str(li.id))
                 if str(li.variant_id) != variant or line is None or line["sku"] == canonical:
                     continue
@@ -446,6 +548,23 @@ class Remapper:
                     break
                 after = page[-1][0]
         return out
+
+
+def _payload(row: dict[str, Any]) -> Any:
+    """The message's parsed body (cached on the row), or None when it is not JSON."""
+    if "payload" not in row:
+        try:
+            row["payload"] = orjson.loads(row["body"]) if "body" in row else None
+        except ValueError:
+            row["payload"] = None
+    return row["payload"]
+
+
+def _order_key(row: dict[str, Any]) -> str | None:
+    """The order a message is about, read from its body before translating (Shopify only)."""
+    if row["source"] != "shopify":
+        return None
+    return shopify.order_of(str(row["kind"]), _payload(row))
 
 
 def _remap_cause(row: dict[str, Any], key: str, version: int, canonical: str) -> dict[str, Any]:

@@ -61,17 +61,6 @@ class ApiKeys:
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                "CREATE TABLE IF NOT EXISTS api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
-                "scopes TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, "
-                "created_by TEXT, expires_at TEXT, revoked_at TEXT)",
-                f"CREATE TABLE IF NOT EXISTS admin_audit (id {self.db.serial}, actor TEXT NOT NULL, "
-                "action TEXT NOT NULL, target TEXT NOT NULL, detail TEXT NOT NULL, at TEXT NOT NULL)",
-            ]
-        )
-
     @staticmethod
     def _hash(token: str) -> str:
         return hashlib.sha256(token.encode()).hexdigest()

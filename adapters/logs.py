@@ -43,6 +43,10 @@ PERSONAL_KEYS = {
     "default_address",
     "addresses",
     "note",
+    "note_attributes",
+    "properties",  # line item properties: engravings, gift messages (free text)
+    "gift_message",
+    "instructions",
     "browser_ip",
     "latitude",
     "longitude",
@@ -57,6 +61,19 @@ SECRET_KEYS = {
 }
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 PHONE = re.compile(r"\+\d[\d\s()-]{7,}\d")
+# A national number: (555) 123-4567, 555-123-4567, 020 7946 0958
+LOCAL_PHONE = re.compile(r"(?<![\w.:/-])(?:\(\d{2,5}\)\s?|\d{2,5}[\s.-])\d{3,4}[\s.-]\d{3,4}(?![\w:/-])")
+# A street address: a house number, up to four words, a street word (any order of the two)
+_STREET = (
+    r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|square|sq|"
+    r"terrace|close|crescent|highway|hwy|rue|avenida|calle|via|strasse|straße|str|weg|gasse|platz|allee|laan|"
+    r"straat|gracht|plein|vej|gatan|gata)"
+)
+ADDRESS = re.compile(
+    rf"\b\d{{1,5}}[a-z]?,?\s+(?:[\w'’.-]+\s+){{0,4}}{_STREET}\b\.?"
+    rf"|\b{_STREET}\.?\s+(?:[\w'’.-]+\s+){{0,3}}\d{{1,5}}[a-z]?\b",
+    re.IGNORECASE,
+)
 TOKEN = re.compile(r"lk_[0-9a-f]{12}_[A-Za-z0-9_-]+")
 
 
@@ -67,13 +84,17 @@ QUEUE_SIZE = 10_000  # lines waiting for the listener thread; more are dropped, 
 
 
 def mask_text(text: str) -> str:
-    # Each pattern needs its literal ("@", "+", "lk_"): text with none of them (nearly every
-    # value) is left as it is without running a regular expression.
-    if "@" not in text and "+" not in text and "lk_" not in text:
-        return text
-    text = TOKEN.sub("lk_***", text)
-    text = EMAIL.sub("***@***", text)
-    return PHONE.sub("***phone***", text)
+    """Masks personal data by its shape: e-mail addresses, phone numbers, street addresses."""
+    # The e-mail, phone and token patterns need their literal ("@", "+", "lk_"); the national
+    # phone and street patterns need a digit. Text with neither is left without a regex run.
+    if "@" in text or "+" in text or "lk_" in text:
+        text = TOKEN.sub("lk_***", text)
+        text = EMAIL.sub("***@***", text)
+        text = PHONE.sub("***phone***", text)
+    if any(ch.isdigit() for ch in text) and " " in text:
+        text = LOCAL_PHONE.sub("***phone***", text)
+        text = ADDRESS.sub("***address***", text)
+    return text
 
 
 def mask(value: Any, key: str = "") -> Any:

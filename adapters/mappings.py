@@ -10,13 +10,14 @@ for (found or not), so the inbox knows which messages a later fix of that key af
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from adapters.persistence.db import Database
 from adapters.translate import MappingUse
-from ledger.bounds import check_id
+from ledger.bounds import MAX_ID_LENGTH, check_id
 
 SOURCES = ("shopify", "pos", "erp")
 KINDS = ("sku", "location", "channel", "inventory_item")  # inventory_item: Shopify only
@@ -51,28 +52,26 @@ class SqlMappingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                "CREATE TABLE IF NOT EXISTS mappings (source TEXT NOT NULL, kind TEXT NOT NULL, "
-                "external_id TEXT NOT NULL, canonical TEXT NOT NULL, version BIGINT NOT NULL, "
-                "updated_by TEXT NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (source, kind, "
-                "external_id))",
-                f"CREATE TABLE IF NOT EXISTS mapping_history (version {self.db.serial}, source TEXT "
-                "NOT NULL, "
-                "kind TEXT NOT NULL, external_id TEXT NOT NULL, old TEXT, new TEXT NOT NULL, "
-                "actor TEXT NOT NULL, at TEXT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS mapping_history_key ON mapping_history (source, kind, "
-                "external_id)",
-            ]
-        )
-
     def get(self, source: str, kind: str, external_id: str) -> tuple[str, int] | None:
         row = self.db.query_one(
             "SELECT canonical, version FROM mappings WHERE source = %s AND kind = %s AND external_id = %s",
             (source, kind, external_id),
         )
         return None if row is None else (row["canonical"], int(row["version"]))
+
+    def get_many(self, source: str, external_ids: Iterable[str]) -> dict[tuple[str, str], tuple[str, int]]:
+        """{(kind, external_id): (canonical, version)} of every mapped code among `external_ids`, all kinds."""
+        ids = sorted(set(external_ids))
+        found: dict[tuple[str, str], tuple[str, int]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for r in self.db.query(
+                "SELECT kind, external_id, canonical, version FROM mappings WHERE source = %s AND "
+                f"external_id IN ({', '.join(['%s'] * len(chunk))})",
+                (source, *chunk),
+            ):
+                found[(r["kind"], r["external_id"])] = (r["canonical"], int(r["version"]))
+        return found
 
     def set(self, source: str, kind: str, external_id: str, canonical: str, actor: str) -> dict[str, Any]:
         """Sets a mapping; a new version unless the value is unchanged. Returns the change."""
@@ -95,13 +94,13 @@ class SqlMappingStore:
                     "version": int(row["version"]),
                     "old": old,
                     "changed": False,
-                }  # type: ignore[index]
+                }  # type: ignore[index]  # the row exists here
             version = int(
                 tx.execute(
                     "INSERT INTO mapping_history (source, kind, external_id, old, new, actor, at) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING version",
                     (source, kind, external_id, old, canonical, actor, now),
-                ).fetchone()["version"]  # type: ignore[index]
+                ).fetchone()["version"]  # type: ignore[index]  # RETURNING answers one row
             )
             tx.execute(
                 "INSERT INTO mappings (source, kind, external_id, canonical, version, updated_by, "
@@ -161,6 +160,52 @@ class SqlMappingStore:
         sql += " ORDER BY source, kind, external_id LIMIT %s"
         params.append(limit)
         return self.db.query(sql, params)
+
+
+class Prefetched:
+    """Mappings looked up together for a run of messages (the MappingStore role).
+
+    `prefetch` reads, in one query per source, every code that appears in the messages' bodies
+    and headers; a code among them that is not mapped is answered "unmapped" without asking
+    again, and any other code goes to the store.
+    """
+
+    def __init__(self, store: SqlMappingStore) -> None:
+        self.store = store
+        self.asked: set[tuple[str, str]] = set()  # (source, external_id)
+        self.found: dict[tuple[str, str, str], tuple[str, int]] = {}
+
+    def prefetch(self, source: str, codes: Iterable[str]) -> None:
+        new = {c for c in codes if (source, c) not in self.asked}
+        if not new:
+            return
+        for (kind, ext), hit in self.store.get_many(source, new).items():
+            self.found[(source, kind, ext)] = hit
+        self.asked |= {(source, c) for c in new}
+
+    def get(self, source: str, kind: str, external_id: str) -> tuple[str, int] | None:
+        if (source, external_id) in self.asked:
+            return self.found.get((source, kind, external_id))
+        return self.store.get(source, kind, external_id)
+
+
+def codes_in(*values: Any, limit: int = 5000) -> set[str]:
+    """The strings and whole numbers in JSON values that could be mapped codes (within the id bound)."""
+    out: set[str] = set()
+    stack = list(values)
+    while stack and len(out) < limit:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, bool) or v is None:
+            continue
+        elif isinstance(v, int | str):
+            text = str(v)
+            if text and len(text) <= MAX_ID_LENGTH:
+                out.add(text)
+    return out
 
 
 @dataclass

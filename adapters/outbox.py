@@ -37,15 +37,6 @@ _counts_lock = threading.Lock()
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {TABLE} (id {db.serial}, subject TEXT NOT NULL, "
-            "payload TEXT NOT NULL, msg_id TEXT NOT NULL UNIQUE)",
-        ]
-    )
-
-
 def enqueue(tx: Tx, subject: str, payload: dict[str, Any], msg_id: str) -> None:
     """Adds one message in the caller's transaction. The payload must carry `position`.
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from adapters.exceptions import close_exception, open_exception
 from adapters.fields import Id, Quantity
 from adapters.mappings import Lookup
-from adapters.persistence.db import Database, Tx
+from adapters.persistence.db import Tx
 from adapters.translate import Apply, Context, Park, Translation, Wait, WaitKey, ref
 from ledger import commands as c
 
@@ -89,21 +89,12 @@ def external_id(store: str, batch_id: str) -> str:
     return orjson.dumps([store, batch_id]).decode()
 
 
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            "CREATE TABLE IF NOT EXISTS pos_sequences (store TEXT NOT NULL, sequence BIGINT NOT NULL, "
-            "batch_id TEXT NOT NULL, inbox_id BIGINT NOT NULL, PRIMARY KEY (store, sequence))",
-            "CREATE TABLE IF NOT EXISTS pos_transactions (store TEXT NOT NULL, txn_id TEXT NOT NULL, "
-            "type TEXT NOT NULL, lines TEXT NOT NULL, inbox_id BIGINT NOT NULL, PRIMARY KEY (store, txn_id))",
-        ]
-    )
-
-
 def on_stored(batch: PosBatch) -> Any:
     """The hook run in the transaction that stores a new batch: sequences, gaps, transactions."""
 
     def hook(tx: Tx, inbox_id: int) -> None:
+        if tx.dialect == "postgres":  # one batch of a store at a time: its gaps are decided in order
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"pos-store:{batch.store}",))
         taken = tx.execute(
             "SELECT batch_id FROM pos_sequences WHERE store = %s AND sequence = %s",
             (batch.store, batch.sequence),
@@ -147,15 +138,15 @@ def _track_gaps(tx: Tx, store: str, sequence: int) -> None:
         "SELECT min(sequence) AS lo, max(sequence) AS hi, count(*) AS n FROM pos_sequences WHERE store = %s",
         (store,),
     ).fetchone()
-    lo, hi = int(bounds["lo"]), int(bounds["hi"])  # type: ignore[index]
-    if hi - lo + 1 == int(bounds["n"]):  # type: ignore[index]
+    lo, hi = int(bounds["lo"]), int(bounds["hi"])  # type: ignore[index]  # an aggregate: one row
+    if hi - lo + 1 == int(bounds["n"]):  # type: ignore[index]  # an aggregate: one row
         return
     # Only the numbers this batch newly exposed can be new gaps: those just below it.
     below = tx.execute(
         "SELECT max(sequence) AS prev FROM pos_sequences WHERE store = %s AND sequence < %s",
         (store, sequence),
     ).fetchone()
-    prev = below["prev"] if below else None  # type: ignore[index]
+    prev = below["prev"] if below else None  # type: ignore[index]  # checked just here
     if prev is None:
         return
     for missing in range(int(prev) + 1, min(sequence, int(prev) + 1 + MAX_GAP_EXCEPTIONS)):

@@ -36,6 +36,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters import erasure
 from adapters.exceptions import open_exception
 from adapters.mappings import Lookup
 from adapters.persistence.db import Database, Tx
@@ -95,6 +96,20 @@ class LineItem(_Shape):
     variant_id: Id | None = None
     sku: str | None = None
     quantity: int = Field(ge=0, le=1_000_000_000)
+    current_quantity: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    gift_card: bool | None = None
+    requires_shipping: bool | None = None
+    variant_inventory_management: str | None = None
+
+    @property
+    def carries_stock(self) -> bool:
+        """False for gift cards, custom items (no variant) and untracked lines that never ship."""
+        if self.gift_card or (self.variant_id is None and not (self.sku or "").strip()):
+            return False
+        untracked = (
+            "variant_inventory_management" in self.model_fields_set and not self.variant_inventory_management
+        )
+        return not (self.requires_shipping is False and untracked)
 
 
 class OrderPayload(_Shape):
@@ -107,7 +122,57 @@ class OrderPayload(_Shape):
     cancel_reason: str | None = None
     financial_status: str | None = None
     fulfillment_status: str | None = None
+    location_id: Id | None = None  # a POS order: the store that sold it
+    source_name: str | None = None
     line_items: list[LineItem] = Field(default_factory=list, max_length=5000)
+
+
+class EditedLine(_Shape):
+    id: Id
+    delta: int = Field(ge=0, le=1_000_000_000)
+
+
+class EditedLines(_Shape):
+    additions: list[EditedLine] = Field(default_factory=list, max_length=5000)
+    removals: list[EditedLine] = Field(default_factory=list, max_length=5000)
+
+
+class OrderEdit(_Shape):
+    id: Id
+    order_id: Id
+    committed_at: datetime | None = None
+    line_items: EditedLines = Field(default_factory=EditedLines)
+
+
+class OrderEditPayload(_Shape):
+    order_edit: OrderEdit
+
+
+class ComplianceCustomer(_Shape):
+    id: Id | None = None
+    email: str | None = None
+    phone: str | None = None
+
+
+class CustomerRedactPayload(_Shape):
+    shop_domain: str = Field(min_length=1, max_length=255)
+    customer: ComplianceCustomer = Field(default_factory=ComplianceCustomer)
+    orders_to_redact: list[Id] = Field(default_factory=list, max_length=100_000)
+
+
+class ShopRedactPayload(_Shape):
+    shop_domain: str = Field(min_length=1, max_length=255)
+
+
+class DataRequest(_Shape):
+    id: Id
+
+
+class DataRequestPayload(_Shape):
+    shop_domain: str = Field(min_length=1, max_length=255)
+    customer: ComplianceCustomer = Field(default_factory=ComplianceCustomer)
+    orders_requested: list[Id] = Field(default_factory=list, max_length=100_000)
+    data_request: DataRequest
 
 
 class FulfillmentLine(_Shape):
@@ -178,6 +243,10 @@ SHAPES: dict[str, type[_Shape]] = {
     "fulfillments/create": FulfillmentPayload,
     "refunds/create": RefundPayload,
     "order_transactions/create": TransactionPayload,
+    "orders/edited": OrderEditPayload,
+    "customers/redact": CustomerRedactPayload,
+    "shop/redact": ShopRedactPayload,
+    "customers/data_request": DataRequestPayload,
     "inventory_levels/update": InventoryLevelPayload,
     "inventory_items/update": InventoryItemPayload,
 }
@@ -186,17 +255,6 @@ SHAPES: dict[str, type[_Shape]] = {
 def parse(topic: str, payload: Any) -> _Shape:
     """Validates a payload against its topic's shape; raises pydantic's ValidationError."""
     return SHAPES[topic].model_validate(payload)
-
-
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            "CREATE TABLE IF NOT EXISTS shopify_observations (kind TEXT NOT NULL, object_id TEXT NOT NULL, "
-            "location_id TEXT NOT NULL, available BIGINT, sku TEXT, updated_at TEXT, inbox_id "
-            "BIGINT NOT NULL, "
-            "PRIMARY KEY (kind, object_id, location_id))",
-        ]
-    )
 
 
 # --------------------------------------------------------------- translation
@@ -229,17 +287,21 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
     p = parse(topic, payload)
     shop = (row.get("headers") or {}).get("x-shopify-shop-domain") or ""
     if topic == "orders/create":
-        return _order_created(p, shop, lookup, ctx)  # type: ignore[arg-type]
+        return _order_created(p, shop, lookup, ctx)  # type: ignore[arg-type]  # parse() answers the model of the topic
     if topic == "orders/cancelled":
-        return _order_cancelled(p, ctx)  # type: ignore[arg-type]
+        return _order_cancelled(p, ctx)  # type: ignore[arg-type]  # parse() answers the model of the topic
     if topic in ORDER_STATUS_TOPICS:
-        return _order_status(p, ctx)  # type: ignore[arg-type]
+        return _order_status(p, lookup, ctx)  # type: ignore[arg-type]  # parse() answers the model of the topic
     if topic == "fulfillments/create":
-        return _fulfillment(p, lookup, ctx)  # type: ignore[arg-type]
+        return _fulfillment(p, lookup, ctx)  # type: ignore[arg-type]  # parse() answers the model of the topic
     if topic == "refunds/create":
-        return _refund(p, lookup, ctx)  # type: ignore[arg-type]
+        return _refund(p, lookup, ctx)  # type: ignore[arg-type]  # parse() answers the model of the topic
     if topic == "order_transactions/create":
-        return _transaction(p, ctx)  # type: ignore[arg-type]
+        return _transaction(p, ctx)  # type: ignore[arg-type]  # parse() answers the model of the topic
+    if topic == "orders/edited":
+        return _order_edited(p, ctx)  # type: ignore[arg-type]  # parse() answers the model of the topic
+    if topic in ("customers/redact", "shop/redact", "customers/data_request"):
+        return _compliance(topic, p, int(row["id"]))
     return _observation(topic, p, int(row["id"]))
 
 
@@ -249,20 +311,31 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
     if ctx.history.order(order_id) is not None:
         return Duplicate((WaitKey.order(order_id),))
     channel = (lookup.get("channel", shop) if shop else None) or DEFAULT_CHANNEL
+    uses = [lookup.use("channel", shop, channel)] if shop else []
+    store = None
+    if p.location_id is not None:  # a POS order reserves at the store that sold it
+        store = lookup.get("location", p.location_id)
+        if store is None:
+            return Park(f"unknown location {p.location_id}")
+        uses.append(lookup.use("location", p.location_id, store))
     lines = []
     for li in p.line_items:
         if li.quantity == 0:
             continue
+        if not li.carries_stock:
+            kind = "gift card" if li.gift_card else "untracked" if li.variant_id else "custom item"
+            sku = (li.sku or "").strip() or kind.replace(" ", "-")
+            lines.append({"line_id": str(li.id), "sku": sku[:128], "quantity": li.quantity, "stock": False})
+            t.notes.append(f"line {li.id} is a {kind}: recorded, no stock")
+            continue
         sku = lookup.get("sku", li.variant_id) if li.variant_id is not None else None
         sku = sku or (li.sku or "").strip() or None
         if sku is None:
-            if li.variant_id is None:
-                t.notes.append(f"line {li.id} has no variant and no SKU: not stock")
-                continue
             return Park(f"unknown variant {li.variant_id}")
-        lines.append({"line_id": str(li.id), "sku": sku, "quantity": li.quantity})
+        line = {"line_id": str(li.id), "sku": sku, "quantity": li.quantity}
+        lines.append(line | ({"location": store} if store else {}))
     if not lines:
-        t.notes.append("no stock lines")
+        t.notes.append("no lines")
         return t
     refs = {
         "name": p.name,
@@ -278,7 +351,7 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
             platform_status=_status(p),
             allow_partial=True,
         ),
-        mappings=[lookup.use("channel", shop, channel)] if shop else [],
+        mappings=uses,
     )
     t.wakes.append(WaitKey.order(order_id))
     return t
@@ -295,15 +368,110 @@ def _order_cancelled(p: OrderPayload, ctx: Context) -> Translation:
     return t
 
 
-def _order_status(p: OrderPayload, ctx: Context) -> Translation:
+def _order_status(p: OrderPayload, lookup: Lookup, ctx: Context) -> Translation:
     t = Apply()
     order_id = str(p.id)
-    if ctx.history.order(order_id) is None:
+    order = ctx.history.order(order_id)
+    if order is None:
         return Wait(WaitKey.order(order_id))
     if _is_older(ctx, order_id, p):
         t.notes.append("older than the recorded platform status: not applied")
         return t
     t.add(c.ObservePlatformStatus(order_id=order_id, status=_status(p)))
+    if p.cancelled_at is None:
+        edit = _current_quantities(p, order, lookup, t)
+        if isinstance(edit, Park):
+            return edit
+    return t
+
+
+def _current_quantities(p: OrderPayload, order: Any, lookup: Lookup, t: Apply) -> Park | None:
+    """`current_quantity` (the quantity less what edits removed): units edited out are cancelled
+    (their reservation released), units edited in are added and reserved, new lines captured."""
+    if order.refunds:  # refunds also lower current_quantity; their restock already moved the units
+        if any(li.current_quantity is not None for li in p.line_items):
+            t.notes.append("current_quantity not applied: the order has refunds")
+        return None
+    stamp = p.updated_at.isoformat() if p.updated_at else "current"
+    if order.applied(ref("edit", stamp)):
+        return None
+    cancels, added = [], []
+    for li in p.line_items:
+        if li.current_quantity is None:
+            continue
+        line = order.lines.get(str(li.id))
+        if line is None:
+            if li.current_quantity == 0:
+                continue
+            if not li.carries_stock:
+                sku = (li.sku or "").strip() or ("gift-card" if li.gift_card else "custom-item")
+                added.append(
+                    {"line_id": str(li.id), "sku": sku[:128], "quantity": li.current_quantity, "stock": False}
+                )
+                continue
+            sku = (lookup.get("sku", li.variant_id) if li.variant_id is not None else None) or (
+                li.sku or ""
+            ).strip()
+            if not sku:
+                return Park(f"unknown variant {li.variant_id}")
+            added.append({"line_id": str(li.id), "sku": sku, "quantity": li.current_quantity})
+            continue
+        effective = int(line["quantity"] - line["cancelled"])
+        if li.current_quantity < effective:
+            fewer = min(effective - li.current_quantity, order.open_quantity(line))
+            if fewer:
+                cancels.append({"line_id": str(li.id), "quantity": fewer})
+        elif li.current_quantity > effective:
+            added.append(
+                {"line_id": str(li.id), "sku": line["sku"], "quantity": li.current_quantity - effective}
+            )
+    if cancels:
+        t.add(
+            c.CancelOrder(
+                order_id=order.order_id, reason="edited", lines=tuple(cancels), reference=ref("edit", stamp)
+            )
+        )
+    if added:
+        t.add(c.AmendOrder(order_id=order.order_id, reference=ref("edit", stamp), lines=tuple(added)))
+    return None
+
+
+def _order_edited(p: OrderEditPayload, ctx: Context) -> Translation:
+    """`orders/edited`: units removed are cancelled (released), units added to a known line are
+    added and reserved; a line new to the order comes with its SKU in the `orders/updated` after it."""
+    edit = p.order_edit
+    order_id = str(edit.order_id)
+    order = ctx.history.order(order_id)
+    if order is None:
+        return Wait(WaitKey.order(order_id))
+    t = Apply()
+    seen = order.platform_status.get("updated_at")
+    try:
+        reflected = bool(seen and edit.committed_at and datetime.fromisoformat(seen) >= edit.committed_at)
+    except (TypeError, ValueError):
+        reflected = False
+    reference = ref("order-edit", edit.id)
+    if reflected or order.applied(reference):
+        t.notes.append("this edit's quantities are already on the order")
+        return t
+    cancels, added = [], []
+    for x in edit.line_items.removals:
+        line = order.lines.get(str(x.id))
+        fewer = 0 if line is None else min(x.delta, order.open_quantity(line))
+        if fewer:
+            cancels.append({"line_id": str(x.id), "quantity": fewer})
+        elif x.delta:
+            t.notes.append(f"line {x.id}: nothing left to remove")
+    for x in edit.line_items.additions:
+        line = order.lines.get(str(x.id))
+        if line is None:
+            t.notes.append(f"line {x.id} is new: it is added from the orders/updated that carries its SKU")
+        elif x.delta:
+            added.append({"line_id": str(x.id), "sku": line["sku"], "quantity": x.delta})
+    if cancels:
+        t.add(c.CancelOrder(order_id=order_id, reason="edited", lines=tuple(cancels), reference=reference))
+    if added:
+        t.add(c.AmendOrder(order_id=order_id, reference=reference, lines=tuple(added)))
     return t
 
 
@@ -322,7 +490,7 @@ def _fulfillment(p: FulfillmentPayload, lookup: Lookup, ctx: Context) -> Transla
     lines, streams = [], []
     for li in p.line_items:
         line = order.lines.get(str(li.id))
-        if li.quantity == 0 or line is None:
+        if li.quantity == 0 or line is None or not order.is_stock_line(line):
             t.notes.append(f"line {li.id} is not a stock line of order {order_id}")
             continue
         shipped = {"line_id": str(li.id), "quantity": li.quantity}
@@ -530,6 +698,30 @@ def _transaction(p: TransactionPayload, ctx: Context) -> Translation:
     return t
 
 
+def _compliance(topic: str, p: Any, inbox_id: int) -> Translation:
+    """Shopify's mandatory compliance topics: erase, or report, the personal data held."""
+    t = Apply()
+
+    def run(tx: Tx, _: list[Any]) -> None:
+        if isinstance(p, CustomerRedactPayload):
+            erasure.redact_customer(tx, p.shop_domain, p.customer.model_dump(), p.orders_to_redact)
+        elif isinstance(p, ShopRedactPayload):
+            erasure.redact_shop(tx, p.shop_domain)
+        else:
+            assert isinstance(p, DataRequestPayload)
+            erasure.data_request(
+                tx, str(p.data_request.id), p.shop_domain, p.customer.model_dump(), p.orders_requested
+            )
+        # the request itself names the customer: it is erased once acted on
+        erasure.erase(
+            tx, tx.execute("SELECT id, body FROM inbox WHERE id = %s", (inbox_id,)).fetchall(), topic
+        )
+
+    t.after = run
+    t.notes.append(f"{topic}: personal data {'reported' if topic.endswith('data_request') else 'erased'}")
+    return t
+
+
 def _observation(topic: str, p: Any, inbox_id: int) -> Translation:
     t = Apply()
     if isinstance(p, InventoryLevelPayload):
@@ -573,3 +765,13 @@ def observations(db: Database, kind: str | None = None) -> list[dict[str, Any]]:
             "SELECT * FROM shopify_observations WHERE kind = %s ORDER BY object_id, location_id", (kind,)
         )
     return db.query("SELECT * FROM shopify_observations ORDER BY kind, object_id, location_id")
+
+
+def order_of(topic: str, payload: Any) -> str | None:
+    """The Shopify order a message is about, read without validating it (for keeping per-order order)."""
+    if not isinstance(payload, dict):
+        return None
+    value = payload.get("order_id") if topic in ("fulfillments/create", "refunds/create") else None
+    if topic.startswith("orders/"):
+        value = payload.get("id")
+    return None if value is None or isinstance(value, dict | list) else str(value)

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from adapters.shopify_metrics import MUTATIONS, THROTTLE_WAITS
+
 DEFAULT_API_VERSION = "2026-04"
 MUTATION_COST = 10  # Shopify's estimate for a mutation
 
@@ -167,8 +169,6 @@ class AdminClient:
         wait = self.wait_for(cost)
         if wait > 0:
             self.throttle_waits += 1
-            from adapters.shopify_metrics import THROTTLE_WAITS
-
             THROTTLE_WAITS.labels(self.shop).inc()
             self.sleep(wait)
 
@@ -289,8 +289,6 @@ class AdminClient:
             },
             cost=MUTATION_COST,
         )
-        from adapters.shopify_metrics import MUTATIONS
-
         MUTATIONS.labels(self.shop).inc()
         payload = data.get("inventorySetQuantities")
         if not isinstance(payload, dict) or not isinstance(payload.get("userErrors"), list):

@@ -38,6 +38,8 @@ from typing import Any
 import orjson
 
 from adapters import shopify_metrics as m
+from adapters.exceptions import close_exception, open_exception
+from adapters.loop import Loop
 from adapters.persistence.db import Database, Tx
 from adapters.reconciliation.engine import drift_key
 from adapters.reconciliation.thresholds import Threshold, parse_thresholds
@@ -51,6 +53,7 @@ from adapters.shopify_admin import (
     gid,
     numeric_id,
 )
+from adapters.shopify_recovery import Recovery
 
 log = logging.getLogger("ledger.shopify.push")
 
@@ -69,27 +72,6 @@ PENDING = "(accepted_position IS NULL OR position > accepted_position)"
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def create_tables(db: Database) -> None:
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {WRITES} (shop TEXT NOT NULL, location_id TEXT NOT NULL, "
-            "sku TEXT NOT NULL, channel TEXT NOT NULL, item_id TEXT, desired BIGINT NOT NULL, "
-            "position BIGINT NOT NULL, enqueued_at TEXT NOT NULL, changed_at TEXT NOT NULL, known BIGINT, "
-            "accepted BIGINT, accepted_position BIGINT, accepted_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, "
-            "next_at DOUBLE PRECISION NOT NULL DEFAULT 0, reason TEXT, "
-            "PRIMARY KEY (shop, location_id, sku))",
-            f"CREATE INDEX IF NOT EXISTS {WRITES}_pending ON {WRITES} (shop, position)",
-            f"CREATE TABLE IF NOT EXISTS {POSITION} (name TEXT PRIMARY KEY, position BIGINT NOT NULL)",
-            f"CREATE TABLE IF NOT EXISTS {TARGETS} (id {db.serial}, channel TEXT NOT NULL, shop TEXT, "
-            "location_id TEXT, actor TEXT NOT NULL, at TEXT NOT NULL, fed INTEGER NOT NULL DEFAULT 0)",
-            f"CREATE INDEX IF NOT EXISTS {TARGETS}_channel ON {TARGETS} (channel, id)",
-            f"CREATE TABLE IF NOT EXISTS {SYNC} (shop TEXT PRIMARY KEY, throttle TEXT, "
-            "stale_compares BIGINT NOT NULL DEFAULT 0, last_accepted_at TEXT, last_accepted_position BIGINT, "
-            "recovery_checkpoint TEXT, recovery_run_at TEXT, recovered BIGINT NOT NULL DEFAULT 0, configured_at TEXT)",
-        ]
-    )
 
 
 # ---------------------------------------------------------------------- targets
@@ -411,16 +393,12 @@ class Pusher:
                     f"UPDATE {WRITES} SET item_id = %s WHERE shop = %s AND location_id = %s AND sku = %s",
                     (item, r["shop"], r["location_id"], r["sku"]),
                 )
-                from adapters.exceptions import close_exception
-
                 close_exception(tx, UNRESOLVED_KIND, f"{self.shop}/{r['sku']}", {"inventory_item": item})
                 r = {**r, "item_id": item}
             out.append(r)
         return out
 
     def _unresolved(self, tx: Tx, r: dict[str, Any], reason: str) -> None:
-        from adapters.exceptions import open_exception
-
         attempts = int(r["attempts"]) + 1
         tx.execute(
             f"UPDATE {WRITES} SET attempts = %s, next_at = %s, reason = %s WHERE shop = %s AND location_id = %s "
@@ -551,8 +529,6 @@ class Pusher:
         )
 
     def _accept(self, tx: Tx, rows: list[dict[str, Any]]) -> None:
-        from adapters.exceptions import close_exception
-
         at = _now()
         now = datetime.now(UTC)
         tx.executemany(
@@ -582,8 +558,6 @@ class Pusher:
         self.accepted += len(rows)
 
     def _fail(self, tx: Tx, rows: list[dict[str, Any]], error: AdminError) -> None:
-        from adapters.exceptions import open_exception
-
         m.FAILED_WRITES.labels(self.shop).inc(len(rows))
         for r in rows:
             attempts = int(r["attempts"]) + 1
@@ -681,11 +655,8 @@ class ShopifySync:
 def build(
     settings: Any, db: Database, mappings: Any, inbox: Any = None, wake_inbox: Any = None, poll: float = 0.5
 ) -> ShopifySync:
-    """Tables, targets, the feeder, one pusher per shop and, with an inbox, one recovery per shop."""
-    from adapters.loop import Loop
-    from adapters.shopify_recovery import Recovery
-
-    create_tables(db)
+    """Targets, the feeder, one pusher per shop and, with an inbox, one recovery per shop (the
+    tables come from the migrations)."""
     tokens: dict[str, str] = settings.shopify_tokens
     shops = sorted(tokens)
     targets = ShopifyTargets(db, shops)

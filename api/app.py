@@ -5,18 +5,20 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from adapters.config import Settings
-from api import problems
+from api import asyncapi, docs, problem_types, problems
 from api.console import routes as console_routes
 from api.console.session import Sessions
+from api.deps import checked_query
 from api.idempotency import Idempotency
-from api.middleware import BodyGuard, RequestContext
+from api.middleware import BodyGuard, RequestContext, StorageGuard
 from api.models import problems as problems_doc
 from api.routes import (
     ats,
     channels,
+    compliance,
     health,
     inbox,
     mappings,
@@ -37,9 +39,9 @@ from bootstrap import Container, bootstrap
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
-ROUTERS += [reconciliations.router, shopify_routes.router]
+ROUTERS += [reconciliations.router, shopify_routes.router, compliance.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
-ROUTERS += [explain_routes.router, console_routes.router]
+ROUTERS += [explain_routes.router, console_routes.router, asyncapi.router, problem_types.router]
 
 
 def attach(app: FastAPI, container: Container) -> None:
@@ -72,18 +74,23 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         version="0.1.0",
         description="Event-sourced inventory and order ledger: stock movements and order stages as facts.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by api.docs
+        redoc_url=None,
         # Any route may answer these as problem+json (auth, body guard, validation, idempotency).
         responses=problems_doc(400, 401, 403, 404, 409, 413, 415, 422),
+        dependencies=[Depends(checked_query)],
     )
     if container is not None:
         attach(app, container)
     problems.install(app)
+    docs.install(app)
     for router in ROUTERS:
         app.include_router(router)
     # Outermost last: request ids and access log, then the body guard, then Idempotency-Key,
     # then the ATS point query answered from memory (api.routes.ats).
     app.add_middleware(ats.AtsFastPath)
     app.add_middleware(Idempotency)
+    app.add_middleware(StorageGuard)  # a database outage in the layers above answers 503, not 500
     app.add_middleware(BodyGuard)
     app.add_middleware(RequestContext)
     return app

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from adapters.inbox import Inbox, Stored, fingerprint
+from adapters.inbox import Inbox, Status, Stored, fingerprint
 from adapters.keys import Miss, Principal
 from adapters.persistence.db import Tx
 from adapters.reconciliation.engine import Reconciler
@@ -36,11 +37,11 @@ ContainerDep = Annotated[Container, Depends(get_container)]
 
 # A component a route needs on its own gets a shortcut: an async getter (no thread hop) and its alias.
 async def get_inbox(request: Request) -> Inbox:
-    return request.app.state.container.inbox  # type: ignore[no-any-return]
+    return request.app.state.container.inbox
 
 
 async def get_reconciler(request: Request) -> Reconciler:
-    return request.app.state.container.reconciler  # type: ignore[no-any-return]
+    return request.app.state.container.reconciler
 
 
 InboxDep = Annotated[Inbox, Depends(get_inbox)]
@@ -69,10 +70,17 @@ async def get_principal(request: Request) -> Principal:
     return principal
 
 
+# Declares the bearer scheme in the OpenAPI document (the Authorize button of /docs) on every route
+# that needs a key; `get_principal` does the checking, so this one never refuses by itself.
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="An API key: `ledger keys create`.")
+
+
 def require(*scopes: str) -> Callable[..., Any]:
     """A dependency that lets a key through when it holds any of `scopes` (admin holds all)."""
 
-    async def check(request: Request) -> Principal:
+    async def check(
+        request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None
+    ) -> Principal:
         principal = await get_principal(request)
         if not principal.has(*scopes):
             raise Problem(403, "forbidden", f"this key lacks the scope {' or '.join(scopes)}")
@@ -136,7 +144,7 @@ async def store_message(
     body: bytes,
     payload: Any,
     headers: dict[str, str] | None = None,
-    status: str = "received",
+    status: Status = Status.RECEIVED,
     reason: str | None = None,
     on_new: Callable[[Tx, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -171,3 +179,50 @@ async def store_message(
         "duplicate": not stored.created,
         "outcome": row["outcome"],
     }
+
+
+def _query_names(route: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """(every query parameter a route declares, those that take a list such as `?sku=A&sku=B`)."""
+    cached = getattr(route, "_ledger_query_names", None)
+    if cached is None:
+        names, lists = set(), set()
+        for param in getattr(getattr(route, "dependant", None), "query_params", ()):
+            names.add(param.alias)
+            annotation = param.field_info.annotation
+            if getattr(annotation, "__origin__", None) in (list, tuple, set) or "list[" in str(annotation):
+                lists.add(param.alias)
+        cached = (frozenset(names), frozenset(lists))
+        route._ledger_query_names = cached
+    return cached
+
+
+async def checked_query(request: Request) -> None:
+    """Refuses a query parameter the route does not know, or a single-valued one given twice.
+
+    `?until=a&until=b` (which one was meant?) and `?kinds=drift` (a typo that would silently list
+    everything) are both 422 rather than a guess.
+    """
+    params = request.query_params
+    if not params:
+        return
+    route = request.scope.get("route")
+    if route is None:
+        return
+    names, lists = _query_names(route)
+    for name in params.keys():
+        if name not in names:
+            raise Problem(
+                422,
+                "validation-error",
+                f"unknown query parameter {name[:64]!r}",
+                errors=[
+                    {"loc": ["query", name[:64]], "msg": "not a parameter of this route", "type": "unknown"}
+                ],
+            )
+        if name not in lists and len(params.getlist(name)) > 1:
+            raise Problem(
+                422,
+                "validation-error",
+                f"the query parameter {name!r} takes one value",
+                errors=[{"loc": ["query", name], "msg": "given more than once", "type": "repeated"}],
+            )

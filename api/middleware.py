@@ -10,6 +10,8 @@
 - `BodyGuard` refuses bodies over `settings.max_body_bytes` with 413 (by Content-Length, and by
   counting the streamed body), and non-JSON bodies on JSON routes with 415. It buffers the body
   once, so inner layers (idempotency, HMAC checks) can read it again.
+- `StorageGuard` answers 503 `storage-unavailable` (with Retry-After) for a database outage met
+  in the layers inside it, where the route's exception handlers do not reach.
 
 Routes turn the ids into a command's `cause` with `cause_from(request)`.
 """
@@ -27,9 +29,11 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters.metrics import REQUEST_LATENCY
-from api.problems import problem_response
+from adapters.persistence.db import OUTAGE_ERRORS, is_outage
+from api.problems import problem_response, storage_unavailable
 
 log = structlog.stdlib.get_logger("ledger.access")
+outage_log = structlog.stdlib.get_logger("ledger.api")
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 DEFAULT_MAX_BODY = 1_048_576
@@ -240,3 +244,31 @@ def replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+class StorageGuard:
+    """An outage met outside a route (the Idempotency-Key store, the ATS fast path) answers 503
+    `storage-unavailable` with Retry-After, as routes do (`api.problems`), never 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except OUTAGE_ERRORS as e:
+            if started or not is_outage(e):
+                raise
+            outage_log.warning("storage unavailable", path=scope.get("path"), error=type(e).__name__)
+            await storage_unavailable(scope.get("path"))(scope, receive, send)

@@ -34,6 +34,9 @@ class Receipt(Request):
     location: Id
     quantity: Quantity
     reference: Id
+    asn_id: Id | None = Field(
+        None, description="The advance shipping notice whose incoming units this receipt lands."
+    )
 
 
 class Adjustment(Request):

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from adapters.persistence.db import OUTAGE_ERRORS, is_outage
 from ledger.errors import (
     CorrectionError,
     IdempotencyConflictError,
@@ -28,6 +29,7 @@ from ledger.writer import StorageError
 log = logging.getLogger("ledger.api")
 
 TYPE_BASE = "https://ledger.example/problems/"
+RETRY_AFTER_SECONDS = "2"  # what a 503 `storage-unavailable` asks the caller to wait
 PROBLEM_JSON = "application/problem+json"
 
 STATUS_BY_ERROR: dict[type[LedgerError], int] = {
@@ -115,7 +117,19 @@ def _jsonable(value: Any) -> Any:
 
 def ledger_error_response(e: LedgerError, instance: str | None = None) -> JSONResponse:
     status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(e, cls)), 409)
-    return problem_response(status, e.code, e.message, instance, **_jsonable(e.details))
+    headers = {"retry-after": RETRY_AFTER_SECONDS} if status == 503 else None
+    return problem_response(status, e.code, e.message, instance, headers=headers, **_jsonable(e.details))
+
+
+def storage_unavailable(instance: str | None = None) -> JSONResponse:
+    """503 `storage-unavailable` with Retry-After: the database cannot be reached; nothing was stored."""
+    return problem_response(
+        503,
+        "storage-unavailable",
+        "the database cannot be reached; nothing was stored, retry later",
+        instance,
+        headers={"retry-after": RETRY_AFTER_SECONDS},
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -157,6 +171,15 @@ def install(app: FastAPI) -> None:
         return problem_response(
             e.status_code, slug, str(e.detail), request.url.path, headers=getattr(e, "headers", None)
         )
+
+    async def _outage(request: Request, e: Exception) -> JSONResponse:
+        if not is_outage(e):
+            return await _unexpected(request, e)
+        log.warning("storage unavailable on %s %s: %s", request.method, request.url.path, type(e).__name__)
+        return storage_unavailable(request.url.path)
+
+    for error in OUTAGE_ERRORS:
+        app.add_exception_handler(error, _outage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:

@@ -35,6 +35,7 @@ def projections(url: str, events: int = 1_000_000, baseline_seconds: float = 3.0
     """Rebuild of the `stock` and `ats` read models over `events` events, against the raw insert rate."""
     from adapters.channels import ChannelPolicies
     from adapters.persistence.db import Database
+    from adapters.persistence.migrate import migrate
     from projections.rebuild import rebuild
     from projections.runner import Projector
 
@@ -43,6 +44,7 @@ def projections(url: str, events: int = 1_000_000, baseline_seconds: float = 3.0
     head = fill(url, events)
     fill_seconds = time.perf_counter() - t0
     db = Database(url)
+    migrate(db)
     r = Result("projections", baseline="raw batched insert", baseline_rate=baseline)
     try:
         with make_ledger(url) as ledger:

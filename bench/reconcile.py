@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 
 from adapters.persistence.db import Database
+from adapters.persistence.migrate import migrate
 from adapters.persistence.urls import ledger_env
 from adapters.reconciliation.engine import Reconciler
 from adapters.reconciliation.facts import StockStreams
@@ -26,6 +27,7 @@ def reconcile(url: str, levels: int = 100_000) -> Result:
     """`url` names a scratch schema (bench.common.scratch_schema); the run is timed on it."""
     ledger = Ledger(ledger_env(url))
     db = Database(url)
+    migrate(db)
     try:
         t = time.perf_counter()
         futures = [

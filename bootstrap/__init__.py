@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from adapters import exceptions, pos, shopify
+from adapters import erasure
 from adapters.channels import ChannelPolicies
 from adapters.config import Settings
 from adapters.erp import ErpFeeder, ErpPoster, ErpQueue, HttpErp
@@ -33,6 +33,7 @@ from adapters.mappings import SqlMappingStore
 from adapters.nats import NatsPublisher
 from adapters.outbox import OutboxQueue
 from adapters.persistence.db import Database
+from adapters.persistence.migrate import migrate
 from adapters.persistence.urls import ledger_env
 from adapters.reconciliation import schedule
 from adapters.reconciliation import wiring as reconciliation
@@ -132,13 +133,12 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     settings = settings or Settings()
     env = ledger_env(settings.database_url)  # first: it creates the PostgreSQL schema when the URL names one
     db = Database(settings.database_url)
+    migrate(db)  # the ledger's own tables, once, under a lock, before anything uses them
     keys = ApiKeys(db)
-    keys.create_tables()
     # The policies are the ledger's location directory, and each policy version is also a fact in
     # the log: the closure reaches `ledger` when a policy is saved, after both exist.
     channels = ChannelPolicies(db, record=lambda command: ledger.execute(command))
     ledger = Ledger(env, locations=locations or channels)
-    channels.create_tables()
 
     projector = Projector(db, ledger.app, channels, record=ledger.execute)
     runner = Runner(projector, poll_seconds=1.0)
@@ -151,14 +151,8 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     projector.listeners.append(ats_cache.committed)
 
     mappings = SqlMappingStore(db)
-    mappings.create_tables()
     inbox = Inbox(db)
-    inbox.create_tables()
-    shopify.create_tables(db)
-    pos.create_tables(db)
-    exceptions.create_tables(db)
     erp_queue = ErpQueue(db)
-    erp_queue.create_tables()
     intake = Intake(ledger, inbox, mappings)
     erp_poster = ErpPoster(ledger, erp_queue, HttpErp(settings.erp_url) if settings.erp_url else None)
     erp_feeder = ErpFeeder(ledger, erp_queue)
@@ -169,6 +163,9 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     workers: list[Worker] = [PolicySync(channels), runner, publisher, sweeper, inbox_worker]
     workers += [Loop("erp-feeder", erp_feeder.step, 0.5), Loop("erp-poster", erp_poster.step, 0.5)]
     workers += [scheduled] if scheduled is not None else []
+    if settings.inbox_retention_days is not None:
+        retention = erasure.Retention(db, settings.inbox_retention_days)
+        workers.append(Loop("inbox-retention", retention.step, 3600.0))
     shopify_sync = build_shopify_sync(settings, db, mappings, inbox, inbox_worker.wake)
     workers += shopify_sync.workers
     return Container(

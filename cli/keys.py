@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.common import print_table
 from cli.common import settings as _settings
 
 if TYPE_CHECKING:
@@ -31,12 +32,13 @@ def keys_create(
     """Create a key; the bearer token is printed once, as the last line."""
     from adapters.keys import ApiKeys
     from adapters.persistence.db import Database
+    from adapters.persistence.migrate import migrate
 
     settings = _settings()
     db = Database(settings.database_url)
     try:
+        migrate(db)
         keys = ApiKeys(db)
-        keys.create_tables()
         try:
             expires_at = datetime.fromisoformat(expires) if expires else None
             key_id, token = keys.create(name, scope, expires_at=expires_at)
@@ -54,11 +56,12 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id")]) -> No
     """Revoke a key at once."""
     from adapters.keys import ApiKeys
     from adapters.persistence.db import Database
+    from adapters.persistence.migrate import migrate
 
     db = Database(_settings().database_url)
     try:
+        migrate(db)
         keys = ApiKeys(db)
-        keys.create_tables()
         if not keys.revoke(key_id):
             typer.echo(f"no active key {key_id}", err=True)
             raise typer.Exit(1)
@@ -70,21 +73,21 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key id")]) -> No
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (never their tokens)."""
-    from rich.console import Console
     from rich.table import Table
 
     from adapters.keys import ApiKeys
     from adapters.persistence.db import Database
+    from adapters.persistence.migrate import migrate
 
     db = Database(_settings().database_url)
     try:
+        migrate(db)
         keys = ApiKeys(db)
-        keys.create_tables()
         table = Table("id", "name", "scopes", "created", "expires", "revoked")
         for k in keys.list():
             table.add_row(
                 k["id"], k["name"], k["scopes"], k["created_at"], k["expires_at"] or "", k["revoked_at"] or ""
             )
-        Console().print(table)
+        print_table(table)
     finally:
         db.close()

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.common import container as _container
+from cli.common import print_table
 
 mappings_app = typer.Typer(help="mappings of Shopify, POS and ERP codes: set, list", no_args_is_help=True)
 
@@ -51,9 +52,7 @@ def mappings_set(
 @mappings_app.command("list")
 def mappings_list(source: Annotated[str | None, typer.Option(help="only this source")] = None) -> None:
     """List current mappings."""
-    from rich.console import Console
     from rich.table import Table
-
 
     container = _container()
     try:
@@ -68,6 +67,6 @@ def mappings_list(source: Annotated[str | None, typer.Option(help="only this sou
                 m["updated_by"],
                 m["updated_at"],
             )
-        Console().print(table)
+        print_table(table)
     finally:
         container.close()

@@ -10,6 +10,7 @@ import orjson
 import typer
 
 from cli.common import container as _container
+from cli.common import print_table
 from cli.common import settings as _settings
 
 projections_app = typer.Typer(help="read models: status, rebuild", no_args_is_help=True)
@@ -19,7 +20,6 @@ channels_app = typer.Typer(help="channel policies: set, show", no_args_is_help=T
 @projections_app.command("status")
 def status() -> None:
     """Each read model's position and lag."""
-    from rich.console import Console
     from rich.table import Table
 
     c = _container()
@@ -34,7 +34,7 @@ def status() -> None:
                 str(r["lag_seconds"]),
                 r["updated_at"] or "",
             )
-        Console().print(table)
+        print_table(table)
     finally:
         c.close()
 
@@ -69,11 +69,19 @@ def rebuild_cmd(
         c.close()
 
 
+def _count(text: str, option: str, what: str = "a whole number") -> int:
+    """A whole number from an option's text; ValueError in plain words naming the option."""
+    t = text.strip()
+    if not t.lstrip("+-").isdigit():
+        raise ValueError(f"{option} must be {what}, got {text!r}")
+    return int(t)
+
+
 @channels_app.command("set")
 def channels_set(
     channel: Annotated[str, typer.Argument(help="the sales channel")],
     location: Annotated[list[str], typer.Option("--location", help="a fulfilling location, in order")],
-    safety_stock: Annotated[int, typer.Option("--safety-stock", help="units held back per SKU")] = 0,
+    safety_stock: Annotated[str, typer.Option("--safety-stock", help="units held back per SKU")] = "0",
     buffer: Annotated[str, typer.Option(help="units (5) or a percentage (10%)")] = "0",
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="a SKU the channel never sells")
@@ -88,12 +96,21 @@ def channels_set(
     from ledger.errors import InvalidCommandError
 
     try:
-        units, percent = (0, int(buffer[:-1])) if buffer.endswith("%") else (int(buffer), 0)
-        overrides = {k: int(v) for k, _, v in (o.rpartition("=") for o in override or [])}
+        b = buffer.strip()
+        what = "units (5) or a percentage (10%)"
+        units, percent = (
+            (0, _count(b[:-1], "--buffer", what)) if b.endswith("%") else (_count(b, "--buffer", what), 0)
+        )
+        overrides: dict[str, int] = {}
+        for o in override or []:
+            sku, sep, n = o.rpartition("=")
+            if not sep or not sku.strip():
+                raise ValueError(f"--override must be SKU=N, got {o!r}")
+            overrides[sku.strip()] = _count(n, f"--override {sku.strip()}")
         policy = ChannelPolicy(
             channel=channel,
             locations=tuple(location),
-            safety_stock=safety_stock,
+            safety_stock=_count(safety_stock, "--safety-stock"),
             safety_stock_overrides=overrides,
             buffer_units=units,
             buffer_percent=percent,
@@ -126,12 +143,33 @@ def channels_show(channel: Annotated[str, typer.Argument(help="the sales channel
         c.close()
 
 
-def worker() -> None:
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve this process's Prometheus metrics (lag, outbox, queues) on this port"),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="the address of the metrics port")] = "127.0.0.1",
+) -> None:
     """Run the background workers (projection runner, NATS relay, sweepers) without HTTP."""
     from adapters.logs import configure_logging
 
-    configure_logging(_settings().log_level)
-    c = _container()
+    settings = _settings()
+    configure_logging(settings.log_level)
+    c = _container(settings)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from adapters.metrics import REGISTRY
+
+        try:
+            start_http_server(metrics_port, addr=metrics_host, registry=REGISTRY)
+        except OSError as e:
+            c.close()
+            typer.echo(
+                f"ledger worker: cannot serve metrics on {metrics_host}:{metrics_port}: {e.strerror}",
+                err=True,
+            )
+            raise typer.Exit(2) from None
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())

@@ -96,7 +96,7 @@ class UnitOfWork:
         return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
 
     def backorders(self, sku: str) -> Backorders | None:
-        return self.get(backorders_id(sku))  # type: ignore[return-value]
+        return self.get(backorders_id(sku))  # type: ignore[return-value]  # the backorders stream's id
 
     def backorders_or_open(self, sku: str, cause: dict[str, Any]) -> Backorders:
         b = self.backorders(sku)
@@ -149,6 +149,22 @@ def stock_view(s: SkuLocation) -> dict[str, Any]:
     }
 
 
+def uncovered_view(s: SkuLocation) -> list[dict[str, Any]]:
+    """The reservations of a SKU-location no unit on hand covers, with their order lines."""
+    out = []
+    for rid, units in s.uncovered():
+        r = s.reservations[rid]
+        out.append(
+            {
+                "reservation_id": rid,
+                "order_id": r.get("order_id"),
+                "line_id": r.get("line_id"),
+                "quantity": units,
+            }
+        )
+    return out
+
+
 class Decider:
     """Decides each command against a unit of work: checks invariants, triggers events, answers."""
 
@@ -169,10 +185,12 @@ class Decider:
             c.WriteOffDamaged: self.write_off,
             c.CorrectMovement: self.correct,
             c.ConfigureBackorders: self.configure_backorders,
+            c.CoverShortfall: self.cover_shortfall,
             c.CaptureOrder: self.capture_order,
             c.RemapOrderLine: self.remap_line,
             c.ShipOrder: self.ship,
             c.CancelOrder: self.cancel,
+            c.AmendOrder: self.amend,
             c.ReturnItems: self.return_items,
             c.RecordRefund: self.record_refund,
             c.ConfirmRefund: self.confirm_refund,
@@ -239,12 +257,31 @@ class Decider:
             if cmd.counted == 0:
                 return {"sku": cmd.sku, "location": cmd.location, "delta": 0, "shortfall": 0, "on_hand": 0}
             s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
-        delta = s.count(cmd.counted, cmd.reason, cmd.reference, cmd.cause)
+        delta = s.count(cmd.counted, cmd.reason, cmd.reference, cmd.cause, counted_at=cmd.counted_at)
         if delta > 0:
             self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
-        return {**stock_view(s), "delta": delta, "shortfall": max(0, s.reserved + s.unavailable - s.on_hand)}
+        counted = s.pending_events[-1]
+        return {
+            **stock_view(s),
+            "delta": delta,
+            "applied": counted.applied,  # type: ignore[attr-defined]  # the StockCounted just triggered
+            "accounted": list(counted.accounted),  # type: ignore[attr-defined]  # the StockCounted just triggered
+            "shortfall": max(0, s.reserved + s.unavailable - s.on_hand),
+        }
 
     def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
+        if cmd.status == "received":
+            # The dispatched units land: incoming becomes on hand at the destination.
+            dst = uow.stock(cmd.sku, cmd.to_location)
+            if dst is None or dst.incoming < cmd.quantity:
+                raise InsufficientStockError(
+                    f"transfer {cmd.reference}: {cmd.quantity} of {cmd.sku} are not incoming at {cmd.to_location}",
+                    sku=cmd.sku,
+                    location=cmd.to_location,
+                )
+            dst.receive(cmd.quantity, cmd.reference, cmd.cause, expected=True)
+            self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
+            return {"to": stock_view(dst)}
         src = uow.stock(cmd.sku, cmd.from_location)
         self._check_version(src, cmd.if_match)
         if src is None or not src.can_ship_out(cmd.quantity):
@@ -258,8 +295,11 @@ class Decider:
             )
         dst = uow.stock_or_open(cmd.sku, cmd.to_location, cmd.cause)
         src.transfer_out(cmd.reference, cmd.to_location, cmd.quantity, cmd.cause)
-        dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
-        self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
+        if cmd.status == "dispatched":  # in transit: incoming at the destination until received
+            dst.expect(cmd.quantity, cmd.reference, cmd.cause)
+        else:
+            dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
+            self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
         return {"from": stock_view(src), "to": stock_view(dst)}
 
     def _existing(self, uow: UnitOfWork, sku: str, location: str) -> SkuLocation:
@@ -362,6 +402,37 @@ class Decider:
         if cmd.allowed:
             self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return stock_view(s)
+
+    def cover_shortfall(self, cmd: c.CoverShortfall, uow: UnitOfWork) -> dict[str, Any]:
+        """Reallocates the reservations of order lines a shortfall leaves uncovered to other
+        locations of the order's channel group (newest reservations first), as far as they have
+        units; what cannot move stays uncovered (the `shortfall` exception stays open)."""
+        s = self._existing(uow, cmd.sku, cmd.location)
+        moved = []
+        for rid, units in s.uncovered():
+            r = s.reservations[rid]
+            order = uow.order(r["order_id"]) if r.get("order_id") else None
+            line = None if order is None else order.lines.get(r["line_id"])
+            if order is None or line is None:
+                continue  # a hold of no order in the ledger: nothing to reallocate it with
+            n = min(units, Order.allocations_of(line).get(s.location, 0))
+            others = [x for x in self.locations.locations_for(order.channel) if x != s.location]
+            allocations, _ = self._plan(uow, s.sku, n, others, {}) if n > 0 else ([], 0)
+            for other, q in allocations:
+                s.release(rid, q, "reallocated", cmd.cause)
+                order.record_release(r["line_id"], q, "reallocated", cmd.cause, location=s.location)
+                new_rid = other.reserve(order.order_id, r["line_id"], q, cmd.cause)
+                order.record_reservation(r["line_id"], other.location, q, new_rid, cmd.cause)
+                moved.append(
+                    {
+                        "order_id": order.order_id,
+                        "line_id": r["line_id"],
+                        "from": s.location,
+                        "to": other.location,
+                        "quantity": q,
+                    }
+                )
+        return {**stock_view(s), "moved": moved, "uncovered": uncovered_view(s)}
 
     # ---------------------------------------------------------------- orders
 
@@ -665,9 +736,39 @@ class Decider:
                     "released_at": released_at,
                 }
             )
-        order.record_cancellation(cmd.reason, recorded, whole, cmd.cause)
+        order.record_cancellation(cmd.reason, recorded, whole, cmd.cause, reference=cmd.reference)
         for sku, location in sorted(freed):
             self._fill_backorders(uow, sku, location, cmd.cause)
+        return self._order_answer(order)
+
+    def amend(self, cmd: c.AmendOrder, uow: UnitOfWork) -> dict[str, Any]:
+        """Units edited in are added to the order and reserved at the line's location, or the first
+        of the channel's that has them; units no location has stay to reserve (open `reserve`)."""
+        order = uow.require_order(cmd.order_id)
+        added: list[dict[str, Any]] = [
+            {k: x[k] for k in ("line_id", "sku", "quantity", "stock") if k in x} for x in cmd.lines
+        ]
+        before = {
+            x["line_id"]: order.lines[x["line_id"]]["location"] for x in added if x["line_id"] in order.lines
+        }
+        order.add_lines(cmd.reference, added, cmd.cause)
+        for x in cmd.lines:
+            if x.get("stock", True) is False:
+                continue
+            located = before.get(x["line_id"])
+            candidates = (
+                [located]
+                if located
+                else [x["location"]]
+                if x.get("location")
+                else list(self.locations.locations_for(order.channel))
+            )
+            for location in candidates:
+                s = uow.stock(x["sku"], location)
+                if s is not None and s.can_reserve(x["quantity"]):
+                    rid = s.reserve(cmd.order_id, x["line_id"], x["quantity"], cmd.cause)
+                    order.record_reservation(x["line_id"], location, x["quantity"], rid, cmd.cause)
+                    break
         return self._order_answer(order)
 
     def return_items(self, cmd: c.ReturnItems, uow: UnitOfWork) -> dict[str, Any]:

@@ -147,12 +147,14 @@ class AdjustStock(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class CountStock(Command):
-    """A physical count: `counted` units are on the shelf (absolute, not a delta).
+    """A physical count: `counted` units were on the shelf at `counted_at` (absolute, not a delta).
 
-    The writer turns it into a `StockAdjusted` of `counted - on_hand` against the state it holds,
-    so a count never races the movements around it (no compare-and-set, no retry). A count that
-    matches appends nothing. A count below what is reserved and unavailable is still recorded
-    (the shelf is what it is): the answer names the `shortfall`.
+    The writer turns it into a `StockCounted` against the state it holds: on hand becomes
+    `counted` plus the movements recorded after `counted_at` (default: the moment it is decided),
+    so a count never races the movements around it (no compare-and-set, no retry). A count older
+    than the last applied count of the SKU-location is recorded and moves nothing. A count below
+    what is reserved and unavailable is still recorded (the shelf is what it is): the answer
+    names the `shortfall`.
     """
 
     id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference", "reason")
@@ -163,10 +165,15 @@ class CountStock(Command):
     counted: int
     reference: str
     reason: str = "cycle-count"
+    counted_at: datetime | None = None
 
     def check(self) -> None:
         if isinstance(self.counted, bool) or not isinstance(self.counted, int):
             raise InvalidCommandError("counted must be a whole number", field="counted")
+        if self.counted_at is not None and (
+            not isinstance(self.counted_at, datetime) or self.counted_at.tzinfo is None
+        ):
+            raise InvalidCommandError("counted_at must be a moment with a time zone", field="counted_at")
         if self.counted != 0:
             check_quantity(self.counted, "counted")
 
@@ -183,10 +190,20 @@ class TransferStock(Command):
     quantity: int
     reference: str
     if_match: int | None = None  # compare-and-set on the source's version
+    # None: immediate; "dispatched": off on hand at the source, incoming at the destination;
+    # "received": the incoming units land on hand at the destination.
+    status: str | None = None
+
+    @cached_property
+    def key(self) -> str | None:
+        base = f"transfer:{self.reference}"
+        return base if self.status is None else f"{base}:{self.status}"
 
     def check(self) -> None:
         if self.from_location == self.to_location:
             raise InvalidCommandError("a transfer needs two different locations", field="to_location")
+        if self.status not in (None, "dispatched", "received"):
+            raise InvalidCommandError("a transfer's status is dispatched or received", field="status")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,6 +246,17 @@ class ReleaseExpired(Command):
     sku: str
     location: str
     now: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoverShortfall(Command):
+    """Moves the reservations a physical movement left uncovered at a SKU-location (available below
+    zero) to other locations of each order's channel group, as far as they have units."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location")
+
+    sku: str
+    location: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -413,6 +441,27 @@ class CancelOrder(Command):
             for line in self.lines:
                 check_id(line.get("line_id"), "line_id")
                 check_quantity(line.get("quantity"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AmendOrder(Command):
+    """Adds units to an order (an edit): more of a line, or new lines, reserved where they can be."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "reference")
+    key_format: ClassVar[str | None] = "amend:{order_id}/{reference}"
+
+    order_id: str
+    reference: str
+    lines: tuple[dict[str, Any], ...]  # {line_id, sku, quantity, location?, stock?}
+
+    def check(self) -> None:
+        check_lines(self.lines)
+        if not self.lines:
+            raise InvalidCommandError("an edit needs at least one line", field="lines")
+        for line in self.lines:
+            check_id(line.get("line_id"), "line_id")
+            check_id(line.get("sku"), "sku")
+            check_quantity(line.get("quantity"))
 
 
 @dataclass(frozen=True, kw_only=True)

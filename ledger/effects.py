@@ -83,6 +83,7 @@ EFFECTS: dict[str, Callable[[Get], Effect]] = {
     "StockTransferredIn": lambda g: Effect(on_hand=_q(g)),
     "StockReturned": _returned,
     "StockAdjusted": lambda g: Effect(on_hand=int(g("delta") or 0)),
+    "StockCounted": lambda g: Effect(on_hand=int(g("delta") or 0)),
     "DamagedWrittenOff": lambda g: Effect(on_hand=-_q(g), unavailable=-_q(g)),
     "MovementCorrected": lambda g: Effect(
         on_hand=int(g("on_hand_delta") or 0), unavailable=int(g("unavailable_delta") or 0)

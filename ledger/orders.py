@@ -110,6 +110,7 @@ class Order(Aggregate):
             "returned": 0,
             "released": 0,
             "consumed": 0,
+            **({"stock": False} if line.get("stock", True) is False else {}),
             "allocations": {},  # location -> units held there for the line
             # open units no location holds (`settle`): until the capture reserves them, or the rest
             # (allow_partial, an expiry) until stock arrives at a location of the group
@@ -127,6 +128,18 @@ class Order(Aggregate):
             "expected": [],
             "documents": {},
         }
+
+    @staticmethod
+    def _applied(o: Any, reference: str | None) -> None:
+        """Remembers the documents (edits, refunds) whose cancellations or additions are applied."""
+        if reference:
+            refs = o.__dict__.setdefault("references", [])
+            if reference not in refs:
+                refs.append(reference)
+
+    def applied(self, reference: str) -> bool:
+        """True when the cancellation or addition of this document is already on the order."""
+        return reference in self.__dict__.get("references", ())
 
     @staticmethod
     def _expect(o: Any, name: str) -> None:
@@ -168,7 +181,11 @@ class Order(Aggregate):
             id=cls.create_id(order_id),
             order_id=order_id,
             channel=channel,
-            lines=[{"line_id": x["line_id"], "sku": x["sku"], "quantity": x["quantity"]} for x in lines],
+            lines=[
+                {"line_id": x["line_id"], "sku": x["sku"], "quantity": x["quantity"]}
+                | ({"stock": False} if x.get("stock", True) is False else {})
+                for x in lines
+            ],
             external_refs=dict(external_refs or {}),
             platform_status=dict(platform_status or {}),
             cause=cause,
@@ -235,8 +252,10 @@ class Order(Aggregate):
         reason: str
         lines: list[dict[str, Any]]  # {line_id, quantity, released}
         whole: bool
+        reference: str | None = None  # the document that cancelled (a refund, an order edit)
 
         def apply(self, o: Order) -> None:
+            Order._applied(o, self.reference)
             for c in self.lines:
                 line = o.lines[c["line_id"]]
                 line["cancelled"] += c["quantity"]
@@ -376,6 +395,22 @@ class Order(Aggregate):
 
         def apply(self, o: Order) -> None:
             o.external_refs.update(self.ids)
+
+    class LinesAdded(Event):
+        """Units edited into the order: more of an existing line, or new lines (`reference`: the edit)."""
+
+        reference: str
+        lines: list[dict[str, Any]]  # {line_id, sku, quantity, stock?}
+
+        def apply(self, o: Order) -> None:
+            Order._applied(o, self.reference)
+            for x in self.lines:
+                line = o.lines.get(x["line_id"])
+                if line is None:
+                    o.lines[x["line_id"]] = Order.new_line(x)
+                else:
+                    line["quantity"] += x["quantity"]
+                    Order.settle(line)
 
     class LineReleased(Event):
         """Units of a line's reservation were given back at the SKU-location (e.g. it expired)."""
@@ -616,7 +651,12 @@ class Order(Aggregate):
         return self.open_quantity(self.line(line_id))
 
     def record_cancellation(
-        self, reason: str, lines: list[dict[str, Any]], whole: bool, cause: Cause
+        self,
+        reason: str,
+        lines: list[dict[str, Any]],
+        whole: bool,
+        cause: Cause,
+        reference: str | None = None,
     ) -> None:
         for c in lines:
             if c["quantity"] > self.cancellable(c["line_id"]):
@@ -626,7 +666,9 @@ class Order(Aggregate):
                 )
         if not lines:
             raise OrderConflictError(f"order {self.order_id} has nothing left to cancel")
-        self.trigger_event(self.LinesCancelled, reason=reason, lines=lines, whole=whole, cause=cause)
+        self.trigger_event(
+            self.LinesCancelled, reason=reason, lines=lines, whole=whole, reference=reference, cause=cause
+        )
 
     def returnable(self, line_id: str) -> int:
         line = self.line(line_id)
@@ -735,6 +777,22 @@ class Order(Aggregate):
         new = {k: v for k, v in ids.items() if self.external_refs.get(k) != v}
         if new:
             self.trigger_event(self.CorrelationIdsRecorded, ids=new, cause=cause)
+
+    def add_lines(self, reference: str, lines: list[dict[str, Any]], cause: Cause) -> None:
+        """Units edited in: an existing line (same SKU) grows, a new line is added."""
+        for x in lines:
+            check_id(x["line_id"], "line_id")
+            check_id(x["sku"], "sku")
+            check_quantity(x["quantity"])
+            line = self.lines.get(x["line_id"])
+            if line is not None and line["sku"] != x["sku"]:
+                raise OrderConflictError(
+                    f"line {x['line_id']} of order {self.order_id} is {line['sku']}, not {x['sku']}",
+                    line_id=x["line_id"],
+                )
+        if not lines:
+            raise OrderConflictError(f"order {self.order_id}: an edit needs at least one line")
+        self.trigger_event(self.LinesAdded, reference=reference, lines=lines, cause=cause)
 
     def record_release(
         self, line_id: str, quantity: int, reason: str, cause: Cause, location: str | None = None

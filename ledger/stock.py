@@ -16,7 +16,7 @@ refused command leaves the aggregate untouched (the group-commit writer relies o
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -52,6 +52,8 @@ class SkuLocation(Aggregate):
             )
             if effect.reservation_id is not None and effect.reserved:
                 s._hold(effect.reservation_id, effect.reserved, self)
+            if effect.on_hand and not isinstance(self, SkuLocation.StockCounted):
+                s._moved(self.timestamp.timestamp(), self.originator_version, effect.on_hand)
 
     class Opened(Aggregate.Created):
         sku: str
@@ -70,6 +72,11 @@ class SkuLocation(Aggregate):
         self.reservations: dict[str, dict[str, Any]] = {}
         # versions of movements already corrected, so a correction is never applied twice
         self.corrected: dict[str, bool] = {}
+        # Counts as of their moment: [recorded_at epoch, version, on-hand delta] of the movements
+        # since the last applied count (at most MAX_MOVEMENTS; `horizon` is the newest dropped).
+        self.movements: list[list[Any]] = []
+        self.last_count_at: float | None = None
+        self.horizon: float | None = None
 
     @classmethod
     def open(cls, sku: str, location: str, cause: Cause | None = None) -> SkuLocation:
@@ -162,11 +169,48 @@ class SkuLocation(Aggregate):
             if self.corrects.get("sku") == s.sku and self.corrects.get("location") == s.location:
                 s.corrected[str(self.corrects["version"])] = True
 
+    class StockCounted(Event):
+        """A physical count of `counted` units as of `counted_at`, moving on hand by `delta`.
+
+        On hand after the count = counted + the movements recorded after `counted_at`
+        (`accounted` names their versions). A count older than the last applied count, or than
+        the movements the stream still remembers, is kept for audit with `applied` false and
+        moves nothing.
+        """
+
+        counted: int
+        counted_at: datetime
+        delta: int
+        accounted: list[int]
+        applied: bool
+        reason: str
+        reference: str
+
+        def apply(self, s: SkuLocation) -> None:
+            super().apply(s)
+            if self.applied:
+                at = self.counted_at.timestamp()
+                s.last_count_at = at
+                s.movements = [m for m in s._movements() if m[0] > at]
+
     class BackordersConfigured(Event):
         allowed: bool
 
         def apply(self, s: SkuLocation) -> None:
             s.allow_backorder = self.allowed
+
+    MAX_MOVEMENTS = 5000
+
+    def _movements(self) -> list[list[Any]]:
+        # a snapshot taken before counts were kept as of their moment has no movements yet
+        movements: list[list[Any]] = self.__dict__.setdefault("movements", [])
+        return movements
+
+    def _moved(self, at: float, version: int, delta: int) -> None:
+        movements = self._movements()
+        movements.append([at, version, delta])
+        if len(movements) > self.MAX_MOVEMENTS:
+            self.horizon = movements.pop(0)[0]
 
     def _hold(self, reservation_id: str, quantity: int, event: Any) -> None:
         """A reservation's holding changes by `quantity` (a new one takes the event's order line)."""
@@ -223,6 +267,12 @@ class SkuLocation(Aggregate):
             cause=cause,
         )
         return reservation_id
+
+    def uncovered(self) -> list[tuple[str, int]]:
+        """The reservations no unit on hand covers (none at a location that allows backorders)."""
+        if self.allow_backorder or self.available >= 0:
+            return []
+        return uncovered([(rid, int(r["quantity"])) for rid, r in self.reservations.items()], -self.available)
 
     def reserved_for(self, reservation_id: str) -> int:
         r = self.reservations.get(reservation_id)
@@ -353,24 +403,47 @@ class SkuLocation(Aggregate):
             )
         self.trigger_event(self.StockAdjusted, delta=delta, reason=reason, reference=reference, cause=cause)
 
-    def count(self, counted: int, reason: str, reference: str, cause: Cause) -> int:
-        """Records a physical count of `counted` units as a `StockAdjusted` of the difference.
+    def count(
+        self,
+        counted: int,
+        reason: str,
+        reference: str,
+        cause: Cause,
+        counted_at: datetime | None = None,
+    ) -> int:
+        """Records a physical count of `counted` units as of `counted_at` (default: now).
 
-        A count that matches on hand appends nothing. Unlike `adjust`, a count below what is
-        reserved and unavailable is recorded: the units are not on the shelf whatever the ledger
-        believed, and the shortfall must show (ATS is floored at zero; the orders stay visible).
-        Returns the delta.
+        On hand becomes `counted` plus the movements recorded after `counted_at`. Unlike
+        `adjust`, a count below what is reserved and unavailable is recorded: the units are not
+        on the shelf whatever the ledger believed, and the shortfall must show. A count older
+        than the last applied count moves nothing (kept for audit). Returns the delta.
         """
         if isinstance(counted, bool) or not isinstance(counted, int) or counted < 0:
             raise ReservationError(f"a count must be a whole number of units, not {counted!r}")
         if not reason:
             raise ReservationError("a count needs a reason")
-        delta = counted - self.on_hand
+        at = counted_at or datetime.now(UTC)
+        if at.tzinfo is None:
+            raise ReservationError("counted_at needs a time zone")
+        moment = at.timestamp()
+        last = getattr(self, "last_count_at", None)
+        horizon = getattr(self, "horizon", None)
+        stale = (last is not None and moment < last) or (horizon is not None and moment <= horizon)
+        after = [] if stale else [m for m in self._movements() if m[0] > moment]
+        delta = 0 if stale else counted + sum(int(m[2]) for m in after) - self.on_hand
         if delta:
             check_delta(delta)
-            self.trigger_event(
-                self.StockAdjusted, delta=delta, reason=reason, reference=reference, cause=cause
-            )
+        self.trigger_event(
+            self.StockCounted,
+            counted=counted,
+            counted_at=at,
+            delta=delta,
+            accounted=[int(m[1]) for m in after],
+            applied=not stale,
+            reason=reason,
+            reference=reference,
+            cause=cause,
+        )
         return delta
 
     def write_off_damaged(self, quantity: int, reference: str, cause: Cause) -> None:
@@ -426,6 +499,20 @@ class SkuLocation(Aggregate):
     def configure_backorders(self, allowed: bool, cause: Cause) -> None:
         if allowed != self.allow_backorder:
             self.trigger_event(self.BackordersConfigured, allowed=allowed, cause=cause)
+
+
+def uncovered(reservations: list[tuple[str, int]], short: int) -> list[tuple[str, int]]:
+    """The reservations (id, units) a shortfall of `short` units leaves uncovered: the newest
+    first, as the units were promised in order (first come, first covered)."""
+    out = []
+    for rid, held in reversed(reservations):
+        if short <= 0:
+            break
+        n = min(short, held)
+        if n > 0:
+            out.append((rid, n))
+            short -= n
+    return out
 
 
 def movement_effect(event: Any) -> tuple[int, int]:

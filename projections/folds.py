@@ -109,6 +109,11 @@ def _order_state(row: Row) -> _OrderState:
     )
 
 
+def order_open(row: Row) -> list[str]:
+    """What is still to happen on the order (`Order.open_work`), from its read-model row."""
+    return list(_order_state(row).open_work)
+
+
 def order_stage(row: Row) -> str:
     return str(_order_state(row).stage)
 

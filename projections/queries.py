@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from adapters.persistence.db import Database
+from projections.folds import order_lines, order_open
 from projections.models import OrdersView, StockView
 
 LEVELS = StockView.LEVELS.name
@@ -48,3 +51,36 @@ def orders_by_reference(db: Database, reference: str, limit: int) -> list[str]:
         (reference, limit),
     )
     return [r["order_id"] for r in rows]
+
+
+ORDERS = OrdersView.ORDERS.name
+
+
+def orders(
+    db: Database, stage: str | None = None, channel: str | None = None, after: str = "", limit: int = 100
+) -> list[dict[str, Any]]:
+    """Orders from the `orders` read model by order id after `after`, optionally of one stage and
+    channel: each with its stage, what is still open, per-line quantities and its position."""
+    sql = f"SELECT order_id, channel, stage, state, captured_at, position FROM {ORDERS} WHERE order_id > %s"
+    params: list[Any] = [after]
+    if stage is not None:
+        sql += " AND stage = %s"
+        params.append(stage)
+    if channel is not None:
+        sql += " AND channel = %s"
+        params.append(channel)
+    rows = db.query(sql + " ORDER BY order_id LIMIT %s", (*params, limit))
+    out = []
+    for r in rows:
+        row = {**r, "state": orjson.loads(r["state"]) if isinstance(r["state"], str | bytes) else r["state"]}
+        out.append(
+            {
+                "order_id": r["order_id"],
+                "channel": r["channel"],
+                "stage": r["stage"],
+                "open": order_open(row),
+                "lines": order_lines(row),
+                "position": r["position"],
+            }
+        )
+    return out

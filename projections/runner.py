@@ -23,16 +23,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters import exceptions, metrics, outbox
+from adapters import metrics, outbox
 from adapters.channels import ChannelPolicies
 from adapters.persistence.db import Database
+from adapters.persistence.migrate import ddl_lock
 from adapters.persistence.urls import is_postgres, pg_conninfo
 from projections import folds
 from projections.models import Projection, all_views
 from projections.store import (
     Store,
-    create_corrections,
-    create_tracking,
     lock_trackings,
     read_tracking,
     save_trackings,
@@ -69,11 +68,10 @@ class Projector:
         self.create_tables()
 
     def create_tables(self) -> None:
-        create_tracking(self.db)
-        create_corrections(self.db)
-        exceptions.create_tables(self.db)
-        self.channels.create_tables()
-        self.db.script([ddl for v in self.views.values() for t in v.tables for ddl in t.ddl()])
+        """The read models' tables, declared with their views (the ledger's other tables come from
+        the migrations); under the start-up DDL lock, so workers starting together never race."""
+        with ddl_lock(self.db):
+            self.db.script([ddl for v in self.views.values() for t in v.tables for ddl in t.ddl()])
 
     def events(self, after: int, limit: int) -> list[tuple[int, Any]]:
         notes = self.app.recorder.select_notifications(after + 1, limit)

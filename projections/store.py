@@ -221,15 +221,6 @@ class Store:
 # ------------------------------------------------------------------ tracking
 
 
-def create_tracking(db: Database) -> None:
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {TRACKING} (name TEXT PRIMARY KEY, position BIGINT NOT NULL, "
-            "policy_version BIGINT NOT NULL, updated_at TEXT NOT NULL)"
-        ]
-    )
-
-
 def lock_tracking(tx: Tx, name: str, dialect: str) -> tuple[int, int]:
     """The (position, policy version) of a projection, locked until the transaction ends."""
     return lock_trackings(tx, [name], dialect)[name]
@@ -279,15 +270,6 @@ def read_tracking(db: Database) -> dict[str, dict[str, Any]]:
 # its swap transaction, then appends a `ReadModel.Rebuilt` marker to the ledger. The runner,
 # reaching the marker, publishes those keys' current values at the marker's position (strictly
 # newer than anything published before the swap) and deletes the rows, in its own batch.
-
-
-def create_corrections(db: Database) -> None:
-    db.script(
-        [
-            f"CREATE TABLE IF NOT EXISTS {CORRECTIONS} (name TEXT NOT NULL, row_key TEXT NOT NULL, "
-            f"CONSTRAINT {CORRECTIONS}__pk PRIMARY KEY (name, row_key))"
-        ]
-    )
 
 
 def add_corrections(tx: Tx, name: str, keys: Iterable[Key]) -> None:

@@ -4,6 +4,10 @@ Every few seconds, from the read models:
 - a SKU-location holding a reservation past its expiry opens `reservation-expired` and gets a
   `ReleaseExpired` command through the writer; the exception closes once the read model
   shows no expired reservation there any more;
+- a SKU-location whose available went below zero under reservations (a till sale, a count or
+  damage the ledger recorded although the units were promised) opens `shortfall`, naming the
+  order lines no longer covered, and gets a `CoverShortfall` command that reallocates them to
+  other locations of their channel's group; it closes once nothing there is uncovered;
 - an order captured more than `erp_posting_deadline_seconds` ago and still not posted to the
   ERP (nor cancelled) opens `stuck-order`; it closes when the order is posted or cancelled.
 """
@@ -17,10 +21,14 @@ from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from adapters import exceptions, metrics
 from adapters.loop import Loop
 from adapters.persistence.db import Database
-from ledger.commands import ReleaseExpired
+from ledger.bounds import parse_reservation_id
+from ledger.commands import CoverShortfall, ReleaseExpired
+from ledger.stock import uncovered
 
 log = logging.getLogger("ledger.sweeper")
 
@@ -68,6 +76,10 @@ class Sweeper:
             "AND captured_at <= %s",
             (now - self.deadline_seconds,),
         )
+        short = self.db.query(
+            "SELECT sku, location, available, reservations FROM stock_levels WHERE available < 0 AND reserved > 0"
+        )
+        short_keys = {f"{r['sku']}@{r['location']}" for r in short}
         expired_keys = {f"{r['sku']}@{r['location']}" for r in expired}
         stuck_keys = {r["order_id"] for r in stuck}
         with self.db.transaction() as tx:
@@ -90,7 +102,15 @@ class Sweeper:
                         "deadline_seconds": self.deadline_seconds,
                     },
                 )
-            for kind, keys in (("reservation-expired", expired_keys), ("stuck-order", stuck_keys)):
+            for r in short:
+                opened += exceptions.open_exception(
+                    tx, "shortfall", f"{r['sku']}@{r['location']}", shortfall(r)
+                )
+            for kind, keys in (
+                ("reservation-expired", expired_keys),
+                ("stuck-order", stuck_keys),
+                ("shortfall", short_keys),
+            ):
                 for row in exceptions.list_exceptions_tx(tx, kind):
                     if row["key"] not in keys:
                         closed += exceptions.close_exception(tx, kind, row["key"], {"resolved": True})
@@ -101,6 +121,31 @@ class Sweeper:
                 submitted += 1
             except Exception:
                 log.exception("could not submit ReleaseExpired")
+        for r in short:
+            try:
+                self.submit(CoverShortfall(sku=r["sku"], location=r["location"]))
+                submitted += 1
+            except Exception:
+                log.exception("could not submit CoverShortfall")
         for kind, n in exceptions.open_counts(self.db).items():
             metrics.EXCEPTIONS_OPEN.labels(kind).set(n)
         return {"opened": opened, "closed": closed, "submitted": submitted}
+
+
+def shortfall(row: dict[str, Any]) -> dict[str, Any]:
+    """A `shortfall` exception's detail: the SKU-location, the units short and the order lines
+    (newest reservations first) that no unit on hand covers any more."""
+    res = row["reservations"]
+    if isinstance(res, str | bytes):
+        res = orjson.loads(res)
+    lines = []
+    for rid, units in uncovered([(k, int(v[0])) for k, v in (res or {}).items()], -int(row["available"])):
+        parsed = parse_reservation_id(rid)
+        order_id, line_id = parsed if parsed else (None, None)
+        lines.append({"reservation_id": rid, "order_id": order_id, "line_id": line_id, "quantity": units})
+    return {
+        "sku": row["sku"],
+        "location": row["location"],
+        "short": -int(row["available"]),
+        "uncovered": lines,
+    }

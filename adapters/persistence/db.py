@@ -14,7 +14,27 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
+import psycopg
+from eventsourcing.persistence import InterfaceError as EsInterfaceError
+from eventsourcing.persistence import OperationalError as EsOperationalError
+
 from adapters.persistence.urls import is_postgres, pg_conninfo, pg_parts, sqlite_path
+
+# The database cannot be reached or cannot take the statement now (connection lost, pool timeout
+# — psycopg_pool.PoolTimeout is a psycopg.OperationalError —, lock timeout, SQLite busy or locked):
+# the API answers these 503 `storage-unavailable` with Retry-After, never 500.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    EsOperationalError,
+    EsInterfaceError,
+    sqlite3.OperationalError,
+)
+
+
+def is_outage(e: BaseException) -> bool:
+    """True for an error that says the database is out of reach, not that the statement is wrong."""
+    return isinstance(e, OUTAGE_ERRORS)
 
 
 class Tx:

@@ -6,23 +6,65 @@ the batch's events (`insert_events`), so both commit in one transaction or not a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
 import orjson
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+import psycopg
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
 from eventsourcing.utils import retry
-from psycopg import Cursor
-from psycopg.rows import DictRow
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
 
 from adapters.persistence import reconnect
+from adapters.persistence.urls import CONNINFO_ENV, lock_key
 
 # As the library's own recorder methods: a pooled connection that died with a server restart
 # fails its first use, so each statement is tried again (up to 10 times, 0.2 s apart).
 reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+
+
+class LedgerPostgresFactory(PostgresFactory):
+    """The library's factory, whose pool connects with the whole libpq conninfo of
+    LEDGER_DATABASE_URL (`urls.ledger_env` puts it in the environment), so host lists and
+    parameters such as `target_session_attrs` or `sslmode` hold for the event store too."""
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self._conninfo = self.env.get(CONNINFO_ENV) or ""
+        if self._conninfo:  # the pool is not open yet: its connections will use these parameters
+            params: dict[str, Any] = dict(conninfo_to_dict(self._conninfo))
+            self.datastore.pool.kwargs = {**params, "row_factory": dict_row}
+
+    @contextmanager
+    def _ddl_lock(self) -> Iterator[None]:
+        """The library's DDL, one process at a time (the start-up DDL lock of the schema, as the
+        migrations take it): two processes starting together would both create the same types
+        and functions, and one would fail ("tuple concurrently updated", duplicate pg_type)."""
+        if not self._conninfo or not self.env_create_table():
+            yield
+            return
+        with psycopg.connect(self._conninfo, autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (lock_key(self.datastore.schema),))
+            yield  # released with the session
+
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        with self._ddl_lock():
+            return super().aggregate_recorder(purpose)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        with self._ddl_lock():
+            return super().application_recorder()
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
@@ -93,12 +135,6 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
             "SELECT max(originator_version) AS v FROM {schema}.{events} "
             "WHERE originator_id = %s AND notification_id <= %s"
         ).format(schema=schema, events=events)
-
-    def _create_table(self, curs: Cursor[DictRow]) -> None:
-        """The library's DDL, one process at a time: two workers starting together would both run
-        `CREATE OR REPLACE FUNCTION ...` and one would fail with "tuple concurrently updated"."""
-        curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"ledger-ddl:{self.datastore.schema}",))
-        super()._create_table(curs)
 
     @reconnecting
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:

@@ -78,16 +78,6 @@ class RunLog:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def create_tables(self) -> None:
-        self.db.script(
-            [
-                "CREATE TABLE IF NOT EXISTS reconciliations (id TEXT PRIMARY KEY, source TEXT NOT NULL, "
-                "observed_at TEXT NOT NULL, ran_at TEXT NOT NULL, compared BIGINT NOT NULL, "
-                "mismatches BIGINT NOT NULL, drift BIGINT NOT NULL, report TEXT NOT NULL)",
-                "CREATE INDEX IF NOT EXISTS reconciliations_ran ON reconciliations (source, ran_at)",
-            ]
-        )
-
     def save(self, report: dict[str, Any]) -> None:
         self.db.execute(
             "INSERT INTO reconciliations (id, source, observed_at, ran_at, compared, mismatches, drift, report) "
@@ -161,8 +151,9 @@ class Reconciler:
     def threshold(self, source: str) -> Threshold:
         return self.thresholds.get(source, Threshold())
 
-    def reconcile(self, snap: Snapshot, keep: bool = True) -> dict[str, Any]:
-        """Compares a snapshot with the ledger; the report (see docs/ARCHITECTURE.md)."""
+    def reconcile(self, snap: Snapshot, keep: bool = True, dry_run: bool = False) -> dict[str, Any]:
+        """Compares a snapshot with the ledger; the report (see docs/ARCHITECTURE.md). A dry run
+        records no run and opens or closes no drift exception: `opened`/`closed` say what would."""
         check_snapshot(snap)
         source, measure = snap.source, MEASURE[snap.source]
         sku_ids = self.mappings.canonical_ids(source, "sku")
@@ -242,7 +233,10 @@ class Reconciler:
         closing: list[Closing] = [(k, {"closed_by": run_id}) for k in calm if k in open_now]
         for o in opened:
             o[1]["reconciliation"] = run_id
-        n_opened, n_closed = self.exceptions.apply(DRIFT, opened, closing)
+        if dry_run:
+            n_opened, n_closed = len([o for o in opened if o[0] not in open_now]), len(closing)
+        else:
+            n_opened, n_closed = self.exceptions.apply(DRIFT, opened, closing)
         report = {
             "id": run_id,
             "source": source,
@@ -258,6 +252,8 @@ class Reconciler:
             "timing": timing,
             "exceptions": {"drift": len(opened), "opened": n_opened, "closed": n_closed},
         }
-        if keep and self.runs is not None:
+        if dry_run:
+            report["dry_run"] = True
+        elif keep and self.runs is not None:
             self.runs.save(report)
         return report

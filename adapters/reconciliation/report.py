@@ -77,7 +77,8 @@ def to_table(report: dict[str, Any]) -> Any:
     from rich.text import Text
 
     head = Text(
-        f"{report['source']} ({report['measure']}) as of {report['observed_at']}: {report['compared']} compared, "
+        ("dry run, nothing recorded: " if report.get("dry_run") else "")
+        + f"{report['source']} ({report['measure']}) as of {report['observed_at']}: {report['compared']} compared, "
         f"{report['matched']} matched, {len(report['mismatches'])} mismatched, {len(report['timing'])} timing; "
         f"drift exceptions {report['exceptions']['drift']} (opened {report['exceptions']['opened']}, "
         f"closed {report['exceptions']['closed']}); run {report['id']}"

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.config import Settings
 from adapters.loop import Loop
 from adapters.persistence.db import Database
 from adapters.reconciliation.engine import Reconciler
@@ -60,7 +59,8 @@ class ScheduledReconciliation:
         return 0  # then wait an interval
 
 
-def scheduled(settings: Settings, db: Database, reconciler: Reconciler) -> ScheduledReconciliation | None:
+def scheduled(settings: Any, db: Database, reconciler: Reconciler) -> ScheduledReconciliation | None:
+    # `settings` is `adapters.config.Settings` (not imported: config imports the thresholds from here)
     """The scheduled job when `LEDGER_RECONCILE_SOURCES` names sources, else None."""
     names = [s.strip() for s in (settings.reconcile_sources or "").split(",") if s.strip()]
     sources: list[InventorySnapshotSource] = []

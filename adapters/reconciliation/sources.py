@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -121,36 +122,73 @@ class HttpErpInventory:
         self.client.close()
 
 
-def read_file(source: str, text: str, observed_at: datetime | None = None, name: str = "") -> Snapshot:
+def read_file(
+    source: str,
+    text: str,
+    observed_at: datetime | None = None,
+    name: str = "",
+    default: datetime | None = None,
+) -> Snapshot:
     """A snapshot from a file: JSON (`{observed_at?, levels: [...]}` or a bare list) or CSV with a
-    header `sku,location,quantity[,observed_at]`. `observed_at` given here wins over the file's."""
+    header `sku,location,quantity[,observed_at]`. The snapshot's moment: `observed_at` given here,
+    else the file's `observed_at`, else the latest of the rows' `observed_at`, else `default`
+    (SnapshotError when none). A row's own `observed_at` wins for that row. Errors are plain words."""
     stripped = text.lstrip()
     at = observed_at
-    try:
-        if stripped.startswith(("{", "[")):
-            import orjson
+    levels: list[Level] = []
+    if stripped.startswith(("{", "[")):
+        import orjson
 
+        try:
             body = orjson.loads(stripped)
-            items = body if isinstance(body, list) else body["levels"]
-            at = at or (None if isinstance(body, list) else _time(body.get("observed_at")))
-            levels = [
-                Level(x["sku"], x["location"], x["quantity"], _time(x.get("observed_at"))) for x in items
-            ]
-        else:
-            import csv
-            import io
+        except orjson.JSONDecodeError as e:
+            raise SnapshotError(f"{name or 'the file'} is not valid JSON: {e}") from None
+        items = body if isinstance(body, list) else body.get("levels") if isinstance(body, dict) else None
+        if not isinstance(items, list):
+            raise SnapshotError(
+                f"{name or 'the file'}: a JSON snapshot is a list of levels or {{levels: [...]}}"
+            )
+        if at is None and isinstance(body, dict):
+            at = _moment(body.get("observed_at"), "observed_at")
+        for i, x in enumerate(items):
+            where = f"levels[{i}]"
+            if not isinstance(x, dict):
+                raise SnapshotError(f"{where} must be an object with sku, location and quantity")
+            levels.append(_level(where, x))
+    else:
+        import csv
+        import io
 
-            reader = csv.DictReader(io.StringIO(text))
-            if not {"sku", "location", "quantity"} <= set(reader.fieldnames or ()):
-                raise SnapshotError("a CSV snapshot needs the columns sku, location, quantity")
-            levels = [
-                Level(r["sku"], r["location"], int(r["quantity"]), _time(r.get("observed_at")))
-                for r in reader
-            ]
-    except SnapshotError:
-        raise
-    except (ValueError, KeyError, TypeError) as e:
-        raise SnapshotError(f"{name or 'the file'} is not a snapshot: {e}") from None
+        reader = csv.DictReader(io.StringIO(text))
+        if not {"sku", "location", "quantity"} <= set(reader.fieldnames or ()):
+            raise SnapshotError("a CSV snapshot needs the columns sku, location, quantity")
+        for row in reader:
+            levels.append(_level(f"line {reader.line_num}", row))
+    at = at or max((lv.observed_at for lv in levels if lv.observed_at), default=None) or default
     if at is None:
         raise SnapshotError("observed_at is needed: in the file or with --observed-at")
     return Snapshot(source, at, levels, origin=name)
+
+
+def _moment(value: Any, where: str) -> datetime | None:
+    try:
+        return _time(value)
+    except (TypeError, ValueError):
+        raise SnapshotError(
+            f"{where} must be an RFC 3339 time such as 2026-05-01T12:00:00Z, got {value!r}"
+        ) from None
+
+
+def _level(where: str, x: dict[str, Any]) -> Level:
+    """One row of a file, or SnapshotError in plain words naming the row and the field."""
+    for f in ("sku", "location", "quantity"):
+        if x.get(f) is None or x.get(f) == "":
+            raise SnapshotError(f"{where}: {f} is missing")
+    q = x["quantity"]
+    if isinstance(q, bool) or not (
+        isinstance(q, int) or (isinstance(q, str) and re.fullmatch(r"\s*[+-]?\d+\s*", q))
+    ):
+        raise SnapshotError(f"{where}: quantity must be a whole number, got {q!r}")
+    return Level(
+        str(x["sku"]), str(x["location"]), int(q), _moment(x.get("observed_at"), f"{where}: observed_at")
+    )

@@ -7,10 +7,7 @@ from typing import Any
 
 import orjson
 
-from adapters import exceptions, pos
 from adapters.exceptions import close_exception, list_exceptions, open_exception
-from adapters.inbox import Inbox
-from adapters.mappings import SqlMappingStore
 from adapters.persistence.db import Database
 from adapters.reconciliation.engine import Reconciler, RunLog
 from adapters.reconciliation.facts import StockStreams
@@ -150,19 +147,8 @@ class StoredExceptions:
         return n_open, n_closed
 
 
-def create_tables(db: Database) -> None:
-    """Every table the reconciler reads or writes (each owner's DDL is idempotent)."""
-
-    exceptions.create_tables(db)
-    Inbox(db).create_tables()
-    SqlMappingStore(db).create_tables()
-    pos.create_tables(db)
-    RunLog(db).create_tables()
-
-
 def build(db: Database, app: Any, thresholds: str = "") -> Reconciler:
     """The reconciler over the service's tables (`bootstrap()` keeps one in its container)."""
-    create_tables(db)
     mappings = SqlIdentityMap(db)
     return Reconciler(
         StockStreams.of(db, app),

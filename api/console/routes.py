@@ -53,7 +53,7 @@ def _container(request: Request) -> Container:
 
 
 def _sessions(request: Request) -> Sessions:
-    return request.app.state.sessions  # type: ignore[no-any-return]  # set with the container (api.app)
+    return request.app.state.sessions  # set with the container by `api.app.attach`
 
 
 def page(request: Request, name: str, session: Session | None, status: int = 200, **ctx: Any) -> HTMLResponse:

@@ -16,6 +16,7 @@ import orjson
 
 from adapters import outbox
 from adapters.exceptions import list_exceptions
+from adapters.inbox import Status
 from adapters.logs import mask
 from bootstrap import Container
 from ledger.bounds import order_id as order_uuid
@@ -102,7 +103,7 @@ def sku_page(c: Container, sku: str) -> dict[str, Any]:
         locations += [
             loc for loc in p.locations if loc not in locations and history.stock(sku, loc) is not None
         ]
-    levels = []
+    levels: list[dict[str, Any]] = []
     for loc in locations:
         s = history.stock(sku, loc)
         if s is not None:
@@ -174,8 +175,8 @@ def location_page(c: Container, location: str) -> list[dict[str, Any]]:
 def order_page(c: Container, order_id: str, reveal: bool) -> dict[str, Any] | None:
     history = c.ledger.history
     agg = None
-    stages = []
-    events = []
+    stages: list[dict[str, Any]] = []
+    events: list[tuple[int, Any]] = []
     refs: dict[str, Any] = {}
     after = None
     while True:
@@ -240,7 +241,7 @@ def missing_mappings(c: Container, inbox_id: int) -> list[dict[str, str]]:
 
 
 def operations(c: Container) -> dict[str, Any]:
-    parked = c.inbox.list(status="parked", limit=200)
+    parked = c.inbox.list(status=Status.PARKED, limit=200)
     for row in parked:
         row["missing"] = missing_mappings(c, int(row["id"]))
     exceptions = list_exceptions(c.db)

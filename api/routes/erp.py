@@ -1,4 +1,5 @@
-"""Inbound ERP messages: goods receipts, transfers, cycle counts and invoices (ingest:write)."""
+"""Inbound ERP messages: goods receipts, transfers, cycle counts, advance shipping notices and
+invoices (ingest:write)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from pydantic import ValidationError
 from adapters import erp
 from api.deps import ContainerDep, Ingester, read_json, store_message
 from api.problems import validation_problem
+from bootstrap import Container
 
 router = APIRouter(tags=["erp"])
 
 
-async def _receive(request: Request, container: Any, kind: str) -> dict[str, Any]:
+async def _receive(request: Request, container: Container, kind: str) -> dict[str, Any]:
     body, payload = await read_json(request, container)
     try:
         message = erp.SHAPES[kind].model_validate(payload)
@@ -31,8 +33,17 @@ async def goods_receipt(request: Request, container: ContainerDep, _: Ingester) 
 
 @router.post("/v1/erp/transfers")
 async def transfer(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
-    """`{message_id, transfer_id, from_location, to_location, lines: [{sku, quantity}]}`."""
+    """`{message_id, transfer_id, from_location, to_location, status?, lines: [{sku, quantity}]}`:
+    `dispatched` takes the units off on hand at the source and makes them incoming at the
+    destination, `received` lands them; without a status the transfer is immediate."""
     return await _receive(request, container, "transfer")
+
+
+@router.post("/v1/erp/advance-shipping-notices")
+async def advance_shipping_notice(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
+    """`{message_id, asn_id, location, expected_at, lines: [{sku, quantity}]}`: units `incoming` at
+    the location until a goods receipt naming `asn_id` lands them."""
+    return await _receive(request, container, "advance-shipping-notice")
 
 
 @router.post("/v1/erp/cycle-counts")

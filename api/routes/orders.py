@@ -6,16 +6,18 @@ stands (nothing is appended); the same id with other lines answers 409 `order-co
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
+from api.deps import Auditor, ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
 from api.middleware import cause_from
 from api.models import Cancellation, NewOrder, OrderView, Return, Shipment, problems
 from api.problems import Problem
 from ledger.commands import CancelOrder, CaptureOrder, ReturnItems, ShipOrder
+from ledger.orders import STAGES
+from projections import queries
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -114,6 +116,21 @@ async def return_items(
         cause=cause_from(request, reference=body.return_id),
     )
     return _answer(await execute(container, cmd))
+
+
+@router.get("", responses=problems(401, 403, 422))
+async def list_orders(
+    container: ContainerDep,
+    _: Auditor,
+    stage: Literal[STAGES] | None = None,  # type: ignore[valid-type]  # a tuple of literals, which FastAPI reads
+    channel: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    after: Annotated[str, Query(max_length=128)] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Orders by id from the `orders` read model (trailing the ledger by the projection lag), each
+    with its stage and what is still `open`: `?stage=posted` lists what is posted but not shipped."""
+    items = await run_in_threadpool(queries.orders, container.db, stage, channel, after, limit)
+    return {"items": items, "next": items[-1]["order_id"] if len(items) == limit else None}
 
 
 @router.get("/{order_id}", response_model=OrderView, responses=problems(401, 403, 404, 422))

@@ -25,6 +25,7 @@ from api.models import (
     problems,
 )
 from api.problems import Problem
+from bootstrap import Container
 from ledger.application import stock_view
 from ledger.bounds import stock_id
 from ledger.commands import AdjustStock, ReceiveStock, TransferStock
@@ -84,6 +85,7 @@ async def receive(
         location=body.location,
         quantity=body.quantity,
         reference=body.reference,
+        expected=body.asn_id is not None,
         if_match=if_match_version(if_match),
         cause=cause_from(request, reference=body.reference),
     )
@@ -214,7 +216,7 @@ def event_item(position: int, event: Any) -> dict[str, Any]:
 
 
 def read_page(
-    container: Any,
+    container: Container,
     sku: str,
     location: str,
     after: int,

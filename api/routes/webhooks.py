@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
 from adapters import shopify
+from adapters.inbox import Status
 from api.deps import ContainerDep, read_json, store_message
 from api.problems import Problem, validation_problem
 
@@ -34,12 +35,13 @@ async def shopify_webhook(request: Request, container: ContainerDep) -> dict[str
     topic = _header_id(request.headers.get("x-shopify-topic"), "X-Shopify-Topic")
     _, payload = await read_json(request, container)
     headers = {k: request.headers[k] for k in shopify.HEADERS_KEPT if k in request.headers}
-    status, reason = "received", None
+    status: Status = Status.RECEIVED
+    reason: str | None = None
     if topic in shopify.SHAPES:
         try:
             shopify.parse(topic, payload)
         except ValidationError as e:
             raise validation_problem(e) from None
     else:
-        status, reason = "rejected", f"unsupported topic {topic}"
+        status, reason = Status.REJECTED, f"unsupported topic {topic}"
     return await store_message(container, "shopify", webhook_id, topic, body, payload, headers, status, reason)

@@ -92,6 +92,16 @@ class Writer:
         )
 
     @property
+    def cache_size(self) -> int:
+        """Aggregates the cache holds at most (least recently used evicted first)."""
+        return self.cache.size
+
+    @cache_size.setter
+    def cache_size(self, size: int) -> None:
+        self.cache.size = size
+        self.decisions.snapshots.limit = size
+
+    @property
     def before_save(self) -> Callable[[list[Aggregate]], None] | None:
         """Test hook: called with a batch's aggregates after its decision, before its save."""
         return self.decisions.before_save

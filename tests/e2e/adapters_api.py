@@ -43,7 +43,7 @@ class AdaptersApi:
             headers=self.h("admin"),
         )
         assert r.status_code == 200, r.text
-        return r.json()  # type: ignore[no-any-return]
+        return r.json()  # type: ignore[no-any-return]  # JSON
 
     def drain(self) -> None:
         """Applies everything the inbox holds (what the inbox worker does in the background)."""
@@ -55,7 +55,7 @@ class AdaptersApi:
     def inbox(self, **params: Any) -> list[dict[str, Any]]:
         r = self.get("/v1/inbox", limit=1000, **params)
         assert r.status_code == 200, r.text
-        return r.json()["items"]  # type: ignore[no-any-return]
+        return r.json()["items"]  # type: ignore[no-any-return]  # JSON
 
     def channel(self, channel: str, *locations: str) -> None:
         put_channel(self.client, self.h("admin"), channel, *locations)

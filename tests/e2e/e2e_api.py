@@ -34,7 +34,7 @@ class Api:
         return self.client.get(path, params=params, headers=self.auth(scope))
 
     def event_count(self) -> int:
-        return self.container.ledger.app.recorder.max_position()  # type: ignore[attr-defined, no-any-return]
+        return self.container.ledger.app.recorder.max_position()  # type: ignore[attr-defined, no-any-return]  # the ledger's recorders add it
 
 
 def make_api(url: str, **settings: Any) -> Iterator[Api]:

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from adapters.keys import ApiKeys
 from adapters.persistence.db import Database
+from adapters.persistence.migrate import migrate
 from cli.keys import first_start_key
 from cli.main import app as cli
 
@@ -156,8 +157,8 @@ def test_keys_create_prints_the_token_last_on_a_fresh_database(tmp_path, monkeyp
 def test_the_first_start_makes_one_admin_key_and_only_once(sqlite_url: str) -> None:
     db = Database(sqlite_url)
     try:
+        migrate(db)
         keys = ApiKeys(db)
-        keys.create_tables()
         token = first_start_key(keys)
         assert token is not None
         principal = keys.verify(token)

@@ -228,7 +228,8 @@ def test_a_key_whose_first_request_still_runs_answers_409_in_progress(api: Api) 
     import hashlib
 
     caller = hashlib.sha256(headers["Authorization"].encode()).hexdigest()
-    assert IdempotencyStore(api.container.db).claim(caller, "k-running", fingerprint(scope, body)) is None
+    token, held = IdempotencyStore(api.container.db).claim(caller, "k-running", fingerprint(scope, body))
+    assert token is not None and held is None  # claimed, and its request (never finished) still runs
     r = api.client.post("/v1/stock/receipts", content=body, headers=headers)
     assert_problem(r, 409, "idempotency-key-in-progress")
     assert r.headers["retry-after"] == "1"

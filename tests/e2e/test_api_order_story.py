@@ -109,3 +109,35 @@ def test_a_malformed_invoice_is_refused_and_nothing_is_stored(api: Api, change: 
     r = api.post("/v1/erp/invoices", {**invoice, **change})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert len(api.get("/v1/inbox", limit=1000).json()["items"]) == before
+
+
+def test_orders_are_listed_by_stage_with_what_is_still_open(api: Api, erp: ErpStandIn) -> None:
+    sku, channel = uid("sku-"), uid("ch-")
+    assert (
+        api.post(
+            "/v1/stock/receipts", {"sku": sku, "location": "W1", "quantity": 9, "reference": uid()}
+        ).status_code
+        == 201
+    )
+    ids = sorted(uid("o-") for _ in range(3))
+    for oid in ids:
+        lines = [{"line_id": "L1", "sku": sku, "quantity": 1, "location": "W1"}]
+        assert (
+            api.post("/v1/orders", {"order_id": oid, "channel": channel, "lines": lines}).status_code == 201
+        )
+    post_to_erp(api)
+    api.post(
+        f"/v1/orders/{ids[0]}/shipments", {"shipment_id": "s1", "lines": [{"line_id": "L1", "quantity": 1}]}
+    )
+    api.container.projector.catch_up()
+    r = api.get("/v1/orders", stage="posted", channel=channel, limit=1)
+    assert r.status_code == 200, r.text
+    page = r.json()
+    assert [x["order_id"] for x in page["items"]] == [ids[1]] and page["next"] == ids[1]
+    assert page["items"][0]["open"] == ["ship", "invoice"]
+    rest = api.get("/v1/orders", stage="posted", channel=channel, after=page["next"]).json()
+    assert [x["order_id"] for x in rest["items"]] == [ids[2]] and rest["next"] is None
+    shipped = api.get("/v1/orders", stage="shipped", channel=channel).json()["items"]
+    assert [(x["order_id"], x["open"]) for x in shipped] == [(ids[0], ["post", "invoice"])]
+    assert api.get("/v1/orders", stage="nonsense").status_code == 422
+    assert api.get("/v1/orders", scope="ats:read").status_code == 403

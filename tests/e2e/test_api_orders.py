@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from e2e_api import Api, put_channel, read_ats, uid
+import time
+
+from e2e_api import Api, project, put_channel, read_ats, uid
+
+from ledger.commands import SellDirect
 
 
 def stock(api: Api, sku: str, location: str, quantity: int) -> None:
@@ -221,3 +225,44 @@ def test_an_order_no_single_location_can_fill_is_split_and_a_receipt_fills_a_bac
         {"location": "W1", "quantity": 2},
     ]
     assert (on_hand(any_api, sku, "W1")["reserved"], on_hand(any_api, sku, "W1")["available"]) == (5, 2)
+
+
+def test_a_till_sale_under_reservations_opens_a_shortfall_that_reallocation_closes(api: Api) -> None:
+    """An offline till sells 3 of W1's 5 while an order holds 4 there: the sale is recorded, a
+    `shortfall` names the order line no longer covered, and the ledger moves it to W2."""
+    sku, channel = uid("sku-"), uid("ch-")
+    put_channel(api.client, api.auth("admin"), channel, "W1", "W2")
+    stock(api, sku, "W1", 5)
+    stock(api, sku, "W2", 3)
+    oid = uid("o-")
+    r = api.post(
+        "/v1/orders",
+        {"order_id": oid, "channel": channel, "lines": [{"line_id": "L1", "sku": sku, "quantity": 4}]},
+    )
+    assert r.json()["lines"][0]["allocations"] == [{"location": "W1", "quantity": 4}]
+    api.container.ledger.execute(
+        SellDirect(sku=sku, location="W1", quantity=3, reference=uid("till-"), record_shortfall=True)
+    )
+    assert on_hand(api, sku, "W1")["available"] == -2
+    sweeper = api.container.sweeper
+    project(api)
+    assert sweeper.sweep()["opened"] >= 1
+    [item] = [
+        i for i in api.get("/v1/exceptions", kind="shortfall").json()["items"] if i["key"] == f"{sku}@W1"
+    ]
+    assert item["detail"]["short"] == 2
+    assert [(x["order_id"], x["line_id"], x["quantity"]) for x in item["detail"]["uncovered"]] == [
+        (oid, "L1", 2)
+    ]
+    deadline = time.monotonic() + 30  # the sweeper submitted CoverShortfall to the writer
+    while on_hand(api, sku, "W1")["available"] < 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    view = api.get(f"/v1/orders/{oid}").json()
+    assert view["lines"][0]["allocations"] == [
+        {"location": "W1", "quantity": 2},
+        {"location": "W2", "quantity": 2},
+    ]
+    assert (on_hand(api, sku, "W1")["available"], on_hand(api, sku, "W2")["reserved"]) == (0, 2)
+    project(api)
+    assert sweeper.sweep()["closed"] >= 1
+    assert all(i["key"] != f"{sku}@W1" for i in api.get("/v1/exceptions", kind="shortfall").json()["items"])

@@ -130,7 +130,7 @@ def test_hostile_batches_are_refused_and_nothing_is_stored(pos: AdaptersApi) -> 
     bad = [
         batch(1, txn("T1", "sale", ("ITEM-1", 0))),
         batch(1, txn("T1", "sale", ("ITEM-1", 1_000_000_001))),
-        batch(1, txn("T1", "sale", ("ITEM-1", True))),  # type: ignore[arg-type]
+        batch(1, txn("T1", "sale", ("ITEM-1", True))),  # type: ignore[arg-type]  # a wrong type, on purpose
         batch(1, txn("T1", "void")),
         batch(1, txn("T1", "sale")),
         batch(1, txn("T1", "sale", ("ITEM-1", 1)), txn("T1", "sale", ("ITEM-1", 1))),

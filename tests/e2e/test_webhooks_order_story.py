@@ -110,3 +110,78 @@ def test_a_routine_cancel_then_refund_reads_as_routine(shop: Shop) -> None:
     assert order is not None and order.stage == "cancelled" and order.lines["1"]["cancelled"] == 2
     assert refunded(shop, 8005, 8105)["amount"] == "398.00"
     assert shop.stock("SKU-A", WH) == (10, 0)
+
+
+def test_a_gift_card_and_a_custom_item_are_recorded_and_never_park_the_order(shop: Shop) -> None:
+    payload = sp.order(8006, [(1, None, "SKU-A", 1), (2, 4484303768, "", 1), (3, None, None, 2)])
+    payload["line_items"][1].update(
+        gift_card=True, requires_shipping=False, variant_inventory_management=None
+    )
+    payload["line_items"][2].update(gift_card=False, requires_shipping=True, product_exists=False)
+    shop.send("orders/create", payload)
+    shop.send("fulfillments/create", sp.fulfillment(9206, 8006, SHOPIFY_WH, [(1, 1), (2, 1)]))
+    shop.drain()
+    assert {m["status"] for m in shop.inbox()} == {"applied"}
+    order = shop.container.ledger.history.order("8006")
+    assert order is not None
+    assert [(lid, x["sku"], x.get("stock", True)) for lid, x in order.lines.items()] == [
+        ("1", "SKU-A", True),
+        ("2", "gift-card", False),
+        ("3", "custom-item", False),
+    ]
+    assert order.lines["1"]["shipped"] == 1 and order.lines["2"]["shipped"] == 0
+    assert "ship" not in order.open_work  # the only stock line shipped; the others carry no stock
+    assert shop.stock("SKU-A", WH) == (9, 0)
+
+
+def test_a_pos_order_reserves_at_the_store_named_by_its_location_id(shop: Shop) -> None:
+    shop.container.ledger.receive("SKU-A", webhooks.STORE, 3, "seed-store")
+    shop.send(
+        "orders/create",
+        sp.order(8007, [(1, None, "SKU-A", 2)], location_id=webhooks.SHOPIFY_STORE, source_name="pos"),
+    )
+    shop.send("orders/create", sp.order(8008, [(1, None, "SKU-A", 1)], location_id=123456789))
+    shop.drain()
+    order = shop.container.ledger.history.order("8007")
+    assert order is not None and order.lines["1"]["location"] == webhooks.STORE
+    assert shop.stock("SKU-A", webhooks.STORE) == (3, 2) and shop.stock("SKU-A", WH) == (10, 0)
+    parked = [m for m in shop.inbox() if m["status"] == "parked"]
+    assert [m["reason"] for m in parked] == ["unknown location 123456789"]
+
+
+def test_an_order_edit_releases_the_units_edited_out_and_reserves_the_units_edited_in(shop: Shop) -> None:
+    shop.send("orders/create", sp.order(8009, [(1, None, "SKU-A", 3), (2, None, "SKU-B", 1)]))
+    shop.drain()
+    edit = {
+        "order_edit": {
+            "id": 78912328,
+            "order_id": 8009,
+            "committed_at": "2026-11-20T11:00:00-05:00",
+            "staff_note": "",
+            "line_items": {"additions": [{"id": 2, "delta": 2}], "removals": [{"id": 1, "delta": 2}]},
+        }
+    }
+    shop.send("orders/edited", edit)
+    shop.send("orders/edited", edit, webhook_id="again")  # the same edit again changes nothing
+    shop.drain()
+    assert shop.stock("SKU-A", WH) == (10, 1) and shop.stock("SKU-B", WH) == (10, 3)
+    # Then an orders/updated whose current quantities say one more unit of A left, and a new line.
+    updated = sp.order(
+        8009,
+        [(1, None, "SKU-A", 3), (2, None, "SKU-B", 3), (3, None, "SKU-B", 1)],
+        updated_at="2026-11-20T12:00:00-05:00",
+    )
+    for li, current in zip(updated["line_items"], (0, 3, 1), strict=True):
+        li["current_quantity"] = current
+    shop.send("orders/updated", updated)
+    shop.drain()
+    order = shop.container.ledger.history.order("8009")
+    assert order is not None
+    assert (order.lines["1"]["cancelled"], order.lines["2"]["quantity"], order.lines["3"]["quantity"]) == (
+        3,
+        3,
+        1,
+    )
+    assert shop.stock("SKU-A", WH) == (10, 0) and shop.stock("SKU-B", WH) == (10, 4)
+    for m in shop.inbox():
+        assert m["status"] in ("applied", "duplicate") and "refused" not in (m["reason"] or ""), m

@@ -8,6 +8,7 @@ from typing import Any
 
 from adapters.channels import ChannelPolicies, ChannelPolicy
 from adapters.persistence.db import Database
+from adapters.persistence.migrate import migrate
 from adapters.persistence.urls import ledger_env
 from ledger.errors import LedgerError
 from ledger.service import Ledger
@@ -23,8 +24,8 @@ class Rig:
     def __init__(self, url: str) -> None:
         env = ledger_env(url)  # creates the PostgreSQL schema when the URL names one
         self.db = Database(url)
+        migrate(self.db)
         self.channels = ChannelPolicies(self.db)
-        self.channels.create_tables()
         self.ledger = Ledger(env, locations=self.channels)
         self.channels.record = self.ledger.execute  # policy versions are facts in the log
         self.projector = Projector(

@@ -59,7 +59,7 @@ def test_stored_messages_are_applied_and_captured_orders_posted_in_the_backgroun
             on_new=pos.on_stored(parsed),
         )
         container.inbox_worker.wake()
-        eventually(lambda: container.ledger.history.stock("SKU-A", "STORE1").on_hand == 7)  # type: ignore[union-attr]
+        eventually(lambda: container.ledger.history.stock("SKU-A", "STORE1").on_hand == 7)  # type: ignore[union-attr]  # it exists
         container.ledger.capture_order("o-1", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 2}])
         eventually(lambda: (o := container.ledger.history.order("o-1")) is not None and o.stage == "posted")
         order = container.ledger.history.order("o-1")

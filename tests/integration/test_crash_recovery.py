@@ -70,7 +70,7 @@ def test_a_kill_between_decision_and_commit_loses_no_acknowledged_command(pg_url
     )
     acked: list[str] = []
     try:
-        for line in child.stdout:  # type: ignore[union-attr]
+        for line in child.stdout:  # type: ignore[union-attr]  # stdout=PIPE
             if line.startswith("ACK "):
                 acked.append(line.split()[1])
             elif line.startswith("DECIDED"):

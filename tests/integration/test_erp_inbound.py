@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,6 +17,10 @@ from bootstrap import Container, bootstrap
 from ledger import commands as c
 from ledger.bounds import stock_id
 from ledger.ports import StaticLocations
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 @pytest.fixture
@@ -81,7 +86,7 @@ def test_receipts_transfers_and_counts_move_stock_through_the_mappings(container
             "message_id": "m3",
             "count_id": "CC-1",
             "location": "0100",
-            "counted_at": "2026-11-20T08:00:00Z",
+            "counted_at": now(),
             "lines": [{"sku": "SKU-A", "counted": 17}, {"sku": "SKU-B", "counted": 4}],
         },
     )
@@ -95,7 +100,7 @@ def test_receipts_transfers_and_counts_move_stock_through_the_mappings(container
     s = container.ledger.history.stock("SKU-A", "WH1")
     assert s is not None
     last = list(container.ledger.history.events(s.id))[-1][1]
-    assert type(last).__name__ == "StockAdjusted" and last.delta == -3 and last.reason == "cycle-count"
+    assert type(last).__name__ == "StockCounted" and last.delta == -3 and last.reason == "cycle-count"
     assert last.cause["source"] == "erp" and last.cause["causation_id"] == str(row["id"])
 
 
@@ -116,6 +121,7 @@ def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_record
     assert dup["status"] == "duplicate"
     assert on_hand(container, "SKU-A", "WH1") == (3, 0)
     container.ledger.capture_order("o-1", "online", [{"line_id": "1", "sku": "SKU-A", "quantity": 2}])
+    taken = now()
     row = deliver(
         container,
         "cycle-count",
@@ -123,7 +129,7 @@ def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_record
             "message_id": "m2",
             "count_id": "CC-1",
             "location": "WH1",
-            "counted_at": "2026-11-20T08:00:00Z",
+            "counted_at": taken,
             "lines": [{"sku": "SKU-A", "counted": 1}],
         },
     )
@@ -140,7 +146,7 @@ def test_a_repeated_message_id_applies_once_and_a_count_below_reserved_is_record
             "message_id": "m2-resent",
             "count_id": "CC-1",
             "location": "WH1",
-            "counted_at": "2026-11-20T08:00:00Z",
+            "counted_at": taken,
             "lines": [{"sku": "SKU-A", "counted": 1}],
         },
     )
@@ -169,13 +175,14 @@ def test_a_count_on_a_hot_sku_is_decided_in_line_with_the_traffic_around_it(cont
     assert on_hand(container, "HOT", "WH1") == (50 + 80, 0)
     s = container.ledger.history.stock("HOT", "WH1")
     assert s is not None
-    counts = [e for _, e in ledger.history.events(s.id, limit=1000) if type(e).__name__ == "StockAdjusted"]
+    counts = [e for _, e in ledger.history.events(s.id, limit=1000) if type(e).__name__ == "StockCounted"]
     assert [(e.delta, e.reason, e.reference) for e in counts] == [(-10, "cycle-count", "CC-hot")]
-    # A count that matches appends nothing; a repeat of a count is its first answer.
-    top = ledger.app.recorder.max_position()
+    # A count that matches moves nothing; a repeat of a count is its first answer and appends nothing.
     assert (
         ledger.execute(c.CountStock(sku="HOT", location="WH1", counted=130, reference="CC-2"))["delta"] == 0
     )
+    assert on_hand(container, "HOT", "WH1") == (130, 0)
+    top = ledger.app.recorder.max_position()
     assert ledger.execute(c.CountStock(sku="HOT", location="WH1", counted=50, reference="CC-hot"))[
         "duplicate"
     ]
@@ -298,3 +305,31 @@ def test_a_wrong_transfer_source_remaps_only_the_source_and_keeps_what_the_desti
     assert on_hand(container, "SKU-A", "WH1") == (30, 0)
     assert on_hand(container, "SKU-A", "WH2") == (20, 0)
     assert on_hand(container, "SKU-A", "STORE1") == (10, 0)  # the units really arrived there
+
+
+def test_a_back_dated_count_keeps_the_units_shipped_after_it_and_an_older_count_moves_nothing(
+    container: Container,
+) -> None:
+    """Counted 19 before 3 units shipped, delivered after: on hand 16, not 19 (REFERENCE, failure 3)."""
+    ledger = container.ledger
+    ledger.receive("SKU-C", "WH1", 20, "seed-c")
+    taken = now()
+    for i in range(3):
+        ledger.execute(c.SellDirect(sku="SKU-C", location="WH1", quantity=1, reference=f"ship-c-{i}"))
+    msg = {"count_id": "CC-back", "location": "WH1", "lines": [{"sku": "SKU-C", "counted": 19}]}
+    row = deliver(container, "cycle-count", {**msg, "message_id": "cc-back", "counted_at": taken})
+    assert row["status"] == "applied", row
+    assert on_hand(container, "SKU-C", "WH1") == (16, 0)
+    s = ledger.history.stock("SKU-C", "WH1")
+    assert s is not None
+    counted = list(ledger.history.events(s.id))[-1][1]
+    assert type(counted).__name__ == "StockCounted" and len(counted.accounted) == 3
+    assert counted.counted_at == datetime.fromisoformat(taken)
+    # A count taken before that one, delivered later, is kept for audit and moves nothing.
+    older = {**msg, "count_id": "CC-older", "lines": [{"sku": "SKU-C", "counted": 2}]}
+    deliver(
+        container, "cycle-count", {**older, "message_id": "cc-older", "counted_at": "2026-01-01T00:00:00Z"}
+    )
+    assert on_hand(container, "SKU-C", "WH1") == (16, 0)
+    last = list(ledger.history.events(s.id))[-1][1]
+    assert type(last).__name__ == "StockCounted" and last.applied is False and last.counted == 2

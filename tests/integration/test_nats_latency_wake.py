@@ -20,6 +20,7 @@ from adapters import outbox
 from adapters.channels import ChannelPolicy
 from adapters.nats import NatsPublisher
 from adapters.persistence.db import Database
+from adapters.persistence.migrate import migrate
 from adapters.persistence.urls import ledger_env
 from ledger import commands as c
 from projections.runner import Runner
@@ -35,7 +36,7 @@ def test_enqueue_many_keeps_order_and_counts_per_transaction(database_url):
     ledger_env(database_url)  # creates the schema
     db = Database(database_url)
     try:
-        outbox.create_tables(db)
+        migrate(db)
         msgs = [(f"ledger.test.m{i}", {"position": i}, f"m:{i}") for i in (5, 1, 4, 2, 3)]
         with db.transaction() as tx:
             outbox.enqueue_many(tx, msgs[:3])
@@ -61,7 +62,7 @@ def test_watch_wakes_on_commit_only_and_only_for_its_schema(pg_url):
     box = outbox.OutboxQueue(db)
     try:
         for d in (db, other):
-            outbox.create_tables(d)
+            migrate(d)
         unwatch = box.watch(woken.set)
         try:
             wait_for(lambda: box.listening and woken.is_set())  # the wake after LISTEN
@@ -111,7 +112,7 @@ def test_a_relay_is_woken_by_a_commit_in_another_process(pg_url, tmp_path):
     server = start_nats(port, str(tmp_path / "js"))
     ledger_env(pg_url)
     db = Database(pg_url)
-    outbox.create_tables(db)
+    migrate(db)
     box = outbox.OutboxQueue(db)
     relay = NatsPublisher(url, box, poll_seconds=HOUR)
     try:

@@ -52,7 +52,7 @@ def wait_for(cond, timeout: float = 30.0) -> None:
 class RecordingOutbox(OutboxQueue):
     """The real outbox, remembering which messages the relay removed after an ack."""
 
-    def __init__(self, db) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, db) -> None:  # type: ignore[no-untyped-def]  # a test double
         super().__init__(db)
         self.acked: list[str] = []
 

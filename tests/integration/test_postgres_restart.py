@@ -188,7 +188,7 @@ def schema_url(server: PrivatePostgres) -> str:
 
 
 def receipt_key(reference: str) -> str:
-    return c.ReceiveStock(sku="X", location="X", quantity=1, reference=reference).key  # type: ignore[return-value]
+    return c.ReceiveStock(sku="X", location="X", quantity=1, reference=reference).key  # type: ignore[return-value]  # a keyed command
 
 
 def test_a_crash_of_postgres_loses_no_acknowledged_command_and_the_writer_recovers(private_pg):
@@ -321,10 +321,10 @@ def test_a_restart_while_idle_is_invisible_to_the_next_command(private_pg):
         again = ledger.receive("SKU-I", "A", 5, "idle-1")
         assert again["duplicate"] is True and again["on_hand"] == 5
         # Reads through the same ledger see the stored state.
-        assert ledger.history.stock("SKU-I", "A").on_hand == 2  # type: ignore[union-attr]
-        assert ledger.history.stock("SKU-I", "B").on_hand == 8  # type: ignore[union-attr]
+        assert ledger.history.stock("SKU-I", "A").on_hand == 2  # type: ignore[union-attr]  # it exists
+        assert ledger.history.stock("SKU-I", "B").on_hand == 8  # type: ignore[union-attr]  # it exists
 
     with Ledger(ledger_env(url)) as fresh:  # and so does a cold one
-        assert fresh.history.stock("SKU-I", "A").on_hand == 2  # type: ignore[union-attr]
-        assert fresh.history.stock("SKU-I", "B").on_hand == 8  # type: ignore[union-attr]
-        assert fresh.history.stock("SKU-J", "A").on_hand == 4  # type: ignore[union-attr]
+        assert fresh.history.stock("SKU-I", "A").on_hand == 2  # type: ignore[union-attr]  # it exists
+        assert fresh.history.stock("SKU-I", "B").on_hand == 8  # type: ignore[union-attr]  # it exists
+        assert fresh.history.stock("SKU-J", "A").on_hand == 4  # type: ignore[union-attr]  # it exists

@@ -22,7 +22,7 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2; httpx still wor
 
 @contextmanager
 def app(url: str, **settings: str) -> Iterator[tuple[TestClient, Container]]:
-    container = bootstrap(Settings(database_url=url, **settings))  # type: ignore[arg-type]
+    container = bootstrap(Settings(database_url=url, **settings))  # type: ignore[arg-type]  # settings by keyword
     try:
         with TestClient(create_app(container=container, run_workers=False)) as client:
             yield client, container

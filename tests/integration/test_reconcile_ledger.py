@@ -96,7 +96,6 @@ def test_a_sku_location_with_no_events_counts_zero_and_outside_ids_go_through_th
 
     r, led, a = container.reconciler, container.ledger, sku()
     store = SqlMappingStore(container.db)
-    store.create_tables()
     store.set("erp", "sku", "E-" + a, a, "test")
     store.set("erp", "location", "W01", "WH", "test")
     led.receive(a, "WH", 4, "po-" + a)

@@ -83,8 +83,10 @@ def test_ats_changes_reach_shopify_coalesced_with_compare_and_idempotency(
     for _ in range(20):  # bursts on one SKU: only the newest value matters
         adjust(container, "SKU-0", 1)
     container.start_workers()
-    wait_until(lambda: all(shopify.level(SHOP, item(n), LOC) == (30 if n == 0 else 10 + n) for n in range(5)),
-               what="Shopify to hold the ATS")
+    wait_until(
+        lambda: all(shopify.level(SHOP, item(n), LOC) == (30 if n == 0 else 10 + n) for n in range(5)),
+        what="Shopify to hold the ATS",
+    )
     muts = shopify.mutations()
     assert sum(m.quantities for m in muts) < 25  # 25 changes, coalesced and batched
     assert all(m.idempotency_key for m in muts)
@@ -95,7 +97,9 @@ def test_ats_changes_reach_shopify_coalesced_with_compare_and_idempotency(
     assert status["throttle"]["restore_rate"] == 100.0
     # learned identity: a versioned mapping shopify/inventory_item/{id} -> SKU
     mappings = container.mappings
-    wait_until(lambda: mappings.get("shopify", "inventory_item", "1000") is not None, what="the learned mapping")
+    wait_until(
+        lambda: mappings.get("shopify", "inventory_item", "1000") is not None, what="the learned mapping"
+    )
     assert mappings.get("shopify", "inventory_item", "1000")[0] == "SKU-0"
 
 
@@ -138,7 +142,9 @@ def test_a_stale_compare_explained_by_the_ledgers_own_sales_is_routine(
 
 
 def test_throttling_is_back_pressure_and_nothing_is_lost(pg_url: str) -> None:
-    shopify = ShopifyAdminStandIn({TOKEN: SHOP}, restore_rate=20.0, maximum_available=25.0, throttle_429=True).start()
+    shopify = ShopifyAdminStandIn(
+        {TOKEN: SHOP}, restore_rate=20.0, maximum_available=25.0, throttle_429=True
+    ).start()
     try:
         cont = make(pg_url, shopify)
         try:
@@ -152,15 +158,20 @@ def test_throttling_is_back_pressure_and_nothing_is_lost(pg_url: str) -> None:
                 adjust(cont, f"SKU-{round_}", 2)
                 time.sleep(0.05)
             want = {n: 1 + n + (2 if n < 6 else 0) for n in range(8)}
-            wait_until(lambda: all(shopify.level(SHOP, item(n), LOC) == want[n] for n in range(8)), 60,
-                       "convergence under a small bucket")
+            wait_until(
+                lambda: all(shopify.level(SHOP, item(n), LOC) == want[n] for n in range(8)),
+                60,
+                "convergence under a small bucket",
+            )
         finally:
             cont.close()
     finally:
         shopify.stop()
 
 
-def test_outage_and_restart_lose_nothing_and_apply_nothing_twice(pg_url: str, shopify: ShopifyAdminStandIn) -> None:
+def test_outage_and_restart_lose_nothing_and_apply_nothing_twice(
+    pg_url: str, shopify: ShopifyAdminStandIn
+) -> None:
     shopify.add_item(SHOP, item(1), "SKU-1", {LOC: 0})
     shopify.add_item(SHOP, item(2), "SKU-2", {LOC: 0})
     cont = make(pg_url, shopify)
@@ -179,8 +190,10 @@ def test_outage_and_restart_lose_nothing_and_apply_nothing_twice(pg_url: str, sh
         receive(receive_later, "SKU-2", 9)
         adjust(receive_later, "SKU-1", 1)
         receive_later.start_workers()
-        wait_until(lambda: shopify.level(SHOP, item(2), LOC) == 9 and shopify.level(SHOP, item(1), LOC) == 5,
-                   what="the push after a restart")
+        wait_until(
+            lambda: shopify.level(SHOP, item(2), LOC) == 9 and shopify.level(SHOP, item(1), LOC) == 5,
+            what="the push after a restart",
+        )
         wait_until(lambda: receive_later.shopify_sync.status()["shops"][0]["pending"] == 0, what="drained")
     finally:
         receive_later.close()

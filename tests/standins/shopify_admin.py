@@ -168,7 +168,7 @@ def _type_of(obj: Any, *_: Any) -> str:
 
 
 for _name in ("Node",):
-    SCHEMA.type_map[_name].resolve_type = _type_of  # type: ignore[attr-defined]
+    SCHEMA.type_map[_name].resolve_type = _type_of  # type: ignore[attr-defined]  # graphql-core's resolver hook
 
 
 @dataclass

@@ -30,7 +30,7 @@ class World:
 
     @property
     def projector(self) -> Projector:
-        return self.container.projector  # type: ignore[no-any-return]
+        return self.container.projector  # type: ignore[no-any-return]  # the container's
 
     def receive(self, sku: str, quantity: int, location: str = "W1") -> None:
         ref = uuid.uuid4().hex

@@ -17,7 +17,7 @@ from ledger.writer import StorageError
 def test_a_command_is_immutable():
     cmd = c.ReceiveStock(sku="A", location="L", quantity=1, reference="po-1")
     with pytest.raises(FrozenInstanceError):
-        cmd.quantity = 2  # type: ignore[misc]
+        cmd.quantity = 2  # type: ignore[misc]  # frozen, on purpose
 
 
 def test_each_idempotent_command_names_its_natural_key():

@@ -19,7 +19,9 @@ def compose() -> dict:
 
 def test_compose_runs_postgres_nats_with_jetstream_the_service_and_the_worker():
     services = compose()["services"]
-    assert set(services) == {"postgres", "nats", "ledger", "worker"}
+    assert {"postgres", "nats", "ledger", "worker"} <= set(services)
+    profiled = {name for name, svc in services.items() if "profiles" in svc}
+    assert set(services) - profiled == {"postgres", "nats", "ledger", "worker"}
     assert services["postgres"]["image"].startswith("postgres:")
     nats = services["nats"]
     assert "-js" in nats["command"] and "8222" in nats["command"]
@@ -47,22 +49,40 @@ def test_the_ledger_is_configured_through_the_contract_variables():
         )
         assert env["LEDGER_NATS_URL"] == "nats://nats:4222"
     assert services["ledger"]["command"][:4] == ["ledger", "serve", "--host", "0.0.0.0"]
-    assert services["worker"]["command"] == ["ledger", "worker"]
-    assert "8000:8000" in services["ledger"]["ports"]
+    assert services["worker"]["command"][:2] == ["ledger", "worker"]
+    assert "--metrics-port" in services["worker"]["command"]  # Prometheus scrapes the worker's lag too
+    assert services["ledger"]["ports"] == ["${LEDGER_BIND:-127.0.0.1}:8000:8000"]
+
+
+def test_every_published_port_is_bound_to_loopback_by_default():
+    for name, svc in compose()["services"].items():
+        for port in svc.get("ports", []):
+            assert port.startswith(("127.0.0.1:", "${LEDGER_BIND:-127.0.0.1}:")), (name, port)
+
+
+def test_the_observability_profile_brings_prometheus_and_grafana_provisioned_with_the_repo_files():
+    services = compose()["services"]
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["observability"]
+    mounts = " ".join(services["prometheus"]["volumes"] + services["grafana"]["volumes"])
+    for path in ("ops/prometheus/alerts.yml", "ops/prometheus/prometheus.yml", "ops/grafana/dashboards",
+                 "ops/grafana/provisioning"):
+        assert "./" + path in mounts
+        assert (ROOT / path).exists()
 
 
 def test_the_service_command_exists_in_the_cli():
-    commands = typer.main.get_command(cli).commands  # type: ignore[attr-defined]
+    commands = typer.main.get_command(cli).commands  # type: ignore[attr-defined]  # a click Group
     assert "serve" in commands
 
 
 def test_the_http_service_leaves_the_workers_to_the_worker_service():
     services = compose()["services"]
     assert "--no-workers" in services["ledger"]["command"]
-    serve = typer.main.get_command(cli).commands["serve"]  # type: ignore[attr-defined]
+    serve = typer.main.get_command(cli).commands["serve"]  # type: ignore[attr-defined]  # a click Group
     flags = {o for p in serve.params for o in (*p.opts, *getattr(p, "secondary_opts", ()))}
     assert {"--host", "--port", "--no-workers"} <= flags
-    assert "worker" in typer.main.get_command(cli).commands  # type: ignore[attr-defined]
+    assert "worker" in typer.main.get_command(cli).commands  # type: ignore[attr-defined]  # a click Group
 
 
 def test_the_image_installs_the_project_on_python_311_slim():
@@ -72,7 +92,9 @@ def test_the_image_installs_the_project_on_python_311_slim():
         if x.strip() and not x.startswith("#")
     ]
     assert lines[0] == "FROM python:3.11-slim"
-    assert any(x.startswith("RUN pip install .") for x in lines)
+    assert any(x.startswith("RUN pip install") and "-c requirements.lock" in x for x in lines)
+    healthcheck = (ROOT / "Dockerfile").read_text().replace("\\\n", " ").split("HEALTHCHECK", 1)
+    assert len(healthcheck) == 2 and "/readyz" in healthcheck[1].splitlines()[0]
     copied = {x.split()[1] for x in lines if x.startswith("COPY")}
     packages = {"ledger", "adapters", "projections", "bootstrap", "api", "cli"}
     assert packages <= copied and "pyproject.toml" in copied

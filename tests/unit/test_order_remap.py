@@ -24,7 +24,7 @@ class Store:
 
     def __init__(self) -> None:
         self.aggs: dict[UUID, Aggregate] = {}
-        self.decider = Decider(None, StaticLocations({"online": ["WH1", "WH2"]}))  # type: ignore[arg-type]
+        self.decider = Decider(None, StaticLocations({"online": ["WH1", "WH2"]}))  # type: ignore[arg-type]  # no app: nothing is loaded
         self.log: list[Any] = []
 
     def decide(self, cmd: c.Command) -> dict[str, Any]:

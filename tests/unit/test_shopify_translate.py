@@ -39,7 +39,7 @@ def translate(
 ) -> tuple[Any, Lookup]:
     lookup = Lookup(Mappings(table or {}), "shopify")
     row = {"id": 1, "kind": topic, "headers": {"x-shopify-shop-domain": shop}}
-    return shopify.translate(row, payload, lookup, Context(NoOrders(), None)), lookup  # type: ignore[arg-type]
+    return shopify.translate(row, payload, lookup, Context(NoOrders(), None)), lookup  # type: ignore[arg-type]  # a stand-in ledger
 
 
 @given(st.binary(max_size=2000), st.text(min_size=1, max_size=40))
@@ -82,6 +82,7 @@ def test_an_order_captures_on_the_mapped_channel_with_mapped_variants_and_keeps_
     assert cmd.lines == (
         {"line_id": "1", "sku": "SKU-A", "quantity": 2},
         {"line_id": "2", "sku": "FALLBACK", "quantity": 1},
+        {"line_id": "3", "sku": "custom-item", "quantity": 1, "stock": False},  # recorded, no stock
     )
     assert cmd.external_refs == {
         "name": "#1001",

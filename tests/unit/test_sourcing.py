@@ -29,7 +29,7 @@ class Store:
 
     def __init__(self, groups: dict[str, list[str]] | None = None) -> None:
         self.aggs: dict[UUID, Aggregate] = {}
-        self.decider = Decider(None, StaticLocations(groups or {"web": GROUP}))  # type: ignore[arg-type]
+        self.decider = Decider(None, StaticLocations(groups or {"web": GROUP}))  # type: ignore[arg-type]  # no app: nothing is loaded
         self.log: list[Any] = []
 
     def decide(self, cmd: c.Command) -> dict[str, Any]:
@@ -273,3 +273,24 @@ def test_the_read_model_fold_keeps_the_same_allocations_and_backorders() -> None
         == (mine["allocations"], mine["backordered"])
         == ({"W2": 1}, 2)
     )
+
+
+def test_a_shortfall_moves_the_newest_reservations_to_the_group_as_far_as_it_has_units() -> None:
+    store = Store()
+    store.receive("W1", 5)
+    store.receive("W2", 1)
+    store.capture("o-1", 2, location="W1")
+    store.capture("o-2", 3)  # W1 alone
+    store.decide(c.SellDirect(sku="A", location="W1", quantity=3, reference="till-1", record_shortfall=True))
+    level = store.level("A", "W1")
+    assert level is not None and level.available == -3
+    assert level.uncovered() == [("o-2/1", 3)]
+    answer = store.decide(c.CoverShortfall(sku="A", location="W1"))
+    assert answer["moved"] == [{"order_id": "o-2", "line_id": "1", "from": "W1", "to": "W2", "quantity": 1}]
+    assert answer["uncovered"] == [
+        {"reservation_id": "o-2/1", "order_id": "o-2", "line_id": "1", "quantity": 2}
+    ]
+    assert allocations(store, "o-2") == {"W1": 2, "W2": 1}
+    assert store.stock("A", "W2") == (1, 1)
+    again = store.decide(c.CoverShortfall(sku="A", location="W1"))  # nothing free any more: no change
+    assert again["moved"] == [] and again["available"] == -2

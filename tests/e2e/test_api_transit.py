@@ -1,0 +1,72 @@
+"""Stock in transit over HTTP: ERP transfers dispatched then received, advance shipping notices
+consumed by receipts that name them (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from e2e_api import Api, uid
+
+
+def apply_inbox(api: Api) -> None:
+    for _ in range(50):
+        if not api.container.intake.step():
+            return
+
+
+def level(api: Api, sku: str, location: str) -> tuple[int, int, int]:
+    s = api.get(f"/v1/stock/{sku}/{location}").json()
+    return s["on_hand"], s["incoming"], s["available"]
+
+
+def test_a_dispatched_transfer_is_incoming_at_its_destination_until_received(any_api: Api) -> None:
+    sku, tid = uid("sku-"), uid("TR-")
+    r = any_api.post("/v1/stock/receipts", {"sku": sku, "location": "W1", "quantity": 10, "reference": uid()})
+    assert r.status_code == 201
+    leg = {
+        "transfer_id": tid,
+        "from_location": "W1",
+        "to_location": "S1",
+        "lines": [{"sku": sku, "quantity": 4}],
+    }
+    r = any_api.post("/v1/erp/transfers", {**leg, "message_id": uid("m-"), "status": "dispatched"})
+    assert r.status_code == 200, r.text
+    apply_inbox(any_api)
+    assert level(any_api, sku, "W1") == (6, 0, 6)
+    assert level(any_api, sku, "S1") == (0, 4, 0)
+    any_api.post("/v1/erp/transfers", {**leg, "message_id": uid("m-"), "status": "received"})
+    apply_inbox(any_api)
+    assert level(any_api, sku, "S1") == (4, 0, 4)
+    assert level(any_api, sku, "W1") == (6, 0, 6)
+    bad = any_api.post("/v1/erp/transfers", {**leg, "message_id": uid("m-"), "status": "lost"})
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_advance_shipping_notice_is_incoming_and_a_receipt_naming_it_consumes_it(any_api: Api) -> None:
+    sku, asn = uid("sku-"), uid("ASN-")
+    notice = {
+        "message_id": uid("m-"),
+        "asn_id": asn,
+        "location": "W1",
+        "expected_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        "lines": [{"sku": sku, "quantity": 5}],
+    }
+    r = any_api.post("/v1/erp/advance-shipping-notices", notice)
+    assert r.status_code == 200, r.text
+    apply_inbox(any_api)
+    assert level(any_api, sku, "W1") == (0, 5, 0)
+    receipt = {"sku": sku, "location": "W1", "quantity": 3, "reference": uid("PO-"), "asn_id": asn}
+    assert any_api.post("/v1/stock/receipts", receipt).status_code == 201
+    assert level(any_api, sku, "W1") == (3, 2, 3)
+    goods = {
+        "message_id": uid("m-"),
+        "receipt_id": uid("GR-"),
+        "location": "W1",
+        "asn_id": asn,
+        "lines": [{"sku": sku, "quantity": 2}],
+    }
+    assert any_api.post("/v1/erp/goods-receipts", goods).status_code == 200
+    apply_inbox(any_api)
+    assert level(any_api, sku, "W1") == (5, 0, 5)
+    naive = {**notice, "message_id": uid("m-"), "expected_at": "2026-12-01T00:00:00"}
+    assert any_api.post("/v1/erp/advance-shipping-notices", naive).status_code == 422
