@@ -1,20 +1,23 @@
 """Applying inbox messages: translate through the current mappings, submit, record the outcome; and remap.
 
-`Intake.apply(rows)` translates a run of messages in order, submits every resulting command to
-the group-commit writer before waiting for any (so a run is decided in few transactions, in
-order), then records each message's status in one transaction. Every command carries
+`Intake.step()` claims received messages (`Inbox.claim`: on PostgreSQL no two workers hold the
+same row) and `Intake.apply(rows)` applies them in runs: the run's mappings are looked up together,
+its messages translated side by side, every resulting command submitted to the group-commit writer
+before waiting for any, and the outcomes recorded in one transaction. Messages of one order apply
+in id order (a later one goes to the next run), other orders alongside. Every command carries
 `cause = {source, reference, correlation_id, causation_id, mapping_version, mappings}`:
 `reference` and `causation_id` are the inbox id, `mapping_version` the newest mapping version
-the translation used, and `mappings` the keys that chose its SKU and location.
+the translation used, and `mappings` the `MappingUse`s that chose its SKU and locations (one per
+leg: a transfer names both locations' mappings).
 
 `Remapper.remap(source, kind, external_id)` re-translates the messages that used a mapping
-after it was fixed: every movement they posted on a stream whose SKU or location came from
-that mapping, and that now maps elsewhere, gets a `CorrectMovement` (reversal on the wrong
-stream, re-posting on the right one, both naming the original). A Shopify order captured through
-a variant mapping (`shopify/sku/{variant}`) that now maps elsewhere gets a `RemapOrderLine` per
-open line: the reservation moves from the wrong SKU to the right one and the order records
-`LineRemapped` (the line, both SKUs, the mapping fix); a line already shipped is refused and
-listed. Parked messages that asked for the mapping are applied. Nothing is deleted.
+after it was fixed: every movement they posted on a stream whose SKU or location that mapping's
+use chose (only that leg of a transfer), and that now maps elsewhere, gets a `CorrectMovement`
+(reversal on the wrong stream, re-posting on the right one, both naming the original). A Shopify
+order captured through a variant mapping (`shopify/sku/{variant}`) that now maps elsewhere gets a
+`RemapOrderLine` per open line: the reservation moves from the wrong SKU to the right one and the
+order records `LineRemapped` (the line, both SKUs, the mapping fix); a line already shipped is
+refused and listed. Parked messages that asked for the mapping are applied. Nothing is deleted.
 """
 
 from __future__ import annotations
@@ -95,18 +98,9 @@ class Intake:
         self.inbox = inbox
         self.mappings = mappings
         self.ctx = Context(ledger.history, inbox.db)
-        self.translators = translators
-        self._translating: ThreadPoolExecutor | None = None
+        self.translators = translators  # threads translating a run side by side (PostgreSQL)
 
     # -------------------------------------------------------------- apply
-
-    def _pool(self) -> ThreadPoolExecutor | None:
-        """Threads that translate a run's messages side by side (PostgreSQL: their reads overlap)."""
-        if self.inbox.db.dialect != "postgres" or self.translators < 2:
-            return None
-        if self._translating is None:
-            self._translating = ThreadPoolExecutor(self.translators, thread_name_prefix="intake-translate")
-        return self._translating
 
     def step(self, limit: int = 200) -> int:
         """Claims received messages and applies them; the number whose status changed."""
@@ -183,9 +177,10 @@ class Intake:
         def translate(row: dict[str, Any]) -> Translation:
             return self.translate(row, lookups[int(row["id"])])
 
-        pool = self._pool()
-        if pool is not None and len(first) > 1:
-            translated = list(pool.map(translate, first))
+        if self.inbox.db.dialect == "postgres" and self.translators > 1 and len(first) > 1:
+            # threads for this run only: their reads overlap; none outlives the run
+            with ThreadPoolExecutor(min(self.translators, len(first)), "intake-translate") as pool:
+                translated = list(pool.map(translate, first))
         else:
             translated = [translate(r) for r in first]
         translations = dict(zip((int(r["id"]) for r in first), translated, strict=True))

@@ -60,7 +60,7 @@ class SqlMappingStore:
         return None if row is None else (row["canonical"], int(row["version"]))
 
     def get_many(self, source: str, external_ids: Iterable[str]) -> dict[tuple[str, str], tuple[str, int]]:
-        """{(kind, external_id): (canonical, version)} of every mapped code among `external_ids`, all kinds."""
+        """{(kind, external_id): (canonical, version)} of the mapped codes among `external_ids`."""
         ids = sorted(set(external_ids))
         found: dict[tuple[str, str], tuple[str, int]] = {}
         for i in range(0, len(ids), 500):

@@ -54,7 +54,7 @@ async def capture(
     return _answer(await execute(container, cmd))
 
 
-@router.post("/{order_id}/shipments", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
+@router.post("/{order_id:path}/shipments", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
 async def ship(
     order_id: OrderId,
     body: Shipment,
@@ -75,7 +75,7 @@ async def ship(
     return _answer(await execute(container, cmd))
 
 
-@router.post("/{order_id}/cancellation", status_code=200, response_model=OrderView, responses=WRITE_PROBLEMS)
+@router.post("/{order_id:path}/cancellation", status_code=200, response_model=OrderView, responses=WRITE_PROBLEMS)
 async def cancel(
     order_id: OrderId,
     body: Cancellation,
@@ -97,7 +97,7 @@ async def cancel(
     return _answer(await execute(container, cmd))
 
 
-@router.post("/{order_id}/returns", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
+@router.post("/{order_id:path}/returns", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
 async def return_items(
     order_id: OrderId,
     body: Return,
@@ -133,7 +133,7 @@ async def list_orders(
     return {"items": items, "next": items[-1]["order_id"] if len(items) == limit else None}
 
 
-@router.get("/{order_id}", response_model=OrderView, responses=problems(401, 403, 404, 422))
+@router.get("/{order_id:path}", response_model=OrderView, responses=problems(401, 403, 404, 422))
 async def order(order_id: OrderId, container: ContainerDep, _: OrderReader) -> dict[str, Any]:
     """The order, its stage and its lines, straight from the ledger."""
     valid_id(order_id, "order_id")

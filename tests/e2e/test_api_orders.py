@@ -266,3 +266,31 @@ def test_a_till_sale_under_reservations_opens_a_shortfall_that_reallocation_clos
     project(api)
     assert sweeper.sweep()["closed"] >= 1
     assert all(i["key"] != f"{sku}@W1" for i in api.get("/v1/exceptions", kind="shortfall").json()["items"])
+
+
+def test_an_order_id_with_a_slash_is_addressable_again_percent_encoded(any_api: Api) -> None:
+    sku = uid("sku-")
+    stock(any_api, sku, "W1", 5)
+    oid = f"SO/2026/{uid()}"
+    body = {
+        "order_id": oid,
+        "channel": "web",
+        "lines": [{"line_id": "L1", "sku": sku, "quantity": 2, "location": "W1"}],
+    }
+    assert any_api.post("/v1/orders", body).status_code == 201
+    path = "/v1/orders/" + oid.replace("/", "%2F")
+    view = any_api.get(path)
+    assert view.status_code == 200 and view.json()["order_id"] == oid
+    shipped = any_api.post(
+        f"{path}/shipments", {"shipment_id": "S/1", "lines": [{"line_id": "L1", "quantity": 1}]}
+    )
+    assert shipped.status_code == 201, shipped.text
+    cancelled = any_api.post(f"{path}/cancellation", {"reason": "customer"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert on_hand(any_api, sku, "W1")["reserved"] == 0
+    returned = any_api.post(
+        f"{path}/returns",
+        {"return_id": "R/1", "lines": [{"line_id": "L1", "quantity": 1, "disposition": "restock"}]},
+    )
+    assert returned.status_code == 201, returned.text
+    assert any_api.get("/v1/orders/" + "SO%2F2026%2Fnope").status_code == 404
