@@ -41,6 +41,8 @@ from adapters import shopify_metrics as m
 from adapters.exceptions import close_exception, open_exception
 from adapters.loop import Loop
 from adapters.persistence.db import Database, Tx
+from adapters.reconciliation.engine import drift_key
+from adapters.reconciliation.thresholds import Threshold, parse_thresholds
 from adapters.shopify_admin import (
     MUTATION_COST,
     AdminClient,
@@ -170,6 +172,7 @@ class Feeder:
                     [t["channel"] for t in new],
                 ).fetchall()
                 tx.executemany(f"UPDATE {TARGETS} SET fed = 1 WHERE id = %s", [(t["id"],) for t in new])
+            changed += self._removed(tx, by_channel, channels, position)
             newest: dict[tuple[str, str, str], tuple[str, str, str, str, int, int]] = {}
             for r in changed:
                 t = by_channel[r["channel"]]
@@ -184,6 +187,31 @@ class Feeder:
         if newest and self.on_fed is not None:
             self.on_fed()
         return len(newest)
+
+    @staticmethod
+    def _removed(
+        tx: Tx, by_channel: dict[str, dict[str, Any]], channels: list[str], position: int
+    ) -> list[dict[str, Any]]:
+        """A policy change can remove `ats` rows (the SKU left every location of the channel): such a
+        SKU's ATS is 0, written at the policy change's position."""
+        marks = ", ".join(["%s"] * len(channels))
+        policies = tx.execute(
+            f"SELECT channel, position FROM ats_policies WHERE channel IN ({marks}) AND position > %s",
+            (*channels, position),
+        ).fetchall()
+        out: list[dict[str, Any]] = []
+        for p in policies:
+            t = by_channel[p["channel"]]
+            gone = tx.execute(
+                f"SELECT sku FROM {WRITES} w WHERE shop = %s AND location_id = %s AND channel = %s "
+                "AND desired <> 0 AND NOT EXISTS (SELECT 1 FROM ats a WHERE a.channel = w.channel AND a.sku = w.sku)",
+                (t["shop"], t["location_id"], p["channel"]),
+            ).fetchall()
+            out += [
+                {"channel": p["channel"], "sku": g["sku"], "available": 0, "position": int(p["position"])}
+                for g in gone
+            ]
+        return out
 
 
 # ---------------------------------------------------------------------- pushing
@@ -239,7 +267,9 @@ class Pusher:
         mappings: Any,
         batch: int = 250,
         sleep: Callable[[float], Any] = time.sleep,
+        threshold: Threshold | None = None,
     ) -> None:
+        self.threshold = threshold or Threshold()
         self.db = db
         self.client = client
         self.shop = client.shop
@@ -329,6 +359,8 @@ class Pusher:
         if stale:
             self._restale(tx, stale)
         for r, message in refused:
+            if message.startswith(("INVALID_INVENTORY_ITEM", "ITEM_NOT_STOCKED_AT_LOCATION")):
+                self._forget_item(tx, r)
             self._fail(tx, [r], Refused(message))
         if not stale and not refused and unnamed:  # errors naming no quantity: the whole call
             self._fail(tx, rows, Refused("; ".join(unnamed)[:500]))
@@ -390,6 +422,7 @@ class Pusher:
             if r["known"] is None:
                 level = levels.get((r["item_id"], r["location_id"]))
                 if level is None:
+                    self._forget_item(tx, r)
                     self._fail(tx, [r], Refused(f"inventory item {r['item_id']} is not stocked at {r['location_id']}"))
                     continue
                 record_observation(tx, r["item_id"], r["location_id"], level)
@@ -397,6 +430,14 @@ class Pusher:
                 r = {**r, "known": level}
             out.append(r)
         return out
+
+    @staticmethod
+    def _forget_item(tx: Tx, r: dict[str, Any]) -> None:
+        """A stale identity: the next attempt resolves the SKU again (an operator's new mapping wins)."""
+        tx.execute(
+            f"UPDATE {WRITES} SET item_id = NULL, known = NULL WHERE shop = %s AND location_id = %s AND sku = %s",
+            (r["shop"], r["location_id"], r["sku"]),
+        )
 
     @staticmethod
     def _set_known(tx: Tx, r: dict[str, Any], level: int) -> None:
@@ -451,10 +492,41 @@ class Pusher:
         for r in stale:
             level = levels.get((r["item_id"], r["location_id"]))
             if level is None:
+                self._forget_item(tx, r)
                 self._fail(tx, [r], Refused(f"inventory item {r['item_id']} is not stocked at {r['location_id']}"))
                 continue
             record_observation(tx, r["item_id"], r["location_id"], level)
             self._set_known(tx, r, level)
+            self._judge(tx, r, level)
+
+    def _judge(self, tx: Tx, r: dict[str, Any], level: int) -> None:
+        """A stale compare explained by the ledger's own record is routine; any other difference
+        beyond the `shopify` threshold is a drift exception (source `shopify`).
+
+        Explained: Shopify already holds the ledger's value, or Shopify went down by no more than
+        the ledger's own ATS went down since its last accepted write (units sold on Shopify orders
+        the ledger has captured, which reserved them)."""
+        from adapters.exceptions import open_exception
+
+        known, desired = int(r["known"]), int(r["desired"])
+        shopify_drop, ledger_drop = known - level, known - int(desired)
+        if level == desired or 0 < shopify_drop <= ledger_drop:
+            return
+        delta = level - desired
+        if not self.threshold.exceeded(delta, desired):
+            return
+        open_exception(
+            tx,
+            "drift",
+            drift_key("shopify", r["sku"], r["location_id"]),
+            {
+                "source": "shopify", "measure": "available", "sku": r["sku"], "location": r["location_id"],
+                "external": level, "ledger": desired, "delta": delta,
+                "explanation": f"a stale compare: Shopify held {level} where the ledger last knew {known}; "
+                "not explained by orders the ledger captured (the push writes the ledger's value again)",
+            },
+            int(r["position"]),
+        )
 
     def _accept(self, tx: Tx, rows: list[dict[str, Any]]) -> None:
         at = _now()
@@ -588,12 +660,14 @@ def build(
     tokens: dict[str, str] = settings.shopify_tokens
     shops = sorted(tokens)
     targets = ShopifyTargets(db, shops)
+    threshold = parse_thresholds(settings.reconcile_thresholds).get("shopify", Threshold())
     workers: list[Any] = []
     if shops:
         pushers = []
         for shop in shops:
             client = AdminClient(shop, tokens[shop], settings.shopify_admin_url, settings.shopify_api_version)
-            pushers.append(Loop(f"shopify-push-{shop}", Pusher(db, client, mappings).step, poll))
+            pusher = Pusher(db, client, mappings, threshold=threshold)
+            pushers.append(Loop(f"shopify-push-{shop}", pusher.step, poll))
             if inbox is not None:
                 reader = AdminClient(shop, tokens[shop], settings.shopify_admin_url, settings.shopify_api_version)
                 recovery = Recovery(db, reader, inbox, on_stored=wake_inbox)

@@ -8,12 +8,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from adapters.config import Settings
 from adapters.loop import Loop
 from adapters.persistence.db import Database
 from adapters.reconciliation.engine import Reconciler
 from adapters.reconciliation.ports import InventorySnapshotSource
-from adapters.reconciliation.sources import HttpErpInventory, ShopifyObservedLevels
+from adapters.reconciliation.sources import HttpErpInventory, ShopifyApiLevels, ShopifyObservedLevels
 
 log = logging.getLogger("ledger.reconcile")
 
@@ -60,12 +59,21 @@ class ScheduledReconciliation:
         return 0  # then wait an interval
 
 
-def scheduled(settings: Settings, db: Database, reconciler: Reconciler) -> ScheduledReconciliation | None:
+def scheduled(settings: Any, db: Database, reconciler: Reconciler) -> ScheduledReconciliation | None:
+    # `settings` is `adapters.config.Settings` (not imported: config imports the thresholds from here)
     """The scheduled job when `LEDGER_RECONCILE_SOURCES` names sources, else None."""
     names = [s.strip() for s in (settings.reconcile_sources or "").split(",") if s.strip()]
     sources: list[InventorySnapshotSource] = []
     for name in names:
-        if name == "shopify":
+        if name == "shopify" and settings.shopify_tokens:  # Shopify's own levels, through its API
+            from adapters.shopify_admin import AdminClient
+
+            clients = [
+                AdminClient(shop, token, settings.shopify_admin_url, settings.shopify_api_version)
+                for shop, token in sorted(settings.shopify_tokens.items())
+            ]
+            sources.append(ShopifyApiLevels(db, clients))
+        elif name == "shopify":
             sources.append(ShopifyObservedLevels(db))
         elif name == "erp" and settings.erp_url:
             sources.append(HttpErpInventory(settings.erp_url))

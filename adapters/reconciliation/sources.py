@@ -6,6 +6,10 @@
   `updated_at`. The SKU is the one an `inventory_items/update` observation gave the item, else the
   inventory item id (translated through `shopify/sku` mappings); the location is Shopify's
   location id (translated through `shopify/location`).
+- `ShopifyApiLevels` (when `LEDGER_SHOPIFY_SHOPS` is set): Shopify's `available` read through the
+  GraphQL Admin API for every (inventory item, location) the push knows (`shopify_writes` with a
+  resolved item), as of the moment the first request was sent; SKUs are canonical already,
+  locations are Shopify's numeric ids (translated through `shopify/location`).
 - `HttpErpInventory`: `GET {LEDGER_ERP_URL}/inventory` answering
   `{"observed_at": RFC 3339 (optional), "levels": [{"sku", "location", "quantity"}]}` (or the
   bare list): the ERP's on hand; without `observed_at` the moment the request was sent is used.
@@ -60,6 +64,37 @@ class ShopifyObservedLevels:
             return None
         latest = max((lv.observed_at for lv in levels if lv.observed_at), default=None)
         return Snapshot("shopify", latest or datetime.now(UTC), levels, origin="shopify_observations")
+
+
+class ShopifyApiLevels:
+    source = "shopify"
+
+    def __init__(self, db: Database, clients: list[Any]) -> None:
+        self.db = db
+        self.clients = clients  # adapters.shopify_admin.AdminClient, one per shop
+
+    def snapshot(self) -> Snapshot | None:
+        from adapters.shopify_admin import AdminError, numeric_id
+
+        sent = datetime.now(UTC)
+        levels: list[Level] = []
+        for client in self.clients:
+            rows = self.db.query(
+                "SELECT DISTINCT sku, item_id, location_id FROM shopify_writes WHERE shop = %s AND item_id IS NOT NULL "
+                "ORDER BY sku, location_id",
+                (client.shop,),
+            )
+            try:
+                got = client.levels([(r["item_id"], r["location_id"]) for r in rows])
+            except AdminError as e:
+                raise SnapshotError(f"Shopify {client.shop}: {e.reason}") from None
+            for r in rows:
+                q = got.get((r["item_id"], r["location_id"]))
+                if q is not None:
+                    levels.append(Level(r["sku"], numeric_id(r["location_id"]), q, sent))
+        if not levels:
+            return None
+        return Snapshot("shopify", sent, levels, origin="shopify-admin-api")
 
 
 class HttpErpInventory:

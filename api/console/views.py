@@ -254,6 +254,7 @@ def operations(c: Container) -> dict[str, Any]:
         "stuck": [x for x in exceptions if x["kind"] == "stuck-order"],
         "drift": [x for x in exceptions if x["kind"] == "drift"],
         "recent": c.inbox.list(limit=1000)[-20:][::-1],
+        "shopify": c.shopify_sync.status()["shops"],
     }
 
 

@@ -60,6 +60,12 @@ def test_a_channel_with_a_shopify_target_is_pushed_and_the_sync_is_visible(
     m = sapi.get("/v1/mappings/shopify/inventory_item/42")
     assert m.status_code == 200 and m.json()["canonical"] == "TEE-M"
     assert "ledger_shopify_mutations_total" in sapi.client.get("/metrics").text
+    # the console's operations page shows the same status
+    r = sapi.client.post("/console/login", data={"token": sapi.tokens["audit:read"]},
+                         headers={"accept": "text/html"}, follow_redirects=False)
+    assert r.status_code == 303
+    page = sapi.client.get("/console/operations", headers={"accept": "text/html"}).text
+    assert 'id="shopify"' in page and f'data-shop="{SHOP}"' in page
 
 
 def test_bad_targets_and_mappings_are_refused(sapi: Api) -> None:

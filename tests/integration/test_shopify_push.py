@@ -121,6 +121,24 @@ def test_edit_behind_the_ledgers_back_is_a_stale_compare_then_fixed(
         "SELECT available FROM shopify_observations WHERE kind = 'level' AND object_id = '1001' AND location_id = '77'"
     )
     assert obs and obs[0]["available"] in (7, 15)
+    drift = list_exceptions(container.db, "drift")
+    assert [d["key"] for d in drift] == [f"shopify/SKU-1/{LOC}"]  # not explained by the ledger's record
+    assert drift[0]["detail"]["external"] == 7 and drift[0]["detail"]["ledger"] == 15
+
+
+def test_a_stale_compare_explained_by_the_ledgers_own_sales_is_routine(
+    container: Container, shopify: ShopifyAdminStandIn
+) -> None:
+    shopify.add_item(SHOP, item(2), "SKU-2", {LOC: 0})
+    target(container)
+    receive(container, "SKU-2", 10)
+    container.start_workers()
+    wait_until(lambda: shopify.level(SHOP, item(2), LOC) == 10, what="first push")
+    shopify.set_level(SHOP, item(2), LOC, 8)  # Shopify sold 2 ...
+    adjust(container, "SKU-2", -3)  # ... and the ledger's own record took 3 (the captured order and more)
+    wait_until(lambda: shopify.level(SHOP, item(2), LOC) == 7, what="the push after a routine stale compare")
+    assert any(m.stale for m in shopify.mutations())
+    assert list_exceptions(container.db, "drift") == []
 
 
 def test_throttling_is_back_pressure_and_nothing_is_lost(pg_url: str) -> None:
@@ -251,3 +269,59 @@ def test_refused_token_is_a_failed_write_with_a_reason(pg_url: str, shopify: Sho
         assert "access token" in failed_writes(cont.db, SHOP)[0]["reason"]
     finally:
         cont.close()
+
+
+def test_a_sku_that_leaves_the_channel_is_written_as_zero(container: Container, shopify: ShopifyAdminStandIn) -> None:
+    shopify.add_item(SHOP, item(3), "SKU-3", {LOC: 0})
+    container.channels.put(ChannelPolicy("online", (WH, "WH2")), "test")
+    container.shopify_sync.targets.set("online", SHOP, LOC, "test")
+    container.ledger.execute(c.ReceiveStock(sku="SKU-3", location="WH2", quantity=4, reference="r-wh2"))
+    container.start_workers()
+    wait_until(lambda: shopify.level(SHOP, item(3), LOC) == 4, what="first push")
+    container.channels.put(ChannelPolicy("online", (WH,)), "test")  # WH2 leaves the channel
+    container.runner.wake()
+    wait_until(lambda: shopify.level(SHOP, item(3), LOC) == 0, what="the SKU written as 0")
+
+
+def test_reconciliation_reads_shopifys_levels_through_the_api(
+    container: Container, shopify: ShopifyAdminStandIn
+) -> None:
+    from adapters.reconciliation.sources import ShopifyApiLevels
+
+    for n in range(3):
+        shopify.add_item(SHOP, item(n), f"SKU-{n}", {LOC: 0})
+    target(container)
+    for n in range(3):
+        receive(container, f"SKU-{n}", 5)
+    container.start_workers()
+    wait_until(lambda: all(shopify.level(SHOP, item(n), LOC) == 5 for n in range(3)), what="the push")
+    wait_until(lambda: container.shopify_sync.status()["shops"][0]["pending"] == 0, what="accepted")
+    container.mappings.set("shopify", "location", "77", WH, "test")
+    shopify.set_level(SHOP, item(2), LOC, 1)  # behind the ledger's back
+    snap = ShopifyApiLevels(container.db, [AdminClient(SHOP, TOKEN, shopify.url)]).snapshot()
+    assert snap is not None and snap.origin == "shopify-admin-api" and len(snap.levels) == 3
+    report = container.reconciler.reconcile(snap)
+    assert [(m["sku"], m["location"], m["delta"]) for m in report["mismatches"]] == [("SKU-2", WH, -4)]
+
+
+def test_a_wrong_item_mapping_is_a_failed_write_until_the_operator_fixes_it(
+    container: Container, shopify: ShopifyAdminStandIn
+) -> None:
+    shopify.add_item(SHOP, item(1), "SKU-1", {LOC: 0})
+    container.mappings.set("shopify", "inventory_item", "999999", "SKU-1", "ops")  # no such item in Shopify
+    target(container)
+    receive(container, "SKU-1", 4)
+    container.projector.catch_up()
+    Feeder(container.db, [SHOP]).step()
+    pusher = Pusher(container.db, AdminClient(SHOP, TOKEN, shopify.url), container.mappings)
+    pusher.step()
+    failed = failed_writes(container.db, SHOP)
+    assert failed and failed[0]["sku"] == "SKU-1" and failed[0]["reason"]
+    assert list_exceptions(container.db, "shopify-write")
+    container.mappings.set("shopify", "inventory_item", "1001", "SKU-1", "ops")
+    container.db.execute("UPDATE shopify_writes SET next_at = 0")
+    pusher.step()
+    pusher.step()
+    assert shopify.level(SHOP, item(1), LOC) == 4
+    assert failed_writes(container.db, SHOP) == []
+    assert list_exceptions(container.db, "shopify-write") == []  # closed when Shopify accepted

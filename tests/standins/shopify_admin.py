@@ -360,7 +360,7 @@ class ShopifyAdminStandIn:
         for sel in op.selection_set.selections:
             if not isinstance(sel, FieldNode):
                 continue
-            args = {a.name.value: value_from_ast_untyped(a.value, variables) for a in sel.arguments}
+            args = {a.name.value: value_from_ast_untyped(a.value, variables) for a in sel.arguments or ()}
             n = args.get("first") or len(args.get("ids") or []) or 1
             cost += 2 + int(n)  # the connection itself and one point per object asked for
         return cost, op
@@ -439,7 +439,7 @@ def _directive_key(op: OperationDefinitionNode, name: str, variables: dict[str, 
         if isinstance(sel, FieldNode) and sel.name.value == name:
             for d in sel.directives or ():
                 if isinstance(d, DirectiveNode) and d.name.value == "idempotent":
-                    for a in d.arguments:
+                    for a in d.arguments or ():
                         if a.name.value == "key":
                             return str(value_from_ast_untyped(a.value, variables))
     return None
