@@ -29,16 +29,19 @@ from adapters.persistence.urls import ledger_env
 from ledger import commands as c
 from ledger.service import Ledger
 
-url, n, block_after = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+# The commands go in waves; each wave is committed and acknowledged before the next is sent, and
+# the first save after `committed_waves` waves blocks. Counting batches instead would hang on a
+# loaded machine, where the writer can take every command in fewer batches than the count.
+url, n, committed_waves = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+waves = committed_waves + 2
 ledger = Ledger(ledger_env(url))
 ledger.receive("SKU", "A", n, "stock")
 out = sys.stdout
 lock = threading.Lock()
-batches = [0]
+block = threading.Event()
 
 def before_save(aggregates):
-    batches[0] += 1
-    if batches[0] > block_after:
+    if block.is_set():
         with lock:
             out.write("DECIDED\n"); out.flush()
         time.sleep(3600)  # killed here, between the decision and the commit
@@ -52,13 +55,22 @@ def ack(ref):
                 out.write(f"ACK {ref}\n"); out.flush()
     return done
 
-for i in range(n):
-    ref = f"t{i}"
-    cmd = c.TransferStock(sku="SKU", from_location="A", to_location="B", quantity=1, reference=ref)
-    f = ledger.submit(cmd)
-    f.add_done_callback(ack(ref))
-    if i % 7 == 0:
-        time.sleep(0.002)  # spread the commands over several batches
+per = n // waves
+for w in range(waves):
+    if w == committed_waves:
+        block.set()
+    futures = []
+    for i in range(w * per, (w + 1) * per):
+        ref = f"t{i}"
+        cmd = c.TransferStock(sku="SKU", from_location="A", to_location="B", quantity=1, reference=ref)
+        f = ledger.submit(cmd)
+        f.add_done_callback(ack(ref))
+        futures.append(f)
+        if i % 7 == 0:
+            time.sleep(0.002)  # spread the commands over several batches
+    if not block.is_set():
+        for f in futures:
+            f.result()  # this wave is committed and acknowledged
 time.sleep(3600)
 """
 
@@ -66,7 +78,7 @@ time.sleep(3600)
 def test_a_kill_between_decision_and_commit_loses_no_acknowledged_command(pg_url):
     n = 400
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, pg_url, str(n), "5"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, pg_url, str(n), "2"], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
     acked: list[str] = []
     try:
