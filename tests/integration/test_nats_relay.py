@@ -73,7 +73,7 @@ def stream_messages(url: str) -> list[Msg]:
             while True:
                 try:
                     msgs = await sub.fetch(500, timeout=1)
-                except nats.errors.TimeoutError:
+                except (nats.errors.TimeoutError, TimeoutError):  # nats-py raises either under load
                     return out
                 for m in msgs:
                     out.append(m)
