@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from adapters.config import Settings
-from api import asyncapi, docs, problem_types, problems
+from api import asyncapi, problem_types, problems
 from api.console import routes as console_routes
 from api.console.session import Sessions
 from api.deps import checked_query
@@ -69,13 +70,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             if owned:
                 c.close()
 
-    app = FastAPI(
+    # /docs and /redoc with the Swagger UI and ReDoc assets the fastapi-offline package ships: no CDN.
+    app = FastAPIOffline(
+        static_url="/docs-assets",
+        swagger_ui_parameters={"persistAuthorization": True},
         title="ledger",
         version="0.1.0",
         description="Event-sourced inventory and order ledger: stock movements and order stages as facts.",
         lifespan=lifespan,
-        docs_url=None,  # served offline by api.docs
-        redoc_url=None,
         # Any route may answer these as problem+json (auth, body guard, validation, idempotency).
         responses=problems_doc(400, 401, 403, 404, 409, 413, 415, 422),
         dependencies=[Depends(checked_query)],
@@ -83,7 +85,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     if container is not None:
         attach(app, container)
     problems.install(app)
-    docs.install(app)
     for router in ROUTERS:
         app.include_router(router)
     # Outermost last: request ids and access log, then the body guard, then Idempotency-Key,
