@@ -6,9 +6,13 @@ the batch's events (`insert_events`), so both commit in one transaction or not a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+import inspect
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import orjson
@@ -21,7 +25,6 @@ from eventsourcing.persistence import (
     StoredEvent,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
-from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
@@ -29,9 +32,38 @@ from psycopg.sql import SQL, Identifier
 from adapters.persistence import reconnect
 from adapters.persistence.urls import CONNINFO_ENV, lock_key
 
-# As the library's own recorder methods: a pooled connection that died with a server restart
-# fails its first use, so each statement is tried again (up to 10 times, 0.2 s apart).
-reconnecting = retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+T = TypeVar("T")
+
+RECONNECT_ATTEMPTS = 10  # tries of one statement whose connection failed
+RECONNECT_WAIT = 0.2  # seconds between two tries
+RECONNECT_BUDGET = 5.0  # seconds after the first try, after which no other try is started
+
+
+def reconnecting(func: Callable[..., T]) -> Callable[..., T]:
+    """A pooled connection that died with a server restart fails its first use, so a statement
+    is tried again (up to RECONNECT_ATTEMPTS times, RECONNECT_WAIT apart), as the library's own
+    recorder methods do, but no try starts RECONNECT_BUDGET seconds after the first.
+
+    The library's decorator has no such bound. With the server down each try waits the pool's
+    whole timeout for a connection (10 s), so ten tries held a write for 100 s before its 503:
+    clients gave up first, and the answer never came. Bounded, a write the database cannot take
+    is answered 503 within one pool timeout and a budget."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        started = time.monotonic()
+        attempt = 1
+        while True:
+            try:
+                return func(*args, **kwargs)
+            except (InterfaceError, OperationalError):
+                pause = RECONNECT_WAIT * random.uniform(0.95, 1.05)
+                if attempt >= RECONNECT_ATTEMPTS or time.monotonic() + pause - started >= RECONNECT_BUDGET:
+                    raise
+                attempt += 1
+                time.sleep(pause)
+
+    return wrapper
 
 
 class LedgerPostgresFactory(PostgresFactory):
@@ -68,6 +100,11 @@ class LedgerPostgresFactory(PostgresFactory):
 
 
 class LedgerPostgresRecorder(PostgresApplicationRecorder):
+    # The library's own statements, with its unbounded retry replaced by the bounded one.
+    select_events = reconnecting(inspect.unwrap(PostgresApplicationRecorder.select_events))
+    select_notifications = reconnecting(inspect.unwrap(PostgresApplicationRecorder.select_notifications))
+    max_notification_id = reconnecting(inspect.unwrap(PostgresApplicationRecorder.max_notification_id))
+
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events") -> None:
         reconnect.install()  # the datastore's pool reconnects at least every 2 s after an outage
         super().__init__(datastore, events_table_name=events_table_name)
