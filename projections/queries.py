@@ -187,3 +187,13 @@ def newest_orders(
             return out, None
         if read >= SCAN_CAP:
             return out, cursor
+
+
+def order_state(db: Database, order_id: str) -> dict[str, Any] | None:
+    """One order of the `orders` read model: {stage, open, erp}, `erp` the postings of its ERP
+    documents (posted, attempts, last_error per document); None before it is projected."""
+    r = db.query_one(f"SELECT order_id, stage, state FROM {ORDERS} WHERE order_id = %s", (order_id,))
+    if r is None:
+        return None
+    row = {**r, "state": orjson.loads(r["state"]) if isinstance(r["state"], str | bytes) else r["state"]}
+    return {"stage": r["stage"], "open": order_open(row), "erp": row["state"].get("erp", {})}

@@ -229,7 +229,7 @@ async def search(request: Request, q: str = "") -> Response:
     return page(request, "search.html", s, q=q, hits=hits)
 
 
-@router.get("/skus/{sku}")
+@router.get("/skus/{sku:path}")
 async def sku_page(request: Request, sku: str, as_of: str = "") -> Response:
     s = await viewer(request, sku=sku)
     if not isinstance(s, Session):
@@ -244,7 +244,7 @@ async def sku_page(request: Request, sku: str, as_of: str = "") -> Response:
     return page(request, "sku.html", s, chart=chart.draw(data["series"]), **data)
 
 
-@router.get("/locations/{location}")
+@router.get("/locations/{location:path}")
 async def location_page(request: Request, location: str) -> Response:
     s = await viewer(request, location=location)
     if not isinstance(s, Session):
@@ -280,7 +280,7 @@ async def orders_page(
     return page(request, "orders.html", s, **data)
 
 
-@router.get("/orders/{order_id}")
+@router.get("/orders/{order_id:path}")
 async def order_page(request: Request, order_id: str, as_of: str = "") -> Response:
     s = await viewer(request, order_id=order_id)
     if not isinstance(s, Session):

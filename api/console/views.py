@@ -216,27 +216,33 @@ def stuck_reason(c: Container, order_id: str, detail: dict[str, Any]) -> list[wo
     deadline = detail.get("deadline_seconds", c.settings.erp_posting_deadline_seconds)
     head = [T(f"captured {rfc3339(detail.get('captured_at'))}, not posted to the ERP within {deadline} s: ")]
     queue = c.erp_queue.rows(order_id)
-    failing = [q for q in queue if q.get("status") != "posted" and q.get("last_error")]
-    if failing:
-        q = failing[-1]
-        return [
-            *head,
-            T(f"the ERP refused {q['document']} {q['attempts']} time(s), last with “{q['last_error']}”"),
-        ]
-    if not c.settings.erp_url:
-        return [
-            *head,
-            T("the ERP is not configured (LEDGER_ERP_URL is unset), so postings wait in their queue"),
-        ]
-    if not queue:
-        return [*head, T("no ERP document is queued for it yet (the ERP feeder has not reached it)")]
-    waiting = [q for q in queue if q.get("status") not in ("posted", "voided")]
-    if waiting:
-        return [
-            *head,
-            T(f"{waiting[0]['document']} is queued ({waiting[0]['status']}), no answer from the ERP yet"),
-        ]
-    return [*head, T("its documents are posted; the exception closes at the next sweep")]
+    state = queries.order_state(c.db, order_id) or {"open": [], "erp": {}}
+    refused = [
+        (name, doc)
+        for name, doc in state["erp"].get("documents", {}).items()
+        if doc.get("last_error") and not doc.get("posted")
+    ]
+    refused += [(q["document"], q) for q in queue if q.get("status") != "posted" and q.get("last_error")]
+    why: list[str] = []
+    if refused:
+        name, doc = refused[-1]
+        why.append(
+            f"the ERP refused {name} {doc.get('attempts', 1)} time(s), last with “{doc['last_error']}”"
+        )
+    elif not c.settings.erp_url:
+        why.append("the ERP is not configured (LEDGER_ERP_URL is unset), so postings wait in their queue")
+    elif not queue:
+        why.append("no ERP document is queued for it yet (the ERP feeder has not reached it)")
+    else:
+        waiting = [q for q in queue if q.get("status") not in ("posted", "voided")]
+        why.append(
+            f"{waiting[0]['document']} is queued ({waiting[0]['status']}), with no answer from the ERP yet"
+            if waiting
+            else "its documents are posted; the exception closes at the next sweep"
+        )
+    if "reserve" in state["open"]:
+        why.append("and some of its units are still waiting for stock to be reserved")
+    return [*head, T("; ".join(why))]
 
 
 def describe_exception(c: Container, x: dict[str, Any]) -> dict[str, Any]:
