@@ -157,7 +157,7 @@ class Leadership:
         conn = psycopg.connect(make_conninfo(**params, **extra), autocommit=True)
         try:
             for statement in KEEPALIVE:
-                conn.execute(statement)  # type: ignore[arg-type]  # constant SQL
+                conn.execute(statement)
         except psycopg.Error:
             conn.close()
             raise

@@ -11,6 +11,8 @@ Adding a component (a store, a queue, a worker):
 3. a background job also goes into `workers` (anything with `start()`/`stop()`, see `Worker`;
    `adapters.loop.Loop(name, step, poll)` turns a `step() -> int` into one), and a readiness
    check into `readiness` (name -> a callable answering True when healthy, shown by `/readyz`).
+   A job that is a pass over the whole database rather than a queue whose rows it claims goes
+   to `leader.add(name, job)` instead: it runs in one process only, the elected leader.
 Routes reach a component through `api/deps.py` (`ContainerDep`, or a typed shortcut there).
 """
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from pgschema import drop_pg_schema, fresh_pg_url
 from private_servers import free_port, wait_for
 
 from adapters.leader import Leadership
 from adapters.loop import Loop
 from adapters.persistence.db import Database
 from adapters.persistence.urls import pg_conninfo
-from pgschema import drop_pg_schema, fresh_pg_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
