@@ -23,7 +23,7 @@ loses its lock within about half a minute rather than after the kernel's two hou
 
 SQLite: one process owns the database, and it is always the leader.
 
-`ledger_leader{job}` (`/metrics`) is 1 for each job while this process runs it as leader.
+`ledger_leader{task}` (`/metrics`) is 1 for each job while this process runs it as leader.
 """
 
 from __future__ import annotations
@@ -135,6 +135,10 @@ class Leadership:
                     log.warning("leader election %s: no database connection (%s)", self.name, reason)
                     self._reason = reason
                 self._lose("its database connection was lost")
+                self._close()
+            except Exception:  # never a dead election thread: log, step down, try again
+                log.exception("leader election %s failed", self.name)
+                self._lose("its election failed")
                 self._close()
             self._stop.wait(self.interval)
 

@@ -60,7 +60,7 @@ ERP_QUEUE_DEPTH = Gauge(
 )
 LEADER = Gauge(
     "ledger_leader",
-    "1 while this process runs the job as the elected leader of the processes sharing the database",
-    ["job"],
+    "1 while this process runs the task as the elected leader of the processes sharing the database",
+    ["task"],  # not `job`: Prometheus's own target label
     registry=REGISTRY,
 )

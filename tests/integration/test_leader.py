@@ -159,7 +159,7 @@ def leads(metrics_port: int) -> bool:
         text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
     except httpx.HTTPError:
         return False
-    return re.search(r'^ledger_leader\{job="sweeper"\} 1\.0$', text, re.M) is not None
+    return re.search(r'^ledger_leader\{task="sweeper"\} 1\.0$', text, re.M) is not None
 
 
 def test_a_killed_leader_worker_process_is_taken_over(pg_url: str, tmp_path: Path) -> None:

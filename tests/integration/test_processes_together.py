@@ -104,7 +104,7 @@ class Worker(Process):
             text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=2).text
         except httpx.HTTPError:
             return None
-        found = re.search(r'^ledger_leader\{job="erp-feeder"\} (\S+)$', text, re.M)
+        found = re.search(r'^ledger_leader\{task="erp-feeder"\} (\S+)$', text, re.M)
         return None if found is None else float(found.group(1)) == 1.0
 
 
