@@ -248,6 +248,7 @@ def traffic(client: Client) -> None:
             f.result()
 
 
+@pytest.mark.timeout(600)  # four processes start on a loaded machine; the ERP's breaker cools down 30 s
 def test_two_apis_and_two_workers_on_an_empty_database_post_each_document_once_and_apply_each_message_once(
     fleet: tuple[list[Api], list[Worker]], erp: ErpStandIn, pg_url: str
 ) -> None:
