@@ -19,6 +19,7 @@ from adapters import outbox
 from adapters.exceptions import list_exceptions, open_about
 from adapters.inbox import Status
 from adapters.logs import mask
+from adapters.shopify import DEFAULT_CHANNEL
 from api.console import words
 from bootstrap import Container
 from ledger.bounds import order_id as order_uuid
@@ -463,12 +464,28 @@ def reconciliation_page(c: Container, run_id: str) -> dict[str, Any] | None:
 # ------------------------------------------------------------------ operations
 
 
-def missing_mappings(c: Container, inbox_id: int) -> list[dict[str, str]]:
+# Mappings a translation looks up but can do without, and what happens without them.
+OPTIONAL = {("shopify", "channel"): f"optional: an unmapped shop sells on channel {DEFAULT_CHANNEL}"}
+
+
+def missing_mappings(c: Container, inbox_id: int) -> list[dict[str, Any]]:
+    """The mappings a message asked for and did not find, the ones it needs first; an optional
+    one (a Shopify shop's channel) says so and what applies without it."""
     out = []
     for key in c.inbox.missing(inbox_id):
         source, kind, external_id = key.split("/", 2)
-        out.append({"source": source, "kind": kind, "external_id": external_id, "key": key})
-    return out
+        note = OPTIONAL.get((source, kind))
+        out.append(
+            {
+                "source": source,
+                "kind": kind,
+                "external_id": external_id,
+                "key": key,
+                "optional": note is not None,
+                "note": note,
+            }
+        )
+    return sorted(out, key=lambda m: m["optional"])
 
 
 def operations(c: Container) -> dict[str, Any]:

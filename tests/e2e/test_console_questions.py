@@ -10,8 +10,10 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+import shopify_payloads as sp
 from e2e_api import Api, uid
 from test_console import HTML, parked_pos_batch, seed, sign_in
+from test_webhooks_shopify import Shop, shop  # noqa: F401 - the fixture of a shop's webhooks
 
 from projections.sweeper import Sweeper
 
@@ -234,3 +236,20 @@ def test_hostile_ids_render_as_text_everywhere(api: Api):
         assert page.status_code == 200 and "<script>alert" not in page.text, path
     order = api.client.get("/console/orders/" + quote(oid, safe=""), headers=HTML)
     assert order.status_code == 200 and "<script>alert" not in order.text and "&lt;script&gt;" in order.text
+
+
+def test_a_parked_shopify_order_asks_for_the_sku_and_calls_the_channel_mapping_optional(shop: Shop):  # noqa: F811
+    shop.send("orders/create", sp.order(8101, [(1, 5566778899, None, 2)]))
+    shop.drain()
+    (parked,) = shop.inbox(status="parked")
+    r = shop.client.post("/console/login", data={"token": shop.admin}, headers=HTML, follow_redirects=False)
+    assert r.status_code == 303
+    for path in ("/console/operations", f"/console/messages/{parked['id']}"):
+        page = shop.client.get(path, headers=HTML).text
+        forms = re.findall(
+            r'<form action="/console/actions/map" method="post" class="map( optional)?" data-key="([^"]+)"',
+            page,
+        )
+        assert forms[0] == ("", "shopify/sku/5566778899"), forms  # what it needs, first
+        assert (" optional", f"shopify/channel/{sp.SHOP}") in forms
+        assert "optional: an unmapped shop sells on channel online" in page
