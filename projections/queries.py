@@ -197,3 +197,15 @@ def order_state(db: Database, order_id: str) -> dict[str, Any] | None:
         return None
     row = {**r, "state": orjson.loads(r["state"]) if isinstance(r["state"], str | bytes) else r["state"]}
     return {"stage": r["stage"], "open": order_open(row), "erp": row["state"].get("erp", {})}
+
+
+def sku_totals(db: Database, text: str = "", after: str = "", limit: int = 100) -> list[dict[str, Any]]:
+    """SKUs of the `stock` read model in name order after `after`, those starting with `text`
+    (ignoring case) when given: each with its locations and its summed on hand, reserved and
+    available."""
+    return db.query(
+        f"SELECT sku, COUNT(*) AS locations, SUM(on_hand) AS on_hand, SUM(reserved) AS reserved, "
+        f"SUM(available) AS available FROM {LEVELS} WHERE sku > %s AND lower(sku) LIKE %s ESCAPE '\\' "
+        "GROUP BY sku ORDER BY sku LIMIT %s",
+        (after, like_prefix(text.lower()), limit),
+    )

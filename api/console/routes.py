@@ -229,6 +229,22 @@ async def search(request: Request, q: str = "") -> Response:
     return page(request, "search.html", s, q=q, hits=hits)
 
 
+@router.get("/skus")
+async def skus_page(request: Request, prefix: str = "", after: str = "") -> Response:
+    """Every SKU in name order, or those starting with `prefix` (ignoring case)."""
+    s = await viewer(request)
+    if not isinstance(s, Session):
+        return s
+    try:
+        for field, value in (("prefix", prefix), ("after", after)):
+            if value:
+                _id(value, field)
+    except Refusal as e:
+        return refuse(request, e, s)
+    data = await run_in_threadpool(views.skus_page, _container(request), prefix, after)
+    return page(request, "skus.html", s, **data)
+
+
 @router.get("/skus/{sku:path}")
 async def sku_page(request: Request, sku: str, as_of: str = "") -> Response:
     s = await viewer(request, sku=sku)

@@ -9,6 +9,7 @@ Personal data (customer e-mail, phone, name, address) is masked unless `reveal` 
 from __future__ import annotations
 
 import heapq
+import math
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -404,14 +405,28 @@ def orders_page(
     }
 
 
+SKU_PAGE = 100
+
+
+def skus_page(c: Container, prefix: str, after: str) -> dict[str, Any]:
+    """One page of the SKU browse, in name order, optionally of the SKUs starting with `prefix`."""
+    rows = queries.sku_totals(c.db, prefix, after, SKU_PAGE + 1)
+    return {
+        "items": [{**r, "href": words.sku_href(r["sku"])} for r in rows[:SKU_PAGE]],
+        "next": rows[SKU_PAGE - 1]["sku"] if len(rows) > SKU_PAGE else "",
+        "prefix": prefix,
+    }
+
+
 def parse_cursor(text: str) -> tuple[float, str] | None:
     """The `before` cursor of the order list (`{captured_at}~{order_id}`); ValueError if malformed."""
     if not text:
         return None
     at, sep, order = text.partition("~")
-    if not sep or not order:
+    moment = float(at)
+    if not sep or not order or not math.isfinite(moment):
         raise ValueError("before must be a cursor from the order list")
-    return float(at), order
+    return moment, order
 
 
 # ------------------------------------------------------------------ reconciliations

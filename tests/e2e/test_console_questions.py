@@ -63,7 +63,8 @@ def test_inbound_causes_link_to_their_message(api: Api):
     assert '<a href="/console/mappings">mappings as of version' in page
 
 
-def test_the_order_list_is_newest_first_and_filters_by_stage_channel_and_open_work(api: Api):
+def test_the_order_list_is_newest_first_and_filters_by_stage_channel_and_open_work(any_api: Api):
+    api = any_api
     sku, w, first = seed(api)
     api.client.put("/v1/channels/shop", json={"locations": [w], "safety_stock": 0}, headers=api.auth("admin"))
     second = uid("o")
@@ -120,7 +121,8 @@ def test_the_order_list_pages_with_a_cursor_that_loses_nothing(api: Api):
     assert made <= set(seen) and len(seen) == len(set(seen))
 
 
-def test_stuck_orders_say_why_on_the_order_the_list_and_operations(api: Api):
+def test_stuck_orders_say_why_on_the_order_the_list_and_operations(any_api: Api):
+    api = any_api
     _, _, oid = seed(api)
     sweep_an_hour_later(api)
     sign_in(api, "audit:read")
@@ -136,7 +138,8 @@ def test_stuck_orders_say_why_on_the_order_the_list_and_operations(api: Api):
     assert re.search(rf'data-order="{oid}".*?class="tag bad stuck"', listed, re.S)
 
 
-def test_a_reconciliation_run_page_explains_each_mismatch_and_drift_links_to_it(api: Api):
+def test_a_reconciliation_run_page_explains_each_mismatch_and_drift_links_to_it(any_api: Api):
+    api = any_api
     sku, w, _ = seed(api)
     now = datetime.now(UTC).isoformat()
     r = api.post(
@@ -163,7 +166,8 @@ def test_a_reconciliation_run_page_explains_each_mismatch_and_drift_links_to_it(
     assert api.client.get("/console/reconciliations/nope", headers=HTML).status_code == 404
 
 
-def test_search_matches_by_prefix_ignoring_case(api: Api):
+def test_search_matches_by_prefix_ignoring_case(any_api: Api):
+    api = any_api
     sku, w, oid = seed(api)
     sign_in(api, "audit:read")
     prefix = sku[: len(sku) - 3].upper()
@@ -253,3 +257,33 @@ def test_a_parked_shopify_order_asks_for_the_sku_and_calls_the_channel_mapping_o
         assert forms[0] == ("", "shopify/sku/5566778899"), forms  # what it needs, first
         assert (" optional", f"shopify/channel/{sp.SHOP}") in forms
         assert "optional: an unmapped shop sells on channel online" in page
+
+
+def test_the_sku_browse_lists_skus_by_prefix_ignoring_case(any_api: Api):
+    api = any_api
+    sku, w, _ = seed(api)
+    family = uid("Fam-")
+    for size in ("S", "M", "L"):
+        api.post(
+            "/v1/stock/receipts",
+            {"sku": f"{family}-{size}", "location": w, "quantity": 2, "reference": uid()},
+        )
+    api.container.projector.catch_up()
+    sign_in(api, "audit:read")
+    page = api.client.get("/console/skus", params={"prefix": family.lower()}, headers=HTML)
+    assert page.status_code == 200
+    assert re.findall(r'<tr class="sku" data-sku="([^"]+)"', page.text) == [f"{family}-{x}" for x in "LMS"]
+    assert f'href="/console/skus/{sku}"' in api.client.get("/console/skus", headers=HTML).text
+    assert api.client.get("/console/skus", params={"prefix": "a\x01"}, headers=HTML).status_code == 422
+
+
+def test_malformed_filters_and_cursors_are_refused_not_failed(api: Api):
+    sign_in(api, "audit:read")
+    for params in ({"before": "nan~x"}, {"before": "inf~x"}, {"before": "1.5~"}, {"channel": "a\x00"}):
+        r = api.client.get("/console/orders", params=params, headers=HTML)
+        assert r.status_code == 422, params
+    evil = "<img src=x onerror=alert(1)>"
+    r = api.client.get("/console/search", params={"q": evil}, headers=HTML)
+    assert r.status_code == 200 and "<img src=x" not in r.text and "&lt;img src=x" in r.text
+    r = api.client.get("/console/skus/x", params={"as_of": "2024-13-45T99:00:00Z"}, headers=HTML)
+    assert r.status_code == 422
