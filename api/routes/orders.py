@@ -1,4 +1,5 @@
-"""Order routes: capture, shipments, cancellation, returns (ingest:write) and the order view.
+"""Order routes: capture, shipments, cancellation, returns (ingest:write), the release of a held
+order (admin) and the order view.
 
 An order id is captured once: the same id with the same lines answers 201 with the order as it
 stands (nothing is appended); the same id with other lines answers 409 `order-conflict`.
@@ -11,11 +12,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auditor, ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
+from api.deps import Admin, Auditor, ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
 from api.middleware import cause_from
 from api.models import Cancellation, NewOrder, OrderView, Return, Shipment, problems
 from api.problems import Problem
-from ledger.commands import CancelOrder, CaptureOrder, ReturnItems, ShipOrder
+from ledger.commands import CancelOrder, CaptureOrder, ReleaseOrder, ReturnItems, ShipOrder
 from ledger.orders import STAGES
 from projections import queries
 
@@ -95,6 +96,22 @@ async def cancel(
         cause=cause_from(request, reference=body.reference),
     )
     return _answer(await execute(container, cmd))
+
+
+@router.post("/{order_id:path}/release", status_code=200, response_model=OrderView, responses=WRITE_PROBLEMS)
+async def release(
+    order_id: OrderId,
+    request: Request,
+    container: ContainerDep,
+    principal: Admin,
+    idempotency_key: IdempotencyKey = None,
+) -> dict[str, Any]:
+    """Release an order its checks held: its sales order goes on to the ERP. 409 if it is not held."""
+    valid_id(order_id, "order_id")
+    cmd = ReleaseOrder(order_id=order_id, by=principal.name, cause=cause_from(request, reference=order_id))
+    outcome = _answer(await execute(container, cmd))
+    await run_in_threadpool(container.erp_queue.wake, order_id)  # posted now, not at the next look
+    return outcome
 
 
 @router.post("/{order_id:path}/returns", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
