@@ -33,8 +33,9 @@ Only a sales order never possibly accepted is voided: one sent without an answer
 marked `uncertain` and posted again (same Idempotency-Key) until the ERP answers, then its
 cancellation follows, so a cancel that races a posting never leaves a live order at the ERP. The
 sales order of an order its checks hold (`Order.held`) waits, without counting as an attempt,
-until the order is released or cancelled. Failures are retried with exponential backoff behind a
-circuit breaker. With no ERP configured, rows wait in the queue.
+until the order is released or cancelled (the feeder wakes it when it reads either fact).
+Failures are retried with exponential backoff behind a circuit breaker. With no ERP configured,
+rows wait in the queue.
 """
 
 from __future__ import annotations
@@ -271,6 +272,9 @@ PATHS = {
 }
 
 
+HELD = "held: waiting for release"  # the last_error of a sales order whose order its checks hold
+
+
 class ErpError(Exception):
     """The ERP did not accept a document (non-2xx answer, timeout, connection error).
 
@@ -424,12 +428,6 @@ class ErpQueue:
             (next_at, reason[:500], row_id),
         )
 
-    def wake(self, order_id: str) -> int:
-        """Makes the order's waiting rows due now (after its hold was released)."""
-        return self.db.execute(
-            "UPDATE erp_queue SET next_attempt_at = 0 WHERE order_id = %s AND status = 'pending'", (order_id,)
-        )
-
 
 def _cause(document: str, row_id: int) -> dict[str, Any]:
     return {
@@ -454,6 +452,9 @@ class ErpFeeder:
         ":Order.RefundConfirmed": "credit-memo",
     }
 
+    # Facts after which an order's held sales order is looked at again at once (released, cancelled).
+    WAKES = (":Order.Released", ":Order.LinesCancelled")
+
     def __init__(self, ledger: Ledger, queue: ErpQueue, batch: int = 500) -> None:
         self.ledger = ledger
         self.queue = queue
@@ -471,10 +472,13 @@ class ErpFeeder:
         if not notes:
             return 0
         rows = []
+        woken: set[str] = set()
         for n in notes:
             kind = self._kind(n.topic)
             if kind is not None:
                 rows.append(self._document(kind, n))
+            if n.topic.endswith(self.WAKES):
+                woken.add(self._order_id(n))
         now = datetime.now().astimezone().isoformat()
         with self.queue.db.transaction() as tx:
             moved = tx.execute(
@@ -494,8 +498,17 @@ class ErpFeeder:
                 "VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s) ON CONFLICT (document) DO NOTHING",
                 [(*r, now) for r in rows],
             )
+            tx.executemany(
+                "UPDATE erp_queue SET next_attempt_at = 0 WHERE order_id = %s AND status = 'pending' "
+                "AND last_error = %s",
+                [(oid, HELD) for oid in sorted(woken)],
+            )
         ERP_QUEUE_DEPTH.set(self.queue.depth())
         return len(notes)
+
+    def _order_id(self, n: Any) -> str:
+        order: Order = self.ledger.app.repository.get(n.originator_id, version=n.originator_version)
+        return str(order.order_id)
 
     def _document(self, kind: str, n: Any) -> QueuedDocument:
         event = self.ledger.app.mapper.to_domain_event(n)
@@ -744,7 +757,7 @@ class ErpPoster:
             return True
         if order is not None and order.held:
             # held by its checks: not an attempt; looked at again soon (a release wakes it at once)
-            self.queue.defer(r["id"], time.time() + self.hold_recheck, "held: waiting for release")
+            self.queue.defer(r["id"], time.time() + self.hold_recheck, HELD)
             return False
         attempts = int(r["attempts"]) + 1
         if sales_order and not r.get("uncertain"):

@@ -109,9 +109,7 @@ async def release(
     """Release an order its checks held: its sales order goes on to the ERP. 409 if it is not held."""
     valid_id(order_id, "order_id")
     cmd = ReleaseOrder(order_id=order_id, by=principal.name, cause=cause_from(request, reference=order_id))
-    outcome = _answer(await execute(container, cmd))
-    await run_in_threadpool(container.erp_queue.wake, order_id)  # posted now, not at the next look
-    return outcome
+    return _answer(await execute(container, cmd))
 
 
 @router.post("/{order_id:path}/returns", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)

@@ -41,7 +41,7 @@ def poster_for(container: Container, erp: ErpStandIn, timeout: float = 30.0) -> 
         backoff_base=0.0,
         backoff_max=0.0,
         wait=0.05,
-        hold_recheck=3600.0,  # a held order's sales order is looked at again only when woken
+        hold_recheck=3600.0,  # a held order's sales order is looked at again when the feeder wakes it
     )
 
 
@@ -97,7 +97,6 @@ def test_a_held_order_is_not_posted_until_released_while_other_orders_go_on(cont
         assert exception["key"] == "o-big" and exception["detail"]["holds"] == order.validation["holds"]
 
         ledger.execute(c.ReleaseOrder(order_id="o-big", by="ops"))
-        container.erp_queue.wake("o-big")
         settle(container, poster)
         assert [p for p, _ in erp.story("o-big")] == ["/sales-orders", "/deliveries"]
         order = ledger.history.order("o-big")
@@ -121,7 +120,6 @@ def test_a_held_order_cancelled_is_voided_and_never_reaches_the_erp(container: C
         assert ledger.history.order("o-us").stage == "held"  # type: ignore[union-attr]
         assert [e["key"] for e in held_exceptions(container)] == ["o-us"]
         ledger.cancel("o-us", "fraud")
-        container.erp_queue.wake("o-us")
         settle(container, poster)
         assert erp.story("o-us") == []
         statuses = [(r["kind"], r["status"]) for r in container.erp_queue.rows("o-us")]
