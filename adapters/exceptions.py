@@ -6,6 +6,14 @@ Opening (and closing) also enqueues `ledger.exceptions.{kind}` on the outbox, in
 caller's transaction. Kinds in use: `drift`, `pos-sequence-gap`, `parked-message`,
 `stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`,
 `held-order` (an order its checks held, until released or cancelled), `refund-failed`.
+
+Each message carries a `position`, as every ledger message does, so that a consumer can drop one
+not newer than the last it applied. Many exceptions have no ledger fact behind them (a parked
+message, a POS gap, a count the outside system got wrong at an unchanged ledger position), so the
+position is the exceptions' own clock (`ledger_exception_clock`): each change takes the next
+number, and never one below the ledger position of the fact that raised it (`ledger_position`,
+when there is one). The clock's row is locked until the change commits, so numbers grow in commit
+order: a close always carries a greater position than the open it ends.
 """
 
 from __future__ import annotations
@@ -19,19 +27,38 @@ from adapters import outbox
 from adapters.persistence.db import Database, Tx
 
 TABLE = "ledger_exceptions"
+CLOCK = "ledger_exception_clock"
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def tick(tx: Tx, ledger_position: int | None = None) -> int:
+    """The next position of the exceptions' clock: greater than every earlier one, and at least
+    `ledger_position`. Holds the clock's row until `tx` ends."""
+    bigger = "GREATEST" if tx.dialect == "postgres" else "MAX"
+    row = tx.execute(
+        f"UPDATE {CLOCK} SET position = {bigger}(position + 1, %s) WHERE id = 1 RETURNING position",
+        (ledger_position or 0,),
+    ).fetchone()
+    return int(row["position"])  # type: ignore[index]  # the migration made the row
+
+
 def _publish(
-    tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], position: int | None, n: int
+    tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], ledger_position: int | None, n: int
 ) -> None:
     outbox.enqueue(
         tx,
         f"ledger.exceptions.{outbox.subject_token(kind)}",
-        {"kind": kind, "key": key, "status": status, "detail": detail, "position": position},
+        {
+            "kind": kind,
+            "key": key,
+            "status": status,
+            "detail": detail,
+            "position": tick(tx, ledger_position),
+            "ledger_position": ledger_position,
+        },
         f"exception:{kind}:{key}:{n}:{status}",
     )
 
@@ -56,9 +83,12 @@ def open_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any], position
     return True
 
 
-def close_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any] | None = None) -> bool:
+def close_exception(
+    tx: Tx, kind: str, key: str, detail: dict[str, Any] | None = None, position: int | None = None
+) -> bool:
     """Closes `(kind, key)`; True when it was open (and a message was enqueued). The row is
-    closed by one conditional UPDATE, so of two transactions closing it together one does."""
+    closed by one conditional UPDATE, so of two transactions closing it together one does.
+    `position`: the ledger position of the fact that resolved it, when there is one."""
     row = tx.execute(
         f"UPDATE {TABLE} SET status = 'closed', closed_at = %s WHERE kind = %s AND key = %s "
         "AND status = 'open' RETURNING times_opened, detail, position",
@@ -73,7 +103,7 @@ def close_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any] | None =
             f"UPDATE {TABLE} SET detail = %s WHERE kind = %s AND key = %s",
             (orjson.dumps(merged).decode(), kind, key),
         )
-    _publish(tx, kind, key, "closed", merged, row["position"], int(row["times_opened"]))
+    _publish(tx, kind, key, "closed", merged, position, int(row["times_opened"]))
     return True
 
 

@@ -9,12 +9,20 @@ from pydantic import ValidationError
 
 from adapters import pos
 from api.deps import ContainerDep, Ingester, read_json, store_message
+from api.models import problems
+from api.openapi import json_body
 from api.problems import Problem, validation_problem
+from api.schemas import StoredMessage
 
 router = APIRouter(tags=["pos"])
 
 
-@router.post("/v1/pos/batches")
+@router.post(
+    "/v1/pos/batches",
+    response_model=StoredMessage,
+    responses=problems("delivery-id-reused", "pos-sequence-conflict"),
+    openapi_extra=json_body(pos.PosBatch, "PosBatch"),
+)
 async def post_batch(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
     """A POS batch `{store, batch_id, sequence, transactions}`; a repeat changes nothing."""
     body, payload = await read_json(request, container)

@@ -39,7 +39,8 @@ MIGRATIONS = [
     "0003.erp-leases",
     "0004.shopify-push",
     "0005.personal-data",
-    "0006.erp-uncertain",
+    "0006.exception-changes",
+    "0007.erp-uncertain",
 ]
 LEDGER_TABLES = {
     "api_keys",
@@ -64,6 +65,7 @@ LEDGER_TABLES = {
     "shopify_push_position",
     "shopify_targets",
     "shopify_sync",
+    "ledger_exception_clock",
 }
 
 
