@@ -64,7 +64,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Container,
 def held_waiting(container: Container) -> int:
     """Documents waiting behind the sales order of a held order (they wait for its release)."""
     rows = [r for r in container.erp_queue.rows() if r["status"] == "pending"]
-    return sum(1 for r in rows if container.ledger.history.order(r["order_id"]).held)  # type: ignore[union-attr]
+    orders = [container.ledger.history.order(r["order_id"]) for r in rows]
+    return sum(1 for o in orders if o is not None and o.held)
 
 
 def post_all(container: Container, poster: ErpPoster) -> None:
@@ -89,7 +90,8 @@ def test_the_erps_documents_replay_to_the_ledgers_order(world, quantities, held,
     lines = [{"line_id": str(i), "sku": "SKU-A", "quantity": q} for i, q in enumerate(quantities, 1)]
     facts = {"total": "500.00" if held else "50.00", "currency": "EUR"}
     ledger.execute(c.CaptureOrder(order_id=oid, channel="online", lines=tuple(lines), facts=facts))
-    assert ledger.history.order(oid).held is held  # type: ignore[union-attr]
+    captured = ledger.history.order(oid)
+    assert captured is not None and captured.held is held
     confirmed = Decimal(0)
     cancelled_before_posting = False
     for n, (kind, arg, k) in enumerate(steps):
