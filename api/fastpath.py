@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -92,7 +93,7 @@ class Call:
         """The body decoded and validated like the route's body parameter, or None when it is not
         valid (the route answers the problem, worded as FastAPI words it)."""
         body = self.body
-        if not body:
+        if not body or not _json_type(self.header(b"content-type")):
             return None
         try:
             return adapter.validate_python(orjson.loads(body))
@@ -102,6 +103,12 @@ class Call:
     def cause(self, **extra: Any) -> dict[str, Any]:
         """`api.middleware.cause_from` of this request."""
         return cause_of(self.scope.get("state", {}), **extra)
+
+
+def _json_type(value: str | None) -> bool:
+    """FastAPI parses a body parameter as JSON only under a JSON media type (none: not at all)."""
+    kind = (value or "").split(";")[0].strip().lower()
+    return kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json"))
 
 
 Handler = Callable[[Call], Awaitable[Answer | None]]
@@ -135,7 +142,7 @@ class FastPath:
                 self.prefixed.append(entry)
             else:
                 self.exact[(lean.method, lean.path)] = entry
-        self.answered: dict[str, int] = {}  # requests answered here, by route template (tests, diagnosis)
+        self.answered: dict[str, int] = {}  # answers given here, problems too, by route template (tests, diagnosis)
 
     def _match(self, scope: Scope) -> tuple[Lean, BaseRoute] | None:
         method, path = scope["method"], scope["path"]
@@ -153,22 +160,19 @@ class FastPath:
             if found is not None and container is not None:
                 lean, route = found
                 try:
-                    answer = await lean.handler(Call(scope, container))
+                    answer: Answer | Response | None = await lean.handler(Call(scope, container))
                 except Problem as e:
-                    scope["route"] = route
-                    await problem_response(e.status, e.slug, e.detail, scope["path"], **e.extra)(
-                        scope, receive, send
-                    )
-                    return
+                    answer = problem_response(e.status, e.slug, e.detail, scope["path"], **e.extra)
                 except LedgerError as e:
-                    scope["route"] = route
-                    await ledger_error_response(e, scope["path"])(scope, receive, send)
-                    return
+                    answer = ledger_error_response(e, scope["path"])
                 if answer is not None:
                     scope["route"] = route  # the template labels the metrics and the access line
                     path = getattr(route, "path", "")
                     self.answered[path] = self.answered.get(path, 0) + 1
-                    await self._send(send, answer)
+                    if isinstance(answer, Answer):
+                        await self._send(send, answer)
+                    else:
+                        await answer(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
