@@ -186,7 +186,12 @@ class AccessLine(NamedTuple):
 
     def render(self) -> str:
         """The line the structlog chain writes for `log.info("request", ...)` on `ledger.access`."""
-        line: dict[str, Any] = {"method": self.method, "route": self.route, "status": self.status, "ms": self.ms}
+        line: dict[str, Any] = {
+            "method": self.method,
+            "route": self.route,
+            "status": self.status,
+            "ms": self.ms,
+        }
         if self.sampled is not None:
             line["sampled"] = self.sampled
         line["event"] = "request"

@@ -142,7 +142,9 @@ class FastPath:
                 self.prefixed.append(entry)
             else:
                 self.exact[(lean.method, lean.path)] = entry
-        self.answered: dict[str, int] = {}  # answers given here, problems too, by route template (tests, diagnosis)
+        self.answered: dict[
+            str, int
+        ] = {}  # answers given here, problems too, by route template (tests, diagnosis)
 
     def _match(self, scope: Scope) -> tuple[Lean, BaseRoute] | None:
         method, path = scope["method"], scope["path"]

@@ -185,7 +185,12 @@ def api_cmd(
         results.append(r)
         return r
 
-    _run(database_url, as_json, [("api", job)], after=lambda: [typer.echo(x) for r in results for x in report(r)])
+    def print_targets() -> None:
+        for r in results:
+            for line in report(r):
+                typer.echo(line)
+
+    _run(database_url, as_json, [("api", job)], after=print_targets)
 
 
 @bench_app.command("reconcile")

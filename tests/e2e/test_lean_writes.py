@@ -64,7 +64,9 @@ def receipt(sku: str, loc: str, quantity: int = 10) -> dict[str, Any]:
     return {"sku": sku, "location": loc, "quantity": quantity, "reference": uid("ref-")}
 
 
-def test_receipts_on_the_lean_path_answer_and_record_what_the_route_does(both: tuple[Api, TestClient]) -> None:
+def test_receipts_on_the_lean_path_answer_and_record_what_the_route_does(
+    both: tuple[Api, TestClient],
+) -> None:
     api, plain = both
     sku, loc = uid("sku-"), uid("wh-")
     post(api.client, api, "/v1/stock/receipts", receipt(uid("warm-"), loc))  # keeps the key's verdict
@@ -96,7 +98,10 @@ def test_an_order_captured_on_the_lean_path_matches_the_route_and_refusals_map_a
     sku, loc = uid("sku-"), uid("wh-")
     put_channel(api.client, api.auth(), "web", loc)
     post(api.client, api, "/v1/stock/receipts", receipt(sku, loc, 10))
-    lines = [{"line_id": "1", "sku": sku, "quantity": 2}, {"line_id": "2", "sku": sku, "quantity": 1, "location": loc}]
+    lines = [
+        {"line_id": "1", "sku": sku, "quantity": 2},
+        {"line_id": "2", "sku": sku, "quantity": 1, "location": loc},
+    ]
     a, b = uid("o-"), uid("o-")
     before = lean_answers(api, "/v1/orders")
     routed = post(plain, api, "/v1/orders", {"order_id": a, "channel": "web", "lines": lines})
@@ -104,8 +109,10 @@ def test_an_order_captured_on_the_lean_path_matches_the_route_and_refusals_map_a
     assert lean_answers(api, "/v1/orders") == before + 1
     assert lean.status_code == 201, lean.text
     same(routed, lean, **{b: a})
-    same(post(plain, api, "/v1/orders", {"order_id": b, "channel": "web", "lines": lines}),
-         post(api.client, api, "/v1/orders", {"order_id": b, "channel": "web", "lines": lines}))
+    same(
+        post(plain, api, "/v1/orders", {"order_id": b, "channel": "web", "lines": lines}),
+        post(api.client, api, "/v1/orders", {"order_id": b, "channel": "web", "lines": lines}),
+    )
     too_many = [{"line_id": "1", "sku": sku, "quantity": 100}]
     c, d = uid("o-"), uid("o-")
     refused_routed = post(plain, api, "/v1/orders", {"order_id": c, "channel": "web", "lines": too_many})
@@ -114,8 +121,10 @@ def test_an_order_captured_on_the_lean_path_matches_the_route_and_refusals_map_a
     assert refused_lean.json()["type"].endswith("insufficient-stock")
     same(refused_routed, refused_lean, **{d: c})
     conflict = [{"line_id": "1", "sku": sku, "quantity": 1}]
-    same(post(plain, api, "/v1/orders", {"order_id": a, "channel": "web", "lines": conflict}),
-         post(api.client, api, "/v1/orders", {"order_id": a, "channel": "web", "lines": conflict}))
+    same(
+        post(plain, api, "/v1/orders", {"order_id": a, "channel": "web", "lines": conflict}),
+        post(api.client, api, "/v1/orders", {"order_id": a, "channel": "web", "lines": conflict}),
+    )
     assert api.container.ledger.history.stock(sku, loc).reserved == 6  # type: ignore[union-attr]  # received above
 
 
@@ -141,14 +150,20 @@ def test_a_body_the_lean_path_cannot_take_is_refused_by_the_route_in_its_words(
     assert lean.status_code == 422 and lean.headers["content-type"] == "application/problem+json"
     same(routed, lean)
     assert lean_answers(api, "/v1/stock/receipts") == before
-    for raw, ctype in ((b"{", "application/json"), (b"", "application/json"), (orjson.dumps(receipt("S", "L")), "")):
+    for raw, ctype in (
+        (b"{", "application/json"),
+        (b"", "application/json"),
+        (orjson.dumps(receipt("S", "L")), ""),
+    ):
         headers = api.auth("ingest:write", **({"Content-Type": ctype} if ctype else {}))
         r = api.client.post("/v1/stock/receipts", content=raw, headers=headers)
         same(plain.post("/v1/stock/receipts", content=raw, headers=headers), r)
         assert r.status_code in (400, 422)
 
 
-def test_keys_scopes_query_and_if_match_the_lean_path_leaves_to_the_route(both: tuple[Api, TestClient]) -> None:
+def test_keys_scopes_query_and_if_match_the_lean_path_leaves_to_the_route(
+    both: tuple[Api, TestClient],
+) -> None:
     api, plain = both
     loc = uid("wh-")
     post(api.client, api, "/v1/stock/receipts", receipt(uid("warm-"), loc))
@@ -158,14 +173,18 @@ def test_keys_scopes_query_and_if_match_the_lean_path_leaves_to_the_route(both: 
         p = plain.post("/v1/stock/receipts", json=receipt(uid("s-"), loc), headers=headers)
         assert r.status_code in (401, 403)
         same(p, r)
-    queried = api.client.post("/v1/stock/receipts?x=1", json=receipt(uid("s-"), loc), headers=api.auth("ingest:write"))
+    queried = api.client.post(
+        "/v1/stock/receipts?x=1", json=receipt(uid("s-"), loc), headers=api.auth("ingest:write")
+    )
     assert queried.status_code == 422
     matched = post(api.client, api, "/v1/stock/receipts", receipt(uid("s-"), loc), **{"If-Match": '"0"'})
     assert matched.status_code == 201, matched.text
     assert lean_answers(api, "/v1/stock/receipts") == before
 
 
-def test_an_idempotency_key_in_front_of_the_lean_path_replays_the_stored_answer(both: tuple[Api, TestClient]) -> None:
+def test_an_idempotency_key_in_front_of_the_lean_path_replays_the_stored_answer(
+    both: tuple[Api, TestClient],
+) -> None:
     api, _ = both
     loc, key = uid("wh-"), uid("key-")
     post(api.client, api, "/v1/stock/receipts", receipt(uid("warm-"), loc))
@@ -184,7 +203,12 @@ def test_pos_batches_and_signed_webhooks_on_the_lean_path_answer_like_their_rout
 ) -> None:
     api, plain = both
     store = uid("S")
-    txn = {"txn_id": "T1", "type": "sale", "occurred_at": "2026-11-20T10:00:00Z", "lines": [{"item": "I1", "quantity": 1}]}
+    txn = {
+        "txn_id": "T1",
+        "type": "sale",
+        "occurred_at": "2026-11-20T10:00:00Z",
+        "lines": [{"item": "I1", "quantity": 1}],
+    }
     post(api.client, api, "/v1/stock/receipts", receipt(uid("warm-"), uid("wh-")))
     before = lean_answers(api, "/v1/pos/batches")
     b1 = {"store": store, "batch_id": "B1", "sequence": 1, "transactions": [txn]}
