@@ -76,7 +76,8 @@ def _about(body: Any, kind: str, customer: dict[str, Any], orders: set[str]) -> 
         return False
     if orders & _order_ids(body, kind):
         return True
-    theirs = body.get("customer") if isinstance(body.get("customer"), dict) else {}
+    raw = body.get("customer")
+    theirs: dict[str, Any] = raw if isinstance(raw, dict) else {}
     cid = customer.get("id")
     if cid is not None and str(theirs.get("id")) == str(cid):
         return True

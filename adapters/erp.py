@@ -71,21 +71,25 @@ log = logging.getLogger("ledger.erp")
 Code = Id  # a POS/ERP code: the contract's identifier bounds
 
 
+def _example(value: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [value]})
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    message_id: Code
+    message_id: Code = Field(description="The ERP's message id: stored once, the same id with other content refused.")
 
 
 class ErpLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sku: Code
-    quantity: Quantity
+    sku: Code = Field(description="The SKU (mapped through `erp/sku` when mapped).")
+    quantity: Quantity = Field(description="Units.")
 
 
 class CountLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    sku: Code
-    counted: Annotated[int, Field(ge=0, le=MAX_QUANTITY, strict=True)]
+    sku: Code = Field(description="The SKU (mapped through `erp/sku` when mapped).")
+    counted: Annotated[int, Field(ge=0, le=MAX_QUANTITY, strict=True)] = Field(description="Units counted.")
 
 
 def _unique_skus(lines: list[Any]) -> None:
@@ -95,10 +99,15 @@ def _unique_skus(lines: list[Any]) -> None:
 
 
 class GoodsReceipt(_Message):
-    receipt_id: Code
-    location: Code
-    lines: list[ErpLine] = Field(min_length=1, max_length=1000)
-    asn_id: Code | None = None  # the receipt consumes the units that notice made incoming
+    """Units received at a location."""
+
+    model_config = _example(
+        {"message_id": "m-1", "receipt_id": "GR-1", "location": "WH1", "lines": [{"sku": "SKU-RED-M", "quantity": 24}]}
+    )
+    receipt_id: Code = Field(description="The receipt document.")
+    location: Code = Field(description="Where the units arrived.")
+    lines: list[ErpLine] = Field(min_length=1, max_length=1000, description="Units per SKU, each SKU once.")
+    asn_id: Code | None = Field(None, description="The notice whose incoming units this receipt lands.")
 
     @model_validator(mode="after")
     def _check(self) -> GoodsReceipt:
@@ -107,11 +116,19 @@ class GoodsReceipt(_Message):
 
 
 class Transfer(_Message):
-    transfer_id: Code
-    from_location: Code
-    to_location: Code
-    lines: list[ErpLine] = Field(min_length=1, max_length=1000)
-    status: Literal["dispatched", "received"] | None = None
+    """Units moved between two locations, at once or in two steps (`dispatched`, then `received`)."""
+
+    model_config = _example(
+        {"message_id": "m-2", "transfer_id": "TR-1", "from_location": "WH1", "to_location": "STORE1",
+         "status": "dispatched", "lines": [{"sku": "SKU-RED-M", "quantity": 5}]}
+    )
+    transfer_id: Code = Field(description="The transfer document.")
+    from_location: Code = Field(description="Where the units leave.")
+    to_location: Code = Field(description="Where they arrive.")
+    lines: list[ErpLine] = Field(min_length=1, max_length=1000, description="Units per SKU, each SKU once.")
+    status: Literal["dispatched", "received"] | None = Field(
+        None, description="`dispatched`: on their way (incoming at the destination); `received`: arrived."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Transfer:
@@ -124,10 +141,14 @@ class Transfer(_Message):
 class AdvanceShippingNotice(_Message):
     """Units on their way to a location: `incoming` there until a receipt naming the notice."""
 
-    asn_id: Code
-    location: Code
-    expected_at: AwareDatetime
-    lines: list[ErpLine] = Field(min_length=1, max_length=1000)
+    model_config = _example(
+        {"message_id": "m-3", "asn_id": "ASN-1", "location": "WH1", "expected_at": "2026-11-25T00:00:00Z",
+         "lines": [{"sku": "SKU-RED-M", "quantity": 12}]}
+    )
+    asn_id: Code = Field(description="The notice's id, named again by the goods receipt that lands it.")
+    location: Code = Field(description="Where the units are expected.")
+    expected_at: AwareDatetime = Field(description="When they are expected (RFC 3339).")
+    lines: list[ErpLine] = Field(min_length=1, max_length=1000, description="Units per SKU, each SKU once.")
 
     @model_validator(mode="after")
     def _check(self) -> AdvanceShippingNotice:
@@ -136,10 +157,16 @@ class AdvanceShippingNotice(_Message):
 
 
 class CycleCount(_Message):
-    count_id: Code
-    location: Code
-    counted_at: AwareDatetime
-    lines: list[CountLine] = Field(min_length=1, max_length=1000)
+    """Absolute counts, applied as of `counted_at` (later movements are kept on top)."""
+
+    model_config = _example(
+        {"message_id": "m-4", "count_id": "CC-1", "location": "WH1", "counted_at": "2026-11-20T06:00:00Z",
+         "lines": [{"sku": "SKU-RED-M", "counted": 21}]}
+    )
+    count_id: Code = Field(description="The count document.")
+    location: Code = Field(description="Where it was counted.")
+    counted_at: AwareDatetime = Field(description="When it was counted (RFC 3339).")
+    lines: list[CountLine] = Field(min_length=1, max_length=1000, description="Units counted per SKU, each SKU once.")
 
     @model_validator(mode="after")
     def _check(self) -> CycleCount:
@@ -158,10 +185,17 @@ def _amount(value: str) -> str:
 
 
 class Invoice(_Message):
-    invoice_id: Code
-    order_id: Code
-    amount: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^-?[0-9]+(\.[0-9]+)?$")]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    """The ERP invoiced an order."""
+
+    model_config = _example(
+        {"message_id": "m-5", "invoice_id": "INV-1", "order_id": "1001", "amount": "59.90", "currency": "EUR"}
+    )
+    invoice_id: Code = Field(description="The invoice's id.")
+    order_id: Code = Field(description="The order invoiced.")
+    amount: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^-?[0-9]+(\.[0-9]+)?$")] = Field(
+        description="An exact, non-negative decimal, as text."
+    )
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] = Field(description="ISO 4217.")
 
     @model_validator(mode="after")
     def _check(self) -> Invoice:

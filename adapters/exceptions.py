@@ -5,6 +5,14 @@ an exception already open stays as it is.
 Opening (and closing) also enqueues `ledger.exceptions.{kind}` on the outbox, in the
 caller's transaction. Kinds in use: `drift`, `pos-sequence-gap`, `parked-message`,
 `stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`.
+
+Each message carries a `position`, as every ledger message does, so that a consumer can drop one
+not newer than the last it applied. Many exceptions have no ledger fact behind them (a parked
+message, a POS gap, a count the outside system got wrong at an unchanged ledger position), so the
+position is the exceptions' own clock (`ledger_exception_clock`): each change takes the next
+number, and never one below the ledger position of the fact that raised it (`ledger_position`,
+when there is one). The clock's row is locked until the change commits, so numbers grow in commit
+order: a close always carries a greater position than the open it ends.
 """
 
 from __future__ import annotations
@@ -15,22 +23,41 @@ from typing import Any
 import orjson
 
 from adapters import outbox
-from adapters.persistence.db import Database, Tx
+from adapters.persistence.db import Database, Tx, like_prefix
 
 TABLE = "ledger_exceptions"
+CLOCK = "ledger_exception_clock"
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
+def tick(tx: Tx, ledger_position: int | None = None) -> int:
+    """The next position of the exceptions' clock: greater than every earlier one, and at least
+    `ledger_position`. Holds the clock's row until `tx` ends."""
+    bigger = "GREATEST" if tx.dialect == "postgres" else "MAX"
+    row = tx.execute(
+        f"UPDATE {CLOCK} SET position = {bigger}(position + 1, %s) WHERE id = 1 RETURNING position",
+        (ledger_position or 0,),
+    ).fetchone()
+    return int(row["position"])  # type: ignore[index]  # the migration made the row
+
+
 def _publish(
-    tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], position: int | None, n: int
+    tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], ledger_position: int | None, n: int
 ) -> None:
     outbox.enqueue(
         tx,
         f"ledger.exceptions.{outbox.subject_token(kind)}",
-        {"kind": kind, "key": key, "status": status, "detail": detail, "position": position},
+        {
+            "kind": kind,
+            "key": key,
+            "status": status,
+            "detail": detail,
+            "position": tick(tx, ledger_position),
+            "ledger_position": ledger_position,
+        },
         f"exception:{kind}:{key}:{n}:{status}",
     )
 
@@ -55,9 +82,12 @@ def open_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any], position
     return True
 
 
-def close_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any] | None = None) -> bool:
+def close_exception(
+    tx: Tx, kind: str, key: str, detail: dict[str, Any] | None = None, position: int | None = None
+) -> bool:
     """Closes `(kind, key)`; True when it was open (and a message was enqueued). The row is
-    closed by one conditional UPDATE, so of two transactions closing it together one does."""
+    closed by one conditional UPDATE, so of two transactions closing it together one does.
+    `position`: the ledger position of the fact that resolved it, when there is one."""
     row = tx.execute(
         f"UPDATE {TABLE} SET status = 'closed', closed_at = %s WHERE kind = %s AND key = %s "
         "AND status = 'open' RETURNING times_opened, detail, position",
@@ -72,7 +102,7 @@ def close_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any] | None =
             f"UPDATE {TABLE} SET detail = %s WHERE kind = %s AND key = %s",
             (orjson.dumps(merged).decode(), kind, key),
         )
-    _publish(tx, kind, key, "closed", merged, row["position"], int(row["times_opened"]))
+    _publish(tx, kind, key, "closed", merged, position, int(row["times_opened"]))
     return True
 
 
@@ -95,6 +125,39 @@ def list_exceptions(
     for r in rows:
         r["detail"] = orjson.loads(r["detail"])
     return rows
+
+
+def open_about(
+    db: Database, order_id: str | None = None, sku: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The open exceptions about one order or one SKU, newest first.
+
+    Keys name their subject (`stuck-order` the order id, `shortfall` and `reservation-expired`
+    `sku@location`, `drift` `source/sku/location`); the key narrows the read and the detail
+    (`order_id`, `sku`) confirms it, so a SKU holding `@` or `/` finds no stranger's rows."""
+    if order_id is not None:
+        rows = db.query(
+            f"SELECT kind, key, status, detail, position, opened_at, closed_at FROM {TABLE} "
+            "WHERE status = 'open' AND key = %s ORDER BY opened_at DESC LIMIT %s",
+            (order_id, limit),
+        )
+        field, value = "order_id", order_id
+    elif sku is not None:
+        rows = db.query(
+            f"SELECT kind, key, status, detail, position, opened_at, closed_at FROM {TABLE} "
+            "WHERE status = 'open' AND (key LIKE %s ESCAPE '\\' OR key LIKE %s ESCAPE '\\') "
+            "ORDER BY opened_at DESC LIMIT %s",
+            (like_prefix(f"{sku}@"), "%/" + like_prefix(f"{sku}/"), limit),
+        )
+        field, value = "sku", sku
+    else:
+        return []
+    out = []
+    for r in rows:
+        r["detail"] = orjson.loads(r["detail"])
+        if r["detail"].get(field, value) == value:
+            out.append(r)
+    return out
 
 
 def open_counts(db: Database) -> dict[str, int]:

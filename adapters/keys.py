@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,9 +56,12 @@ class ApiKeys:
     CACHE_SECONDS = 5.0
     MAX_CACHED = 10_000
 
-    def __init__(self, db: Database, cache_seconds: float = CACHE_SECONDS) -> None:
+    def __init__(
+        self, db: Database, cache_seconds: float = CACHE_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
+        self.clock = clock  # seconds, monotonic: when kept verdicts lapse
         self._cache: dict[str, tuple[float, Principal | None]] = {}
         self._lock = threading.Lock()
 
@@ -116,7 +120,7 @@ class ApiKeys:
     def lookup(self, token: str) -> Principal | None | Miss:
         """The kept verdict on a token (a dict lookup: no I/O, no lock), or `MISS`: call `verify()`."""
         hit = self._cache.get(token)
-        if hit is None or hit[0] <= time.monotonic():
+        if hit is None or hit[0] <= self.clock():
             return MISS
         return hit[1]
 
@@ -125,7 +129,7 @@ class ApiKeys:
         hit = self.lookup(token)
         if not isinstance(hit, Miss):
             return hit
-        now = time.monotonic()
+        now = self.clock()
         row = self.db.query_one(
             "SELECT id, name, scopes, expires_at, revoked_at FROM api_keys WHERE token_hash = %s",
             (self._hash(token),),

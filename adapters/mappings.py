@@ -85,7 +85,7 @@ class SqlMappingStore:
                 (source, kind, external_id),
             ).fetchone()
             old = None if row is None else row["canonical"]
-            if old == canonical:
+            if row is not None and old == canonical:
                 return {
                     "source": source,
                     "kind": kind,
@@ -94,7 +94,7 @@ class SqlMappingStore:
                     "version": int(row["version"]),
                     "old": old,
                     "changed": False,
-                }  # type: ignore[index]  # the row exists here
+                }
             version = int(
                 tx.execute(
                     "INSERT INTO mapping_history (source, kind, external_id, old, new, actor, at) "

@@ -58,3 +58,9 @@ ERP_POSTINGS = Counter(
 ERP_QUEUE_DEPTH = Gauge(
     "ledger_erp_queue_depth", "Documents waiting to be posted to the ERP", registry=REGISTRY
 )
+LEADER = Gauge(
+    "ledger_leader",
+    "1 while this process runs the task as the elected leader of the processes sharing the database",
+    ["task"],  # not `job`: Prometheus's own target label
+    registry=REGISTRY,
+)

@@ -39,17 +39,19 @@ Code = Id  # a POS/ERP code: the contract's identifier bounds
 
 class PosLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    item: Code
-    quantity: Quantity
+    item: Code = Field(description="The POS item code (mapped through `pos/sku`).")
+    quantity: Quantity = Field(description="Units sold or returned.")
 
 
 class PosTransaction(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    txn_id: Code
-    type: Literal["sale", "return", "void"]
-    occurred_at: datetime
-    lines: list[PosLine] = Field(default_factory=list, max_length=1000)
-    void_of: Code | None = None
+    txn_id: Code = Field(description="The transaction's id, unique within the store.")
+    type: Literal["sale", "return", "void"] = Field(
+        description="`sale` lowers on hand at the store, `return` adds back, `void` reverses `void_of`."
+    )
+    occurred_at: datetime = Field(description="When it happened at the till (RFC 3339).")
+    lines: list[PosLine] = Field(default_factory=list, max_length=1000, description="The items (none for a void).")
+    void_of: Code | None = Field(None, description="The transaction a void reverses.")
 
     @model_validator(mode="after")
     def _void_names_its_transaction(self) -> PosTransaction:
@@ -67,11 +69,31 @@ class PosTransaction(BaseModel):
 
 
 class PosBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    store: Code
-    batch_id: Code
-    sequence: Annotated[int, Field(ge=1, le=2**62, strict=True)]
-    transactions: list[PosTransaction] = Field(min_length=1, max_length=10_000)
+    """A store's batch of till transactions; the same `(store, batch_id)` again changes nothing."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "store": "S001",
+                    "batch_id": "B-2026-11-20-1",
+                    "sequence": 42,
+                    "transactions": [
+                        {"txn_id": "T1", "type": "sale", "occurred_at": "2026-11-20T10:00:00Z",
+                         "lines": [{"item": "ITEM-1", "quantity": 2}]},
+                        {"txn_id": "T2", "type": "void", "occurred_at": "2026-11-20T10:05:00Z", "void_of": "T1"},
+                    ],
+                }
+            ]
+        },
+    )
+    store: Code = Field(description="The POS store code (mapped through `pos/location`).")
+    batch_id: Code = Field(description="The batch's id within the store.")
+    sequence: Annotated[int, Field(ge=1, le=2**62, strict=True)] = Field(
+        description="The store's batch number: a missing one is a `pos-sequence-gap` exception until it arrives."
+    )
+    transactions: list[PosTransaction] = Field(min_length=1, max_length=10_000, description="The transactions.")
 
     @model_validator(mode="after")
     def _unique_transactions(self) -> PosBatch:

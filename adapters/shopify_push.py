@@ -642,11 +642,15 @@ def failed_writes(db: Database, shop: str) -> list[dict[str, Any]]:
 class ShopifySync:
     """Everything the Shopify push needs, built once from settings (`build`)."""
 
-    def __init__(self, db: Database, targets: ShopifyTargets, shops: list[str], workers: list[Any]) -> None:
+    def __init__(
+        self, db: Database, targets: ShopifyTargets, shops: list[str], workers: list[Any],
+        recoveries: list[Any] | None = None,
+    ) -> None:
         self.db = db
         self.targets = targets
         self.shops = shops
-        self.workers = workers
+        self.workers = workers  # the feeder and the pushers: every worker process runs them (claims)
+        self.recoveries = recoveries or []  # one per shop: run by the elected leader only
 
     def status(self) -> dict[str, Any]:
         return sync_status(self.db, self.shops)
@@ -656,12 +660,13 @@ def build(
     settings: Any, db: Database, mappings: Any, inbox: Any = None, wake_inbox: Any = None, poll: float = 0.5
 ) -> ShopifySync:
     """Targets, the feeder, one pusher per shop and, with an inbox, one recovery per shop (the
-    tables come from the migrations)."""
+    tables come from the migrations). The recoveries are apart: they run under the leader."""
     tokens: dict[str, str] = settings.shopify_tokens
     shops = sorted(tokens)
     targets = ShopifyTargets(db, shops)
     threshold = parse_thresholds(settings.reconcile_thresholds).get("shopify", Threshold())
     workers: list[Any] = []
+    recoveries: list[Any] = []
     if shops:
         pushers = []
         for shop in shops:
@@ -671,8 +676,8 @@ def build(
             if inbox is not None:
                 reader = AdminClient(shop, tokens[shop], settings.shopify_admin_url, settings.shopify_api_version)
                 recovery = Recovery(db, reader, inbox, on_stored=wake_inbox)
-                workers.append(Loop(f"shopify-recovery-{shop}", recovery.step,
-                                    float(settings.shopify_recovery_interval_seconds)))
+                recoveries.append(Loop(f"shopify-recovery-{shop}", recovery.step,
+                                       float(settings.shopify_recovery_interval_seconds)))
 
         def wake_pushers() -> None:
             for p in pushers:
@@ -680,4 +685,4 @@ def build(
 
         workers.append(Loop("shopify-feed", Feeder(db, shops, on_fed=wake_pushers).step, poll))
         workers.extend(pushers)
-    return ShopifySync(db, targets, shops, workers)
+    return ShopifySync(db, targets, shops, workers, recoveries)

@@ -9,14 +9,13 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from adapters.config import Settings
-from api import asyncapi, problem_types, problems
+from api import asyncapi, openapi, problem_types, problems
 from api.console import routes as console_routes
 from api.console.session import Sessions
 from api.deps import checked_query
 from api.fastpath import FastPath, Lean
 from api.idempotency import Idempotency
 from api.middleware import BodyGuard, RequestContext, StorageGuard
-from api.models import problems as problems_doc
 from api.routes import (
     ats,
     channels,
@@ -83,13 +82,13 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         version="0.1.0",
         description="Event-sourced inventory and order ledger: stock movements and order stages as facts.",
         lifespan=lifespan,
-        # Any route may answer these as problem+json (auth, body guard, validation, idempotency).
-        responses=problems_doc(400, 401, 403, 404, 409, 413, 415, 422),
         dependencies=[Depends(checked_query)],
+        generate_unique_id_function=openapi.operation_id,
     )
     if container is not None:
         attach(app, container)
     problems.install(app)
+    openapi.install(app)  # each operation's real problem answers (api.openapi)
     for router in ROUTERS:
         app.include_router(router)
     # Outermost last: request ids and access log, then the body guard, then Idempotency-Key,

@@ -73,10 +73,34 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "key": {"type": "string", "description": "What the exception is about, unique within its kind."},
             "status": {"type": "string", "enum": ["open", "closed"]},
             "detail": {"type": "object", "description": "Kind-specific facts; never personal data."},
-            "position": POSITION,
+            "position": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "The exceptions' clock: each open or close takes the next number, never below "
+                "`ledger_position`, in commit order (shared by every kind). Many exceptions have no ledger fact "
+                "behind them (a parked message, a POS gap, a count found wrong again at an unchanged ledger "
+                "position), so this is not a ledger position; but, as for every subject, a consumer drops any "
+                "message whose position is not newer than the last one it applied for the same exception.",
+            },
+            "ledger_position": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "description": "The ledger position of the fact that raised or resolved it (the reconciliation's "
+                "read of the ledger for drift); null when no ledger fact is behind the change.",
+            },
         },
-        "required": ["kind", "key", "status", "detail", "position"],
+        "required": ["kind", "key", "status", "detail", "position", "ledger_position"],
         "additionalProperties": False,
+        "examples": [
+            {
+                "kind": "drift",
+                "key": "erp/TSHIRT-RED-M/WH1",
+                "status": "open",
+                "detail": {"source": "erp", "sku": "TSHIRT-RED-M", "location": "WH1", "delta": -2},
+                "position": 1044,
+                "ledger_position": 1043,
+            }
+        ],
     },
 }
 

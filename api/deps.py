@@ -86,6 +86,7 @@ def require(*scopes: str) -> Callable[..., Any]:
             raise Problem(403, "forbidden", f"this key lacks the scope {' or '.join(scopes)}")
         return principal
 
+    check.scopes = scopes  # type: ignore[attr-defined]  # read by api.openapi (`x-scopes`)
     return check
 
 

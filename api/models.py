@@ -6,12 +6,15 @@ Requests refuse unknown fields and coercion (`"5"` is not a quantity); each iden
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adapters.fields import Delta, Id, Quantity
+from api.problem_types import PROBLEM_TYPES
+from api.problems import PROBLEM_JSON, RETRY_AFTER_SECONDS, SLUG_BY_STATUS, TITLES
 
 MAX_LINES = 1000
 
@@ -27,36 +30,59 @@ class Response(BaseModel):
 # ------------------------------------------------------------------ stock
 
 
-class Receipt(Request):
-    """Units arrived at a location (a purchase receipt, a count-in)."""
+def examples(*values: dict[str, Any]) -> dict[str, Any]:
+    """`json_schema_extra` for a model's examples (each checked against its schema by a test)."""
+    return {"examples": list(values)}
 
-    sku: Id
-    location: Id
-    quantity: Quantity
-    reference: Id
+
+SKU = "The canonical SKU."
+LOCATION = "A location code (warehouse, store)."
+
+
+class Receipt(Request):
+    """Units arrived at a location (a purchase receipt, a count-in): one line of a document, whose
+    natural key is `(reference, sku, location)`."""
+
+    sku: Id = Field(description=SKU)
+    location: Id = Field(description=LOCATION)
+    quantity: Quantity = Field(description="Units received.")
+    reference: Id = Field(description="The document (purchase order, delivery note); a repeat appends nothing.")
     asn_id: Id | None = Field(
         None, description="The advance shipping notice whose incoming units this receipt lands."
+    )
+    model_config = ConfigDict(
+        json_schema_extra=examples({"sku": "SKU-RED-M", "location": "WH1", "quantity": 24, "reference": "PO-1001"})
     )
 
 
 class Adjustment(Request):
     """A signed correction of on hand, with a reason and a document reference."""
 
-    sku: Id
-    location: Id
-    delta: Delta
-    reason: Id
-    reference: Id
+    sku: Id = Field(description=SKU)
+    location: Id = Field(description=LOCATION)
+    delta: Delta = Field(description="Units added (positive) or taken off (negative); never zero.")
+    reason: Id = Field(description="Why: `damaged`, `count`, `theft`, ...")
+    reference: Id = Field(description="The document behind it; a repeat appends nothing.")
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {"sku": "SKU-RED-M", "location": "WH1", "delta": -2, "reason": "damaged", "reference": "ADJ-7"}
+        )
+    )
 
 
 class Transfer(Request):
     """Units moved from one location to another."""
 
-    sku: Id
-    from_location: Id
-    to_location: Id
-    quantity: Quantity
-    reference: Id
+    sku: Id = Field(description=SKU)
+    from_location: Id = Field(description="Where the units leave.")
+    to_location: Id = Field(description="Where they arrive (another location).")
+    quantity: Quantity = Field(description="Units moved.")
+    reference: Id = Field(description="The transfer document; a repeat appends nothing.")
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {"sku": "SKU-RED-M", "from_location": "WH1", "to_location": "STORE1", "quantity": 5, "reference": "TR-3"}
+        )
+    )
 
     @model_validator(mode="after")
     def _two_locations(self) -> Transfer:
@@ -65,59 +91,117 @@ class Transfer(Request):
         return self
 
 
+STOCK_EXAMPLE: dict[str, Any] = {
+    "sku": "SKU-RED-M",
+    "location": "WH1",
+    "on_hand": 24,
+    "reserved": 2,
+    "available": 22,
+    "version": 5,
+    "unavailable": 0,
+    "incoming": 12,
+    "allow_backorder": False,
+}
+
+
 class StockView(Response):
-    sku: str
-    location: str
-    on_hand: int
-    reserved: int
-    available: int
-    version: int
-    unavailable: int = 0
-    incoming: int = 0
-    allow_backorder: bool = False
+    """A SKU at a location, straight from the ledger."""
+
+    sku: str = Field(description=SKU)
+    location: str = Field(description=LOCATION)
+    on_hand: int = Field(description="Units physically there.")
+    reserved: int = Field(description="Units held for orders and holds.")
+    available: int = Field(description="on_hand − reserved − unavailable: what can still be reserved.")
+    version: int = Field(description="The stream's version (the ETag; send it as If-Match).")
+    unavailable: int = Field(0, description="Units on hand that cannot be sold (damaged, quarantined).")
+    incoming: int = Field(0, description="Units announced by advance shipping notices or transfers on their way.")
+    allow_backorder: bool = Field(False, description="Whether the location may reserve beyond what is available.")
+    model_config = ConfigDict(json_schema_extra=examples(STOCK_EXAMPLE))
 
 
 class TransferView(Response):
-    from_: StockView = Field(alias="from")
-    to: StockView
+    """Both ends of a transfer after it."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    from_: StockView = Field(alias="from", description="The source location after the transfer.")
+    to: StockView = Field(description="The destination after the transfer.")
+
+    model_config = ConfigDict(
+        extra="allow",
+        populate_by_name=True,
+        json_schema_extra=examples(
+            {"from": {**STOCK_EXAMPLE, "on_hand": 19, "available": 17}, "to": {**STOCK_EXAMPLE, "location": "STORE1",
+             "on_hand": 5, "reserved": 0, "available": 5, "incoming": 0}}
+        ),
+    )
 
 
 class StockEvent(Response):
-    position: int
-    version: int
-    type: str
-    data: dict[str, Any]
-    recorded_at: datetime
-    correlation_id: str | None = None
-    causation_id: str | None = None
-    source: str | None = None
-    reference: str | None = None
+    position: int = Field(description="The event's position in the ledger (global, increasing).")
+    version: int = Field(description="Its version in the SKU-location's stream.")
+    type: str = Field(description="The event type: `StockReceived`, `StockReserved`, ...")
+    data: dict[str, Any] = Field(description="The event's facts (quantities, references), per its type.")
+    recorded_at: datetime = Field(description="When it was recorded (RFC 3339).")
+    correlation_id: str | None = Field(None, description="The correlation id of the request or message.")
+    causation_id: str | None = Field(None, description="The request or message that caused it.")
+    source: str | None = Field(None, description="`api`, `shopify`, `pos`, `erp`, ...")
+    reference: str | None = Field(None, description="The document it came from.")
 
 
 class EventPage(Response):
-    items: list[StockEvent]
+    """A page of a SKU-location's events, by ledger position."""
+
+    items: list[StockEvent] = Field(description="At most `limit` events.")
     next: int | None = Field(description="pass as `after` for the next page; null at the end of the stream")
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {
+                "items": [
+                    {
+                        "position": 4,
+                        "version": 2,
+                        "type": "StockReceived",
+                        "data": {"quantity": 24, "reference": "PO-1001", "expected": False},
+                        "recorded_at": "2026-11-20T10:00:00Z",
+                        "correlation_id": "6ea695932807f0155116503a21a18549",
+                        "causation_id": "6ea695932807f0155116503a21a18549",
+                        "source": "api",
+                        "reference": "PO-1001",
+                    }
+                ],
+                "next": None,
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------------ orders
 
 
 class OrderLine(Request):
-    line_id: Id
-    sku: Id
-    quantity: Quantity
-    location: Id | None = None
+    line_id: Id = Field(description="The line's id, unique within the order.")
+    sku: Id = Field(description=SKU)
+    quantity: Quantity = Field(description="Units ordered.")
+    location: Id | None = Field(None, description="Reserve at this location only (else in the channel's group).")
 
 
 class NewOrder(Request):
     """An order to capture. Every line is reserved, or none is (unless `allow_partial`)."""
 
-    order_id: Id
-    channel: Id
-    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES)
-    allow_partial: bool = False
+    order_id: Id = Field(description="The order's id; captured once (a repeat with the same lines appends nothing).")
+    channel: Id = Field(description="The channel it is sold on; its policy names the locations to reserve in.")
+    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES, description="The lines, each reserved.")
+    allow_partial: bool = Field(
+        False, description="Reserve what exists and backorder the rest, instead of refusing with 409."
+    )
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {
+                "order_id": "1001",
+                "channel": "online",
+                "lines": [{"line_id": "1", "sku": "SKU-RED-M", "quantity": 2}],
+            }
+        )
+    )
 
     @model_validator(mode="after")
     def _unique_lines(self) -> NewOrder:
@@ -128,27 +212,35 @@ class NewOrder(Request):
 
 
 class ShipmentLine(Request):
-    line_id: Id
-    quantity: Quantity
-    location: Id | None = None
+    line_id: Id = Field(description="The order line shipped.")
+    quantity: Quantity = Field(description="Units shipped.")
+    location: Id | None = Field(None, description="Where they were shipped from (default: where reserved).")
 
 
 class Shipment(Request):
-    shipment_id: Id
-    lines: list[ShipmentLine] = Field(min_length=1, max_length=MAX_LINES)
+    """Units shipped: they leave on hand where they were reserved."""
+
+    shipment_id: Id = Field(description="The shipment's id; a repeat appends nothing.")
+    lines: list[ShipmentLine] = Field(min_length=1, max_length=MAX_LINES, description="What was shipped.")
+    model_config = ConfigDict(
+        json_schema_extra=examples({"shipment_id": "SH-1", "lines": [{"line_id": "1", "quantity": 2}]})
+    )
 
 
 class CancelLine(Request):
-    line_id: Id
-    quantity: Quantity
+    line_id: Id = Field(description="The order line.")
+    quantity: Quantity = Field(description="Units cancelled.")
 
 
 class Cancellation(Request):
     """Cancels the whole order, or (with `lines` and a `reference`) some units of some lines."""
 
-    reason: Id
-    lines: list[CancelLine] | None = Field(default=None, min_length=1, max_length=MAX_LINES)
-    reference: Id | None = None
+    reason: Id = Field(description="Why: `customer`, `fraud`, `out-of-stock`, ...")
+    lines: list[CancelLine] | None = Field(
+        default=None, min_length=1, max_length=MAX_LINES, description="Only these units (else the whole order)."
+    )
+    reference: Id | None = Field(None, description="The partial cancellation's id (needed with `lines`).")
+    model_config = ConfigDict(json_schema_extra=examples({"reason": "customer"}))
 
     @model_validator(mode="after")
     def _lines_need_reference(self) -> Cancellation:
@@ -158,72 +250,219 @@ class Cancellation(Request):
 
 
 class ReturnLine(Request):
-    line_id: Id
-    quantity: Quantity
-    disposition: Literal["restock", "damaged"]
-    location: Id | None = None
+    line_id: Id = Field(description="The order line.")
+    quantity: Quantity = Field(description="Units returned.")
+    disposition: Literal["restock", "damaged"] = Field(
+        description="`restock` puts them back on hand; `damaged` keeps them unavailable."
+    )
+    location: Id | None = Field(None, description="Where they came back (default: where shipped from).")
 
 
 class Return(Request):
-    return_id: Id
-    lines: list[ReturnLine] = Field(min_length=1, max_length=MAX_LINES)
+    """Units returned by the customer."""
+
+    return_id: Id = Field(description="The return's id; a repeat appends nothing.")
+    lines: list[ReturnLine] = Field(min_length=1, max_length=MAX_LINES, description="What came back.")
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {"return_id": "RT-1", "lines": [{"line_id": "1", "quantity": 1, "disposition": "restock"}]}
+        )
+    )
 
 
 class Allocation(Response):
-    location: str
-    quantity: int
+    location: str = Field(description="A location of the channel's group.")
+    quantity: int = Field(description="Units held there for the line.")
 
 
 class OrderLineView(Response):
-    line_id: str
-    sku: str
-    quantity: int
-    location: str | None = None
-    reserved: int = 0
+    line_id: str = Field(description="The line's id within the order.")
+    sku: str = Field(description=SKU)
+    quantity: int = Field(description="Units ordered.")
+    location: str | None = Field(None, description="Where the line is reserved (its first location).")
+    reserved: int = Field(0, description="Units reserved for the line, shipped ones included.")
     allocations: list[Allocation] = Field(
         default_factory=list, description="Units held for the line, per location of the group."
     )
     backordered: int = Field(0, description="Units waiting for stock, reserved first come, first served.")
 
 
+class OrderLineDetail(OrderLineView):
+    shipped: int = Field(description="Units shipped.")
+    cancelled: int = Field(description="Units cancelled.")
+    returned: int = Field(description="Units returned.")
+    released: int = Field(0, description="Reserved units released (cancelled or edited out).")
+    consumed: int = Field(0, description="Reserved units that left on hand (shipped).")
+
+
 class RefundView(Response):
-    refund_id: str
-    amount: str  # an exact decimal, as text
-    currency: str
-    status: Literal["recorded", "confirmed", "settled", "failed"]
+    refund_id: str = Field(description="The refund's id.")
+    amount: str = Field(description="An exact decimal, as text.")
+    currency: str = Field(description="ISO 4217.")
+    status: Literal["recorded", "confirmed", "settled", "failed"] = Field(description="Where the refund stands.")
+
+
+ORDER_EXAMPLE: dict[str, Any] = {
+    "order_id": "1001",
+    "channel": "online",
+    "stage": "reserved",
+    "lines": [
+        {
+            "line_id": "1",
+            "sku": "SKU-RED-M",
+            "quantity": 2,
+            "location": "WH1",
+            "reserved": 2,
+            "allocations": [{"location": "WH1", "quantity": 2}],
+            "backordered": 0,
+        }
+    ],
+    "open": ["ship", "post", "invoice"],
+    "refunds": [],
+}
 
 
 class OrderView(Response):
-    order_id: str
-    channel: str
-    stage: str
-    lines: list[OrderLineView]
+    """An order, its stage and its lines, as a write left it."""
+
+    order_id: str = Field(description="The order's id.")
+    channel: str = Field(description="The channel it was captured on.")
+    stage: str = Field(
+        description="Where the order stands: `captured`, `reserved`, `posted`, `partially_shipped`, "
+        "`shipped`, `invoiced`, `partially_returned`, `returned`, `refunded`, `settled`, "
+        "`partially_cancelled` or `cancelled`."
+    )
+    lines: list[OrderLineView] = Field(description="The order's lines.")
     open: list[str] = Field(default_factory=list, description="what is still to happen, in order")
-    refunds: list[RefundView] = Field(default_factory=list)
+    refunds: list[RefundView] = Field(default_factory=list, description="The order's refunds.")
+    model_config = ConfigDict(json_schema_extra=examples(ORDER_EXAMPLE))
+
+
+class OrderDetail(OrderView):
+    """An order as the ledger holds it: stage, lines with every step, the ERP posting, refunds."""
+
+    lines: list[OrderLineDetail] = Field(  # type: ignore[assignment]  # each a line, with more
+        description="The order's lines, with the units at each step."
+    )
+    external_refs: dict[str, str] = Field(description="Correlation ids (Shopify name, order number, ERP reference).")
+    platform_status: dict[str, Any] = Field(description="The selling platform's own status (financial, fulfillment).")
+    erp: dict[str, Any] = Field(
+        description="The ERP posting: `posted`, `attempts`, `last_error`, `reference`, `expected`, `documents`."
+    )
+    invoices: list[str] = Field(description="The ERP invoices of the order.")
+    version: int = Field(description="The order stream's version.")
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {
+                **ORDER_EXAMPLE,
+                "lines": [
+                    {**ORDER_EXAMPLE["lines"][0], "shipped": 0, "cancelled": 0, "returned": 0, "released": 0,
+                     "consumed": 0}
+                ],
+                "external_refs": {"name": "#1001"},
+                "platform_status": {},
+                "erp": {"posted": False, "attempts": 0, "last_error": None, "reference": None, "expected": [],
+                        "documents": {}},
+                "invoices": [],
+                "version": 3,
+            }
+        )
+    )
 
 
 # ------------------------------------------------------------------ problems
 
 
+class ValidationIssue(BaseModel):
+    """One field a `validation-error` refused."""
+
+    loc: list[str] = Field(description="Where: `body`, `query` or `path`, then the field names.")
+    msg: str = Field(description="What is wrong, in words.")
+    type: str = Field(description="pydantic's error type, e.g. `greater_than_equal`.")
+
+
 class ProblemDoc(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details. `type` ends in `/problems/{name}`, described at `GET /problems/{name}`;
+    a problem may carry more members (the order id, the lines that could not be reserved, ...)."""
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    instance: str | None = None
+    type: str = Field(description="The problem type's URI; stable, for programs to branch on.")
+    title: str = Field(description="The HTTP status in words.")
+    status: int = Field(description="The HTTP status.", ge=400, le=599)
+    detail: str = Field(description="What went wrong with this request, in words.")
+    instance: str | None = Field(None, description="The path of the request.")
+    errors: list[ValidationIssue] | None = Field(
+        None, description="For `validation-error`: each field refused (absent otherwise)."
+    )
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(
+        extra="allow",
+        title="Problem",
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "https://ledger.example/problems/insufficient-stock",
+                    "title": "Conflict",
+                    "status": 409,
+                    "detail": "order 1001: 1 line(s) cannot be reserved",
+                    "instance": "/v1/orders",
+                    "order_id": "1001",
+                    "lines": [{"line_id": "1", "sku": "SKU-RED-M", "quantity": 5}],
+                },
+                {
+                    "type": "https://ledger.example/problems/validation-error",
+                    "title": "Unprocessable Content",
+                    "status": 422,
+                    "detail": "the request does not satisfy the schema",
+                    "instance": "/v1/stock/receipts",
+                    "errors": [
+                        {
+                            "loc": ["body", "quantity"],
+                            "msg": "Input should be greater than or equal to 1",
+                            "type": "greater_than_equal",
+                        }
+                    ],
+                },
+            ]
+        },
+    )
 
 
-def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for problem answers."""
-    return {
-        s: {
-            "model": ProblemDoc,
-            "description": "a problem",
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDoc"}}},
-        }
-        for s in statuses
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+RETRY_AFTER = {
+    "description": f"Seconds to wait before retrying ({RETRY_AFTER_SECONDS} for storage-unavailable).",
+    "schema": {"type": "integer", "minimum": 0},
+    "example": int(RETRY_AFTER_SECONDS),
+}
+
+
+def problem_answer(status: int, slugs: Iterable[str]) -> dict[str, Any]:
+    """One OpenAPI answer: a problem+json document of one of these types (linked to their pages)."""
+    names = sorted(set(slugs))
+    listed = ", ".join(f"[`{n}`](/problems/{n})" for n in names)
+    entry: dict[str, Any] = {
+        "description": f"{TITLES.get(status, 'Error')}: {listed}",
+        "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}},
+        "x-problem-types": names,
     }
+    if status == 503 or "idempotency-key-in-progress" in names:
+        entry["headers"] = {"Retry-After": RETRY_AFTER}
+    return entry
+
+
+def problems(*answers: int | str | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for a route's own problem answers (`api.openapi` adds those of the layers
+    around every route: auth, body guard, idempotency, validation, storage).
+
+    Each answer is a problem type's name (its status from the registry, `api.problem_types`),
+    a `(status, name)` pair, or a bare status (its generic type, `api.problems.SLUG_BY_STATUS`).
+    """
+    by_status: dict[int, list[str]] = {}
+    for a in answers:
+        if isinstance(a, tuple):
+            status, slug = a
+        elif isinstance(a, int):
+            status, slug = a, SLUG_BY_STATUS.get(a, "error")
+        else:
+            status, slug = PROBLEM_TYPES[a].status, a
+        by_status.setdefault(status, []).append(slug)
+    return {status: problem_answer(status, slugs) for status, slugs in by_status.items()}

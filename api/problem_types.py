@@ -177,7 +177,7 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "Use a new key for a new request; a true repeat must send the same body.",
     ),
     "unknown-channel": ProblemType(
-        422,
+        404,
         "Unknown channel",
         "No channel policy has that name.",
         "Create it with PUT /v1/channels/{channel} (admin).",

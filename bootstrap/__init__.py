@@ -11,6 +11,8 @@ Adding a component (a store, a queue, a worker):
 3. a background job also goes into `workers` (anything with `start()`/`stop()`, see `Worker`;
    `adapters.loop.Loop(name, step, poll)` turns a `step() -> int` into one), and a readiness
    check into `readiness` (name -> a callable answering True when healthy, shown by `/readyz`).
+   A job that is a pass over the whole database rather than a queue whose rows it claims goes
+   to `leader.add(name, job)` instead: it runs in one process only, the elected leader.
 Routes reach a component through `api/deps.py` (`ContainerDep`, or a typed shortcut there).
 """
 
@@ -28,6 +30,7 @@ from adapters.erp import ErpFeeder, ErpPoster, ErpQueue, HttpErp
 from adapters.inbox import Inbox
 from adapters.intake import InboxWorker, Intake, Remapper
 from adapters.keys import ApiKeys
+from adapters.leader import Leadership
 from adapters.loop import Loop
 from adapters.mappings import SqlMappingStore
 from adapters.nats import NatsPublisher
@@ -99,6 +102,7 @@ class Container:
     erp_poster: ErpPoster
     reconciler: Reconciler
     shopify_sync: ShopifySync  # the ATS push to Shopify, the recovery of missed webhooks, the sync status
+    leader: Leadership  # the jobs that run in one process only, the elected leader (a worker itself)
     workers: list[Worker]  # started by `start_workers()` in this order, stopped in reverse
     readiness: dict[str, Callable[[], bool | str]]  # name -> ok/degraded/not-configured (or a bool), `/readyz`
     closers: list[Callable[[], None]]  # run first on close (background jobs that are not workers)
@@ -160,13 +164,23 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     reconciler = reconciliation.build(db, ledger.app, settings.reconcile_thresholds)
     scheduled = schedule.scheduled(settings, db, reconciler)  # None unless LEDGER_RECONCILE_SOURCES
 
-    workers: list[Worker] = [PolicySync(channels), runner, publisher, sweeper, inbox_worker]
-    workers += [Loop("erp-feeder", erp_feeder.step, 0.5), Loop("erp-poster", erp_poster.step, 0.5)]
-    workers += [scheduled] if scheduled is not None else []
+    shopify_sync = build_shopify_sync(settings, db, mappings, inbox, inbox_worker.wake)
+
+    # Passes over the whole database run in one process, the elected leader (adapters/leader.py);
+    # the queues below them are claimed row by row, so every worker process drains them.
+    leader = Leadership(db)
+    leader.add("sweeper", sweeper)
+    leader.add("erp-feeder", Loop("erp-feeder", erp_feeder.step, 0.5))
+    if scheduled is not None:
+        leader.add("reconcile", scheduled)
     if settings.inbox_retention_days is not None:
         retention = erasure.Retention(db, settings.inbox_retention_days)
-        workers.append(Loop("inbox-retention", retention.step, 3600.0))
-    shopify_sync = build_shopify_sync(settings, db, mappings, inbox, inbox_worker.wake)
+        leader.add("inbox-retention", Loop("inbox-retention", retention.step, 3600.0))
+    for recovery in shopify_sync.recoveries:
+        leader.add(recovery.name, recovery)
+
+    workers: list[Worker] = [PolicySync(channels), runner, publisher, leader, inbox_worker]
+    workers += [Loop("erp-poster", erp_poster.step, 0.5)]
     workers += shopify_sync.workers
     return Container(
         settings=settings,
@@ -190,6 +204,7 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
         erp_poster=erp_poster,
         reconciler=reconciler,
         shopify_sync=shopify_sync,
+        leader=leader,
         workers=workers,
         readiness={
             "nats": lambda: publisher.readiness,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from adapters.persistence.db import Database
@@ -51,9 +51,14 @@ class AtsCache:
     """Available-to-sell values of the `ats` read model, validated against the database."""
 
     def __init__(
-        self, db: Database, fresh_seconds: float = FRESH_SECONDS, max_entries: int = MAX_ENTRIES
+        self,
+        db: Database,
+        fresh_seconds: float = FRESH_SECONDS,
+        max_entries: int = MAX_ENTRIES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
+        self.clock = clock  # monotonic seconds: when a check against the database lapses
         self.fresh_seconds = fresh_seconds
         self.max_entries = max_entries
         self._values: dict[Key, int] = {}
@@ -78,7 +83,7 @@ class AtsCache:
         if not self._used.is_set():
             self._wake()
         with self._lock:
-            if time.monotonic() >= self._fresh_until:
+            if self.clock() >= self._fresh_until:
                 return None
             out = []
             for sku in skus:
@@ -93,7 +98,7 @@ class AtsCache:
 
         Values and version come from one statement, so they belong together.
         """
-        started = time.monotonic()
+        started = self.clock()
         marks = ", ".join(["%s"] * len(skus))
         rows = self.db.query(
             f"SELECT t.position, t.updated_at, a.sku, a.available FROM {TRACKING} t "
@@ -112,7 +117,7 @@ class AtsCache:
 
     def validate(self) -> None:
         """Checks the cache's version against the database (blocking); empties it when outdated."""
-        started = time.monotonic()
+        started = self.clock()
         version = self._version()
         if version is not None:
             self._fill(version, started, {})

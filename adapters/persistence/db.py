@@ -23,7 +23,7 @@ from adapters.persistence.urls import is_postgres, pg_conninfo, pg_parts, sqlite
 # The database cannot be reached or cannot take the statement now (connection lost, pool timeout
 # — psycopg_pool.PoolTimeout is a psycopg.OperationalError —, lock timeout, SQLite busy or locked):
 # the API answers these 503 `storage-unavailable` with Retry-After, never 500.
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     EsOperationalError,
@@ -35,6 +35,11 @@ OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
 def is_outage(e: BaseException) -> bool:
     """True for an error that says the database is out of reach, not that the statement is wrong."""
     return isinstance(e, OUTAGE_ERRORS)
+
+
+def like_prefix(text: str) -> str:
+    """A LIKE pattern, for `LIKE %s ESCAPE '\\'` on both databases, matching what starts with `text`."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class Tx:
@@ -138,18 +143,18 @@ class Database:
             with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield Tx(cur, "postgres")
         else:
-            conn = self._sqlite_conn()
-            cur = conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            lite = self._sqlite_conn()
+            lite_cur = lite.cursor()
+            lite_cur.execute("BEGIN IMMEDIATE")
             try:
-                yield Tx(cur, "sqlite")
+                yield Tx(lite_cur, "sqlite")
             except BaseException:
-                conn.execute("ROLLBACK")
+                lite.execute("ROLLBACK")
                 raise
             else:
-                conn.execute("COMMIT")
+                lite.execute("COMMIT")
             finally:
-                cur.close()
+                lite_cur.close()
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         if self.dialect == "postgres":
@@ -158,12 +163,12 @@ class Database:
                 rows = cur.fetchall()
                 conn.rollback()
                 return [dict(r) for r in rows]
-        cur = self._sqlite_conn().cursor()
+        lite_cur = self._sqlite_conn().cursor()
         try:
-            cur.execute(sql.replace("%s", "?"), tuple(params))
-            return [dict(r) for r in cur.fetchall()]
+            lite_cur.execute(sql.replace("%s", "?"), tuple(params))
+            return [dict(r) for r in lite_cur.fetchall()]
         finally:
-            cur.close()
+            lite_cur.close()
 
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         rows = self.query(sql, params)

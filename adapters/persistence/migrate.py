@@ -42,7 +42,7 @@ HERE = Path(__file__).parent / "migrations"
 MIGRATION_TABLE = "_yoyo_migration"
 
 
-class _PgBackend(PostgresqlPsycopgBackend):  # type: ignore[misc]  # yoyo is untyped
+class _PgBackend(PostgresqlPsycopgBackend):  # yoyo is untyped: its classes are Any
     """yoyo's psycopg 3 backend on the whole libpq conninfo (yoyo's own URI parser knows one host)."""
 
     def __init__(self, conninfo: str, schema: str) -> None:

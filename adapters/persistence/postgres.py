@@ -37,6 +37,7 @@ T = TypeVar("T")
 RECONNECT_ATTEMPTS = 10  # tries of one statement whose connection failed
 RECONNECT_WAIT = 0.2  # seconds between two tries
 RECONNECT_BUDGET = 5.0  # seconds after the first try, after which no other try is started
+_monotonic, _sleep = time.monotonic, time.sleep  # the retry's clock (a test moves its own)
 
 
 def reconnecting(func: Callable[..., T]) -> Callable[..., T]:
@@ -51,17 +52,17 @@ def reconnecting(func: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        started = time.monotonic()
+        started = _monotonic()
         attempt = 1
         while True:
             try:
                 return func(*args, **kwargs)
             except (InterfaceError, OperationalError):
                 pause = RECONNECT_WAIT * random.uniform(0.95, 1.05)
-                if attempt >= RECONNECT_ATTEMPTS or time.monotonic() + pause - started >= RECONNECT_BUDGET:
+                if attempt >= RECONNECT_ATTEMPTS or _monotonic() + pause - started >= RECONNECT_BUDGET:
                     raise
                 attempt += 1
-                time.sleep(pause)
+                _sleep(pause)
 
     return wrapper
 

@@ -34,7 +34,7 @@ def install() -> None:
     """Makes every psycopg_pool pool of this process use BoundedBackoff (idempotent)."""
     for module in (_pool, _pool_async):
         if getattr(module, "AttemptWithBackoff", None) is AttemptWithBackoff:
-            module.AttemptWithBackoff = BoundedBackoff  # type: ignore[misc]  # a class swapped at run time
+            setattr(module, "AttemptWithBackoff", BoundedBackoff)  # noqa: B010  # a class swapped at run time
 
 
 def installed() -> bool:

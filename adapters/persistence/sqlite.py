@@ -54,7 +54,7 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                     f"WHERE originator_version = 1 AND originator_id IN ({','.join('?' * len(chunk))})",
                     chunk,
                 )
-                out.update(self.convert_originator_id(r["originator_id"]) for r in c.fetchall())
+                out.update(UUID(str(r["originator_id"])) for r in c.fetchall())
         return out
 
     def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:

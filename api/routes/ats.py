@@ -24,11 +24,13 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import require, valid_id
 from api.fastpath import Answer, Call, Lean
+from api.models import problems
+from api.openapi import keyed
 from api.problems import Problem
 from bootstrap import Container
 from ledger.bounds import check_id
@@ -41,15 +43,26 @@ MAX_SKUS = 100
 JSON = "application/json"
 
 
+ATS_EXAMPLE: dict[str, Any] = {"channel": "online", "sku": "SKU-RED-M", "available": 7, "position": 42}
+
+
 class AtsItem(BaseModel):
-    channel: str
-    sku: str
-    available: int
-    position: int
+    """What a channel can sell of a SKU, as of a ledger position."""
+
+    channel: str = Field(description="The channel.")
+    sku: str = Field(description="The SKU (0 for one the channel has never seen).")
+    available: int = Field(description="Units the channel can sell now: an order for no more is reserved.")
+    position: int = Field(
+        description="The ledger position the value reflects; a consumer drops values not newer than the last."
+    )
+    model_config = ConfigDict(json_schema_extra={"examples": [ATS_EXAMPLE]})
 
 
 class AtsItems(BaseModel):
-    items: list[AtsItem]
+    """The ATS of several SKUs on one channel."""
+
+    items: list[AtsItem] = Field(description="One per SKU asked for, in the order asked.")
+    model_config = ConfigDict(json_schema_extra={"examples": [{"items": [ATS_EXAMPLE]}]})
 
 
 _reader = require("ats:read")  # called directly: a dependency costs more than the rest of the read
@@ -74,7 +87,12 @@ def _item(channel: str, sku: str, found: tuple[int, int]) -> dict[str, Any]:
     return {"channel": channel, "sku": sku, "available": found[0], "position": found[1]}
 
 
-@router.get("/v1/ats/{channel}/{sku}", response_model=AtsItem)
+@router.get(
+    "/v1/ats/{channel}/{sku}",
+    response_model=AtsItem,
+    responses=problems((404, "unknown-channel")),
+    openapi_extra=keyed(_reader),
+)
 async def get_ats(channel: str, sku: str, request: Request) -> Response:
     """The ATS of one SKU on one channel."""
     await _reader(request)
@@ -88,7 +106,12 @@ async def get_ats(channel: str, sku: str, request: Request) -> Response:
     return Response(orjson.dumps(_item(channel, sku, found)), media_type=JSON)
 
 
-@router.get("/v1/ats/{channel}", response_model=AtsItems)
+@router.get(
+    "/v1/ats/{channel}",
+    response_model=AtsItems,
+    responses=problems((404, "unknown-channel")),
+    openapi_extra=keyed(_reader),
+)
 async def list_ats(
     channel: str, request: Request, sku: Annotated[list[str] | None, Query()] = None
 ) -> Response:

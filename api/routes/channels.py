@@ -15,7 +15,10 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters.keys import Principal
 from api.deps import Admin, Auditor, ContainerDep, valid_id
+from api.models import problems
 from api.problems import Problem
+from api.schemas import ChannelHistory
+from api.schemas import ChannelPolicy as ChannelPolicyView
 from ledger.bounds import MAX_QUANTITY, check_id
 from ledger.errors import InvalidCommandError
 from ledger.policy import ChannelPolicy
@@ -24,32 +27,61 @@ router = APIRouter(tags=["channels"])
 
 
 class Buffer(BaseModel):
+    """Units held back from the ATS beyond the safety stock: in units or in percent, not both."""
+
     model_config = ConfigDict(extra="forbid")
-    units: int | None = Field(default=None, ge=0, le=MAX_QUANTITY)
-    percent: int | None = Field(default=None, ge=0, le=100)
+    units: int | None = Field(default=None, ge=0, le=MAX_QUANTITY, description="Units held back.")
+    percent: int | None = Field(default=None, ge=0, le=100, description="Percent of the available held back.")
 
 
 class ShopifyTarget(BaseModel):
+    """Where the channel's ATS is written in Shopify."""
+
     model_config = ConfigDict(extra="forbid")
-    shop: str = Field(min_length=1, max_length=255)
-    location_id: str = Field(min_length=1, max_length=128, pattern=r"^gid://shopify/Location/[0-9]+$")
+    shop: str = Field(min_length=1, max_length=255, description="A shop domain of LEDGER_SHOPIFY_SHOPS.")
+    location_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^gid://shopify/Location/[0-9]+$",
+        description="Shopify's location gid.",
+    )
 
 
 class PolicyBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    locations: list[str] = Field(min_length=1, max_length=100)
-    safety_stock: int = Field(ge=0, le=MAX_QUANTITY)
-    buffer: Buffer | None = None
-    safety_stock_overrides: dict[str, int] = Field(default_factory=dict, max_length=10_000)
-    excluded_skus: list[str] = Field(default_factory=list, max_length=10_000)
-    shopify: ShopifyTarget | None = None  # where the channel's ATS is written (adapters/shopify_push.py)
+    """A channel's policy: its location group, what is held back, what it never sells."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "locations": ["WH1", "STORE1"],
+                    "safety_stock": 2,
+                    "buffer": {"percent": 10},
+                    "safety_stock_overrides": {"SKU-RED-M": 5},
+                    "excluded_skus": ["SKU-GIFT"],
+                }
+            ]
+        },
+    )
+    locations: list[str] = Field(min_length=1, max_length=100, description="The locations the channel sells from.")
+    safety_stock: int = Field(ge=0, le=MAX_QUANTITY, description="Units held back per SKU.")
+    buffer: Buffer | None = Field(None, description="A further buffer, in units or percent.")
+    safety_stock_overrides: dict[str, int] = Field(
+        default_factory=dict, max_length=10_000, description="Safety stock per SKU, where it differs."
+    )
+    excluded_skus: list[str] = Field(
+        default_factory=list, max_length=10_000, description="SKUs the channel never sells (ATS 0)."
+    )
+    # where the channel's ATS is written (adapters/shopify_push.py)
+    shopify: ShopifyTarget | None = Field(None, description="Write the channel's ATS to this Shopify location.")
 
 
 def _actor(p: Principal) -> str:
     return f"{p.name} ({p.key_id})"
 
 
-@router.put("/v1/channels/{channel}")
+@router.put("/v1/channels/{channel}", response_model=ChannelPolicyView)
 async def put_channel(
     channel: str, body: PolicyBody, container: ContainerDep, principal: Admin
 ) -> dict[str, Any]:
@@ -84,7 +116,7 @@ async def put_channel(
     return {**saved.as_dict(), "shopify": body.shopify.model_dump() if body.shopify else None}
 
 
-@router.get("/v1/channels/{channel}")
+@router.get("/v1/channels/{channel}", response_model=ChannelHistory, responses=problems((404, "unknown-channel")))
 async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict[str, Any]:
     """The channel's current policy and its earlier versions (newest first)."""
     valid_id(channel, "channel")

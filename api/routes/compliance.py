@@ -9,12 +9,18 @@ from starlette.concurrency import run_in_threadpool
 
 from adapters import erasure
 from api.deps import Admin, ContainerDep
+from api.models import problems
 from api.problems import Problem
+from api.schemas import DataRequestReport
 
 router = APIRouter(tags=["compliance"])
 
 
-@router.get("/v1/shopify/data-requests/{request_id}")
+@router.get(
+    "/v1/shopify/data-requests/{request_id}",
+    response_model=DataRequestReport,
+    responses=problems((404, "not-found")),
+)
 async def data_request(
     request_id: Annotated[str, Path(min_length=1, max_length=64)], container: ContainerDep, _: Admin
 ) -> dict[str, Any]:

@@ -10,11 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from adapters.exceptions import list_exceptions
 from api.deps import Auditor, ContainerDep
 from api.problems import Problem
+from api.schemas import ExceptionList
 
 router = APIRouter(tags=["exceptions"])
 
 
-@router.get("/v1/exceptions")
+@router.get("/v1/exceptions", response_model=ExceptionList)
 async def get_exceptions(
     container: ContainerDep, _: Auditor, kind: str | None = None, status: str = "open"
 ) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContainerDep, OrderReader, valid_id
+from api.models import problems
 from api.problems import Problem
+from api.schemas import Explanation
 from bootstrap import Container
 from projections.explain import Explainer
 
@@ -27,7 +29,9 @@ def explainer(container: Container) -> Explainer:
     return Explainer(container.db, container.ledger.history, container.channels)
 
 
-@router.get("/v1/ats/{channel}/{sku}/explain")
+@router.get(
+    "/v1/ats/{channel}/{sku}/explain", response_model=Explanation, responses=problems((404, "unknown-channel"))
+)
 async def explain_ats(
     channel: str,
     sku: str,

@@ -7,19 +7,24 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContainerDep
+from api.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
 
 STATES = ("ok", "degraded", "not-configured")
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "The database does not answer."}},
+)
 async def readyz(container: ContainerDep) -> JSONResponse:
     """The database answers (else 503); every other dependency is named `ok`, `degraded` or
     `not-configured` (a check answers one of those, or a bool for ok/degraded)."""

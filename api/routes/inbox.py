@@ -8,7 +8,9 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Auditor, InboxDep
+from api.models import problems
 from api.problems import Problem
+from api.schemas import InboxMessageDetail, InboxPage
 
 router = APIRouter(tags=["inbox"])
 
@@ -34,7 +36,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/inbox")
+@router.get("/v1/inbox", response_model=InboxPage)
 async def list_inbox(
     inbox: InboxDep,
     _: Auditor,
@@ -49,7 +51,7 @@ async def list_inbox(
     return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
 
 
-@router.get("/v1/inbox/{inbox_id}")
+@router.get("/v1/inbox/{inbox_id}", response_model=InboxMessageDetail, responses=problems((404, "not-found")))
 async def get_message(inbox_id: int, inbox: InboxDep, _: Auditor) -> dict[str, Any]:
     """One inbound message (its headers and outcome; not its raw body)."""
     row = await run_in_threadpool(inbox.get, inbox_id)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from adapters.keys import Principal
 from adapters.mappings import mapping_key
 from api.deps import Admin, Auditor, ContainerDep, valid_id
+from api.models import problems
 from api.problems import Problem
+from api.schemas import MappingChange, MappingHistory, MappingList, RemapResult
 
 router = APIRouter(tags=["mappings"])
 
@@ -20,15 +22,17 @@ Kind = Literal["sku", "location", "channel", "inventory_item"]  # inventory_item
 
 
 class MappingBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    canonical: str
+    """The ledger's name for an outside code."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"canonical": "SKU-RED-M"}]})
+    canonical: str = Field(description="The canonical SKU, location or channel (1 to 128 printable characters).")
 
 
 def _actor(p: Principal) -> str:
     return f"{p.name} ({p.key_id})"
 
 
-@router.put("/v1/mappings/{source}/{kind}/{external_id}")
+@router.put("/v1/mappings/{source}/{kind}/{external_id}", response_model=MappingChange)
 async def put_mapping(
     source: Source, kind: Kind, external_id: str, body: MappingBody, container: ContainerDep, principal: Admin
 ) -> dict[str, Any]:
@@ -56,7 +60,7 @@ async def put_mapping(
     return {**change, "requeued": len(requeued)}
 
 
-@router.get("/v1/mappings")
+@router.get("/v1/mappings", response_model=MappingList)
 async def list_mappings(
     container: ContainerDep, _: Auditor, source: Source | None = None, kind: Kind | None = None
 ) -> dict[str, Any]:
@@ -64,7 +68,9 @@ async def list_mappings(
     return {"items": await run_in_threadpool(container.mappings.list, source, kind)}
 
 
-@router.get("/v1/mappings/{source}/{kind}/{external_id}")
+@router.get(
+    "/v1/mappings/{source}/{kind}/{external_id}", response_model=MappingHistory, responses=problems((404, "not-found"))
+)
 async def get_mapping(
     source: Source, kind: Kind, external_id: str, container: ContainerDep, _: Auditor
 ) -> dict[str, Any]:
@@ -85,7 +91,11 @@ async def get_mapping(
     }
 
 
-@router.post("/v1/mappings/{source}/{kind}/{external_id}/remap")
+@router.post(
+    "/v1/mappings/{source}/{kind}/{external_id}/remap",
+    response_model=RemapResult,
+    responses=problems("correction-conflict"),
+)
 async def remap(
     source: Source, kind: Kind, external_id: str, container: ContainerDep, principal: Admin
 ) -> dict[str, Any]:

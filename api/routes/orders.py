@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import Auditor, ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
 from api.fastpath import Answer, Call, Lean, dumped
 from api.middleware import cause_from
-from api.models import Cancellation, NewOrder, OrderView, Return, Shipment, problems
+from api.models import Cancellation, NewOrder, OrderDetail, OrderView, Return, Shipment, problems
 from api.problems import Problem
+from api.schemas import OrderPage
 from ledger.commands import CancelOrder, CaptureOrder, ReturnItems, ShipOrder
 from ledger.orders import STAGES
 from projections import queries
@@ -24,14 +25,18 @@ from projections import queries
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 OrderId = Annotated[str, Path(min_length=1, max_length=128)]
-WRITE_PROBLEMS = problems(400, 401, 403, 404, 409, 413, 415, 422)
+# A capture's own problems; a command on a captured order can also find no order (404).
+CAPTURE_PROBLEMS = problems("insufficient-stock", "order-conflict", "reservation-conflict", "idempotency-key-reused")
+WRITE_PROBLEMS = problems(
+    "order-not-found", "insufficient-stock", "order-conflict", "reservation-conflict", "idempotency-key-reused"
+)
 
 
 def _answer(outcome: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in outcome.items() if k != "duplicate"}
 
 
-@router.post("", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
+@router.post("", status_code=201, response_model=OrderView, responses=CAPTURE_PROBLEMS)
 async def capture(
     body: NewOrder,
     request: Request,
@@ -139,7 +144,7 @@ async def return_items(
     return _answer(await execute(container, cmd))
 
 
-@router.get("", responses=problems(401, 403, 422))
+@router.get("", response_model=OrderPage)
 async def list_orders(
     container: ContainerDep,
     _: Auditor,
@@ -154,7 +159,7 @@ async def list_orders(
     return {"items": items, "next": items[-1]["order_id"] if len(items) == limit else None}
 
 
-@router.get("/{order_id:path}", response_model=OrderView, responses=problems(401, 403, 404, 422))
+@router.get("/{order_id:path}", response_model=OrderDetail, responses=problems("order-not-found"))
 async def order(order_id: OrderId, container: ContainerDep, _: OrderReader) -> dict[str, Any]:
     """The order, its stage and its lines, straight from the ledger."""
     valid_id(order_id, "order_id")

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from adapters import pos
 from api.deps import ContainerDep, Ingester, body_json, read_json, store_message
-from api.fastpath import Answer, Call, Lean
+from api.fastpath import Answer, Call, Lean, dumped
+from api.models import problems
+from api.openapi import json_body
 from api.problems import Problem, validation_problem
+from api.schemas import StoredMessage
 from bootstrap import Container
 
 router = APIRouter(tags=["pos"])
 
 
-@router.post("/v1/pos/batches")
+@router.post(
+    "/v1/pos/batches",
+    response_model=StoredMessage,
+    responses=problems("delivery-id-reused", "pos-sequence-conflict"),
+    openapi_extra=json_body(pos.PosBatch, "PosBatch"),
+)
 async def post_batch(request: Request, container: ContainerDep, _: Ingester) -> dict[str, Any]:
     """A POS batch `{store, batch_id, sequence, transactions}`; a repeat changes nothing."""
     body, payload = await read_json(request, container)
@@ -49,7 +56,8 @@ async def lean_batch(call: Call) -> Answer | None:
     if body is None or call.query or call.principal("ingest:write") is None:
         return None
     payload = body_json(body, call.container.settings.max_body_bytes, call.header(b"content-length"))
-    return Answer(200, orjson.dumps(await _store(call.container, body, payload)))
+    return Answer(200, dumped(STORED, await _store(call.container, body, payload)))
 
 
+STORED = TypeAdapter(StoredMessage)
 LEAN = [Lean("POST", "/v1/pos/batches", router, post_batch, lean_batch)]

@@ -15,20 +15,27 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Admin, ContainerDep
+from api.models import problems
 from api.problems import Problem
+from api.schemas import ProjectionList, RebuildJob
 from projections.jobs import RebuildRunningError, UnknownProjectionError
 from projections.rebuild import NAMES
 
 router = APIRouter(tags=["projections"])
 
-@router.get("/v1/projections")
+@router.get("/v1/projections", response_model=ProjectionList)
 async def list_projections(container: ContainerDep, _: Admin) -> dict[str, Any]:
     """Each read model with its position and lag (positions, seconds), and recent rebuild jobs."""
     items = await run_in_threadpool(container.projector.status)
     return {"items": items, "jobs": container.rebuilds.recent(20)}
 
 
-@router.post("/v1/projections/{name}/rebuild", status_code=202)
+@router.post(
+    "/v1/projections/{name}/rebuild",
+    status_code=202,
+    response_model=RebuildJob,
+    responses=problems("unknown-projection", "rebuild-running"),
+)
 async def start_rebuild(name: str, container: ContainerDep, principal: Admin) -> JSONResponse:
     """Starts a rebuild (202 with a job; poll `GET /v1/projections`)."""
     try:

@@ -14,7 +14,9 @@ from adapters.reconciliation import report as reports
 from adapters.reconciliation.engine import MAX_LEVELS
 from adapters.reconciliation.ports import Level, Snapshot
 from api.deps import Auditor, ReconcilerDep
+from api.models import problems
 from api.problems import Problem
+from api.schemas import Reconciliation, ReconciliationList
 from ledger.bounds import MAX_QUANTITY
 
 router = APIRouter(tags=["reconciliations"])
@@ -22,17 +24,32 @@ router = APIRouter(tags=["reconciliations"])
 
 class LevelIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    sku: Id
-    location: Id
-    quantity: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)]
-    observed_at: AwareDatetime | None = None
+    sku: Id = Field(description="The SKU.")
+    location: Id = Field(description="The location.")
+    quantity: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)] = Field(
+        description="The units the outside system holds there."
+    )
+    observed_at: AwareDatetime | None = Field(None, description="When this level was true, if not `observed_at`.")
 
 
 class ReconciliationIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source: Literal["shopify", "erp", "pos"]
-    observed_at: AwareDatetime
-    levels: list[LevelIn] = Field(max_length=MAX_LEVELS)
+    """Outside inventory levels, to compare with the ledger as of `observed_at`."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "erp",
+                    "observed_at": "2026-11-20T06:00:00Z",
+                    "levels": [{"sku": "SKU-RED-M", "location": "WH1", "quantity": 21}],
+                }
+            ]
+        },
+    )
+    source: Literal["shopify", "erp", "pos"] = Field(description="Whose levels these are.")
+    observed_at: AwareDatetime = Field(description="When the levels were true (RFC 3339).")
+    levels: list[LevelIn] = Field(max_length=MAX_LEVELS, description="One per SKU-location.")
 
 
 Format = Annotated[Literal["json", "csv"], Query(description="`csv` gives the finance export")]
@@ -56,7 +73,7 @@ def _answer(report: dict[str, Any], fmt: str) -> Any:
     return report
 
 
-@router.post("/v1/reconciliations", responses=CSV_RESPONSE)
+@router.post("/v1/reconciliations", response_model=Reconciliation, responses=CSV_RESPONSE)
 async def reconcile(
     body: ReconciliationIn, reconciler: ReconcilerDep, _: Auditor, format: Format = "json"
 ) -> Any:
@@ -71,7 +88,7 @@ async def reconcile(
     return _answer(report, format)
 
 
-@router.get("/v1/reconciliations")
+@router.get("/v1/reconciliations", response_model=ReconciliationList)
 async def recent(
     reconciler: ReconcilerDep,
     _: Auditor,
@@ -84,7 +101,11 @@ async def recent(
     return {"items": items}
 
 
-@router.get("/v1/reconciliations/{run_id}", responses=CSV_RESPONSE)
+@router.get(
+    "/v1/reconciliations/{run_id}",
+    response_model=Reconciliation,
+    responses={**CSV_RESPONSE, **problems("reconciliation-not-found")},
+)
 async def one(
     run_id: Annotated[str, Path(max_length=64)], reconciler: ReconcilerDep, _: Auditor, format: Format = "json"
 ) -> Any:

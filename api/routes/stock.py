@@ -45,7 +45,8 @@ IfMatch = Annotated[
 SkuPath = Annotated[str, Path(min_length=1, max_length=128)]
 VERSION = re.compile(r'^\s*(?:W/)?"?(\d{1,15})"?\s*$')
 HIDDEN_FIELDS = {"originator_id", "originator_version", "timestamp", "cause", "originator_topic"}
-WRITE_PROBLEMS = problems(400, 401, 403, 409, 413, 415, 422)
+RECEIPT_PROBLEMS = problems("version-conflict", "idempotency-key-reused")
+WRITE_PROBLEMS = problems("insufficient-stock", "version-conflict", "stock-not-found", "idempotency-key-reused")
 MAX_SCAN = 10_000
 
 
@@ -71,7 +72,7 @@ def _answer(response: Response, outcome: dict[str, Any], version: int | None = N
     return body
 
 
-@router.post("/receipts", status_code=201, response_model=StockView, responses=WRITE_PROBLEMS)
+@router.post("/receipts", status_code=201, response_model=StockView, responses=RECEIPT_PROBLEMS)
 async def receive(
     body: Receipt,
     request: Request,
@@ -172,7 +173,7 @@ async def transfer(
     return _answer(response, outcome, outcome["from"]["version"])
 
 
-@router.get("/{sku}/{location}", response_model=StockView, responses=problems(401, 403, 404, 422))
+@router.get("/{sku}/{location}", response_model=StockView, responses=problems("stock-not-found"))
 async def stock(
     sku: SkuPath,
     location: SkuPath,
@@ -284,7 +285,7 @@ def read_page(
     return {"items": items, "next": None if exhausted else cursor}
 
 
-@router.get("/{sku}/{location}/events", response_model=EventPage, responses=problems(401, 403, 422))
+@router.get("/{sku}/{location}/events", response_model=EventPage)
 async def events(
     sku: SkuPath,
     location: SkuPath,

@@ -5,18 +5,51 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from adapters import shopify
 from adapters.inbox import Status
 from api.deps import ContainerDep, body_json, store_message
-from api.fastpath import Answer, Call, Lean
+from api.fastpath import Answer, Call, Lean, dumped
+from api.models import problems
 from api.problems import Problem, validation_problem
+from api.schemas import StoredMessage
 from bootstrap import Container
 
 router = APIRouter(tags=["webhooks"])
+
+
+def _shopify_header(name: str, description: str, example: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": True, "description": description,
+            "schema": {"type": "string", "minLength": 1, "maxLength": 128}, "example": example}
+
+
+# Shopify's own delivery: its raw body (HMAC-signed) and headers, described for the record.
+WEBHOOK_DOC: dict[str, Any] = {
+    "parameters": [
+        _shopify_header("X-Shopify-Hmac-Sha256", "Base64 HMAC-SHA256 of the raw body with the app secret.",
+                        "XWmrwMey6OsLMeiZKwP4FppHH3cmAiiJJAweH5Jo4bM="),
+        _shopify_header("X-Shopify-Topic", "The webhook topic.", "orders/create"),
+        _shopify_header("X-Shopify-Webhook-Id", "The delivery's id: a repeat is stored once.",
+                        "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"),
+        _shopify_header("X-Shopify-Shop-Domain", "The shop that sent it.", "acme.myshopify.com"),
+    ],
+    "requestBody": {
+        "required": True,
+        "description": "Shopify's payload for the topic, as Shopify sends it.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": True,
+                    "description": "The topic's resource (an order, a refund, a fulfillment, ...).",
+                },
+                "example": {"id": 820982911946154508, "name": "#1001", "line_items": []},
+            }
+        },
+    },
+}
 
 
 def _header_id(value: str | None, name: str) -> str:
@@ -25,7 +58,12 @@ def _header_id(value: str | None, name: str) -> str:
     return value
 
 
-@router.post("/v1/webhooks/shopify")
+@router.post(
+    "/v1/webhooks/shopify",
+    response_model=StoredMessage,
+    responses=problems("invalid-signature", "missing-header", "malformed-json"),
+    openapi_extra=WEBHOOK_DOC,
+)
 async def shopify_webhook(request: Request, container: ContainerDep) -> dict[str, Any]:
     """A Shopify webhook delivery (Shopify's own headers and HMAC; no bearer token)."""
     return await _take(container, request.headers, await request.body())
@@ -59,7 +97,8 @@ async def lean_webhook(call: Call) -> Answer | None:
     body = call.body
     if body is None or call.query:
         return None
-    return Answer(200, orjson.dumps(await _take(call.container, call.headers, body)))
+    return Answer(200, dumped(STORED, await _take(call.container, call.headers, body)))
 
 
+STORED = TypeAdapter(StoredMessage)
 LEAN = [Lean("POST", "/v1/webhooks/shopify", router, shopify_webhook, lean_webhook)]

@@ -58,6 +58,11 @@ def served() -> Iterator[tuple[Any, str]]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+        # Every case is sent with the admin key. Left on, schemathesis also "removes" the bearer
+        # header in negative mode; the key added back made a case whose only other fault vanished
+        # in serialization (`source=[]`) a valid request it then expected to be refused. Missing
+        # and wrong keys are tested on their own (test_api_auth).
+        schema.config.generation.update(with_security_parameters=False)
         try:
             yield schema, token
         finally:

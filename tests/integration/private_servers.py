@@ -1,4 +1,5 @@
-"""Private servers for the fault tests: a NATS JetStream cluster on free ports, waits on conditions.
+"""Private servers for the fault tests: a PostgreSQL server and a NATS JetStream cluster on free
+ports, and waits on conditions.
 
 Nothing here touches the shared servers (PostgreSQL on 5432, NATS on 4222). Every server is a
 child process of the test, with its own store directory, and is killed in the test's `finally`.
@@ -8,17 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pwd
+import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import nats
+import psycopg
 import pytest
 
 NATS_SERVER = Path("/usr/sbin/nats-server")
+PG_ROOT = Path("/usr/lib/postgresql")
 
 
 def free_port() -> int:
@@ -186,3 +195,127 @@ def stored_messages(url: str, stream: str) -> list[Any]:
             await nc.close()
 
     return list(run(read()))
+
+
+# ------------------------------------------------------------------ PostgreSQL
+
+
+def pg_bin_dir() -> Path:
+    """The newest installed PostgreSQL's binaries; the test fails (never skips) without them."""
+    versions = []
+    if PG_ROOT.is_dir():
+        for d in PG_ROOT.iterdir():
+            if (d / "bin" / "initdb").is_file() and (d / "bin" / "pg_ctl").is_file():
+                try:
+                    versions.append((float(d.name), d / "bin"))
+                except ValueError:
+                    continue
+    if not versions:
+        pytest.fail(f"no PostgreSQL server binaries (initdb, pg_ctl) under {PG_ROOT}/<version>/bin")
+    return max(versions)[1]
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL server run as the `postgres` user, reachable as root (trust)."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        try:
+            self.owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.fail("there is no `postgres` system user to run the private PostgreSQL server as")
+        self.bin = bin_dir
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="ledger-pgfault-"))
+        os.chown(self.dir, self.owner.pw_uid, self.owner.pw_gid)
+        os.chmod(self.dir, 0o700)
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.dbname = "ledger"
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://root@127.0.0.1:{self.port}/{self.dbname}"
+
+    def _run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Runs one of the server's binaries as `postgres` (initdb and postgres refuse root)."""
+        cmd = ["runuser", "-u", "postgres", "--", str(self.bin / args[0]), *args[1:]]
+        proc = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}\n{self.log_tail()}"
+            )
+        return proc
+
+    def log_text(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def init(self) -> None:
+        self._run(
+            "initdb", "-D", str(self.data), "-A", "trust", "-U", "root", "-E", "UTF8", "--no-instructions"
+        )
+        # Settings in the config file, so a start after a crash and `pg_ctl restart` keep them.
+        # fsync and synchronous_commit stay at their defaults (on): durability is what is tested.
+        with open(self.data / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\nport = {self.port}\n"
+                "listen_addresses = '127.0.0.1'\n"
+                f"unix_socket_directories = '{self.dir}'\n"
+                "fsync = on\n"
+                "synchronous_commit = on\n"
+            )
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+        self.wait_ready()
+
+    def crash(self) -> None:
+        """Every server process killed at once, no checkpoint: WAL recovery at the next start."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def restart(self) -> None:
+        self._run(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-m", "fast", "-w", "-t", "60", "restart"
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(
+                    host="127.0.0.1", port=self.port, user="root", dbname="postgres", connect_timeout=2
+                ) as conn:
+                    conn.execute("select 1")
+                return
+            except psycopg.OperationalError as e:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"the private PostgreSQL does not accept connections: {e}") from e
+                time.sleep(0.05)
+
+    def create_database(self) -> None:
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="root", dbname="postgres", autocommit=True
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{self.dbname}"')
+
+    def destroy(self) -> None:
+        """Stops the server whatever state it is in, then removes its directory."""
+        pid_file = self.data / "postmaster.pid"
+        if pid_file.exists():
+            with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):  # best effort
+                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", timeout=30)
+        if pid_file.exists():  # pg_ctl could not stop it: kill the postmaster we started
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(pid_file.read_text().splitlines()[0]), signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def schema_url(server: PrivatePostgres) -> str:
+    """A schema of its own per test on the private server."""
+    return f"{server.url}?schema=t_{uuid.uuid4().hex[:12]}"

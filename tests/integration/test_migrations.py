@@ -33,7 +33,8 @@ c.close()
 print("started")
 """
 
-MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push", "0005.personal-data"]
+MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push", "0005.personal-data",
+              "0006.exception-changes"]
 LEDGER_TABLES = {
     "api_keys",
     "admin_audit",
@@ -57,6 +58,7 @@ LEDGER_TABLES = {
     "shopify_push_position",
     "shopify_targets",
     "shopify_sync",
+    "ledger_exception_clock",
 }
 
 

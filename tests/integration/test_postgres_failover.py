@@ -26,8 +26,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 from keyed_load import KeyedLoad, Service, ingest_token
-from private_servers import wait_for
-from test_postgres_restart import PrivatePostgres, pg_bin_dir
+from private_servers import PrivatePostgres, pg_bin_dir, wait_for
 
 pytestmark = pytest.mark.postgres
 

@@ -12,47 +12,33 @@ and each key sent again with its body answers 2xx, never 409.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from keyed_load import KeyedLoad, Service, ingest_token
-from test_postgres_restart import PrivatePostgres, pg_bin_dir
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def server() -> Iterator[PrivatePostgres]:
-    pg = PrivatePostgres(pg_bin_dir())
-    try:
-        pg.init()
-        pg.start()
-        pg.create_database()
-        yield pg
-    finally:
-        pg.destroy()
-
-
-def test_an_outage_under_keyed_load_answers_only_2xx_or_503_and_leaves_every_key_usable(server, tmp_path):
-    url = f"{server.url}?connect_timeout=3"
+def test_an_outage_under_keyed_load_answers_only_2xx_or_503_and_leaves_every_key_usable(private_pg, tmp_path):
+    url = f"{private_pg.url}?connect_timeout=3"
     service = Service(url, tmp_path / "service.log")
     load = KeyedLoad(service, ingest_token(url))
     try:
         load.start()
         load.wait(lambda: load.count("before") >= 150, 120, "receipts acknowledged before the outage")
         load.phase = "down"
-        server.crash()
+        private_pg.crash()
         load.wait(lambda: load.count("down", ok=False) >= 1, 120, "503s during the outage")
-        server.start()
+        private_pg.start()
         back_at = time.monotonic()
         load.phase = "after"
         load.wait(lambda: load.count("after") >= 150, 120, "receipts acknowledged after the outage")
         load.stop()
-        figures = load.check(server.url)
+        figures = load.check(private_pg.url)
     finally:
         load.stop()
         service.stop()
-    assert "not properly shut down" in server.log_text()  # it crashed and replayed its WAL
+    assert "not properly shut down" in private_pg.log_text()  # it crashed and replayed its WAL
     assert load.resumed_at is not None
     print(
         f"\n{figures['sent']} keyed receipts: {figures['acknowledged']} acknowledged at first, "

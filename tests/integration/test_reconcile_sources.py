@@ -48,7 +48,7 @@ def later() -> str:
 
 
 def test_the_scheduled_job_is_registered_and_pulls_the_erp_export(container, erp):
-    jobs = [w for w in container.workers if isinstance(w, ScheduledReconciliation)]
+    jobs = [w for w in container.leader.jobs.values() if isinstance(w, ScheduledReconciliation)]
     assert len(jobs) == 1 and [s.source for s in jobs[0].sources] == ["erp", "shopify"]
     a = "SKU-" + uuid.uuid4().hex[:8]
     container.ledger.receive(a, "WH", 9, "po-" + a)
@@ -81,7 +81,7 @@ def test_no_job_is_registered_without_configured_sources(sqlite_url):
     c = bootstrap(Settings(database_url=sqlite_url))
     try:
         assert scheduled(c.settings, c.db, c.reconciler) is None
-        assert not any(isinstance(w, ScheduledReconciliation) for w in c.workers)
+        assert not any(isinstance(w, ScheduledReconciliation) for w in c.leader.jobs.values())
     finally:
         c.close()
 

@@ -22,6 +22,22 @@ from projections.runner import Projector
 FOREVER = 3600.0  # the version check never lapses by itself in these tests: each step is explicit
 
 
+class Clock:
+    """A monotonic clock moved by the test: a lapse is checked without a
+    wall-clock race (a busy machine could let 0.2 s pass between two lines)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @dataclass
 class World:
     container: Container
@@ -84,11 +100,13 @@ def test_a_sku_the_channel_never_saw_is_zero_and_kept(world: World) -> None:
 def test_nothing_is_served_once_the_version_check_lapses(world: World) -> None:
     world.receive("A", 5)
     world.projector.catch_up()
-    cache = AtsCache(world.container.db, fresh_seconds=0.05)
+    clock = Clock()
+    cache = AtsCache(world.container.db, fresh_seconds=0.05, clock=clock)
     try:
         assert cache.read(world.channel, ["A"]) == [(5, world.head())]
+        cache.close()  # no poller: nothing checks the version again from here on
         assert cache.get(world.channel, "A") == (5, world.head())
-        time.sleep(0.06)
+        clock.now += 0.06
         assert cache.get(world.channel, "A") is None  # the caller reads the database again
     finally:
         cache.close()
@@ -153,10 +171,10 @@ def test_a_read_older_than_the_cache_is_answered_but_not_kept(world: World) -> N
 # ------------------------------------------------------------------ keys
 
 
-def test_a_key_verdict_is_a_lookup_until_it_lapses(sqlite_url: str) -> None:
+def test_a_key_verdict_is_a_lookup_until_it_lapses(sqlite_url: str, clock: Clock) -> None:
     container = bootstrap(Settings(database_url=sqlite_url))
     try:
-        keys = ApiKeys(container.db, cache_seconds=0.2)
+        keys = ApiKeys(container.db, cache_seconds=0.2, clock=clock)
         _, token = keys.create("reader", ["ats:read"])
         assert keys.lookup(token) is MISS
         principal = keys.verify(token)
@@ -164,8 +182,9 @@ def test_a_key_verdict_is_a_lookup_until_it_lapses(sqlite_url: str) -> None:
         elsewhere = ApiKeys(container.db)  # another process
         key_id = principal.key_id
         assert elsewhere.revoke(key_id, actor="test")
+        clock.now += 0.15
         assert keys.lookup(token) == principal  # kept for at most cache_seconds
-        time.sleep(0.25)
+        clock.now += 0.1
         assert keys.lookup(token) is MISS and keys.verify(token) is None
         assert keys.lookup(token) is None  # the refusal is kept too
     finally:
@@ -184,13 +203,15 @@ def test_a_revoked_key_stops_at_once_in_the_revoking_process(sqlite_url: str) ->
         container.close()
 
 
-def test_a_verdict_is_never_kept_past_the_key_expiry(sqlite_url: str) -> None:
+def test_a_verdict_is_never_kept_past_the_key_expiry(sqlite_url: str, clock: Clock) -> None:
     container = bootstrap(Settings(database_url=sqlite_url))
     try:
-        keys = ApiKeys(container.db, cache_seconds=FOREVER)
-        _, token = keys.create("brief", ["ats:read"], expires_at=datetime.now(UTC) + timedelta(seconds=0.3))
+        keys = ApiKeys(container.db, cache_seconds=FOREVER, clock=clock)
+        _, token = keys.create("brief", ["ats:read"], expires_at=datetime.now(UTC) + timedelta(seconds=60))
         assert keys.verify(token) is not None
-        time.sleep(0.35)
-        assert keys.lookup(token) is MISS and keys.verify(token) is None
+        clock.now += 30
+        assert keys.lookup(token) is not MISS  # cached: the key has not expired yet
+        clock.now += 31  # past the expiry: the verdict lapsed with it, whatever cache_seconds says
+        assert keys.lookup(token) is MISS
     finally:
         container.close()

@@ -31,8 +31,8 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(postgres.time, "monotonic", fake.monotonic)
-    monkeypatch.setattr(postgres.time, "sleep", fake.sleep)
+    monkeypatch.setattr(postgres, "_monotonic", fake.monotonic)
+    monkeypatch.setattr(postgres, "_sleep", fake.sleep)
     return fake
 
 
