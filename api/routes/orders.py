@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Admin, Auditor, ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
+from api.fastpath import Answer, Call, Lean, dumped
 from api.middleware import cause_from
 from api.models import Cancellation, NewOrder, OrderDetail, OrderView, Return, Shipment, problems
 from api.problems import Problem
@@ -49,15 +51,34 @@ async def capture(
     The same order id with the same lines again answers 201 with the order as it stands and
     appends nothing; with other lines, 409 `order-conflict`.
     """
+    cmd = _capture(body, cause_from(request, reference=body.order_id))
+    return _answer(await execute(container, cmd))
+
+
+def _capture(body: NewOrder, cause: dict[str, Any]) -> CaptureOrder:
     lines = tuple(x.model_dump(exclude_none=True) for x in body.lines)
-    cmd = CaptureOrder(
+    return CaptureOrder(
         order_id=body.order_id,
         channel=body.channel,
         lines=lines,
         allow_partial=body.allow_partial,
-        cause=cause_from(request, reference=body.order_id),
+        cause=cause,
     )
-    return _answer(await execute(container, cmd))
+
+
+NEW_ORDER = TypeAdapter(NewOrder)
+ORDER_VIEW = TypeAdapter(OrderView)
+
+
+async def lean_capture(call: Call) -> Answer | None:
+    """`capture` on the lean path (`api.fastpath`): a kept key, no query, a valid body."""
+    if call.query or call.principal("ingest:write") is None:
+        return None
+    body = call.model(NEW_ORDER)
+    if body is None:
+        return None
+    outcome = await execute(call.container, _capture(body, call.cause(reference=body.order_id)))
+    return Answer(201, dumped(ORDER_VIEW, _answer(outcome)))
 
 
 @router.post("/{order_id:path}/shipments", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
@@ -161,3 +182,6 @@ async def order(order_id: OrderId, container: ContainerDep, _: OrderReader) -> d
     if found is None:
         raise Problem(404, "order-not-found", f"order {order_id} is not in the ledger")
     return found.view()
+
+
+LEAN = [Lean("POST", "/v1/orders", router, capture, lean_capture)]
