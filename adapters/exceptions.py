@@ -4,7 +4,8 @@ One row per `(kind, key)`, in `ledger_exceptions` (made by the migrations). Open
 an exception already open stays as it is.
 Opening (and closing) also enqueues `ledger.exceptions.{kind}` on the outbox, in the
 caller's transaction. Kinds in use: `drift`, `pos-sequence-gap`, `parked-message`,
-`stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`.
+`stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`,
+`held-order` (an order its checks held, until released or cancelled), `refund-failed`.
 
 Each message carries a `position`, as every ledger message does, so that a consumer can drop one
 not newer than the last it applied. Many exceptions have no ledger fact behind them (a parked
