@@ -89,7 +89,15 @@ def test_a_crash_of_postgres_loses_no_acknowledged_command_and_the_writer_recove
             time.sleep(0.01)
         phase[0] = "down"
         private_pg.crash()
-        time.sleep(1.0)
+
+        def answered_while_down() -> int:
+            with sent_lock:
+                return sum(1 for _, _, p, _ in sent.values() if p == "down")
+
+        deadline = time.monotonic() + 120  # commands submitted while it is down, and answered
+        while answered_while_down() < 8:
+            assert time.monotonic() < deadline, "no command submitted during the outage was answered"
+            time.sleep(0.01)
         private_pg.start()
         phase[0] = "after"
         # Keep submitting after the restart until plenty of new commands went through.

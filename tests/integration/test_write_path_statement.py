@@ -237,7 +237,9 @@ def test_an_append_with_events_notifies_the_recorders_channel(pg_url, recorder):
         recorder.insert_events([stored_event(uuid.uuid4(), 1)], commands=[(new_key(), "fp", {})])
 
         notes = list(listener.notifies(timeout=30, stop_after=1))
-    assert [n.channel for n in notes] == [recorder.channel_name]
+    # One or more: the channel is the database's, and a writer left running by another test of
+    # this database may notify it in the same moment.
+    assert notes and {n.channel for n in notes} == {recorder.channel_name}
 
 
 @pytest.mark.postgres
