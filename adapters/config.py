@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from adapters.persistence.urls import check_database_url
 from adapters.reconciliation.thresholds import parse_thresholds
+from ledger.validation import AmountCheck, OrderCheck, RegionCheck
 
 DEFAULT_DATABASE_URL = "sqlite:///./ledger.db"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -98,6 +100,10 @@ class Settings(BaseSettings):
     shopify_admin_url: str | None = None
     shopify_api_version: str = "2026-04"
     shopify_recovery_interval_seconds: int = 300
+    # Order checks (ledger/validation.py): an order above the amount of its currency, or shipping
+    # outside the regions, is held until an operator releases it. Unset: no validation stage.
+    hold_orders_above: str = ""  # `5000` (any currency) or `EUR=5000,USD=5500`
+    ship_to_regions: str = ""  # ISO 3166-1 alpha-2 codes, comma-separated: `DE,FR,NL`
 
     @field_validator(*WHOLE, mode="before")
     @classmethod
@@ -201,6 +207,18 @@ class Settings(BaseSettings):
         shops_of(v)
         return v
 
+    @field_validator("hold_orders_above")
+    @classmethod
+    def _hold_above(cls, v: str) -> str:
+        amount_limits(v)
+        return v
+
+    @field_validator("ship_to_regions")
+    @classmethod
+    def _regions(cls, v: str) -> str:
+        regions_of(v)
+        return v
+
     @field_validator("shopify_api_version")
     @classmethod
     def _api_version(cls, v: str) -> str:
@@ -222,6 +240,16 @@ class Settings(BaseSettings):
         return [s.strip() for s in self.shopify_webhook_secrets.split(",") if s.strip()]
 
     @property
+    def order_checks(self) -> list[OrderCheck]:
+        """The validation stage's checks, from `LEDGER_HOLD_ORDERS_ABOVE` and `LEDGER_SHIP_TO_REGIONS`."""
+        checks: list[OrderCheck] = []
+        if limits := amount_limits(self.hold_orders_above):
+            checks.append(AmountCheck(limits))
+        if regions := regions_of(self.ship_to_regions):
+            checks.append(RegionCheck(regions))
+        return checks
+
+    @property
     def shopify_tokens(self) -> dict[str, str]:
         """Shop domain -> Admin API access token, from `LEDGER_SHOPIFY_SHOPS`."""
         return shops_of(self.shopify_shops)
@@ -241,3 +269,38 @@ def shops_of(text: str) -> dict[str, str]:
             )
         out[shop.strip()] = token.strip()
     return out
+
+
+def amount_limits(text: str) -> dict[str, Decimal]:
+    """`5000` (any currency: `*`) or `EUR=5000,USD=5500`; ValueError naming the variable."""
+    out: dict[str, Decimal] = {}
+    for part in (x.strip() for x in text.split(",")):
+        if not part:
+            continue
+        currency, sep, amount = part.rpartition("=")
+        currency = currency.strip() if sep else "*"
+        try:
+            limit = Decimal(amount.strip())
+        except InvalidOperation:
+            limit = Decimal("NaN")
+        if not limit.is_finite() or limit < 0 or not (currency == "*" or re.fullmatch(r"[A-Z]{3}", currency)):
+            raise ValueError(
+                "LEDGER_HOLD_ORDERS_ABOVE: an amount (any currency) or CUR=amount pairs, comma-separated, "
+                f"e.g. EUR=5000,USD=5500; got {part!r}"
+            )
+        out[currency] = limit
+    return out
+
+
+def regions_of(text: str) -> frozenset[str]:
+    """ISO 3166-1 alpha-2 codes, comma-separated; ValueError naming the variable."""
+    out = set()
+    for part in (x.strip() for x in text.split(",")):
+        if not part:
+            continue
+        if not re.fullmatch(r"[A-Za-z]{2}", part):
+            raise ValueError(
+                f"LEDGER_SHIP_TO_REGIONS: two-letter country codes, comma-separated (e.g. DE,FR); got {part!r}"
+            )
+        out.add(part.upper())
+    return frozenset(out)

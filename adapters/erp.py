@@ -29,6 +29,11 @@ document holds back only its own order). Each outcome is recorded on the row and
 (`RecordErpPosting` / `RecordErpFailure`, the ERP's reference kept as a correlation id); a credit
 memo the ERP accepted settles its refund. A sales order whose order was wholly cancelled before it
 was accepted is `voided`, and so is everything after it: the ERP never sees that order live.
+Only a sales order never possibly accepted is voided: one sent without an answer (a timeout) is
+marked `uncertain` and posted again (same Idempotency-Key) until the ERP answers, then its
+cancellation follows, so a cancel that races a posting never leaves a live order at the ERP. The
+sales order of an order its checks hold (`Order.held`) waits, without counting as an attempt,
+until the order is released or cancelled (the feeder wakes it when it reads either fact).
 Failures are retried with exponential backoff behind a circuit breaker. With no ERP configured,
 rows wait in the queue.
 """
@@ -301,8 +306,20 @@ PATHS = {
 }
 
 
+HELD = "held: waiting for release"  # the last_error of a sales order whose order its checks hold
+
+
 class ErpError(Exception):
-    """The ERP did not accept a document (non-2xx answer, timeout, connection error)."""
+    """The ERP did not accept a document (non-2xx answer, timeout, connection error).
+
+    `uncertain`: no answer came after the document was sent (a read timeout, a connection lost
+    mid-request), so the ERP may have accepted it. A refusal (an HTTP status) or a connection
+    that never opened is certain: the ERP does not hold the document.
+    """
+
+    def __init__(self, message: str, uncertain: bool = False) -> None:
+        super().__init__(message)
+        self.uncertain = uncertain
 
 
 class ErpGateway(Protocol):
@@ -329,8 +346,10 @@ class HttpErp:
                 content=orjson.dumps(document),
                 headers={"Idempotency-Key": idempotency_key, "Content-Type": "application/json"},
             )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+            raise ErpError(type(e).__name__) from None  # never sent
         except httpx.HTTPError as e:
-            raise ErpError(type(e).__name__) from None
+            raise ErpError(type(e).__name__, uncertain=True) from None
         if not 200 <= r.status_code < 300:
             raise ErpError(f"HTTP {r.status_code}")
         try:
@@ -428,6 +447,21 @@ class ErpQueue:
             (attempts, next_at, error[:500], row_id),
         )
 
+    def sending(self, row_id: int) -> None:
+        """Marks the row uncertain before its POST: a worker that dies mid-request leaves it so."""
+        self.db.execute("UPDATE erp_queue SET uncertain = 1 WHERE id = %s", (row_id,))
+
+    def answered(self, row_id: int, uncertain: bool) -> None:
+        """The ERP answered a refusal: the row is as uncertain as before this attempt."""
+        self.db.execute("UPDATE erp_queue SET uncertain = %s WHERE id = %s", (1 if uncertain else 0, row_id))
+
+    def defer(self, row_id: int, next_at: float, reason: str) -> None:
+        """Not posted now, and not an attempt (the order is held): looked at again at `next_at`."""
+        self.db.execute(
+            "UPDATE erp_queue SET next_attempt_at = %s, last_error = %s, claimed_until = 0 WHERE id = %s",
+            (next_at, reason[:500], row_id),
+        )
+
 
 def _cause(document: str, row_id: int) -> dict[str, Any]:
     return {
@@ -452,6 +486,9 @@ class ErpFeeder:
         ":Order.RefundConfirmed": "credit-memo",
     }
 
+    # Facts after which an order's held sales order is looked at again at once (released, cancelled).
+    WAKES = (":Order.Released", ":Order.LinesCancelled")
+
     def __init__(self, ledger: Ledger, queue: ErpQueue, batch: int = 500) -> None:
         self.ledger = ledger
         self.queue = queue
@@ -469,10 +506,13 @@ class ErpFeeder:
         if not notes:
             return 0
         rows = []
+        woken: set[str] = set()
         for n in notes:
             kind = self._kind(n.topic)
             if kind is not None:
                 rows.append(self._document(kind, n))
+            if n.topic.endswith(self.WAKES):
+                woken.add(self._order_id(n))
         now = datetime.now().astimezone().isoformat()
         with self.queue.db.transaction() as tx:
             moved = tx.execute(
@@ -492,8 +532,17 @@ class ErpFeeder:
                 "VALUES (%s, %s, %s, %s, %s, %s, 'pending', %s) ON CONFLICT (document) DO NOTHING",
                 [(*r, now) for r in rows],
             )
+            tx.executemany(
+                "UPDATE erp_queue SET next_attempt_at = 0 WHERE order_id = %s AND status = 'pending' "
+                "AND last_error = %s",
+                [(oid, HELD) for oid in sorted(woken)],
+            )
         ERP_QUEUE_DEPTH.set(self.queue.depth())
         return len(notes)
+
+    def _order_id(self, n: Any) -> str:
+        order: Order = self.ledger.app.repository.get(n.originator_id, version=n.originator_version)
+        return str(order.order_id)
 
     def _document(self, kind: str, n: Any) -> QueuedDocument:
         event = self.ledger.app.mapper.to_domain_event(n)
@@ -627,6 +676,7 @@ class ErpPoster:
         lease: float | None = None,
         wait: float = 1.0,
         worker: str | None = None,
+        hold_recheck: float = 5.0,
     ) -> None:
         self.ledger = ledger
         self.queue = queue
@@ -639,6 +689,7 @@ class ErpPoster:
         timeout = float(getattr(gateway, "timeout", 5.0))
         self.lease = lease if lease is not None else max(30.0, 4 * timeout)
         self.wait = wait
+        self.hold_recheck = hold_recheck  # seconds before a held order's sales order is looked at again
         self.worker = worker or f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: dict[str, Future[int]] = {}
@@ -717,10 +768,11 @@ class ErpPoster:
                 return done
             row = nxt
 
-    def _void_reason(self, row: dict[str, Any]) -> str | None:
+    def _void_reason(self, row: dict[str, Any], order: Order | None) -> str | None:
         if row["kind"] == "sales-order":
-            order = self.ledger.history.order(row["order_id"])
-            if order is not None and order.erp_void:
+            # Wholly cancelled and never possibly accepted: a sales order sent without an answer
+            # (`uncertain`) may be live at the ERP, so it is posted again and its cancellation after.
+            if order is not None and order.erp_void and not row.get("uncertain"):
                 return "order cancelled before its sales order was accepted"
             return None
         if self.queue.sales_order_status(row["order_id"]) == "voided":
@@ -730,12 +782,20 @@ class ErpPoster:
     def _post(self, r: dict[str, Any]) -> bool:
         """One document; True when it is finished for good (posted or voided)."""
         assert self.gateway is not None
-        reason = self._void_reason(r)
+        sales_order = r["kind"] == "sales-order"
+        order = self.ledger.history.order(r["order_id"]) if sales_order else None
+        reason = self._void_reason(r, order)
         if reason is not None:
             ERP_POSTINGS.labels("voided").inc()
             self.queue.voided(r["id"], reason)
             return True
+        if order is not None and order.held:
+            # held by its checks: not an attempt; looked at again soon (a release wakes it at once)
+            self.queue.defer(r["id"], time.time() + self.hold_recheck, HELD)
+            return False
         attempts = int(r["attempts"]) + 1
+        if sales_order and not r.get("uncertain"):
+            self.queue.sending(r["id"])  # from here the ERP may hold it, until it answers a refusal
         try:
             reference = self.gateway.post(
                 r["kind"], orjson.loads(r["payload"]), idempotency_key(r["document"])
@@ -743,6 +803,8 @@ class ErpPoster:
         except ErpError as e:
             self.breaker.failure()
             ERP_POSTINGS.labels("failed").inc()
+            if sales_order and not e.uncertain and not r.get("uncertain"):
+                self.queue.answered(r["id"], uncertain=False)
             self.queue.failed(r["id"], attempts, time.time() + self.backoff(attempts), str(e))
             self._record(
                 c.RecordErpFailure(
@@ -750,6 +812,7 @@ class ErpPoster:
                     document=r["name"],
                     attempt=attempts,
                     error=str(e),
+                    uncertain=e.uncertain,
                     cause=_cause(r["document"], r["id"]),
                 )
             )

@@ -4,7 +4,8 @@ One row per `(kind, key)`, in `ledger_exceptions` (made by the migrations). Open
 an exception already open stays as it is.
 Opening (and closing) also enqueues `ledger.exceptions.{kind}` on the outbox, in the
 caller's transaction. Kinds in use: `drift`, `pos-sequence-gap`, `parked-message`,
-`stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`.
+`stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`,
+`held-order` (an order its checks held, until released or cancelled), `refund-failed`.
 
 Each message carries a `position`, as every ledger message does, so that a consumer can drop one
 not newer than the last it applied. Many exceptions have no ledger fact behind them (a parked
@@ -23,7 +24,7 @@ from typing import Any
 import orjson
 
 from adapters import outbox
-from adapters.persistence.db import Database, Tx
+from adapters.persistence.db import Database, Tx, like_prefix
 
 TABLE = "ledger_exceptions"
 CLOCK = "ledger_exception_clock"
@@ -125,6 +126,39 @@ def list_exceptions(
     for r in rows:
         r["detail"] = orjson.loads(r["detail"])
     return rows
+
+
+def open_about(
+    db: Database, order_id: str | None = None, sku: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The open exceptions about one order or one SKU, newest first.
+
+    Keys name their subject (`stuck-order` the order id, `shortfall` and `reservation-expired`
+    `sku@location`, `drift` `source/sku/location`); the key narrows the read and the detail
+    (`order_id`, `sku`) confirms it, so a SKU holding `@` or `/` finds no stranger's rows."""
+    if order_id is not None:
+        rows = db.query(
+            f"SELECT kind, key, status, detail, position, opened_at, closed_at FROM {TABLE} "
+            "WHERE status = 'open' AND key = %s ORDER BY opened_at DESC LIMIT %s",
+            (order_id, limit),
+        )
+        field, value = "order_id", order_id
+    elif sku is not None:
+        rows = db.query(
+            f"SELECT kind, key, status, detail, position, opened_at, closed_at FROM {TABLE} "
+            "WHERE status = 'open' AND (key LIKE %s ESCAPE '\\' OR key LIKE %s ESCAPE '\\') "
+            "ORDER BY opened_at DESC LIMIT %s",
+            (like_prefix(f"{sku}@"), "%/" + like_prefix(f"{sku}/"), limit),
+        )
+        field, value = "sku", sku
+    else:
+        return []
+    out = []
+    for r in rows:
+        r["detail"] = orjson.loads(r["detail"])
+        if r["detail"].get(field, value) == value:
+            out.append(r)
+    return out
 
 
 def open_counts(db: Database) -> dict[str, int]:

@@ -173,6 +173,14 @@ class Inbox:
         params.append(limit)
         return [_decode(r) for r in self.db.query(sql, params)]
 
+    def newest(self, limit: int = 20, status: Status | None = None) -> list[dict[str, Any]]:
+        """The newest messages (of one status), newest first: an indexed read at any volume."""
+        where, params = ("WHERE status = %s ", [str(status)]) if status else ("", [])
+        rows = self.db.query(
+            f"SELECT {COLUMNS} FROM inbox {where}ORDER BY id DESC LIMIT %s", (*params, limit)
+        )
+        return [_decode(r) for r in rows]
+
     @contextmanager
     def claim(self, limit: int = 200, ids: Sequence[int] | None = None) -> Iterator[Claim]:
         """Received messages (oldest first, with bodies) that no other worker is applying.

@@ -4,6 +4,12 @@ Lines are rendered and written by one listener thread: the calling thread (a req
 writer) only builds the event and puts it on a bounded queue (`QUEUE_SIZE`). When the queue is
 full the line is dropped and counted (`ledger_log_lines_dropped_total`), so logging never blocks
 the request path, even on a stalled stderr.
+
+The access line, written for every write and a sample of reads, skips structlog and the stdlib
+logger (`access_line`): the request puts its few fields on the queue as a tuple, and the listener
+renders the same JSON line the structlog chain would. Its fields are bounded values (a method, a
+route template, numbers) that are never masked, and the two ids, which are masked (`mask_text`
+runs a pattern only on an id with "@", "+" or "lk_" in it).
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import queue
 import re
 import sys
 import threading
+import time
 from collections.abc import MutableMapping
-from typing import IO, Any
+from datetime import UTC, datetime
+from typing import IO, Any, NamedTuple
 
 import orjson
 import structlog
@@ -91,7 +99,7 @@ def mask_text(text: str) -> str:
         text = TOKEN.sub("lk_***", text)
         text = EMAIL.sub("***@***", text)
         text = PHONE.sub("***phone***", text)
-    if any(ch.isdigit() for ch in text) and " " in text:
+    if " " in text and any(ch.isdigit() for ch in text):
         text = LOCAL_PHONE.sub("***phone***", text)
         text = ADDRESS.sub("***address***", text)
     return text
@@ -164,9 +172,84 @@ class BoundedQueueHandler(logging.handlers.QueueHandler):
             LOG_LINES_DROPPED.inc()
 
 
+class AccessLine(NamedTuple):
+    """An access line as the request leaves it on the queue (rendered by the listener)."""
+
+    at: float
+    method: str
+    route: str
+    status: int
+    ms: float
+    sampled: int | None
+    request_id: str | None
+    correlation_id: str | None
+
+    def render(self) -> str:
+        """The line the structlog chain writes for `log.info("request", ...)` on `ledger.access`."""
+        line: dict[str, Any] = {
+            "method": self.method,
+            "route": self.route,
+            "status": self.status,
+            "ms": self.ms,
+        }
+        if self.sampled is not None:
+            line["sampled"] = self.sampled
+        line["event"] = "request"
+        if self.request_id is not None:
+            line["request_id"] = mask_text(self.request_id)
+        if self.correlation_id is not None:
+            line["correlation_id"] = mask_text(self.correlation_id)
+        line["level"] = "info"
+        line["logger"] = ACCESS_LOGGER
+        line["timestamp"] = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return _json(line)
+
+
+ACCESS_LOGGER = "ledger.access"
+_access = logging.getLogger(ACCESS_LOGGER)
+_access_structlog = structlog.stdlib.get_logger(ACCESS_LOGGER)
+
+
+def access_line(
+    method: str,
+    route: str,
+    status: int,
+    ms: float,
+    request_id: str | None,
+    correlation_id: str | None,
+    sampled: int | None = None,
+) -> None:
+    """Logs one access line on `ledger.access` without structlog's chain (see the module docstring).
+    Before `configure_logging` (a library use, a test), it goes through structlog as any line."""
+    handler = _handler
+    if not _access.isEnabledFor(logging.INFO):
+        return
+    if handler is None or handler not in logging.getLogger().handlers:
+        extra = {} if sampled is None else {"sampled": sampled}
+        _access_structlog.info("request", method=method, route=route, status=status, ms=ms, **extra)
+        return
+    handler.enqueue(AccessLine(time.time(), method, route, status, ms, sampled, request_id, correlation_id))  # type: ignore[arg-type]  # the listener renders AccessLine itself
+
+
 class _Listener(logging.handlers.QueueListener):
     def enqueue_sentinel(self) -> None:
         self.queue.put(self._sentinel)  # type: ignore[attr-defined]  # blocks on a full queue: it is draining
+
+    def handle(self, record: logging.LogRecord) -> None:
+        if not isinstance(record, AccessLine):
+            super().handle(record)
+            return
+        line = record.render()
+        for handler in self.handlers:
+            stream = getattr(handler, "stream", None)
+            if stream is None:
+                continue
+            handler.acquire()
+            try:
+                stream.write(line + "\n")
+                handler.flush()
+            finally:
+                handler.release()
 
 
 _listener: logging.handlers.QueueListener | None = None

@@ -18,9 +18,13 @@ addresses) stays in the raw body kept by the inbox and is copied nowhere else.
 - `refunds/create`: per `refund_line_items[].restock_type`: `return` restocks shipped units at
   `location_id`, `cancel` releases unshipped ones, `legacy_restock` does whichever fits each unit
   (unshipped first), `no_restock` moves nothing. The refund is recorded with its amount (the sum
-  of its pending and successful refund transactions, an exact decimal) and currency, and
-  confirmed once all of them succeeded; a failed one fails the refund (`refund-failed` exception).
-- `order_transactions/create`: a refund transaction's later outcome confirms or fails its refund.
+  of its pending and successful refund transactions, an exact decimal) and currency. Each
+  transaction's outcome is recorded on the order (`RecordRefundTransaction`): once none is
+  pending, the refund is confirmed for the sum of the successful ones (several partial captures
+  or gateways), or failed when none succeeded; a failed one opens `refund-failed`.
+- `order_transactions/create`: a refund transaction's later outcome, recorded the same way.
+- `orders/updated`: `current_quantity` below what the ledger holds is an edit only for the units
+  no refund took off (the payload's `refunds` and those the ledger recorded).
 - `inventory_levels/update`, `inventory_items/update`: observations kept for reconciliation
   and SKU-alias discovery (`shopify_observations`), never movements.
 """
@@ -112,6 +116,16 @@ class LineItem(_Shape):
         return not (self.requires_shipping is False and untracked)
 
 
+class OrderRefundLine(_Shape):
+    line_item_id: Id
+    quantity: int = Field(ge=0, le=1_000_000_000)
+
+
+class OrderRefund(_Shape):
+    id: Id
+    refund_line_items: list[OrderRefundLine] = Field(default_factory=list, max_length=5000)
+
+
 class OrderPayload(_Shape):
     id: Id
     name: str | None = None
@@ -125,6 +139,12 @@ class OrderPayload(_Shape):
     location_id: Id | None = None  # a POS order: the store that sold it
     source_name: str | None = None
     line_items: list[LineItem] = Field(default_factory=list, max_length=5000)
+    # for the order's checks (`_facts`); of the shipping address only the country code is read
+    total_price: str | float | None = None
+    currency: str | None = None
+    total_price_set: dict[str, Any] | None = None
+    shipping_address: dict[str, Any] | None = None
+    refunds: list[OrderRefund] | None = None  # on orders/updated: the refunds so far
 
 
 class EditedLine(_Shape):
@@ -270,6 +290,35 @@ def _status(p: OrderPayload) -> dict[str, Any]:
     return status
 
 
+def _facts(p: OrderPayload) -> dict[str, Any]:
+    """What the order's checks may read: its total in shop money and the country it ships to.
+    A value that is not well formed is left out (the checks see no fact, the order is captured)."""
+    facts: dict[str, Any] = {}
+    money = (p.total_price_set or {}).get("shop_money") or {}
+    total, currency = (
+        (money.get("amount"), money.get("currency_code")) if isinstance(money, dict) and money else (None, None)
+    )
+    total, currency = total if total is not None else p.total_price, currency or p.currency
+    try:
+        amount = Decimal(str(total)) if total is not None else None
+    except InvalidOperation:
+        amount = None
+    if (
+        amount is not None
+        and amount.is_finite()
+        and amount >= 0
+        and isinstance(currency, str)
+        and len(currency) == 3
+        and currency.isalpha()
+        and currency.isupper()
+    ):
+        facts |= {"total": str(total), "currency": currency}
+    region = (p.shipping_address or {}).get("country_code")
+    if isinstance(region, str) and len(region) == 2 and region.isalpha():
+        facts["region"] = region.upper()
+    return facts
+
+
 def _is_older(ctx: Context, order_id: str, p: OrderPayload) -> bool:
     """True when the ledger already holds a platform status newer than this payload's."""
     order = ctx.history.order(order_id)
@@ -350,6 +399,7 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
             external_refs={k: v for k, v in refs.items() if v},
             platform_status=_status(p),
             allow_partial=True,
+            facts=_facts(p),
         ),
         mappings=uses,
     )
@@ -385,13 +435,34 @@ def _order_status(p: OrderPayload, lookup: Lookup, ctx: Context) -> Translation:
     return t
 
 
+def _refunded_units(p: OrderPayload, order: Any) -> dict[str, int]:
+    """Units of each line that refunds took off Shopify's `current_quantity`: the refunds the
+    payload lists, and those the ledger recorded that it does not list, each refund counted once."""
+    refunds: dict[str, dict[str, int]] = {}
+    for refund_id, refund in order.refunds.items():
+        per_line: dict[str, int] = {}
+        for x in refund.get("lines", ()):
+            per_line[str(x["line_id"])] = per_line.get(str(x["line_id"]), 0) + int(x["quantity"])
+        refunds[str(refund_id)] = per_line
+    for r in p.refunds or ():
+        per_line = {}
+        for x in r.refund_line_items:
+            per_line[str(x.line_item_id)] = per_line.get(str(x.line_item_id), 0) + x.quantity
+        refunds[str(r.id)] = per_line
+    units: dict[str, int] = {}
+    for per_line in refunds.values():
+        for line_id, n in per_line.items():
+            units[line_id] = units.get(line_id, 0) + n
+    return units
+
+
 def _current_quantities(p: OrderPayload, order: Any, lookup: Lookup, t: Apply) -> Park | None:
-    """`current_quantity` (the quantity less what edits removed): units edited out are cancelled
-    (their reservation released), units edited in are added and reserved, new lines captured."""
-    if order.refunds:  # refunds also lower current_quantity; their restock already moved the units
-        if any(li.current_quantity is not None for li in p.line_items):
-            t.notes.append("current_quantity not applied: the order has refunds")
-        return None
+    """`current_quantity` (the quantity less what edits removed and refunds took off): units edited
+    out are cancelled (their reservation released), units edited in are added and reserved, new
+    lines captured. Refunded units are not edits: their refund already restocked, released or
+    kept them (`refunds/create`), so they are added back before comparing, and only what is left
+    is an edit against the units the ledger holds for the line, less its own edits."""
+    refunded = _refunded_units(p, order)
     stamp = p.updated_at.isoformat() if p.updated_at else "current"
     if order.applied(ref("edit", stamp)):
         return None
@@ -416,15 +487,22 @@ def _current_quantities(p: OrderPayload, order: Any, lookup: Lookup, t: Apply) -
                 return Park(f"unknown variant {li.variant_id}")
             added.append({"line_id": str(li.id), "sku": sku, "quantity": li.current_quantity})
             continue
-        effective = int(line["quantity"] - line["cancelled"])
-        if li.current_quantity < effective:
-            fewer = min(effective - li.current_quantity, order.open_quantity(line))
+        edited = order.cancelled_for(str(li.id), "edited")
+        if edited is None:  # an order state kept before cancellations were kept by reason
+            if order.refunds:
+                t.notes.append(f"line {li.id}: current_quantity not applied: the order has refunds")
+                continue
+            edited = line["cancelled"]
+        effective = int(line["quantity"] - edited)
+        current = li.current_quantity + refunded.get(str(li.id), 0)
+        if refunded.get(str(li.id)):
+            t.notes.append(f"line {li.id}: {refunded[str(li.id)]} refunded unit(s) are not an edit")
+        if current < effective:
+            fewer = min(effective - current, order.open_quantity(line))
             if fewer:
                 cancels.append({"line_id": str(li.id), "quantity": fewer})
-        elif li.current_quantity > effective:
-            added.append(
-                {"line_id": str(li.id), "sku": line["sku"], "quantity": li.current_quantity - effective}
-            )
+        elif current > effective:
+            added.append({"line_id": str(li.id), "sku": line["sku"], "quantity": current - effective})
     if cancels:
         t.add(
             c.CancelOrder(
@@ -609,18 +687,22 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
     if not txns:
         t.notes.append("no refund transaction: no money moved")
         return t
-    moving = [x for x in txns if x.status in (None, "pending", "success")]
     failed = [x for x in txns if x.status in ("failure", "error")]
-    amount = Decimal(0)
-    for x in moving or failed:
+    amounts: dict[str, Decimal] = {}
+    ids = []
+    for i, x in enumerate(txns):
+        txn = str(x.id) if x.id is not None else f"{refund_id}/{i}"
+        ids.append(txn)
         try:
-            amount += Decimal(x.amount or "0")
+            amounts[txn] = Decimal(x.amount or "0")
         except InvalidOperation:
             return Reject(f"refund transaction {x.id} has an amount that is not a number")
-    if not amount.is_finite() or amount < 0:
-        return Reject(f"refund {refund_id} has an amount that is not a finite, non-negative number")
+        if not amounts[txn].is_finite() or amounts[txn] < 0:
+            return Reject(f"refund transaction {x.id} has an amount that is not a finite, non-negative number")
+    # the refund's amount while it is pending: what its transactions that did not fail will move
+    counted = [t for t, x in zip(ids, txns, strict=True) if x.status not in ("failure", "error")] or ids
+    amount = sum((amounts[t] for t in counted), Decimal(0))
     currency = _refund_currency(p)
-    ids = tuple(str(x.id) for x in txns if x.id is not None)
     t.add(
         c.RecordRefund(
             order_id=order_id,
@@ -628,33 +710,31 @@ def _refund(p: RefundPayload, lookup: Lookup, ctx: Context) -> Translation:
             amount=str(amount),
             currency=currency,
             lines=tuple(restock.recorded),
-            transactions=ids,
+            transactions=tuple(ids),
         )
     )
     t.wakes += [WaitKey.refund_txn(i) for i in ids]
-    if moving and all(x.status == "success" for x in moving):
-        t.add(
-            c.ConfirmRefund(
-                order_id=order_id,
-                refund_id=refund_id,
-                amount=str(amount),
-                currency=currency,
-                transaction=ref("shopify-transaction", moving[0].id or refund_id),
-            )
-        )
-    elif failed and not moving:
+    for txn, x in zip(ids, txns, strict=True):
+        if x.status == "success":
+            t.add(_outcome(order_id, refund_id, txn, "success", amounts[txn]))
+        elif x.status in ("failure", "error"):
+            t.add(_outcome(order_id, refund_id, txn, "failure", amounts[txn]))
+    if failed:
         _fail(t, order_id, refund_id, failed[0].id, failed[0].status or "failure")
     return t
 
 
-def _fail(t: Apply, order_id: str, refund_id: str, txn: object, status: str) -> None:
-    """A failed refund transaction: recorded on the refund and opened as a `refund-failed` exception."""
-    transaction = ref("shopify-transaction", txn or refund_id)
-    t.add(
-        c.FailRefund(
-            order_id=order_id, refund_id=refund_id, transaction=transaction, error=f"transaction {status}"
-        )
+def _outcome(order_id: str, refund_id: str, txn: str, status: str, amount: Decimal) -> c.Command:
+    """One refund transaction's outcome: the order confirms the refund (the sum of the successful
+    ones) once none of its transactions is pending, or fails it when none succeeded."""
+    return c.RecordRefundTransaction(
+        order_id=order_id, refund_id=refund_id, transaction=txn, status=status, amount=str(amount)
     )
+
+
+def _fail(t: Apply, order_id: str, refund_id: str, txn: object, status: str) -> None:
+    """A failed refund transaction opens a `refund-failed` exception (the money it carried did not move)."""
+    transaction = ref("shopify-transaction", txn or refund_id)
 
     def record(tx: Tx, results: list[Any]) -> None:
         open_exception(
@@ -681,18 +761,19 @@ def _transaction(p: TransactionPayload, ctx: Context) -> Translation:
     if refund_id is None:
         return Wait(WaitKey.refund_txn(str(p.id)))
     refund = order.refunds[refund_id]
-    if p.status == "success":
-        t.add(
-            c.ConfirmRefund(
-                order_id=order_id,
-                refund_id=refund_id,
-                amount=str(refund["amount"]),
-                currency=str(refund["currency"]),
-                transaction=ref("shopify-transaction", p.id),
-            )
-        )
-    elif p.status in ("failure", "error"):
-        _fail(t, order_id, refund_id, p.id, p.status)
+    if p.status in ("success", "failure", "error"):
+        try:
+            amount = Decimal(p.amount) if p.amount is not None else None
+        except InvalidOperation:
+            amount = None
+        if amount is None and len(refund.get("transactions", ())) == 1:
+            amount = Decimal(str(refund["amount"]))  # the refund's only transaction
+        if amount is None or not amount.is_finite() or amount < 0:
+            return Reject(f"refund transaction {p.id} has no amount that is a non-negative number")
+        status = "success" if p.status == "success" else "failure"
+        t.add(_outcome(order_id, refund_id, str(p.id), status, amount))
+        if status == "failure":
+            _fail(t, order_id, refund_id, p.id, p.status)
     else:
         t.notes.append(f"refund transaction {p.id} is {p.status}: still to confirm")
     return t

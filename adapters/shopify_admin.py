@@ -99,7 +99,7 @@ class Throttle:
     currently_available: float
     maximum_available: float
     restore_rate: float
-    at: float  # time.monotonic() of the answer
+    at: float  # the client's clock at the answer
 
     def now(self, clock: float) -> float:
         return min(self.maximum_available, self.currently_available + (clock - self.at) * self.restore_rate)
@@ -137,6 +137,7 @@ class AdminClient:
         timeout: float = 10.0,
         sleep: Callable[[float], Any] = time.sleep,
         client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.shop = shop
         self.api_version = api_version
@@ -145,6 +146,7 @@ class AdminClient:
         self.headers = {"X-Shopify-Access-Token": token, "Content-Type": "application/json"}
         self.client = client or httpx.Client(timeout=timeout)
         self.sleep = sleep
+        self.clock = clock  # monotonic seconds: how long the bucket has been restoring
         self.throttle: Throttle | None = None
         self.throttle_waits = 0  # calls that waited for the bucket, or were throttled
         self.calls = 0
@@ -161,7 +163,7 @@ class AdminClient:
             t = self.throttle
         if t is None or t.restore_rate <= 0:
             return 0.0
-        have = t.now(time.monotonic())
+        have = t.now(self.clock())
         need = min(cost, t.maximum_available)
         return 0.0 if have >= need else (need - have) / t.restore_rate
 
@@ -181,7 +183,7 @@ class AdminClient:
                 float(ts["currentlyAvailable"]),
                 float(ts["maximumAvailable"]),
                 float(ts["restoreRate"]),
-                time.monotonic(),
+                self.clock(),
             )
         except (KeyError, TypeError, ValueError):
             return None

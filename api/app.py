@@ -13,6 +13,7 @@ from api import asyncapi, openapi, problem_types, problems
 from api.console import routes as console_routes
 from api.console.session import Sessions
 from api.deps import checked_query
+from api.fastpath import FastPath, Lean
 from api.idempotency import Idempotency
 from api.middleware import BodyGuard, RequestContext, StorageGuard
 from api.routes import (
@@ -42,6 +43,8 @@ ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inb
 ROUTERS += [reconciliations.router, shopify_routes.router, compliance.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
 ROUTERS += [explain_routes.router, console_routes.router, asyncapi.router, problem_types.router]
+# The routes the lean path answers when it can (api.fastpath): the ATS point query, the hot writes.
+LEAN: list[Lean] = [*ats.LEAN, *orders.LEAN, *stock.LEAN, *pos.LEAN, *webhooks.LEAN]
 
 
 def attach(app: FastAPI, container: Container) -> None:
@@ -52,8 +55,10 @@ def attach(app: FastAPI, container: Container) -> None:
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None,
-               run_workers: bool | None = None) -> FastAPI:
-    """Builds the app. With `container`, the caller owns it (tests); else the lifespan builds one."""
+               run_workers: bool | None = None, lean: bool = True) -> FastAPI:
+    """Builds the app. With `container`, the caller owns it (tests); else the lifespan builds one.
+    `lean=False` leaves the lean path out: every request goes through its FastAPI route (tests
+    compare the two)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,8 +92,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     for router in ROUTERS:
         app.include_router(router)
     # Outermost last: request ids and access log, then the body guard, then Idempotency-Key,
-    # then the ATS point query answered from memory (api.routes.ats).
-    app.add_middleware(ats.AtsFastPath)
+    # then the lean path of the hottest routes (api.fastpath).
+    if lean:
+        app.add_middleware(FastPath, routes=LEAN)
     app.add_middleware(Idempotency)
     app.add_middleware(StorageGuard)  # a database outage in the layers above answers 503, not 500
     app.add_middleware(BodyGuard)

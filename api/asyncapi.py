@@ -67,7 +67,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "ExceptionChanged": {
         "type": "object",
-        "description": "An operator exception opened or closed (drift, stuck-order, shortfall, pos-sequence-gap, ...).",
+        "description": (
+            "An operator exception opened or closed (drift, stuck-order, held-order, shortfall, pos-sequence-gap, ...)."
+        ),
         "properties": {
             "kind": {"type": "string"},
             "key": {"type": "string", "description": "What the exception is about, unique within its kind."},

@@ -126,13 +126,23 @@ async def read_json(request: Request, container: Container) -> tuple[bytes, Any]
     """The raw body (bounded) and its parsed JSON; 413 or 400 problems otherwise."""
     limit = container.settings.max_body_bytes
     declared = request.headers.get("content-length")
+    _bounded(declared, limit)
+    body = await request.body()
+    return body, body_json(body, limit, declared)
+
+
+def _bounded(declared: str | None, limit: int) -> None:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Problem(413, "body-too-large", f"the body exceeds {limit} bytes")
-    body = await request.body()
+
+
+def body_json(body: bytes, limit: int, declared: str | None = None) -> Any:
+    """`read_json` of a body already read: its parsed JSON; 413 or 400 problems otherwise."""
+    _bounded(declared, limit)
     if len(body) > limit:
         raise Problem(413, "body-too-large", f"the body exceeds {limit} bytes")
     try:
-        return body, orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
         raise Problem(400, "malformed-json", "the body is not valid JSON") from None
 

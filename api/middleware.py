@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from adapters.logs import access_line
 from adapters.metrics import REQUEST_LATENCY
 from adapters.persistence.db import OUTAGE_ERRORS, is_outage
 from api.problems import problem_response, storage_unavailable
@@ -90,7 +91,11 @@ def route_of(scope: Scope) -> str:
 
 def cause_from(request: Request, **extra: Any) -> dict[str, Any]:
     """The `cause` of a command made by this request: correlation and causation ids, who asked."""
-    state = request.scope.get("state", {})
+    return cause_of(request.scope.get("state", {}), **extra)
+
+
+def cause_of(state: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """`cause_from` for a request's state (the lean path has no `Request`)."""
     cause: dict[str, Any] = {
         "correlation_id": state.get("correlation_id"),
         "causation_id": state.get("request_id"),
@@ -152,17 +157,19 @@ class RequestContext:
                 route = route_of(scope)
                 method = scope.get("method", "")
                 observe(method, route, status, elapsed)
-                self._access(method, route, status, elapsed)
+                self._access(method, route, status, elapsed, request_id, correlation_id)
 
-    def _access(self, method: str, route: str, status: int, elapsed: float) -> None:
+    def _access(
+        self, method: str, route: str, status: int, elapsed: float, request_id: str, correlation_id: str
+    ) -> None:
         """The access line; successful reads of SAMPLED_ROUTES one in SAMPLE_EVERY."""
-        extra: dict[str, int] = {}
+        sampled = None
         if status < 400 and route in SAMPLED_ROUTES:
             self._sampled += 1
             if self._sampled % SAMPLE_EVERY != 1:
                 return
-            extra["sampled"] = SAMPLE_EVERY
-        log.info("request", method=method, route=route, status=status, ms=round(elapsed * 1000, 2), **extra)
+            sampled = SAMPLE_EVERY
+        access_line(method, route, status, round(elapsed * 1000, 2), request_id, correlation_id, sampled)
 
 
 class BodyGuard:

@@ -352,6 +352,13 @@ class OrderDetail(OrderView):
         description="The ERP posting: `posted`, `attempts`, `last_error`, `reference`, `expected`, `documents`."
     )
     invoices: list[str] = Field(description="The ERP invoices of the order.")
+    validation: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "The validation stage: `status` (`validated`, `held`, `released`), the `checks` run, the `holds` "
+            "(`{check, reason}`) and who released it (`released_by`); null when no checks are configured."
+        ),
+    )
     version: int = Field(description="The order stream's version.")
     model_config = ConfigDict(
         json_schema_extra=examples(

@@ -326,7 +326,7 @@ class RemapResult(Answer):
 
 class ExceptionView(Answer):
     kind: str = Field(
-        description="`drift`, `pos-sequence-gap`, `parked-message`, `stuck-order`, `shortfall`, ..."
+        description="`drift`, `pos-sequence-gap`, `parked-message`, `stuck-order`, `held-order`, `shortfall`, ..."
     )
     key: str = Field(description="What it is about, unique within its kind (e.g. `erp/SKU-1/WH1`).")
     status: Literal["open", "closed"] = Field(description="Open until what raised it is resolved.")

@@ -55,7 +55,9 @@ def machine(url: str) -> dict[str, Any]:
     }
 
 
-def _run(url: str, as_json: bool, jobs: list[tuple[str, Callable[[str], Any]]]) -> None:
+def _run(
+    url: str, as_json: bool, jobs: list[tuple[str, Callable[[str], Any]]], after: Callable[[], Any] | None = None
+) -> None:
     from bench.common import scratch_schema
 
     facts = machine(url)
@@ -72,6 +74,8 @@ def _run(url: str, as_json: bool, jobs: list[tuple[str, Callable[[str], Any]]]) 
         typer.echo(
             json.dumps({"machine": facts, "results": [r.as_dict() for r in results]}, indent=2, default=str)
         )
+    elif after is not None:
+        after()
     if not all(r.ok for r in results):
         raise typer.Exit(1)
 
@@ -162,12 +166,31 @@ def nats_cmd(
 
 @bench_app.command("api")
 def api_cmd(
-    database_url: UrlOpt = DEFAULT_URL, seconds: float = 5.0, connections: int = 32, as_json: JsonOpt = False
+    database_url: UrlOpt = DEFAULT_URL,
+    seconds: Annotated[float, typer.Option(help="seconds of load per phase (11 phases)")] = 5.0,
+    tree: Annotated[
+        str | None, typer.Option(help="serve the ledger from this checkout (a before/after comparison)")
+    ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """ATS point query vs a trivial endpoint (32 connections, one uvicorn worker), order capture over HTTP."""
-    from bench.reads import api
+    """Orders, receipts, webhooks and ATS reads over HTTP against an interleaved trivial GET: PASS/MISS."""
+    from pathlib import Path
 
-    _run(database_url, as_json, [("api", lambda u: api(u, seconds=seconds, connections=connections))])
+    from bench.api import api, report
+
+    results = []
+
+    def job(u: str) -> Any:
+        r = api(u, seconds=seconds, tree=Path(tree).resolve() if tree else None)
+        results.append(r)
+        return r
+
+    def print_targets() -> None:
+        for r in results:
+            for line in report(r):
+                typer.echo(line)
+
+    _run(database_url, as_json, [("api", job)], after=print_targets)
 
 
 @bench_app.command("reconcile")
@@ -191,7 +214,8 @@ def shopify_cmd(database_url: UrlOpt = DEFAULT_URL, seconds: int = 20, as_json: 
 @bench_app.command("all")
 def all_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False) -> None:
     """Every benchmark, one after the other."""
-    from bench.reads import api, projections
+    from bench.api import api
+    from bench.reads import projections
     from bench.writes import append, hot, orders
 
     _run(

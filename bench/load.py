@@ -4,8 +4,12 @@
 
 A minimal HTTP/1.1 client on asyncio streams (and uvloop when installed), so that the load
 generator is not the bottleneck the way a full client library is. With `--body`, each request is
-a POST of the body with `{n}` replaced by a unique number. Prints one JSON line: rps, p50_ms,
-p99_ms, requests, errors (answers with status >= 400 or broken connections).
+a POST of the body with `{n}` replaced by a unique text, `{i}` by a unique number and each `{r}`
+by a random number below `--spread` (five digits). `--sign SECRET` makes each POST a signed
+Shopify webhook delivery (HMAC, webhook id, `--topic`), without a bearer token. `--rate R` paces
+the requests at R per second over all connections (an open loop) instead of a closed loop.
+Prints one JSON line: rps, p50_ms, p99_ms, requests, errors (answers with status >= 400 or
+broken connections), statuses (answers by status).
 """
 
 from __future__ import annotations
@@ -13,15 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import time
 import uuid
 from urllib.parse import urlparse
 
 from bench.common import percentile
 
+SHOP = "bench-shop.myshopify.com"
 
-def _request(method: str, host: str, path: str, token: str, body: bytes | None) -> bytes:
-    head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: keep-alive"]
+
+def _request(
+    method: str, host: str, path: str, token: str, body: bytes | None, extra: tuple[str, ...] = ()
+) -> bytes:
+    head = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: keep-alive", *extra]
     if token:
         head.append(f"Authorization: Bearer {token}")
     if body is not None:
@@ -43,26 +52,75 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def run(url: str, connections: int, seconds: float, token: str, body: str | None) -> dict[str, float]:
+def _filler(body: str, spread: int) -> object:
+    """The body template's filler: `{n}`, `{i}` and `{r}` replaced (see the module docstring)."""
+    run_id = uuid.uuid4().hex[:8]
+    base = random.randrange(10**6, 10**7) * 10**8  # unique numbers of this run (Shopify ids are numbers)
+    counter = iter(range(10**8))
+    parts = body.split("{r}")
+
+    def fill() -> tuple[str, bytes]:
+        k = next(counter)
+        text = parts[0]
+        for part in parts[1:]:
+            text += f"{random.randrange(spread):05d}" + part
+        unique = f"{run_id}-{k}"
+        return unique, text.replace("{n}", unique).replace("{i}", str(base + k)).encode()
+
+    return fill
+
+
+async def run(
+    url: str,
+    connections: int,
+    seconds: float,
+    token: str,
+    body: str | None,
+    spread: int = 1,
+    sign: str = "",
+    topic: str = "orders/create",
+    rate: float = 0.0,
+) -> dict[str, object]:
     u = urlparse(url)
     host, port, path = u.hostname or "127.0.0.1", u.port or 80, u.path or "/"
     latencies: list[float] = []
+    statuses: dict[int, int] = {}
     errors = 0
-    run_id = uuid.uuid4().hex[:8]
-    counter = iter(range(10**9))
     deadline = time.monotonic() + seconds
     get = _request("GET", host, path, token, None)  # the same bytes every time
+    fill = _filler(body, spread) if body else None
+    slots = iter(range(10**9))
+    t_start = time.monotonic()
+
+    def next_request() -> bytes:
+        if fill is None:
+            return get
+        unique, payload = fill()  # type: ignore[operator]  # _filler's closure
+        if not sign:
+            return _request("POST", host, path, token, payload)
+        from adapters.shopify import sign as hmac_of
+
+        headers = (
+            f"X-Shopify-Hmac-Sha256: {hmac_of(payload, sign)}",
+            f"X-Shopify-Webhook-Id: {unique}",
+            f"X-Shopify-Topic: {topic}",
+            f"X-Shopify-Shop-Domain: {SHOP}",
+        )
+        return _request("POST", host, path, "", payload, headers)
 
     async def worker() -> None:
         nonlocal errors
         reader, writer = await asyncio.open_connection(host, port)
         try:
             while time.monotonic() < deadline:
-                if body:
-                    payload = body.replace("{n}", f"{run_id}-{next(counter)}").encode()
-                    request = _request("POST", host, path, token, payload)
-                else:
-                    request = get
+                if rate:
+                    due = t_start + next(slots) / rate
+                    if due >= deadline:
+                        return
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                request = next_request()
                 t0 = time.perf_counter()
                 writer.write(request)
                 try:
@@ -71,6 +129,7 @@ async def run(url: str, connections: int, seconds: float, token: str, body: str 
                     errors += 1
                     return
                 latencies.append((time.perf_counter() - t0) * 1000)
+                statuses[status] = statuses.get(status, 0) + 1
                 if status >= 400:
                     errors += 1
         finally:
@@ -85,6 +144,7 @@ async def run(url: str, connections: int, seconds: float, token: str, body: str 
         "p99_ms": round(percentile(latencies, 0.99), 2),
         "requests": len(latencies),
         "errors": errors,
+        "statuses": statuses,
     }
 
 
@@ -95,6 +155,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--token", default="")
     ap.add_argument("--body", default=None)
+    ap.add_argument("--spread", type=int, default=1)
+    ap.add_argument("--sign", default="")
+    ap.add_argument("--topic", default="orders/create")
+    ap.add_argument("--rate", type=float, default=0.0)
     a = ap.parse_args()
     try:
         import uvloop
@@ -102,7 +166,10 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    print(json.dumps(asyncio.run(run(a.url, a.connections, a.seconds, a.token, a.body))))
+    figures = asyncio.run(
+        run(a.url, a.connections, a.seconds, a.token, a.body, a.spread, a.sign, a.topic, a.rate)
+    )
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from ledger.errors import (
 from ledger.orders import Order
 from ledger.ports import LocationDirectory, StaticLocations, StreamIndex
 from ledger.stock import SkuLocation, movement_effect
+from ledger.validation import OrderCheck, OrderToCheck, run_checks
 
 SNAPSHOT_INTERVAL = 500
 
@@ -168,9 +169,15 @@ def uncovered_view(s: SkuLocation) -> list[dict[str, Any]]:
 class Decider:
     """Decides each command against a unit of work: checks invariants, triggers events, answers."""
 
-    def __init__(self, app: LedgerApplication, locations: LocationDirectory | None = None) -> None:
+    def __init__(
+        self,
+        app: LedgerApplication,
+        locations: LocationDirectory | None = None,
+        checks: Sequence[OrderCheck] = (),
+    ) -> None:
         self.app = app
         self.locations = locations or StaticLocations()
+        self.checks = tuple(checks)  # the validation stage (`ledger.validation`); none: no stage
         self._handlers: dict[type, Callable[[Any, UnitOfWork], dict[str, Any]]] = {
             c.ReceiveStock: self.receive,
             c.ExpectStock: self.expect,
@@ -190,11 +197,13 @@ class Decider:
             c.RemapOrderLine: self.remap_line,
             c.ShipOrder: self.ship,
             c.CancelOrder: self.cancel,
+            c.ReleaseOrder: self.release_order,
             c.AmendOrder: self.amend,
             c.ReturnItems: self.return_items,
             c.RecordRefund: self.record_refund,
             c.ConfirmRefund: self.confirm_refund,
             c.FailRefund: self.fail_refund,
+            c.RecordRefundTransaction: self.record_refund_transaction,
             c.SettleRefund: self.settle_refund,
             c.RecordErpPosting: self.record_erp_posting,
             c.RecordErpFailure: self.record_erp_failure,
@@ -508,6 +517,15 @@ class Decider:
                 uow.backorders_or_open(line["sku"], cmd.cause).queue(
                     cmd.order_id, line["line_id"], cmd.channel, line.get("location"), cmd.cause
                 )
+        if self.checks:
+            facts = OrderToCheck(cmd.order_id, cmd.channel, tuple(cmd.lines), dict(cmd.facts))
+            holds = run_checks(self.checks, facts)
+            order.record_checks([x.name for x in self.checks], holds, cmd.cause)
+        return self._order_answer(order)
+
+    def release_order(self, cmd: c.ReleaseOrder, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.release_hold(cmd.by, cmd.cause)
         return self._order_answer(order)
 
     @staticmethod
@@ -817,6 +835,11 @@ class Decider:
         order.confirm_refund(cmd.refund_id, cmd.amount, cmd.currency, cmd.transaction, cmd.cause)
         return self._order_answer(order)
 
+    def record_refund_transaction(self, cmd: c.RecordRefundTransaction, uow: UnitOfWork) -> dict[str, Any]:
+        order = uow.require_order(cmd.order_id)
+        order.record_refund_transaction(cmd.refund_id, cmd.transaction, cmd.status, cmd.amount, cmd.cause)
+        return self._order_answer(order)
+
     def fail_refund(self, cmd: c.FailRefund, uow: UnitOfWork) -> dict[str, Any]:
         order = uow.require_order(cmd.order_id)
         order.fail_refund(cmd.refund_id, cmd.transaction, cmd.error, cmd.cause)
@@ -834,7 +857,7 @@ class Decider:
 
     def record_erp_failure(self, cmd: c.RecordErpFailure, uow: UnitOfWork) -> dict[str, Any]:
         order = uow.require_order(cmd.order_id)
-        order.record_erp_failure(cmd.document, cmd.attempt, cmd.error, cmd.cause)
+        order.record_erp_failure(cmd.document, cmd.attempt, cmd.error, cmd.cause, uncertain=cmd.uncertain)
         return self._order_answer(order)
 
     def invoice(self, cmd: c.InvoiceOrder, uow: UnitOfWork) -> dict[str, Any]:

@@ -37,6 +37,17 @@ def check_money(amount: object, currency: object) -> None:
         raise InvalidCommandError("currency must be an ISO 4217 code such as EUR", field="currency")
 
 
+def check_facts(facts: object) -> None:
+    """An order's facts for its checks: `total` with a `currency`, and a `region` (two letters)."""
+    if not isinstance(facts, dict) or set(facts) - {"total", "currency", "region"}:
+        raise InvalidCommandError("facts holds total, currency and region only", field="facts")
+    if "total" in facts:
+        check_money(facts["total"], facts.get("currency"))
+    region = facts.get("region")
+    if region is not None and not (isinstance(region, str) and len(region) == 2 and region.isalpha()):
+        raise InvalidCommandError("region is an ISO 3166-1 alpha-2 country code", field="facts")
+
+
 def check_lines(lines: object, field: str = "lines") -> None:
     """Order lines are a sequence of objects (dicts); their fields are checked by each command."""
     if not isinstance(lines, tuple | list) or not all(isinstance(x, dict) for x in lines):
@@ -359,11 +370,14 @@ class CaptureOrder(Command):
     platform_status: dict[str, Any] = field(default_factory=dict)
     allow_partial: bool = False
     expires_at: datetime | None = None
+    # what the order's checks may read (`ledger.validation`): total, currency, region
+    facts: dict[str, Any] = field(default_factory=dict)
 
     def check(self) -> None:
         check_lines(self.lines)
         if not self.lines:
             raise InvalidCommandError("an order needs at least one line", field="lines")
+        check_facts(self.facts)
         seen = set()
         for line in self.lines:
             check_id(line.get("line_id"), "line_id"), check_id(line.get("sku"), "sku")
@@ -373,6 +387,16 @@ class CaptureOrder(Command):
             if line["line_id"] in seen:
                 raise InvalidCommandError(f"line {line['line_id']} appears twice", field="lines")
             seen.add(line["line_id"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseOrder(Command):
+    """An operator releases an order its checks held: it goes on to the ERP."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "by")
+
+    order_id: str
+    by: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -523,6 +547,26 @@ class ConfirmRefund(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RecordRefundTransaction(Command):
+    """One payment transaction of a refund succeeded or failed. The refund is confirmed once none
+    of its transactions is pending, for the sum of the successful ones; failed when none succeeded.
+    A repeat of a transaction's outcome records nothing (no natural key: the order decides)."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("order_id", "refund_id", "transaction")
+
+    order_id: str
+    refund_id: str
+    transaction: str
+    status: str  # success | failure
+    amount: str
+
+    def check(self) -> None:
+        if self.status not in ("success", "failure"):
+            raise InvalidCommandError("status is success or failure", field="status")
+        check_money(self.amount, "XXX")
+
+
+@dataclass(frozen=True, kw_only=True)
 class FailRefund(Command):
     """A refund transaction failed: the money did not move."""
 
@@ -575,6 +619,7 @@ class RecordErpFailure(Command):
     document: str
     attempt: int
     error: str
+    uncertain: bool = False  # no answer came (a timeout): the ERP may have accepted the document
 
     def check(self) -> None:
         if not isinstance(self.error, str):

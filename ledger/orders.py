@@ -12,11 +12,18 @@ confirmed refund as a credit memo (`RefundConfirmed`). `erp["expected"]` names t
 facts call for and `erp["documents"]` what became of each (`PostedToErp`, `ErpPostingFailed`).
 An order wholly cancelled before its sales order was accepted is `erp_void`: nothing of it is
 posted. A refund moves recorded -> confirmed (its transactions succeeded) -> settled (the ERP
-accepted its credit memo); a failed refund transaction is recorded as `failed`.
+accepted its credit memo); a failed refund transaction is recorded as `failed`. A refund paid by
+several transactions (partial captures, several gateways) is confirmed once none is pending and
+at least one succeeded, for the sum of the successful ones (`RefundTransactionRecorded`).
+
+Between capture and posting, the order's checks (`ledger.validation`) leave it `validated` or
+`held` (`Validated`, `Held`). A held order is not posted to the ERP until an operator releases
+it (`Released`) or cancels it.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -30,7 +37,7 @@ Cause = dict[str, Any]
 
 SALES_ORDER = "sales-order"
 # What can still be open on an order, in the order the work happens.
-OPEN_WORK = ("reserve", "ship", "post", "invoice", "confirm-refund", "settle-refund")
+OPEN_WORK = ("reserve", "release", "ship", "post", "invoice", "confirm-refund", "settle-refund")
 REFUND_STATUSES = ("recorded", "confirmed", "settled", "failed")
 
 
@@ -45,7 +52,9 @@ def document_name(kind: str, key: object) -> str:
 
 STAGES = (
     "captured",
+    "held",
     "reserved",
+    "validated",
     "posted",
     "partially_shipped",
     "shipped",
@@ -95,6 +104,9 @@ class Order(Aggregate):
         self.invoices: list[str] = []
         self.erp: dict[str, Any] = self.new_erp()
         self.cancel_reason: str | None = None
+        self.cancelled_by_reason: dict[str, dict[str, int]] = {}  # reason -> line -> units cancelled
+        # None: no checks ran (none configured); else {status: validated|held|released, ...}
+        self.validation: dict[str, Any] | None = None
 
     @staticmethod
     def new_line(line: dict[str, Any]) -> dict[str, Any]:
@@ -256,9 +268,13 @@ class Order(Aggregate):
 
         def apply(self, o: Order) -> None:
             Order._applied(o, self.reference)
+            by_reason = o.__dict__.get("cancelled_by_reason")
             for c in self.lines:
                 line = o.lines[c["line_id"]]
                 line["cancelled"] += c["quantity"]
+                if by_reason is not None:
+                    units = by_reason.setdefault(self.reason, {})
+                    units[c["line_id"]] = units.get(c["line_id"], 0) + c["quantity"]
                 line["released"] += c.get("released", 0)
                 Order.take_released(line, c)
             if self.whole:
@@ -316,6 +332,18 @@ class Order(Aggregate):
             )
             Order._expect(o, document_name("credit-memo", self.refund_id))
 
+    class RefundTransactionRecorded(Event):
+        """One payment transaction of a refund reached its outcome (`success` or `failure`)."""
+
+        refund_id: str
+        transaction: str
+        status: str
+        amount: str
+
+        def apply(self, o: Order) -> None:
+            outcomes = o.refunds[self.refund_id].setdefault("outcomes", {})
+            outcomes[self.transaction] = {"status": self.status, "amount": self.amount}
+
     class RefundFailed(Event):
         """A refund transaction failed: the money did not move (an exception to look at)."""
 
@@ -339,10 +367,13 @@ class Order(Aggregate):
         document: str
         attempt: int
         error: str
+        uncertain: bool = False  # no answer came: the ERP may have accepted it (so it is never voided)
 
         def apply(self, o: Order) -> None:
             doc = Order._document(o, self.document)
             doc.update(attempts=max(doc["attempts"], self.attempt), last_error=self.error)
+            if getattr(self, "uncertain", False):
+                doc["uncertain"] = True
             o.erp["documents"][self.document] = doc
             if is_sales_order(self.document):
                 o.erp["attempts"] = max(o.erp["attempts"], self.attempt)
@@ -377,6 +408,36 @@ class Order(Aggregate):
                     settled=True,
                     settlement=self.erp_reference or self.document,
                 )
+
+    class Validated(Event):
+        """The order passed its checks (`checks` names them): it goes on to the ERP."""
+
+        checks: list[str]
+
+        def apply(self, o: Order) -> None:
+            o.validation = {"status": "validated", "checks": list(self.checks), "holds": [], "released_by": None}
+
+    class Held(Event):
+        """Checks held the order (`holds`: `{check, reason}`): it is not posted until released."""
+
+        checks: list[str]
+        holds: list[dict[str, str]]
+
+        def apply(self, o: Order) -> None:
+            o.validation = {
+                "status": "held",
+                "checks": list(self.checks),
+                "holds": [dict(x) for x in self.holds],
+                "released_by": None,
+            }
+
+    class Released(Event):
+        """An operator released the held order (`by`: who): it goes on to the ERP."""
+
+        by: str
+
+        def apply(self, o: Order) -> None:
+            o.validation = {**(o.validation or {}), "status": "released", "released_by": self.by}
 
     class Invoiced(Event):
         invoice_id: str
@@ -494,6 +555,14 @@ class Order(Aggregate):
         """Units of a line still held by its reservation."""
         return int(line["reserved"] - line["released"] - line["consumed"])
 
+    def cancelled_for(self, line_id: str, reason: str) -> int | None:
+        """Units of a line cancelled for `reason` (`edited`, `refunded`, ...); None for an order
+        state kept before cancellations were kept by reason (a snapshot older than that)."""
+        by_reason = self.__dict__.get("cancelled_by_reason")
+        if by_reason is None:
+            return None
+        return int(by_reason.get(reason, {}).get(line_id, 0))
+
     def same_capture(self, channel: str, lines: list[dict[str, Any]]) -> bool:
         mine = sorted((x["line_id"], x["sku"], x["quantity"]) for x in self.lines.values())
         theirs = sorted((x["line_id"], x["sku"], x["quantity"]) for x in lines)
@@ -519,9 +588,23 @@ class Order(Aggregate):
         return bool(sum(x["cancelled"] for x in lines) >= sum(x["quantity"] for x in lines))
 
     @property
+    def validation_status(self) -> str | None:
+        """`validated`, `held`, `released`, or None when no checks ran on the order."""
+        validation = getattr(self, "validation", None)  # orders stored before checks have none
+        return None if not validation else str(validation["status"])
+
+    @property
+    def held(self) -> bool:
+        """Held by a check and not released: the ERP is not told of it yet."""
+        return self.validation_status == "held" and not self.whole_cancelled
+
+    @property
     def erp_void(self) -> bool:
-        """Wholly cancelled before its sales order was accepted: the ERP is told nothing of it."""
-        return self.whole_cancelled and not self.erp["posted"]
+        """Wholly cancelled before its sales order was accepted: the ERP is told nothing of it.
+        Not once a posting went unanswered (the ERP may hold the order): then the sales order is
+        posted again until accepted, and its cancellation after it."""
+        sales_order = self.erp.get("documents", {}).get(SALES_ORDER, {})
+        return self.whole_cancelled and not self.erp["posted"] and not sales_order.get("uncertain")
 
     @property
     def open_work(self) -> list[str]:
@@ -533,6 +616,7 @@ class Order(Aggregate):
         refunds = list(self.refunds.values())
         work = {
             "reserve": not whole and any(Order.to_reserve(x) > 0 for x in stock),
+            "release": self.held,
             "post": not self.erp_void
             and (
                 not self.erp["posted"]
@@ -561,6 +645,9 @@ class Order(Aggregate):
         returned = sum(x["returned"] for x in lines)
         if self.whole_cancelled:
             return "cancelled"
+        if self.held:
+            return "held"
+        before_posting = "validated" if self.validation_status in ("validated", "released") else "reserved"
         work = self.open_work
         if "reserve" in work or "ship" in work:
             if shipped:
@@ -569,7 +656,7 @@ class Order(Aggregate):
                 return "posted" if self.erp["posted"] else "captured"
             if cancelled:
                 return "partially_cancelled"
-            return "posted" if self.erp["posted"] else "reserved"
+            return "posted" if self.erp["posted"] else before_posting
         if self.refunds:
             return "refunded" if work else "settled"
         if returned:
@@ -736,6 +823,49 @@ class Order(Aggregate):
             cause=cause,
         )
 
+    def record_refund_transaction(
+        self, refund_id: str, transaction: str, status: str, amount: str, cause: Cause
+    ) -> None:
+        """One of the refund's transactions succeeded or failed. Once none of them is pending, the
+        refund is confirmed for the sum of the successful ones (failed ones count for nothing), or
+        failed when none succeeded. The first outcome of a transaction stands; a refund already
+        confirmed, settled or failed records nothing more."""
+        refund = self._refund(refund_id)
+        if status not in ("success", "failure"):
+            raise OrderConflictError(f"a refund transaction succeeds or fails, not {status!r}")
+        if Order.refund_status(refund) != "recorded" or transaction in refund.get("outcomes", {}):
+            return
+        self.trigger_event(
+            self.RefundTransactionRecorded,
+            refund_id=refund_id,
+            transaction=transaction,
+            status=status,
+            amount=amount,
+            cause=cause,
+        )
+        outcomes = refund["outcomes"]
+        if any(t not in outcomes for t in refund.get("transactions", ())):
+            return  # others are still pending
+        succeeded = [(t, x) for t, x in outcomes.items() if x["status"] == "success"]
+        if not succeeded:
+            self.trigger_event(
+                self.RefundFailed,
+                refund_id=refund_id,
+                transaction=transaction,
+                error=f"{len(outcomes)} transaction(s) failed",
+                cause=cause,
+            )
+            return
+        total = sum((Decimal(x["amount"]) for _, x in succeeded), Decimal(0))
+        self.trigger_event(
+            self.RefundConfirmed,
+            refund_id=refund_id,
+            amount=str(total),
+            currency=str(refund["currency"]),
+            transaction=succeeded[-1][0],
+            cause=cause,
+        )
+
     def fail_refund(self, refund_id: str, transaction: str, error: str, cause: Cause) -> None:
         refund = self._refund(refund_id)
         if Order.refund_status(refund) != "recorded":
@@ -752,9 +882,16 @@ class Order(Aggregate):
             self.RefundSettled, refund_id=refund_id, settlement_reference=settlement_reference, cause=cause
         )
 
-    def record_erp_failure(self, document: str, attempt: int, error: str, cause: Cause) -> None:
+    def record_erp_failure(
+        self, document: str, attempt: int, error: str, cause: Cause, uncertain: bool = False
+    ) -> None:
         self.trigger_event(
-            self.ErpPostingFailed, document=document, attempt=attempt, error=error[:500], cause=cause
+            self.ErpPostingFailed,
+            document=document,
+            attempt=attempt,
+            error=error[:500],
+            uncertain=uncertain,
+            cause=cause,
         )
 
     def record_erp_posting(
@@ -763,6 +900,25 @@ class Order(Aggregate):
         self.trigger_event(
             self.PostedToErp, document=document, attempts=attempts, erp_reference=erp_reference, cause=cause
         )
+
+    def record_checks(self, checks: list[str], holds: list[dict[str, str]], cause: Cause) -> None:
+        """The outcome of the order's checks: held when any check gave a reason, else validated."""
+        if self.validation_status is not None:
+            return
+        if holds:
+            self.trigger_event(self.Held, checks=list(checks), holds=[dict(x) for x in holds], cause=cause)
+        else:
+            self.trigger_event(self.Validated, checks=list(checks), cause=cause)
+
+    def release_hold(self, by: str, cause: Cause) -> None:
+        """An operator releases the held order; releasing it again records nothing."""
+        if self.validation_status == "released":
+            return
+        if self.whole_cancelled:
+            raise OrderConflictError(f"order {self.order_id} is cancelled", order_id=self.order_id)
+        if self.validation_status != "held":
+            raise OrderConflictError(f"order {self.order_id} is not held", order_id=self.order_id)
+        self.trigger_event(self.Released, by=by, cause=cause)
 
     def record_invoice(self, invoice_id: str, cause: Cause) -> None:
         if invoice_id not in self.invoices:
@@ -828,5 +984,6 @@ class Order(Aggregate):
                 {"refund_id": k, **v, "status": Order.refund_status(v)} for k, v in self.refunds.items()
             ],
             "invoices": list(self.invoices),
+            "validation": getattr(self, "validation", None),
             "version": self.version,
         }

@@ -13,15 +13,21 @@ from eventsourcing.utils import EnvType
 from ledger import commands as c
 from ledger.application import Decider, History, LedgerApplication
 from ledger.ports import LocationDirectory
+from ledger.validation import OrderCheck
 from ledger.writer import Writer
 
 
 class Ledger:
     """One ledger over one event store. Thread-safe: every write goes through the writer."""
 
-    def __init__(self, env: EnvType | None = None, locations: LocationDirectory | None = None) -> None:
+    def __init__(
+        self,
+        env: EnvType | None = None,
+        locations: LocationDirectory | None = None,
+        checks: Sequence[OrderCheck] = (),
+    ) -> None:
         self.app = LedgerApplication(env=env)
-        self.decider = Decider(self.app, locations)
+        self.decider = Decider(self.app, locations, checks)
         self.writer = Writer(self.app, self.decider)
         self.history = History(self.app)
 

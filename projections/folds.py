@@ -90,6 +90,8 @@ class _OrderState(SimpleNamespace):
 
     whole_cancelled = Order.whole_cancelled
     erp_void = Order.erp_void
+    validation_status = Order.validation_status
+    held = Order.held
     open_work = Order.open_work
     stage = Order.stage
 
@@ -102,6 +104,7 @@ def _order_state(row: Row) -> _OrderState:
         invoices=s["invoices"],
         erp=s["erp"],
         cancel_reason=s.get("cancel_reason"),
+        validation=s.get("validation"),
         shipments={},
         returns={},
         external_refs={},
@@ -146,6 +149,7 @@ def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
             "invoices": ns.invoices,
             "erp": ns.erp,
             "cancel_reason": ns.cancel_reason,
+            "validation": ns.validation,
         }
         row = {**row, "state": state}
     row["stage"] = order_stage(row)

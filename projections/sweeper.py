@@ -9,7 +9,9 @@ Every few seconds, from the read models:
   order lines no longer covered, and gets a `CoverShortfall` command that reallocates them to
   other locations of their channel's group; it closes once nothing there is uncovered;
 - an order captured more than `erp_posting_deadline_seconds` ago and still not posted to the
-  ERP (nor cancelled) opens `stuck-order`; it closes when the order is posted or cancelled.
+  ERP (nor cancelled, nor held) opens `stuck-order`; it closes when the order is posted or cancelled;
+- an order its checks held opens `held-order` with the checks' reasons; it closes when an
+  operator releases or cancels it.
 """
 
 from __future__ import annotations
@@ -72,16 +74,18 @@ class Sweeper:
         )
         stuck = self.db.query(
             "SELECT order_id, channel, captured_at FROM order_views "
-            "WHERE erp_posted = 0 AND stage <> 'cancelled' "
+            "WHERE erp_posted = 0 AND stage NOT IN ('cancelled', 'held') "
             "AND captured_at <= %s",
             (now - self.deadline_seconds,),
         )
+        held = self.db.query("SELECT order_id, channel, captured_at, state FROM order_views WHERE stage = 'held'")
         short = self.db.query(
             "SELECT sku, location, available, reservations FROM stock_levels WHERE available < 0 AND reserved > 0"
         )
         short_keys = {f"{r['sku']}@{r['location']}" for r in short}
         expired_keys = {f"{r['sku']}@{r['location']}" for r in expired}
         stuck_keys = {r["order_id"] for r in stuck}
+        held_keys = {r["order_id"] for r in held}
         with self.db.transaction() as tx:
             for r in expired:
                 opened += exceptions.open_exception(
@@ -106,10 +110,13 @@ class Sweeper:
                 opened += exceptions.open_exception(
                     tx, "shortfall", f"{r['sku']}@{r['location']}", shortfall(r)
                 )
+            for r in held:
+                opened += exceptions.open_exception(tx, "held-order", r["order_id"], held_order(r))
             for kind, keys in (
                 ("reservation-expired", expired_keys),
                 ("stuck-order", stuck_keys),
                 ("shortfall", short_keys),
+                ("held-order", held_keys),
             ):
                 for row in exceptions.list_exceptions_tx(tx, kind):
                     if row["key"] not in keys:
@@ -130,6 +137,20 @@ class Sweeper:
         for kind, n in exceptions.open_counts(self.db).items():
             metrics.EXCEPTIONS_OPEN.labels(kind).set(n)
         return {"opened": opened, "closed": closed, "submitted": submitted}
+
+
+def held_order(row: dict[str, Any]) -> dict[str, Any]:
+    """A `held-order` exception's detail: the order and why its checks held it."""
+    state = row["state"]
+    if isinstance(state, str | bytes):
+        state = orjson.loads(state)
+    validation = (state or {}).get("validation") or {}
+    return {
+        "order_id": row["order_id"],
+        "channel": row["channel"],
+        "captured_at": row["captured_at"],
+        "holds": validation.get("holds", []),
+    }
 
 
 def shortfall(row: dict[str, Any]) -> dict[str, Any]:

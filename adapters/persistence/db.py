@@ -37,6 +37,11 @@ def is_outage(e: BaseException) -> bool:
     return isinstance(e, OUTAGE_ERRORS)
 
 
+def like_prefix(text: str) -> str:
+    """A LIKE pattern, for `LIKE %s ESCAPE '\\'` on both databases, matching what starts with `text`."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 class Tx:
     """A cursor inside one transaction."""
 

@@ -7,6 +7,7 @@ is for people, the `/v1` API for programs.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -23,6 +24,7 @@ from api.problems import problem_response
 from bootstrap import Container
 from ledger.bounds import check_id
 from ledger.errors import InvalidCommandError, LedgerError
+from ledger.orders import OPEN_WORK, STAGES
 from projections.jobs import RebuildRunningError, UnknownProjectionError
 
 HERE = Path(__file__).parent
@@ -69,6 +71,20 @@ def refuse(request: Request, e: Refusal, session: Session | None = None) -> Resp
 
 async def current(request: Request) -> Session | None:
     return await run_in_threadpool(_sessions(request).get, request.cookies.get(COOKIE))
+
+
+def moment(value: str) -> datetime | None:
+    """The as-of picker's moment: RFC 3339, or the browser's `datetime-local` value read as UTC."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise Refusal(
+            422, "validation-error", "as_of must be a moment such as 2024-05-01T12:00:00Z"
+        ) from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _id(value: str, field: str) -> str:
@@ -207,23 +223,44 @@ async def search(request: Request, q: str = "") -> Response:
     except Refusal as e:
         return refuse(request, e, s)
     hits = await run_in_threadpool(views.search, _container(request), q)
-    if len(hits) == 1:
-        return RedirectResponse(hits[0]["href"], status_code=303, headers=HEADERS)
+    exact = [h for h in hits if h["exact"]]
+    if len(hits) == 1 or len(exact) == 1:  # one match, or one that is exactly what was typed
+        return RedirectResponse((exact or hits)[0]["href"], status_code=303, headers=HEADERS)
     return page(request, "search.html", s, q=q, hits=hits)
 
 
-@router.get("/skus/{sku}")
-async def sku_page(request: Request, sku: str) -> Response:
+@router.get("/skus")
+async def skus_page(request: Request, prefix: str = "", after: str = "") -> Response:
+    """Every SKU in name order, or those starting with `prefix` (ignoring case)."""
+    s = await viewer(request)
+    if not isinstance(s, Session):
+        return s
+    try:
+        for field, value in (("prefix", prefix), ("after", after)):
+            if value:
+                _id(value, field)
+    except Refusal as e:
+        return refuse(request, e, s)
+    data = await run_in_threadpool(views.skus_page, _container(request), prefix, after)
+    return page(request, "skus.html", s, **data)
+
+
+@router.get("/skus/{sku:path}")
+async def sku_page(request: Request, sku: str, as_of: str = "") -> Response:
     s = await viewer(request, sku=sku)
     if not isinstance(s, Session):
         return s
-    data = await run_in_threadpool(views.sku_page, _container(request), sku)
-    if not data["levels"]:
+    try:
+        at = moment(as_of[:64])
+    except Refusal as e:
+        return refuse(request, e, s)
+    data = await run_in_threadpool(views.sku_page, _container(request), sku, at)
+    if not data["known"]:
         return refuse(request, Refusal(404, "not-found", f"the ledger has no stock of {sku}"), s)
     return page(request, "sku.html", s, chart=chart.draw(data["series"]), **data)
 
 
-@router.get("/locations/{location}")
+@router.get("/locations/{location:path}")
 async def location_page(request: Request, location: str) -> Response:
     s = await viewer(request, location=location)
     if not isinstance(s, Session):
@@ -232,15 +269,71 @@ async def location_page(request: Request, location: str) -> Response:
     return page(request, "location.html", s, location=location, rows=rows)
 
 
-@router.get("/orders/{order_id}")
-async def order_page(request: Request, order_id: str) -> Response:
+@router.get("/orders")
+async def orders_page(
+    request: Request, stage: str = "", channel: str = "", open: str = "", before: str = ""
+) -> Response:
+    """The order list, newest first, filtered by stage, channel and open work."""
+    s = await viewer(request)
+    if not isinstance(s, Session):
+        return s
+    try:
+        if stage and stage not in STAGES:
+            raise Refusal(422, "validation-error", f"stage must be one of {', '.join(STAGES)}")
+        if open and open not in (*OPEN_WORK, "any"):
+            raise Refusal(422, "validation-error", f"open must be any or one of {', '.join(OPEN_WORK)}")
+        if channel:
+            _id(channel, "channel")
+        try:
+            cursor = views.parse_cursor(before[:300])
+        except ValueError:
+            raise Refusal(422, "validation-error", "before must be a cursor from the order list") from None
+    except Refusal as e:
+        return refuse(request, e, s)
+    data = await run_in_threadpool(
+        views.orders_page, _container(request), stage or None, channel or None, open or None, cursor
+    )
+    return page(request, "orders.html", s, **data)
+
+
+@router.get("/orders/{order_id:path}")
+async def order_page(request: Request, order_id: str, as_of: str = "") -> Response:
     s = await viewer(request, order_id=order_id)
     if not isinstance(s, Session):
         return s
-    data = await run_in_threadpool(views.order_page, _container(request), order_id, s.can_act)
+    try:
+        at = moment(as_of[:64])
+    except Refusal as e:
+        return refuse(request, e, s)
+    data = await run_in_threadpool(views.order_page, _container(request), order_id, s.can_act, at)
     if data is None:
         return refuse(request, Refusal(404, "not-found", f"order {order_id} is not in the ledger"), s)
+    if data.get("not_yet"):
+        when = at.isoformat() if at else ""
+        return refuse(
+            request, Refusal(404, "not-found", f"order {order_id} was not captured yet at {when}"), s
+        )
     return page(request, "order.html", s, **data)
+
+
+@router.get("/reconciliations")
+async def reconciliations_page(request: Request) -> Response:
+    s = await viewer(request)
+    if not isinstance(s, Session):
+        return s
+    runs = await run_in_threadpool(views.reconciliations_page, _container(request))
+    return page(request, "reconciliations.html", s, runs=runs)
+
+
+@router.get("/reconciliations/{run_id}")
+async def reconciliation_page(request: Request, run_id: str) -> Response:
+    s = await viewer(request, run_id=run_id)
+    if not isinstance(s, Session):
+        return s
+    run = await run_in_threadpool(views.reconciliation_page, _container(request), run_id)
+    if run is None:
+        return refuse(request, Refusal(404, "not-found", f"no reconciliation run {run_id}"), s)
+    return page(request, "reconciliation.html", s, run=run)
 
 
 @router.get("/operations")

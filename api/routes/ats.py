@@ -10,11 +10,11 @@ is checked by a dict lookup (`ApiKeys.lookup`); the values come from the in-proc
 than 0.1 s ago, else from one statement that reads values and position together (and fills
 the cache); the answer is serialized once with orjson.
 
-`AtsFastPath`, an ASGI middleware inside the request context (ids, metrics, access log), answers
-`GET /v1/ats/{channel}/{sku}` without FastAPI's routing and dependency machinery when, and only
-when, everything is already known in process: a kept verdict on a key with `ats:read`, a
-channel seen with a policy, a valid SKU and a cached value. Anything else goes on to the route
-below, which answers everything (problems included) and fills what the fast path needs.
+The lean path (`api.fastpath`) answers `GET /v1/ats/{channel}/{sku}` without FastAPI's routing
+and dependency machinery when, and only when, everything is already known in process: a kept
+verdict on a key with `ats:read`, a channel seen with a policy, a valid SKU, no query parameter
+and a cached value (`lean_point`). Anything else goes on to the route below, which answers
+everything (problems included) and fills what the lean path needs.
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from adapters.keys import Principal
-from api.deps import bearer_token, require, valid_id
-from api.middleware import header
+from api.deps import require, valid_id
+from api.fastpath import Answer, Call, Lean
 from api.models import problems
 from api.openapi import keyed
 from api.problems import Problem
@@ -137,46 +135,21 @@ async def list_ats(
     return Response(orjson.dumps({"items": items}), media_type=JSON)
 
 
-class AtsFastPath:
-    """ASGI: answers a point query from memory when nothing needs checking elsewhere; else passes on."""
+async def lean_point(call: Call) -> Answer | None:
+    """The point query from memory, when the channel, the key's verdict and the value are known."""
+    parts = call.path.split("/")  # "", "v1", "ats", channel, sku
+    if len(parts) != 5 or call.query:
+        return None
+    container = call.container
+    channel, sku = parts[3], parts[4]
+    if channel not in container.ats_channels or call.principal("ats:read") is None:
+        return None
+    try:
+        check_id(sku, "sku")
+    except InvalidCommandError:
+        return None
+    found = cache_of(container).get(channel, sku)
+    return None if found is None else Answer(200, orjson.dumps(_item(channel, sku, found)))
 
-    PREFIX = "/v1/ats/"
-    HEADERS = [(b"content-type", JSON.encode())]
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.route = next(r for r in router.routes if getattr(r, "endpoint", None) is get_ats)
-        self.answered = 0  # requests answered here (tests, diagnosis)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith(self.PREFIX):
-            body = self._answer(scope)
-            if body is not None:
-                self.answered += 1
-                scope["route"] = self.route  # the template labels the metrics and the access line
-                headers = [(b"content-length", str(len(body)).encode()), *self.HEADERS]
-                await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
-
-    def _answer(self, scope: Scope) -> bytes | None:
-        parts = scope["path"].split("/")  # "", "v1", "ats", channel, sku
-        if len(parts) != 5 or scope.get("root_path"):
-            return None
-        container = getattr(getattr(scope.get("app"), "state", None), "container", None)
-        if container is None:
-            return None
-        channel, sku = parts[3], parts[4]
-        if channel not in container.ats_channels:
-            return None
-        token = bearer_token(header(scope, b"authorization"))
-        principal = None if token is None else container.keys.lookup(token)
-        if not isinstance(principal, Principal) or not principal.has("ats:read"):
-            return None
-        try:
-            check_id(sku, "sku")
-        except InvalidCommandError:
-            return None
-        found = cache_of(container).get(channel, sku)
-        return None if found is None else orjson.dumps(_item(channel, sku, found))
+LEAN = [Lean("GET", "/v1/ats/", router, get_ats, lean_point, prefix=True)]

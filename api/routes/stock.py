@@ -11,9 +11,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import Auditor, ContainerDep, IdempotencyKey, Ingester, execute, valid_id
+from api.fastpath import Answer, Call, Lean, dumped
 from api.middleware import cause_from
 from api.models import (
     Adjustment,
@@ -81,17 +83,40 @@ async def receive(
     idempotency_key: IdempotencyKey = None,
 ) -> dict[str, Any]:
     """Record units received at a location. A repeat of the same `reference` appends nothing."""
-    cmd = ReceiveStock(
+    cmd = _receipt(body, if_match_version(if_match), cause_from(request, reference=body.reference))
+    outcome = await execute(container, cmd)
+    return _answer(response, outcome, outcome["version"])
+
+
+def _receipt(body: Receipt, if_match: int | None, cause: dict[str, Any]) -> ReceiveStock:
+    return ReceiveStock(
         sku=body.sku,
         location=body.location,
         quantity=body.quantity,
         reference=body.reference,
         expected=body.asn_id is not None,
-        if_match=if_match_version(if_match),
-        cause=cause_from(request, reference=body.reference),
+        if_match=if_match,
+        cause=cause,
     )
-    outcome = await execute(container, cmd)
-    return _answer(response, outcome, outcome["version"])
+
+
+RECEIPT = TypeAdapter(Receipt)
+STOCK_VIEW = TypeAdapter(StockView)
+
+
+async def lean_receive(call: Call) -> Answer | None:
+    """`receive` on the lean path (`api.fastpath`): a kept key, no query or If-Match, a valid body."""
+    if call.query or call.header(b"if-match") is not None or call.principal("ingest:write") is None:
+        return None
+    body = call.model(RECEIPT)
+    if body is None:
+        return None
+    outcome = await execute(call.container, _receipt(body, None, call.cause(reference=body.reference)))
+    headers = [(b"etag", etag(outcome["version"]).encode())]
+    if outcome.get("duplicate"):
+        headers.append((b"idempotent-replayed", b"true"))
+    answer = {k: v for k, v in outcome.items() if k != "duplicate"}
+    return Answer(201, dumped(STOCK_VIEW, answer), headers)
 
 
 @router.post("/adjustments", status_code=201, response_model=StockView, responses=WRITE_PROBLEMS)
@@ -281,3 +306,6 @@ async def events(
             raise Problem(422, "validation-error", f"{name} needs a UTC offset, e.g. 2024-05-01T12:00:00Z")
     types = {valid_id(t, "type") for t in type or ()}
     return await run_in_threadpool(read_page, container, sku, location, after, limit, types, since, until)
+
+
+LEAN = [Lean("POST", "/v1/stock/receipts", router, receive, lean_receive)]

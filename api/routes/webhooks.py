@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from adapters import shopify
 from adapters.inbox import Status
-from api.deps import ContainerDep, read_json, store_message
+from api.deps import ContainerDep, body_json, store_message
+from api.fastpath import Answer, Call, Lean, dumped
 from api.models import problems
 from api.problems import Problem, validation_problem
 from api.schemas import StoredMessage
+from bootstrap import Container
 
 router = APIRouter(tags=["webhooks"])
 
@@ -63,17 +66,20 @@ def _header_id(value: str | None, name: str) -> str:
 )
 async def shopify_webhook(request: Request, container: ContainerDep) -> dict[str, Any]:
     """A Shopify webhook delivery (Shopify's own headers and HMAC; no bearer token)."""
+    return await _take(container, request.headers, await request.body())
+
+
+async def _take(container: Container, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
     limit = container.settings.max_body_bytes
-    body = await request.body()
     if len(body) > limit:
         raise Problem(413, "body-too-large", f"the body exceeds {limit} bytes")
-    signature = request.headers.get("x-shopify-hmac-sha256")
+    signature = headers.get("x-shopify-hmac-sha256")
     if not shopify.verify_hmac(body, signature, container.settings.webhook_secrets):
         raise Problem(401, "invalid-signature", "the X-Shopify-Hmac-Sha256 signature is missing or wrong")
-    webhook_id = _header_id(request.headers.get("x-shopify-webhook-id"), "X-Shopify-Webhook-Id")
-    topic = _header_id(request.headers.get("x-shopify-topic"), "X-Shopify-Topic")
-    _, payload = await read_json(request, container)
-    headers = {k: request.headers[k] for k in shopify.HEADERS_KEPT if k in request.headers}
+    webhook_id = _header_id(headers.get("x-shopify-webhook-id"), "X-Shopify-Webhook-Id")
+    topic = _header_id(headers.get("x-shopify-topic"), "X-Shopify-Topic")
+    payload = body_json(body, limit, headers.get("content-length"))
+    kept = {k: headers[k] for k in shopify.HEADERS_KEPT if k in headers}
     status: Status = Status.RECEIVED
     reason: str | None = None
     if topic in shopify.SHAPES:
@@ -83,4 +89,16 @@ async def shopify_webhook(request: Request, container: ContainerDep) -> dict[str
             raise validation_problem(e) from None
     else:
         status, reason = Status.REJECTED, f"unsupported topic {topic}"
-    return await store_message(container, "shopify", webhook_id, topic, body, payload, headers, status, reason)
+    return await store_message(container, "shopify", webhook_id, topic, body, payload, kept, status, reason)
+
+
+async def lean_webhook(call: Call) -> Answer | None:
+    """`shopify_webhook` on the lean path (`api.fastpath`): every answer, once the body is read."""
+    body = call.body
+    if body is None or call.query:
+        return None
+    return Answer(200, dumped(STORED, await _take(call.container, call.headers, body)))
+
+
+STORED = TypeAdapter(StoredMessage)
+LEAN = [Lean("POST", "/v1/webhooks/shopify", router, shopify_webhook, lean_webhook)]

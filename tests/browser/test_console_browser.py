@@ -191,6 +191,7 @@ def test_console_in_a_real_browser(tmp_path: Path):
         assert "1 parked message(s) applied" in seen["notice"] and seen["parked_status"] == "applied"
         assert seen["posted"]
         assert seen["auditor"].startswith("browser-auditor")
+        assert seen["rebuild_disabled"]
         assert seen["refused_status"] == 403 and "admin scope" in seen["refused_text"]
         assert seen["outside_requests"] == []
         for name in ("01-home", "02-sku", "03-order", "04-mapped", "05-refused"):

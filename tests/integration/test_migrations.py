@@ -33,8 +33,15 @@ c.close()
 print("started")
 """
 
-MIGRATIONS = ["0001.baseline", "0002.idempotency-owner", "0003.erp-leases", "0004.shopify-push", "0005.personal-data",
-              "0006.exception-changes"]
+MIGRATIONS = [
+    "0001.baseline",
+    "0002.idempotency-owner",
+    "0003.erp-leases",
+    "0004.shopify-push",
+    "0005.personal-data",
+    "0006.exception-changes",
+    "0007.erp-uncertain",
+]
 LEDGER_TABLES = {
     "api_keys",
     "admin_audit",

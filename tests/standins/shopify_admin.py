@@ -25,6 +25,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -203,14 +204,16 @@ class ShopifyAdminStandIn:
         maximum_available: float = 2000.0,
         api_version: str = "2026-04",
         throttle_429: bool = False,
+        clock: Callable[[], float] = time.monotonic,  # seconds: the bucket restores as it moves
     ) -> None:
         self.tokens = tokens
+        self.clock = clock
         self.restore_rate = restore_rate
         self.maximum_available = maximum_available
         self.api_version = api_version
         self.throttle_429 = throttle_429
         self.shops: dict[str, ShopState] = {
-            shop: ShopState(bucket=maximum_available, stamp=time.monotonic()) for shop in tokens.values()
+            shop: ShopState(bucket=maximum_available, stamp=clock()) for shop in tokens.values()
         }
         self.calls: list[Call] = []
         self.lock = threading.RLock()
@@ -366,7 +369,7 @@ class ShopifyAdminStandIn:
         return cost, op
 
     def _restore(self, st: ShopState) -> None:
-        now = time.monotonic()
+        now = self.clock()
         st.bucket = min(self.maximum_available, st.bucket + (now - st.stamp) * self.restore_rate)
         st.stamp = now
 

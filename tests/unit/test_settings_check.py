@@ -40,6 +40,8 @@ BAD: dict[str, list[tuple[str, str]]] = {
     "shopify_shops": [("shop.myshopify.com", "shop-domain=admin-access-token"), ("=token", "pairs")],
     "shopify_admin_url": [("localhost:9000", "http://")],
     "shopify_api_version": [("latest", "YYYY-MM"), ("2026-13", "YYYY-MM")],
+    "hold_orders_above": [("EUR=lots", "CUR=amount"), ("-5", "CUR=amount"), ("eur=5", "CUR=amount")],
+    "ship_to_regions": [("DEU", "two-letter"), ("D1", "two-letter")],
     "shopify_recovery_interval_seconds": [("-3", "at least 1"), ("5m", "whole number of seconds")],
 }
 

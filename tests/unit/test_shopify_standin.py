@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,8 +51,30 @@ def test_every_answer_carries_the_cost_and_throttle_status(api: ShopifyAdminStan
     assert cost["throttleStatus"]["restoreRate"] == 100.0
 
 
+class PausableClock:
+    """Monotonic time that stands still while frozen: the bucket restores only when the test
+    lets time run, so a busy machine cannot refill it between two requests."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.frozen_at: float | None = None
+
+    def __call__(self) -> float:
+        return self.frozen_at if self.frozen_at is not None else time.monotonic() - self.offset
+
+    def freeze(self) -> None:
+        self.frozen_at = self()
+
+    def thaw(self) -> None:
+        assert self.frozen_at is not None
+        self.offset = time.monotonic() - self.frozen_at
+        self.frozen_at = None
+
+
 def test_an_empty_bucket_answers_throttled_and_restores_at_the_restore_rate() -> None:
-    api = ShopifyAdminStandIn({"tok": SHOP}, restore_rate=5.0, maximum_available=30.0).start()
+    clock = PausableClock()
+    clock.freeze()
+    api = ShopifyAdminStandIn({"tok": SHOP}, restore_rate=5.0, maximum_available=30.0, clock=clock).start()
     try:
         api.add_item(SHOP, ITEM, "SKU-1", {LOC: 5})
         q = {"input": set_input({"inventoryItemId": ITEM, "locationId": LOC, "quantity": 1,
@@ -66,11 +89,12 @@ def test_an_empty_bucket_answers_throttled_and_restores_at_the_restore_rate() ->
         assert "data" not in t
         low = t["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
         assert low < 10
-        client = AdminClient(SHOP, "tok", api.url)
+        client = AdminClient(SHOP, "tok", api.url, clock=clock)  # the stand-in's time, as a real shop's
         client.throttle = None
         with pytest.raises(Throttled):  # the client learns the bucket from the answer
             client.levels([(ITEM, LOC)])
         throttled = api.count("throttled")
+        clock.thaw()  # from here the bucket restores, in real time, at the restore rate
         for i in range(3):  # paced: it waits until the cost fits, and is not throttled again
             client.call(MUTATION, {**q, "key": f"x{i}"}, cost=10)
         assert client.levels([(ITEM, LOC)]) == {(ITEM, LOC): 1}
