@@ -344,6 +344,8 @@ class OrderDetail(OrderView):
     lines: list[OrderLineDetail] = Field(  # type: ignore[assignment]  # each a line, with more
         description="The order's lines, with the units at each step."
     )
+    open: list[str] = Field(description="What is still to happen, in order (`ship`, `post`, `invoice`, ...).")
+    refunds: list[RefundView] = Field(description="The order's refunds.")
     external_refs: dict[str, str] = Field(description="Correlation ids (Shopify name, order number, ERP reference).")
     platform_status: dict[str, Any] = Field(description="The selling platform's own status (financial, fulfillment).")
     erp: dict[str, Any] = Field(

@@ -4,7 +4,9 @@ declared as problem+json of registered types, 503 with Retry-After included."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -210,3 +212,36 @@ def test_the_declared_problems_are_the_ones_the_routes_answer(api: Api, spec: di
     )
     assert short.status_code in (404, 409, 422), short.text
     assert short.json()["type"].rsplit("/", 1)[1] in declared("/v1/orders", "post", short.status_code)
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+ROUTE = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`\s]*)`")
+
+
+def readme_routes() -> dict[tuple[str, str], set[str]]:
+    """`(method, path)` -> the scopes the README's API overview names for it."""
+    text = README.read_text()
+    table = text.split("## API overview", 1)[1].split("\n## ", 1)[0]
+    found: dict[tuple[str, str], set[str]] = {}
+    for row in table.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) < 3:
+            continue
+        scope = cells[1]
+        scopes = set() if scope in ("none", "Shopify HMAC") else {s.strip() for s in scope.split(" or ")}
+        for method, path in ROUTE.findall(cells[0]):
+            assert (method.lower(), path) not in found, f"{method} {path} is listed twice"
+            found[(method.lower(), path)] = scopes
+    return found
+
+
+def test_the_readme_lists_every_operation_with_the_scopes_the_code_asks_for(spec: dict[str, Any]):
+    listed = readme_routes()
+    served = {(m, p): set(op.get("x-scopes", ())) for p, m, op in operations(spec)}
+    assert set(listed) == set(served), (
+        f"in the code, not the README: {sorted(set(served) - set(listed))}; "
+        f"in the README, not the code: {sorted(set(listed) - set(served))}"
+    )
+    wrong = {k: (listed[k], served[k]) for k in served if listed[k] != served[k]}
+    assert not wrong, f"README scope vs code: {wrong}"
+    assert served[("get", "/v1/channels/{channel}")] == {"audit:read"}  # the README once said admin
