@@ -24,7 +24,12 @@ from eventsourcing.persistence import (
     OperationalError,
     StoredEvent,
 )
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore, PostgresFactory
+from eventsourcing.postgres import (
+    PostgresAggregateRecorder,
+    PostgresApplicationRecorder,
+    PostgresDatastore,
+    PostgresFactory,
+)
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier
@@ -67,10 +72,21 @@ def reconnecting(func: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+class LedgerPostgresAggregateRecorder(PostgresAggregateRecorder):
+    """The snapshot store's recorder: the library's, with the bounded retry. A cold aggregate is
+    loaded through it first, so with its unbounded retry one load held the writer (and every
+    caller queued behind it) for ten pool timeouts, 100 s, while the server was down."""
+
+    insert_events = reconnecting(inspect.unwrap(PostgresAggregateRecorder.insert_events))
+    select_events = reconnecting(inspect.unwrap(PostgresAggregateRecorder.select_events))
+
+
 class LedgerPostgresFactory(PostgresFactory):
     """The library's factory, whose pool connects with the whole libpq conninfo of
     LEDGER_DATABASE_URL (`urls.ledger_env` puts it in the environment), so host lists and
     parameters such as `target_session_attrs` or `sslmode` hold for the event store too."""
+
+    aggregate_recorder_class = LedgerPostgresAggregateRecorder
 
     def __init__(self, env: Any) -> None:
         super().__init__(env)
