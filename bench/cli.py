@@ -171,6 +171,7 @@ def api_cmd(
     tree: Annotated[
         str | None, typer.Option(help="serve the ledger from this checkout (a before/after comparison)")
     ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="API processes: `ledger serve --workers N`")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Orders, receipts, webhooks and ATS reads over HTTP against an interleaved trivial GET: PASS/MISS."""
@@ -181,7 +182,7 @@ def api_cmd(
     results = []
 
     def job(u: str) -> Any:
-        r = api(u, seconds=seconds, tree=Path(tree).resolve() if tree else None)
+        r = api(u, seconds=seconds, tree=Path(tree).resolve() if tree else None, workers=workers)
         results.append(r)
         return r
 
