@@ -365,6 +365,7 @@ def order_page(
         "stages": stages,
         "stuck": [x for x in exceptions if x["kind"] == "stuck-order"],
         "exceptions": exceptions,
+        "held": [dict(x) for x in (agg.validation or {}).get("holds", [])] if agg.held else [],
         "refs": shown({**refs, **view["external_refs"]}, reveal),
         "platform_status": shown(view["platform_status"], reveal),
         "erp_events": erp,
