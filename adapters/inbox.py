@@ -18,7 +18,6 @@ answered with the first message's status.
 from __future__ import annotations
 
 import builtins
-
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
