@@ -9,6 +9,7 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 
 from adapters.config import Settings
+from adapters.logs import configure_logging
 from api import asyncapi, openapi, problem_types, problems
 from api.console import routes as console_routes
 from api.console.session import Sessions
@@ -52,6 +53,15 @@ def attach(app: FastAPI, container: Container) -> None:
     app.state.container = container
     app.state.sessions = Sessions(container.db, container.keys)
     metrics.instrument(container.ledger)
+
+
+def api_process() -> FastAPI:
+    """The app of one API process of `ledger serve --workers N` (uvicorn's factory, called in each
+    spawned process): its own container from the environment, like `ledger serve --no-workers`;
+    the supervising process runs the background workers once for all of them."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, run_workers=False)
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None,

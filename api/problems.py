@@ -115,8 +115,13 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def status_of(e: LedgerError) -> int:
+    """The HTTP status of a ledger error (409 for a refusal with no status of its own)."""
+    return next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(e, cls)), 409)
+
+
 def ledger_error_response(e: LedgerError, instance: str | None = None) -> JSONResponse:
-    status = next((s for cls, s in STATUS_BY_ERROR.items() if isinstance(e, cls)), 409)
+    status = status_of(e)
     headers = {"retry-after": RETRY_AFTER_SECONDS} if status == 503 else None
     return problem_response(status, e.code, e.message, instance, headers=headers, **_jsonable(e.details))
 

@@ -1,6 +1,7 @@
 """`ledger bench api`: the HTTP write path and the ATS read against a trivial FastAPI GET.
 
-`ledger serve` (one uvicorn worker, projection runner, relay and inbox worker in the process) runs
+`ledger serve` (one uvicorn worker, projection runner, relay and inbox worker in the process;
+`--workers N`: `ledger serve --workers N`, N API processes and the workers in the supervisor) runs
 on the run's scratch schema of PostgreSQL (durable commits), beside a trivial FastAPI `GET /ping`
 (`bench/trivial.py`) on one uvicorn worker, each in its own process. The load comes from a third
 process (`bench/load.py`, raw HTTP/1.1 keep-alive). The trivial GET is measured between every
@@ -137,7 +138,7 @@ def load(
     return _figures(proc, seconds + 120)
 
 
-def _serve(tree: Path, url: str, port: int) -> subprocess.Popen[str]:
+def _serve(tree: Path, url: str, port: int, workers: int = 1) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "PYTHONPATH": str(tree),
@@ -146,7 +147,8 @@ def _serve(tree: Path, url: str, port: int) -> subprocess.Popen[str]:
         "LEDGER_LOG_LEVEL": "INFO",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)],
+        [sys.executable, "-m", "cli.main", "serve", "--port", str(port)]
+        + (["--workers", str(workers)] if workers > 1 else []),
         cwd=tree,
         env=env,
         stdout=subprocess.PIPE,
@@ -218,8 +220,9 @@ def _drained(url: str, timeout: float) -> tuple[dict[str, int], float]:
         time.sleep(0.25)
 
 
-def api(url: str, seconds: float = 5.0, tree: Path | None = None) -> Result:
-    """The four HTTP targets against the interleaved trivial GET (see the module docstring)."""
+def api(url: str, seconds: float = 5.0, tree: Path | None = None, workers: int = 1) -> Result:
+    """The four HTTP targets against the interleaved trivial GET (see the module docstring);
+    `workers` > 1 serves the ledger by `ledger serve --workers N` (the trivial GET stays one worker)."""
     import httpx
 
     tree = tree or ROOT
@@ -243,7 +246,7 @@ def api(url: str, seconds: float = 5.0, tree: Path | None = None) -> Result:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    server = _serve(tree, url, port)
+    server = _serve(tree, url, port, workers)
     r = Result("api", baseline="trivial FastAPI GET")
     try:
         _wait_http(trivial_port, trivial)
@@ -351,6 +354,7 @@ def api(url: str, seconds: float = 5.0, tree: Path | None = None) -> Result:
             and not statuses.get("received")
         )
         r.extra = {
+            "api_processes": workers,
             "targets": targets,
             "phases": phases,
             "trivial": trivials,
@@ -370,6 +374,8 @@ def api(url: str, seconds: float = 5.0, tree: Path | None = None) -> Result:
 def report(r: Result) -> list[str]:
     """The four targets, one line each, PASS or MISS."""
     lines = []
+    if r.extra.get("api_processes", 1) > 1:
+        lines.append(f"ledger served by {r.extra['api_processes']} API processes (ledger serve --workers)")
     targets = r.extra.get("targets", {})
     phases = r.extra.get("phases", {})
     for name, label in (

@@ -1,4 +1,4 @@
-"""`ledger bench`: append, hot, orders, projections, api, reconcile, shopify, all.
+"""`ledger bench`: append, hot, orders, projections, api, memory, reconcile, shopify, all.
 
 Each run uses a fresh schema of `--database-url` (dropped afterwards), measures its same-run
 baseline, prints events/s, p50/p99 latency and the ratio to the baseline, and checks invariants.
@@ -171,6 +171,7 @@ def api_cmd(
     tree: Annotated[
         str | None, typer.Option(help="serve the ledger from this checkout (a before/after comparison)")
     ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="API processes: `ledger serve --workers N`")] = 1,
     as_json: JsonOpt = False,
 ) -> None:
     """Orders, receipts, webhooks and ATS reads over HTTP against an interleaved trivial GET: PASS/MISS."""
@@ -181,7 +182,7 @@ def api_cmd(
     results = []
 
     def job(u: str) -> Any:
-        r = api(u, seconds=seconds, tree=Path(tree).resolve() if tree else None)
+        r = api(u, seconds=seconds, tree=Path(tree).resolve() if tree else None, workers=workers)
         results.append(r)
         return r
 
@@ -191,6 +192,41 @@ def api_cmd(
                 typer.echo(line)
 
     _run(database_url, as_json, [("api", job)], after=print_targets)
+
+
+@bench_app.command("memory")
+def memory_cmd(
+    database_url: UrlOpt = DEFAULT_URL,
+    sku_locations: Annotated[
+        int, typer.Option("--sku-locations", help="distinct SKU-locations touched, one receipt each")
+    ] = 1_000_000,
+    every: Annotated[int, typer.Option(help="sample the resident set every N SKU-locations")] = 100_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """The resident set of one writer process touching N SKU-locations (default 1,000,000): PASS/MISS
+    against a plateau <= 1 GiB with the default LEDGER_WRITER_CACHE_SIZE."""
+    from bench.memory import memory, report
+
+    results = []
+
+    def progress(sample: dict[str, Any]) -> None:
+        if not as_json:
+            typer.echo(
+                f"  {sample['sku_locations']:>9,} SKU-locations  RSS {sample['rss_mib']:>7,.1f} MiB  "
+                f"cached {sample['cached']:>7,}  {sample['seconds']:>6.1f} s"
+            )
+
+    def job(u: str) -> Any:
+        r = memory(u, sku_locations=sku_locations, every=max(1, every), progress=progress)
+        results.append(r)
+        return r
+
+    def print_target() -> None:
+        for r in results:
+            for line in report(r):
+                typer.echo(line)
+
+    _run(database_url, as_json, [("memory", job)], after=print_target)
 
 
 @bench_app.command("reconcile")

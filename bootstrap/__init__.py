@@ -142,7 +142,9 @@ def bootstrap(settings: Settings | None = None, locations: LocationDirectory | N
     # The policies are the ledger's location directory, and each policy version is also a fact in
     # the log: the closure reaches `ledger` when a policy is saved, after both exist.
     channels = ChannelPolicies(db, record=lambda command: ledger.execute(command))
-    ledger = Ledger(env, locations=locations or channels, checks=settings.order_checks)
+    ledger = Ledger(
+        env, locations=locations or channels, checks=settings.order_checks, cache_size=settings.writer_cache_size
+    )
 
     projector = Projector(db, ledger.app, channels, record=ledger.execute)
     runner = Runner(projector, poll_seconds=1.0)

@@ -33,20 +33,44 @@ def serve(
     host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to bind")] = 8000,
     workers: Annotated[
-        bool, typer.Option(help="run the projection worker and publisher in this process")
-    ] = True,
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="API processes serving the port (uvicorn workers, each with its own writer; "
+            "more than 1 needs PostgreSQL)",
+        ),
+    ] = 1,
+    no_workers: Annotated[
+        bool,
+        typer.Option(
+            "--no-workers",
+            help="HTTP only: no projection runner, publisher or inbox worker here (run `ledger worker` beside)",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API (with the projection worker and the publisher, by default).
 
-    Exit codes: 2 when a LEDGER_* variable is bad, the database cannot be reached or the port
-    cannot be bound (one line on stderr, before anything is served).
+    With `--workers N` (N > 1) this process binds the port, runs the background workers once (what
+    `ledger worker` runs, unless `--no-workers`) and supervises N API processes that share the
+    port, each like `ledger serve --no-workers`.
+
+    Exit codes: 2 when a LEDGER_* variable is bad, the database cannot be reached, the port
+    cannot be bound, or --workers N > 1 is asked for on SQLite (one line on stderr, before anything
+    is served).
     """
     import uvicorn
 
     from adapters.logs import configure_logging
+    from adapters.persistence.urls import is_postgres
     from api.app import create_app
 
     settings = _settings()
+    if workers > 1 and not is_postgres(settings.database_url):
+        raise fail(
+            "ledger serve: --workers N > 1 needs PostgreSQL (LEDGER_DATABASE_URL is SQLite, a database "
+            "of one process)"
+        )
     sock = _bind(host, port)  # before anything says "serving": a busy port is one line, exit 2
     if not settings.webhook_secrets:
         typer.echo(
@@ -59,15 +83,26 @@ def serve(
     if token is not None:
         typer.echo("No API key existed, so a one-time admin key was created. It is shown only now:")
         typer.echo(f"  {token}")
+    processes = f" by {workers} API processes" if workers > 1 else ""
     typer.echo(
-        f"ledger serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs, "
+        f"ledger serving on http://{host}:{port}{processes}  (API docs: http://{host}:{port}/docs, "
         f"console: http://{host}:{port}/console)"
     )
-    if workers and settings.run_workers:
+    if not no_workers and settings.run_workers:
         container.start_workers()
     try:
-        config = uvicorn.Config(create_app(container=container), log_config=None, access_log=False)
-        uvicorn.Server(config).run(sockets=[sock])
+        if workers > 1:
+            from uvicorn.supervisors import Multiprocess
+
+            # Each API process imports the factory and builds its own container from the same
+            # environment (api.app.api_process); this one only supervises them and runs the workers.
+            config = uvicorn.Config(
+                "api.app:api_process", factory=True, workers=workers, log_config=None, access_log=False
+            )
+            Multiprocess(config, sockets=[sock]).run()
+        else:
+            config = uvicorn.Config(create_app(container=container), log_config=None, access_log=False)
+            uvicorn.Server(config).run(sockets=[sock])
     finally:
         container.close()
         sock.close()

@@ -14,7 +14,7 @@ from ledger import commands as c
 from ledger.application import Decider, History, LedgerApplication
 from ledger.ports import LocationDirectory
 from ledger.validation import OrderCheck
-from ledger.writer import Writer
+from ledger.writer import CACHE_SIZE, Writer
 
 
 class Ledger:
@@ -25,10 +25,11 @@ class Ledger:
         env: EnvType | None = None,
         locations: LocationDirectory | None = None,
         checks: Sequence[OrderCheck] = (),
+        cache_size: int = CACHE_SIZE,
     ) -> None:
         self.app = LedgerApplication(env=env)
         self.decider = Decider(self.app, locations, checks)
-        self.writer = Writer(self.app, self.decider)
+        self.writer = Writer(self.app, self.decider, cache_size=cache_size)
         self.history = History(self.app)
 
     def close(self) -> None:

@@ -20,9 +20,11 @@ from starlette.concurrency import run_in_threadpool
 from adapters.mappings import check_mapping, mapping_key
 from api.console import chart, views
 from api.console.session import COOKIE, TTL_SECONDS, Session, Sessions
-from api.problems import problem_response
+from api.middleware import cause_from
+from api.problems import problem_response, status_of
 from bootstrap import Container
 from ledger.bounds import check_id
+from ledger.commands import ReleaseOrder
 from ledger.errors import InvalidCommandError, LedgerError
 from ledger.orders import OPEN_WORK, STAGES
 from projections.jobs import RebuildRunningError, UnknownProjectionError
@@ -422,12 +424,32 @@ async def map_and_retry(request: Request) -> Response:
     except Refusal as e:
         return refuse(request, e, session)
     except LedgerError as e:
-        return refuse(request, Refusal(409, e.code, e.message), session)
+        return refuse(request, Refusal(status_of(e), e.code, e.message), session)
     notice = (
         f"{key} → {canonical} (version {change['version']}): {outcome['parked_applied']} parked "
         f"message(s) applied, {outcome['movements']} movement(s) corrected"
     )
     return RedirectResponse(f"/console/operations?notice={quote(notice)}", status_code=303, headers=HEADERS)
+
+
+@router.post("/actions/release")
+async def release(request: Request) -> Response:
+    """Releases an order its checks held (the same command as `POST /v1/orders/{id}/release`)."""
+    session = None
+    try:
+        session, data = await actor(request)
+        order_id = data.get("order_id", "")
+        _id(order_id, "order_id")
+        c = _container(request)
+        who = _who(session)
+        cause = cause_from(request, source="console", actor=session.principal.key_id, reference=order_id)
+        await c.ledger.submit_async(ReleaseOrder(order_id=order_id, by=session.principal.name, cause=cause))
+        await run_in_threadpool(c.keys.audit, who, "order.release", order_id, {})
+    except Refusal as e:
+        return refuse(request, e, session)
+    except LedgerError as e:
+        return refuse(request, Refusal(status_of(e), e.code, e.message), session)
+    return RedirectResponse(f"/console/orders/{quote(order_id, safe='')}", status_code=303, headers=HEADERS)
 
 
 @router.post("/actions/rebuild")

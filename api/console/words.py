@@ -215,6 +215,14 @@ def _order(name: str, e: Any) -> list[Part] | None:
     if name == "PostedToErp":
         ref = f", ERP reference {e.erp_reference}" if g("erp_reference") else ""
         return [text(f"Posted {e.document} to the ERP after {e.attempts} attempt(s){ref}")]
+    if name == "Validated":
+        checks = f" ({', '.join(e.checks)})" if e.checks else ""
+        return [text(f"Passed its checks{checks}: it goes on to the ERP")]
+    if name == "Held":
+        why = "; ".join(f"{x.get('check', '?')}: {x.get('reason', '')}" for x in e.holds)
+        return [text(f"Held by its checks ({why}): not posted to the ERP until released or cancelled")]
+    if name == "Released":
+        return [text(f"Released by {e.by}: it goes on to the ERP")]
     if name == "Invoiced":
         return [text(f"Invoiced (invoice {e.invoice_id})")]
     if name == "PlatformStatusObserved":

@@ -23,8 +23,8 @@ One module per job:
 
 from ledger.writer.answers import tune_gc
 from ledger.writer.batch import StorageError
-from ledger.writer.batcher import MAX_BATCH, Writer
+from ledger.writer.batcher import CACHE_SIZE, MAX_BATCH, Writer
 from ledger.writer.cache import state_size
 from ledger.writer.keys import stream_ids
 
-__all__ = ["MAX_BATCH", "StorageError", "Writer", "state_size", "stream_ids", "tune_gc"]
+__all__ = ["CACHE_SIZE", "MAX_BATCH", "StorageError", "Writer", "state_size", "stream_ids", "tune_gc"]

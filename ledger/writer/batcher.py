@@ -36,6 +36,7 @@ from ledger.writer.retry import DEADLINE, Conflicts
 log = logging.getLogger("ledger.writer")
 
 MAX_BATCH = 1000
+CACHE_SIZE = 200_000  # aggregates the writer's cache holds by default (`LEDGER_WRITER_CACHE_SIZE`)
 
 Inflight = tuple[Decision, Future[list[Any]]]
 
@@ -47,7 +48,7 @@ class Writer:
         self,
         app: LedgerApplication,
         decider: Decider,
-        cache_size: int = 200_000,
+        cache_size: int = CACHE_SIZE,
         max_batch: int = MAX_BATCH,
         linger: float = 0.001,
         on_commit: Sequence[Callable[[int], None]] = (),

@@ -4,6 +4,7 @@ exception until an operator releases or cancels it), refunds paid by several tra
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -62,6 +63,9 @@ def priced(order_id: int, lines: list[tuple[int, int | None, str | None, int]], 
     )
     body["shipping_address"] |= {"country": "Country", "country_code": country, "province_code": "XX"}
     return body
+
+
+HTML = {"accept": "text/html"}
 
 
 def as_(shop: Shop, token: str) -> dict[str, str]:
@@ -278,3 +282,58 @@ def test_current_quantity_lowered_by_a_refund_is_not_an_edit_but_a_real_edit_sti
     shop.drain()
     order = shop.container.ledger.history.order(str(oid))
     assert order is not None and (order.lines["1"]["cancelled"], order.lines["2"]["cancelled"]) == (0, 1)
+
+
+def console_sign_in(shop: Shop, token: str) -> str:
+    """Signs the client in to the console with `token`; the CSRF token of its session."""
+    shop.client.cookies.clear()
+    r = shop.client.post("/console/login", data={"token": token}, headers=HTML, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    page = shop.client.get("/console/operations", headers=HTML)
+    m = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert m, page.text[:500]
+    return m.group(1)
+
+
+def test_the_console_shows_why_an_order_is_held_and_an_admin_releases_it_there(shop: Shop) -> None:
+    shop.send("orders/create", priced(9101, [(1, None, "SKU-A", 5)], "995.00", "US"))
+    shop.drain()
+    # An auditor reads why, in plain words, and sees the release button disabled.
+    token = console_sign_in(shop, shop.auditor)
+    page = shop.client.get("/console/orders/9101", headers=HTML)
+    assert page.status_code == 200
+    assert "Held by its checks: not posted to the ERP" in page.text
+    assert "total 995.00 USD is above the 500 USD limit" in page.text
+    assert 'id="release-form"' in page.text and "needs the admin scope" in page.text
+    assert "Held by its checks (amount: total 995.00 USD is above the 500 USD limit)" in page.text
+    r = shop.client.post("/console/actions/release", data={"order_id": "9101", "csrf": token}, headers=HTML)
+    assert r.status_code == 403 and view(shop, 9101)["stage"] == "held"
+    # An admin releases it; a wrong CSRF token changes nothing first.
+    token = console_sign_in(shop, shop.admin)
+    r = shop.client.post(
+        "/console/actions/release", data={"order_id": "9101", "csrf": token + "x"}, headers=HTML
+    )
+    assert r.status_code == 403 and view(shop, 9101)["stage"] == "held"
+    r = shop.client.post(
+        "/console/actions/release",
+        data={"order_id": "9101", "csrf": token},
+        headers=HTML,
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/console/orders/9101"
+    assert view(shop, 9101)["stage"] == "validated"
+    assert view(shop, 9101)["validation"]["released_by"] == "admin"
+    page = shop.client.get("/console/orders/9101", headers=HTML)
+    assert 'id="release-form"' not in page.text and "Released by admin: it goes on to the ERP" in page.text
+    # A second release changes nothing (as over the API); an order never held, or unknown, is
+    # refused in words, on the console's own page.
+    again = shop.client.post(
+        "/console/actions/release", data={"order_id": "9101", "csrf": token}, headers=HTML, follow_redirects=False
+    )
+    assert again.status_code == 303 and view(shop, 9101)["validation"]["released_by"] == "admin"
+    shop.send("orders/create", priced(9102, [(1, None, "SKU-A", 1)], "19.00", "US"))
+    shop.drain()
+    r = shop.client.post("/console/actions/release", data={"order_id": "9102", "csrf": token}, headers=HTML)
+    assert r.status_code == 409 and "text/html" in r.headers["content-type"] and "not held" in r.text
+    r = shop.client.post("/console/actions/release", data={"order_id": "404404", "csrf": token}, headers=HTML)
+    assert r.status_code == 404 and "text/html" in r.headers["content-type"]

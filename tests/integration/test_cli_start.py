@@ -122,3 +122,16 @@ def test_an_empty_webhook_secret_is_warned_about_at_start(tmp_path: Path) -> Non
     assert proc.stderr is not None
     err = proc.stderr.read()
     assert "warning: LEDGER_SHOPIFY_WEBHOOK_SECRETS is empty" in err, err
+
+
+def test_several_api_processes_on_sqlite_are_refused_in_one_line(tmp_path: Path) -> None:
+    done = ledger(
+        "serve",
+        "--workers",
+        "2",
+        "--port",
+        str(_closed_port()),
+        LEDGER_DATABASE_URL=f"sqlite:///{tmp_path}/ledger.db",
+    )
+    assert _one_line(done).startswith("ledger serve: --workers N > 1 needs PostgreSQL")
+    assert "serving" not in done.stdout

@@ -43,6 +43,7 @@ BAD: dict[str, list[tuple[str, str]]] = {
     "hold_orders_above": [("EUR=lots", "CUR=amount"), ("-5", "CUR=amount"), ("eur=5", "CUR=amount")],
     "ship_to_regions": [("DEU", "two-letter"), ("D1", "two-letter")],
     "shopify_recovery_interval_seconds": [("-3", "at least 1"), ("5m", "whole number of seconds")],
+    "writer_cache_size": [("lots", "whole number of aggregates"), ("99", "at least 100")],
 }
 
 CASES = [(field, bad, words) for field, cases in BAD.items() for bad, words in cases]
