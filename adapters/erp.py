@@ -265,7 +265,11 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
             sku, skey = code("sku", line.sku)
             t.add(
                 c.ExpectStock(
-                    sku=sku, location=location, quantity=line.quantity, reference=ref("erp-asn", m.asn_id, i)
+                    sku=sku,
+                    location=location,
+                    quantity=line.quantity,
+                    reference=ref("erp-asn", m.asn_id, i),
+                    due_at=m.expected_at,
                 ),
                 [skey, lkey],
                 [(sku, location)],
