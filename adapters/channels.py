@@ -36,6 +36,7 @@ def _row_to_policy(r: dict[str, Any]) -> ChannelPolicy:
         buffer_units=int(r["buffer_units"]),
         buffer_percent=int(r["buffer_percent"]),
         excluded_skus=frozenset(orjson.loads(r["excluded"])),
+        include_incoming_days=int(r["include_incoming_days"]),
         version=int(r["id"]),
         actor=r["actor"],
         at=r["at"],
@@ -43,7 +44,8 @@ def _row_to_policy(r: dict[str, Any]) -> ChannelPolicy:
 
 
 _COLUMNS = (
-    "id, channel, locations, safety_stock, overrides, buffer_units, buffer_percent, excluded, actor, at"
+    "id, channel, locations, safety_stock, overrides, buffer_units, buffer_percent, excluded, "
+    "include_incoming_days, actor, at"
 )
 
 
@@ -64,7 +66,8 @@ class ChannelPolicies:
         with self.db.transaction() as tx:
             row = tx.execute(
                 f"INSERT INTO {TABLE} (channel, locations, safety_stock, overrides, buffer_units, "
-                "buffer_percent, excluded, actor, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                "buffer_percent, excluded, include_incoming_days, actor, at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
                 (
                     policy.channel,
                     orjson.dumps(list(policy.locations)).decode(),
@@ -73,6 +76,7 @@ class ChannelPolicies:
                     policy.buffer_units,
                     policy.buffer_percent,
                     orjson.dumps(sorted(policy.excluded_skus)).decode(),
+                    policy.include_incoming_days,
                     actor,
                     at,
                 ),

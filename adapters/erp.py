@@ -265,7 +265,11 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
             sku, skey = code("sku", line.sku)
             t.add(
                 c.ExpectStock(
-                    sku=sku, location=location, quantity=line.quantity, reference=ref("erp-asn", m.asn_id, i)
+                    sku=sku,
+                    location=location,
+                    quantity=line.quantity,
+                    reference=ref("erp-asn", m.asn_id, i),
+                    due_at=m.expected_at,
                 ),
                 [skey, lkey],
                 [(sku, location)],
@@ -277,13 +281,13 @@ def translate(row: dict[str, Any], payload: Any, lookup: Lookup, ctx: Context) -
     else:
         assert isinstance(m, CycleCount)
         location, lkey = code("location", m.location)
-        for i, line in enumerate(m.lines):
-            sku, skey = code("sku", line.sku)
+        for i, count in enumerate(m.lines):
+            sku, skey = code("sku", count.sku)
             t.add(
                 c.CountStock(
                     sku=sku,
                     location=location,
-                    counted=line.counted,
+                    counted=count.counted,
                     counted_at=m.counted_at,
                     reason="cycle-count",
                     reference=ref("erp-count", m.count_id, i),

@@ -18,6 +18,7 @@ order: a close always carries a greater position than the open it ends.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +47,14 @@ def tick(tx: Tx, ledger_position: int | None = None) -> int:
 
 
 def _publish(
-    tx: Tx, kind: str, key: str, status: str, detail: dict[str, Any], ledger_position: int | None, n: int
+    tx: Tx,
+    kind: str,
+    key: str,
+    status: str,
+    detail: dict[str, Any],
+    ledger_position: int | None,
+    n: int,
+    revision: str | None = None,
 ) -> None:
     outbox.enqueue(
         tx,
@@ -59,25 +67,45 @@ def _publish(
             "position": tick(tx, ledger_position),
             "ledger_position": ledger_position,
         },
-        f"exception:{kind}:{key}:{n}:{status}",
+        f"exception:{kind}:{key}:{n}:{status}" + (f":{revision}" if revision else ""),
     )
 
 
-def open_exception(tx: Tx, kind: str, key: str, detail: dict[str, Any], position: int | None = None) -> bool:
+def open_exception(
+    tx: Tx,
+    kind: str,
+    key: str,
+    detail: dict[str, Any],
+    position: int | None = None,
+    refresh: bool = False,
+) -> bool:
     """Opens `(kind, key)`; True when it was not open before (and a message was enqueued).
 
     One statement (`INSERT ... ON CONFLICT DO UPDATE ... WHERE` not open): two transactions opening
     the same exception together never collide; the second finds it open, or reopens it once closed.
+    An open exception is left as it is, unless `refresh`: then a detail that changed (a shortfall
+    partly reallocated names fewer lines) replaces the old one, and the message is sent again
+    with the new detail (still `open`, a newer `position`).
     """
+    body = orjson.dumps(detail).decode()
     row = tx.execute(
         f"INSERT INTO {TABLE} AS e (kind, key, status, detail, position, opened_at, closed_at, times_opened) "
         "VALUES (%s, %s, 'open', %s, %s, %s, NULL, 1) "
         "ON CONFLICT (kind, key) DO UPDATE SET status = 'open', detail = excluded.detail, "
         "position = excluded.position, opened_at = excluded.opened_at, closed_at = NULL, "
         "times_opened = e.times_opened + 1 WHERE e.status <> 'open' RETURNING times_opened",
-        (kind, key, orjson.dumps(detail).decode(), position, _now()),
+        (kind, key, body, position, _now()),
     ).fetchone()
-    if row is None:  # already open: left as it is
+    if row is None:  # already open: left as it is, or its detail refreshed
+        if refresh:
+            changed = tx.execute(
+                f"UPDATE {TABLE} SET detail = %s WHERE kind = %s AND key = %s AND status = 'open' "
+                "AND detail <> %s RETURNING times_opened",
+                (body, kind, key, body),
+            ).fetchone()
+            if changed is not None:
+                digest = hashlib.sha256(body.encode()).hexdigest()[:16]
+                _publish(tx, kind, key, "open", detail, position, int(changed["times_opened"]), digest)
         return False
     _publish(tx, kind, key, "open", detail, position, int(row["times_opened"]))
     return True

@@ -17,6 +17,7 @@ answered with the first message's status.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -160,7 +161,7 @@ class Inbox:
 
     def list(
         self, status: Status | None = None, source: str | None = None, after: int = 0, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         sql = f"SELECT {COLUMNS} FROM inbox WHERE id > %s"
         params: list[Any] = [after]
         if status:
@@ -173,7 +174,7 @@ class Inbox:
         params.append(limit)
         return [_decode(r) for r in self.db.query(sql, params)]
 
-    def newest(self, limit: int = 20, status: Status | None = None) -> list[dict[str, Any]]:
+    def newest(self, limit: int = 20, status: Status | None = None) -> builtins.list[dict[str, Any]]:
         """The newest messages (of one status), newest first: an indexed read at any volume."""
         where, params = ("WHERE status = %s ", [str(status)]) if status else ("", [])
         rows = self.db.query(
@@ -217,13 +218,13 @@ class Inbox:
                 r["body"] = bytes(r["body"])
             yield Claim([_decode(r) for r in rows], tx, held)
 
-    def _rows(self, where: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    def _rows(self, where: str, params: Sequence[Any]) -> builtins.list[dict[str, Any]]:
         rows = self.db.query(f"SELECT {COLUMNS}, body FROM inbox {where}", params)
         for r in rows:
             r["body"] = bytes(r["body"])
         return [_decode(r) for r in rows]
 
-    def due(self, limit: int = 200) -> list[dict[str, Any]]:
+    def due(self, limit: int = 200) -> builtins.list[dict[str, Any]]:
         """Messages to apply, oldest first, with their bodies."""
         return self._rows("WHERE status = 'received' ORDER BY id LIMIT %s", (limit,))
 
@@ -234,7 +235,7 @@ class Inbox:
         )
         return [r["mapping"] for r in rows]
 
-    def using(self, mapping: str) -> list[dict[str, Any]]:
+    def using(self, mapping: str) -> builtins.list[dict[str, Any]]:
         """Messages whose translation asked for this mapping key."""
         return [
             _decode(r)
@@ -298,7 +299,7 @@ class Inbox:
                 ).rowcount
         return n
 
-    def requeue_using(self, mapping: str) -> list[int]:
+    def requeue_using(self, mapping: str) -> builtins.list[int]:
         """Requeues the parked messages that asked for a mapping key."""
         ids = [int(r["id"]) for r in self.using(mapping) if r["status"] == Status.PARKED]
         self.requeue(ids, (Status.PARKED,))

@@ -313,7 +313,7 @@ class Intake:
             return Verdict(Status.RECEIVED)
         for e in errors:
             if isinstance(e, OrderNotFoundError):
-                key = WaitKey.order(e.details.get("order_id", ""))
+                key = WaitKey.order(str(e.details.get("order_id", "")))
                 return Verdict(Status.WAITING, f"waiting for {key}", key)
         if errors:
             reason = "; ".join(_error(e) for e in errors)

@@ -217,7 +217,7 @@ class NatsPublisher:
                 connect_timeout=CONNECT_TIMEOUT,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=RECONNECT_WAIT,  # type: ignore[arg-type]  # nats-py sleeps it
+                reconnect_time_wait=RECONNECT_WAIT,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=reconnected,

@@ -168,7 +168,7 @@ def _track_gaps(tx: Tx, store: str, sequence: int) -> None:
         "SELECT max(sequence) AS prev FROM pos_sequences WHERE store = %s AND sequence < %s",
         (store, sequence),
     ).fetchone()
-    prev = below["prev"] if below else None  # type: ignore[index]  # checked just here
+    prev = below["prev"] if below else None
     if prev is None:
         return
     for missing in range(int(prev) + 1, min(sequence, int(prev) + 1 + MAX_GAP_EXCEPTIONS)):

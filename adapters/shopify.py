@@ -373,8 +373,8 @@ def _order_created(p: OrderPayload, shop: str, lookup: Lookup, ctx: Context) -> 
             continue
         if not li.carries_stock:
             kind = "gift card" if li.gift_card else "untracked" if li.variant_id else "custom item"
-            sku = (li.sku or "").strip() or kind.replace(" ", "-")
-            lines.append({"line_id": str(li.id), "sku": sku[:128], "quantity": li.quantity, "stock": False})
+            name = (li.sku or "").strip() or kind.replace(" ", "-")
+            lines.append({"line_id": str(li.id), "sku": name[:128], "quantity": li.quantity, "stock": False})
             t.notes.append(f"line {li.id} is a {kind}: recorded, no stock")
             continue
         sku = lookup.get("sku", li.variant_id) if li.variant_id is not None else None

@@ -15,7 +15,7 @@ one. The request's fingerprint is a hash of method, path, query, If-Match and bo
   released or stored as soon as the database is back (see `IdempotencyStore`).
 
 Keys are kept for `KEEP_SECONDS` (24 hours); after that the same key is new again. The domain's
-natural keys (a receipt's reference, an order id, a shipment id) still hold for ever.
+natural keys (a receipt's document line, an order id, a shipment id) still hold for ever.
 
 It runs inside `BodyGuard`, which has already buffered the body. The Shopify webhook route is
 left out: it de-duplicates on Shopify's own webhook id.

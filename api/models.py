@@ -56,7 +56,8 @@ class Receipt(Request):
 
 
 class Adjustment(Request):
-    """A signed correction of on hand, with a reason and a document reference."""
+    """A signed correction of on hand, with a reason: one line of a document, whose natural key
+    is `(reference, sku, location)`."""
 
     sku: Id = Field(description=SKU)
     location: Id = Field(description=LOCATION)
@@ -71,7 +72,8 @@ class Adjustment(Request):
 
 
 class Transfer(Request):
-    """Units moved from one location to another."""
+    """Units moved from one location to another: one line of a transfer document, whose natural
+    key is `(reference, sku, from_location, to_location)`."""
 
     sku: Id = Field(description=SKU)
     from_location: Id = Field(description="Where the units leave.")

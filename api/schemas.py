@@ -508,6 +508,9 @@ class Policy(Answer):
     safety_stock_overrides: dict[str, int] = Field(description="Safety stock per SKU, where it differs.")
     buffer: BufferView = Field(description="A further buffer, in units or percent.")
     excluded_skus: list[str] = Field(description="SKUs the channel never sells (ATS 0).")
+    include_incoming_days: int = Field(
+        0, description="Incoming units due within this many days of their notice count in the ATS (0: none)."
+    )
     changed_by: str = Field(description=WHO)
     changed_at: Moment = Field(description=f"When ({RFC3339}).")
 
@@ -525,6 +528,7 @@ POLICY_EXAMPLE: dict[str, Any] = {
     "safety_stock_overrides": {"SKU-RED-M": 5},
     "buffer": {"percent": 10},
     "excluded_skus": [],
+    "include_incoming_days": 0,
     "changed_by": "ops (4be0c3a1d2e9)",
     "changed_at": "2026-11-20T10:00:00+00:00",
 }
@@ -631,6 +635,19 @@ class ExplainedEvents(Answer):
     items: list[ExplainedEvent] = Field(description="The newest of them.")
 
 
+class IncomingLot(Answer):
+    due_at: Moment = Field(description=f"When the units are due ({RFC3339}).")
+    quantity: int = Field(description="Units still incoming.")
+    lead_days: float = Field(description="Days from the notice to the due date.")
+    counted: bool = Field(description="Whether the channel's ATS counts them (`include_incoming_days`).")
+
+
+class IncomingTerm(Answer):
+    units: int = Field(description="Units incoming (not yet received).")
+    counted: int = Field(description="Of them, the units the ATS counts.")
+    lots: list[IncomingLot] = Field(description="Each notice line or dispatched transfer still incoming.")
+
+
 class ExplainedLocation(Answer):
     location: str = Field(description="A location of the channel's group.")
     known: bool = Field(description="False when the SKU has no events there.")
@@ -638,6 +655,7 @@ class ExplainedLocation(Answer):
     reserved: int = Field(description="Units reserved.")
     unavailable: int = Field(description="Units on hand that cannot be sold (damaged, held).")
     available: int = Field(description="on_hand − reserved − unavailable.")
+    incoming: IncomingTerm = Field(description="Its incoming units, and those the ATS counts.")
     version: int = Field(description="The SKU-location's stream version.")
     position: int = Field(description="The ledger position the terms are taken at.")
     events: ExplainedEvents = Field(description="The events that moved the terms.")
@@ -654,6 +672,11 @@ class BufferTerm(Answer):
     value: int = Field(description="Units it holds back here.")
 
 
+class IncomingTotal(Answer):
+    days: int = Field(description="The policy's `include_incoming_days` (0: none counted).")
+    counted: int = Field(description="Incoming units counted over the group's locations.")
+
+
 class ReadModelValue(Answer):
     available: int = Field(description="The ATS the read model shows.")
     position: int = Field(description="The position it has applied.")
@@ -668,6 +691,7 @@ class Explanation(Answer):
     position: int = Field(description="The ledger position of the terms.")
     locations: list[ExplainedLocation] = Field(description="Per location of the group.")
     total_available: int = Field(description="The group's summed available.")
+    incoming: IncomingTotal = Field(description="The incoming units the ATS counts.")
     safety_stock: SafetyStockTerm = Field(description="The safety stock taken off.")
     buffer: BufferTerm = Field(description="The buffer taken off.")
     excluded: bool = Field(description="True when the policy excludes the SKU (ATS 0).")
@@ -691,6 +715,7 @@ class Explanation(Answer):
                     "reserved": 1,
                     "unavailable": 0,
                     "available": 7,
+                    "incoming": {"units": 0, "counted": 0, "lots": []},
                     "version": 9,
                     "position": 20,
                     "events": {
@@ -711,6 +736,7 @@ class Explanation(Answer):
                 }
             ],
             "total_available": 7,
+            "incoming": {"days": 0, "counted": 0},
             "safety_stock": {"value": 1, "source": "default"},
             "buffer": {"kind": "units", "setting": 1, "value": 1},
             "excluded": False,

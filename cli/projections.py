@@ -89,6 +89,9 @@ def channels_set(
     override: Annotated[
         list[str] | None, typer.Option("--override", help="SKU=N safety stock for one SKU")
     ] = None,
+    include_incoming_days: Annotated[
+        str, typer.Option("--include-incoming-days", help="count incoming units due within N days (0: none)")
+    ] = "0",
     actor: Annotated[str, typer.Option(help="who makes the change")] = "cli",
 ) -> None:
     """Set a channel's policy (a new version; the runner recomputes its ATS)."""
@@ -115,6 +118,7 @@ def channels_set(
             buffer_units=units,
             buffer_percent=percent,
             excluded_skus=frozenset(exclude or []),
+            include_incoming_days=_count(include_incoming_days, "--include-incoming-days"),
         )
     except (ValueError, InvalidCommandError) as e:
         typer.echo(f"invalid policy: {e}", err=True)

@@ -240,7 +240,7 @@ class Decider:
 
     def expect(self, cmd: c.ExpectStock, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
-        s.expect(cmd.quantity, cmd.reference, cmd.cause)
+        s.expect(cmd.quantity, cmd.reference, cmd.cause, due_at=cmd.due_at)
         return stock_view(s)
 
     def adjust(self, cmd: c.AdjustStock, uow: UnitOfWork) -> dict[str, Any]:

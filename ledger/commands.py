@@ -14,6 +14,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import orjson
 
@@ -60,7 +61,11 @@ class Command:
 
     - `id_fields`: identifiers (1-128 printable characters); `optional_id_fields` may also be None;
     - `quantity_fields`: quantities (1 to MAX_QUANTITY);
-    - `key_format`: the natural idempotency key, formatted from the fields (e.g. `"receipt:{reference}"`);
+    - `key_format`: the natural idempotency key, formatted from the fields (e.g. `"shipment:{order_id}/{shipment_id}"`);
+      `{field:q}` percent-encodes the field (`/`, `:` and `%` included), so a key made of several
+      ids is unambiguous (`"receipt-line:{reference:q}/{sku:q}/{location:q}"`);
+    - `legacy_key_format`: the key the command had before its key named a document line (rows
+      recorded under it still answer a repeat of that line, see `recorded_line`);
     - `check()`: any further rule.
     """
 
@@ -68,20 +73,48 @@ class Command:
     optional_id_fields: ClassVar[tuple[str, ...]] = ()
     quantity_fields: ClassVar[tuple[str, ...]] = ()
     key_format: ClassVar[str | None] = None
+    legacy_key_format: ClassVar[str | None] = None
+    # Fields added after commands were recorded: left out of the fingerprint while None, so a
+    # repeat of a command recorded before a field existed still has its first fingerprint.
+    added_fields: ClassVar[tuple[str, ...]] = ()
 
     cause: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @cached_property
     def key(self) -> str | None:
         """The natural idempotency key, or None when the command is idempotent by itself."""
-        if self.key_format is None:
+        return self._format(self.key_format)
+
+    @cached_property
+    def legacy_key(self) -> str | None:
+        """The key a ledger before document-line keys recorded this command under, or None."""
+        return self._format(self.legacy_key_format)
+
+    def recorded_line(self, outcome: Any) -> bool:
+        """Whether a row recorded under `legacy_key` with this outcome was this very line.
+
+        The legacy key named the document only (`receipt:{reference}`); the outcome names the
+        SKU-location the line moved, so another line of the same document is told apart.
+        """
+        get = self.__dict__.get
+        return (
+            isinstance(outcome, dict)
+            and outcome.get("sku") == get("sku")
+            and outcome.get("location") == get("location")
+        )
+
+    def _format(self, pattern: str | None) -> str | None:
+        if pattern is None:
             return None
-        return self.key_format.format(**{f: getattr(self, f) for f in self.__dataclass_fields__})
+        return pattern.format(**{f: _KeyPart(getattr(self, f)) for f in self.__dataclass_fields__})
 
     def fingerprint(self) -> str:
         """SHA-256 of the command's fields but `cause`, with its type: the same bytes as hashing
         `dataclasses.asdict(self)`, without its deep copy (orjson reads the values as they are)."""
         body = {name: getattr(self, name) for name in _fingerprinted(type(self))}
+        for name in self.added_fields:
+            if body[name] is None:
+                del body[name]
         body["type"] = type(self).__name__
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -100,6 +133,21 @@ class Command:
         """Rules beyond the declared identifiers and quantities."""
 
 
+class _KeyPart:
+    """A field's value in a key: `{f}` as it is, `{f:q}` percent-encoded (nothing left unescaped
+    but letters, digits and `_.-~`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        if spec == "q":
+            return quote(str(self.value), safe="")
+        return format(self.value, spec)
+
+
 _FINGERPRINTED: dict[type, tuple[str, ...]] = {}
 
 
@@ -116,8 +164,12 @@ def _fingerprinted(cls: type[Command]) -> tuple[str, ...]:
 
 @dataclass(frozen=True, kw_only=True)
 class ReceiveStock(Command):
+    """One line of a received document: its key is `(reference, sku, location)`, so one purchase
+    order is received line by line, and a repeat of any line appends nothing."""
+
     id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference")
-    key_format: ClassVar[str | None] = "receipt:{reference}"
+    key_format: ClassVar[str | None] = "receipt-line:{reference:q}/{sku:q}/{location:q}"
+    legacy_key_format: ClassVar[str | None] = "receipt:{reference}"
     quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
 
     sku: str
@@ -130,20 +182,31 @@ class ReceiveStock(Command):
 
 @dataclass(frozen=True, kw_only=True)
 class ExpectStock(Command):
+    """Units announced (an advance shipping notice line): `incoming` at the location, due at
+    `due_at` (None: at once)."""
+
     id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference")
-    key_format: ClassVar[str | None] = "expected:{reference}"
+    key_format: ClassVar[str | None] = "expected-line:{reference:q}/{sku:q}/{location:q}"
+    legacy_key_format: ClassVar[str | None] = "expected:{reference}"
     quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
+    added_fields: ClassVar[tuple[str, ...]] = ("due_at",)
 
     sku: str
     location: str
     quantity: int
     reference: str
+    due_at: datetime | None = None
+
+    def check(self) -> None:
+        if self.due_at is not None and (not isinstance(self.due_at, datetime) or self.due_at.tzinfo is None):
+            raise InvalidCommandError("due_at must be a moment with a time zone", field="due_at")
 
 
 @dataclass(frozen=True, kw_only=True)
 class AdjustStock(Command):
     id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference", "reason")
-    key_format: ClassVar[str | None] = "adjustment:{reference}"
+    key_format: ClassVar[str | None] = "adjustment-line:{reference:q}/{sku:q}/{location:q}"
+    legacy_key_format: ClassVar[str | None] = "adjustment:{reference}"
 
     sku: str
     location: str
@@ -169,7 +232,8 @@ class CountStock(Command):
     """
 
     id_fields: ClassVar[tuple[str, ...]] = ("sku", "location", "reference", "reason")
-    key_format: ClassVar[str | None] = "count:{reference}"
+    key_format: ClassVar[str | None] = "count-line:{reference:q}/{sku:q}/{location:q}"
+    legacy_key_format: ClassVar[str | None] = "count:{reference}"
 
     sku: str
     location: str
@@ -192,7 +256,10 @@ class CountStock(Command):
 @dataclass(frozen=True, kw_only=True)
 class TransferStock(Command):
     id_fields: ClassVar[tuple[str, ...]] = ("sku", "reference", "from_location", "to_location")
-    key_format: ClassVar[str | None] = "transfer:{reference}"
+    key_format: ClassVar[str | None] = (
+        "transfer-line:{reference:q}/{sku:q}/{from_location:q}/{to_location:q}"
+    )
+    legacy_key_format: ClassVar[str | None] = "transfer:{reference}"
     quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
 
     sku: str
@@ -207,8 +274,25 @@ class TransferStock(Command):
 
     @cached_property
     def key(self) -> str | None:
+        base = self._format(self.key_format)
+        return base if self.status is None else f"{base}/{self.status}"
+
+    @cached_property
+    def legacy_key(self) -> str | None:
         base = f"transfer:{self.reference}"
         return base if self.status is None else f"{base}:{self.status}"
+
+    def recorded_line(self, outcome: Any) -> bool:
+        """A legacy row names the line by its outcome: the destination (and the source, unless
+        the row is a `received`, whose outcome holds the destination only)."""
+        if not isinstance(outcome, dict) or not isinstance(outcome.get("to"), dict):
+            return False
+        to, src = outcome["to"], outcome.get("from")
+        return (
+            to.get("sku") == self.sku
+            and to.get("location") == self.to_location
+            and (not isinstance(src, dict) or src.get("location") == self.from_location)
+        )
 
     def check(self) -> None:
         if self.from_location == self.to_location:
@@ -700,3 +784,15 @@ class RecordRebuild(Command):
                 raise InvalidCommandError(f"{f} must be a whole number", field=f)
         if not isinstance(self.by, str) or len(self.by) > 300:
             raise InvalidCommandError("by must be text", field="by")
+
+
+# The prefixes of every legacy key: the writer looks legacy rows up only while one exists.
+LEGACY_KEY_PREFIXES: tuple[str, ...] = tuple(
+    sorted(
+        {
+            cls.legacy_key_format.split("{", 1)[0]
+            for cls in Command.__subclasses__()
+            if cls.legacy_key_format is not None
+        }
+    )
+)

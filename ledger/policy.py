@@ -1,9 +1,18 @@
 """A channel's policy and the ATS formula: which locations fulfil a channel, and how much it may sell.
 
-`ATS(channel, sku) = max(0, Σ available over the channel's locations − safety stock − buffer)`,
-or 0 when the SKU is excluded. The safety stock is the channel default unless the SKU has an
-override; the buffer is a fixed number of units or a percentage (rounded up) of the summed
-available. The location group's order is the sourcing order of the channel's orders.
+`ATS(channel, sku) = max(0, Σ available + Σ incoming counted over the channel's locations
+− safety stock − buffer)`, or 0 when the SKU is excluded. The safety stock is the channel
+default unless the SKU has an override; the buffer is a fixed number of units or a percentage
+(rounded up) of the summed available and counted incoming. The location group's order is the
+sourcing order of the channel's orders.
+
+Incoming counted (`include_incoming_days` N, like Salesforce's available-to-order): 0 counts
+none. N ≥ 1 counts the incoming units of each lot (an advance shipping notice line, a dispatched
+transfer) whose due date was at most N days after the moment the lot was recorded; a lot with
+no due date (a dispatched transfer) is due at once. The rule is fixed when the lot is recorded,
+so the ATS is a fold of the log (a rebuild gives the same values) and does not change as the
+clock passes a due window: a lot announced further out than N days counts only once received.
+A receipt of expected units lands the earliest-due lots first.
 
 Pure domain rules: the policy store (`adapters.channels`) keeps versions of these values, the
 `ats` read model (`projections.models`) and the explanation apply `available_to_sell`.
@@ -11,12 +20,15 @@ Pure domain rules: the policy store (`adapters.channels`) keeps versions of thes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.bounds import MAX_QUANTITY, check_id
 from ledger.errors import InvalidCommandError
+
+DAY = 86_400  # seconds
+MAX_INCOMING_DAYS = 3650
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,7 @@ class ChannelPolicy:
     buffer_units: int = 0
     buffer_percent: int = 0
     excluded_skus: frozenset[str] = frozenset()
+    include_incoming_days: int = 0
     version: int = 0
     actor: str = ""
     at: str = ""
@@ -53,6 +66,9 @@ class ChannelPolicy:
             raise InvalidCommandError("a buffer percentage is a whole number from 0 to 100")
         if self.buffer_units and self.buffer_percent:
             raise InvalidCommandError("a buffer is either units or a percentage, not both")
+        days = self.include_incoming_days
+        if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_INCOMING_DAYS:
+            raise InvalidCommandError(f"include_incoming_days is a whole number from 0 to {MAX_INCOMING_DAYS}")
         for sku in (*self.safety_stock_overrides, *self.excluded_skus):
             check_id(sku, "sku")
 
@@ -63,11 +79,20 @@ class ChannelPolicy:
         """The buffer held back: fixed units, or a percentage (rounded up) of the summed available."""
         return self.buffer_units or -(-max(total_available, 0) * self.buffer_percent // 100)
 
-    def ats(self, sku: str, total_available: int) -> int:
-        """The available-to-sell for a SKU, given the sum of available over the channel's locations."""
+    def ats(self, sku: str, total_available: int, incoming: int = 0) -> int:
+        """The available-to-sell for a SKU, given the sum of available over the channel's locations
+        and the incoming units it counts there (`counted_incoming`)."""
         if sku in self.excluded_skus:
             return 0
-        return max(0, total_available - self.safety_for(sku) - self.buffer_for(total_available))
+        total = total_available + incoming
+        return max(0, total - self.safety_for(sku) - self.buffer_for(total))
+
+    def counted_incoming(self, lots: Iterable[Sequence[Any]]) -> int:
+        """The units of these incoming lots (`[due, quantity, lead seconds]`) the channel counts."""
+        days = self.include_incoming_days
+        if days <= 0:
+            return 0
+        return sum(int(lot[1]) for lot in lots if lot[2] <= days * DAY)
 
     def rules(self) -> dict[str, Any]:
         """The policy without its version and author: what `PolicyChanged` carries in the log."""
@@ -78,6 +103,7 @@ class ChannelPolicy:
             "buffer_units": self.buffer_units,
             "buffer_percent": self.buffer_percent,
             "excluded_skus": sorted(self.excluded_skus),
+            "include_incoming_days": self.include_incoming_days,
         }
 
     @classmethod
@@ -95,6 +121,7 @@ class ChannelPolicy:
             buffer_units=rules["buffer_units"],
             buffer_percent=rules["buffer_percent"],
             excluded_skus=frozenset(rules["excluded_skus"]),
+            include_incoming_days=rules.get("include_incoming_days", 0),  # absent before it existed
             version=version,
             actor=actor,
         )
@@ -109,6 +136,7 @@ class ChannelPolicy:
             "safety_stock_overrides": dict(self.safety_stock_overrides),
             "buffer": buffer,
             "excluded_skus": sorted(self.excluded_skus),
+            "include_incoming_days": self.include_incoming_days,
             "changed_by": self.actor,
             "changed_at": self.at,
         }
@@ -125,6 +153,13 @@ class Policies:
         return [p for p in self.by_channel.values() if location in p.locations]
 
 
-def available_to_sell(policy: ChannelPolicy, sku: str, available: Mapping[str, int]) -> int:
-    """The channel's ATS of `sku`, given `available` per location (a location absent holds none)."""
-    return policy.ats(sku, sum(available.get(loc, 0) for loc in policy.locations))
+def available_to_sell(
+    policy: ChannelPolicy,
+    sku: str,
+    available: Mapping[str, int],
+    incoming: Mapping[str, Iterable[Sequence[Any]]] | None = None,
+) -> int:
+    """The channel's ATS of `sku`, given `available` per location (a location absent holds none)
+    and each location's incoming lots (`[due, quantity, lead seconds]`)."""
+    counted = sum(policy.counted_incoming((incoming or {}).get(loc, ())) for loc in policy.locations)
+    return policy.ats(sku, sum(available.get(loc, 0) for loc in policy.locations), counted)

@@ -24,6 +24,10 @@ class CommandLog(Protocol):
         """`select_commands(keys)`, and which of the streams `ids` exist, in one round trip."""
         ...
 
+    def has_keys_starting(self, prefixes: Sequence[str]) -> bool:
+        """Whether any recorded key starts with one of `prefixes` (legacy keys, asked at start)."""
+        ...
+
 
 class StreamIndex(Protocol):
     """Where each stored event sits in the ledger's total order (its position)."""

@@ -96,8 +96,21 @@ class SkuLocation(Aggregate):
         expected: bool
 
     class StockExpected(Event):
+        """Units made `incoming` (an advance shipping notice line, a dispatched transfer).
+
+        Version 2 added `due_at`, when they are expected; None (version 1, a transfer) is due
+        at once.
+        """
+
+        class_version = 2
+
         quantity: int
         reference: str
+        due_at: datetime | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("due_at", None)
 
     class StockReserved(Event):
         """Units committed to an order line (or a cart hold that may expire).
@@ -240,9 +253,11 @@ class SkuLocation(Aggregate):
             self.StockReceived, quantity=quantity, reference=reference, expected=expected, cause=cause
         )
 
-    def expect(self, quantity: int, reference: str, cause: Cause) -> None:
+    def expect(self, quantity: int, reference: str, cause: Cause, due_at: datetime | None = None) -> None:
         check_quantity(quantity)
-        self.trigger_event(self.StockExpected, quantity=quantity, reference=reference, cause=cause)
+        self.trigger_event(
+            self.StockExpected, quantity=quantity, reference=reference, due_at=due_at, cause=cause
+        )
 
     def can_reserve(self, quantity: int) -> bool:
         return self.allow_backorder or quantity <= self.available

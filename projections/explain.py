@@ -1,7 +1,8 @@
 """Explaining an ATS: the terms that make up one channel's available-to-sell for one SKU.
 
-`ATS = max(0, Σ over the channel's locations of (on_hand − reserved − unavailable) − safety
-stock − buffer)`, or 0 when the policy excludes the SKU (`ledger.policy`). `explain()`
+`ATS = max(0, Σ over the channel's locations of (on_hand − reserved − unavailable) + the
+incoming units counted − safety stock − buffer)`, or 0 when the policy excludes the SKU
+(`ledger.policy`; incoming lots are counted by `include_incoming_days`). `explain()`
 is pure: given the policy version in force and each location's events (with their ledger
 positions), it folds the events with the read model's own fold (`folds.fold_stock`) and
 returns every term with the events that moved it. So the terms add up to what the `ats` read
@@ -25,7 +26,7 @@ from adapters.channels import ChannelPolicies
 from adapters.persistence.db import Database
 from ledger.application import History
 from ledger.bounds import parse_reservation_id, stock_id
-from ledger.policy import ChannelPolicy, available_to_sell
+from ledger.policy import DAY, ChannelPolicy, available_to_sell
 from projections import folds
 
 TERMS = ("on_hand", "reserved", "unavailable")
@@ -63,12 +64,18 @@ def event_link(
     return link
 
 
-def location_terms(sku: str, location: str, stream: Stream) -> dict[str, Any]:
-    """A location's on hand, reserved, unavailable and available, each with the events that moved it."""
+def location_terms(
+    sku: str, location: str, stream: Stream, policy: ChannelPolicy | None = None
+) -> dict[str, Any]:
+    """A location's on hand, reserved, unavailable and available, each with the events that moved
+    it, and its incoming lots (those `policy` counts marked)."""
     row: dict[str, Any] | None = None
+    lots: list[list[Any]] = []
     links: list[dict[str, Any]] = []
     counts = dict.fromkeys(TERMS, 0)
     for position, event in stream:
+        folded = folds.fold_lots(lots, event)
+        lots = lots if folded is None else folded
         after = folds.fold_stock(row, event, position)
         if after is None:
             continue
@@ -85,6 +92,7 @@ def location_terms(sku: str, location: str, stream: Stream) -> dict[str, Any]:
         "reserved": levels["reserved"],
         "unavailable": levels["unavailable"],
         "available": levels["available"],
+        "incoming": incoming_term(lots, policy),
         "version": levels["version"],
         "position": levels["position"],
         "events": {
@@ -96,11 +104,31 @@ def location_terms(sku: str, location: str, stream: Stream) -> dict[str, Any]:
     }
 
 
+def incoming_term(lots: list[list[Any]], policy: ChannelPolicy | None) -> dict[str, Any]:
+    """A location's incoming lots, and the units of them `policy` counts."""
+    items = [
+        {
+            "due_at": datetime.fromtimestamp(due, UTC).isoformat(),
+            "quantity": quantity,
+            "lead_days": round(lead / DAY, 3),
+            "counted": policy is not None and policy.counted_incoming([[due, quantity, lead]]) > 0,
+        }
+        for due, quantity, lead in lots
+    ]
+    return {
+        "units": sum(int(x[1]) for x in lots),
+        "counted": 0 if policy is None else policy.counted_incoming(lots),
+        "lots": items,
+    }
+
+
 def explain(policy: ChannelPolicy, sku: str, streams: dict[str, Stream]) -> dict[str, Any]:
     """Every term of `policy`'s ATS for `sku`, given each of the channel's locations' events."""
-    locations = [location_terms(sku, loc, streams.get(loc, ())) for loc in policy.locations]
+    locations = [location_terms(sku, loc, streams.get(loc, ()), policy) for loc in policy.locations]
     seen = any(x["known"] for x in locations)
-    total = sum(x["available"] for x in locations)
+    available = sum(x["available"] for x in locations)
+    counted = sum(x["incoming"]["counted"] for x in locations)
+    total = available + counted
     override = sku in policy.safety_stock_overrides
     safety = policy.safety_for(sku)
     if policy.buffer_percent:
@@ -112,20 +140,23 @@ def explain(policy: ChannelPolicy, sku: str, streams: dict[str, Stream]) -> dict
     else:
         buffer = {"kind": "units", "setting": policy.buffer_units, "value": policy.buffer_units}
     excluded = sku in policy.excluded_skus
-    ats = available_to_sell(policy, sku, {x["location"]: x["available"] for x in locations}) if seen else 0
+    ats = policy.ats(sku, available, counted) if seen else 0
     if excluded:
         formula = f"{sku} is excluded from {policy.channel}: 0"
     elif not seen:
         formula = f"no location of {policy.channel} has ever held {sku}: 0"
+    elif policy.include_incoming_days:
+        formula = f"max(0, {available} + {counted} incoming − {safety} − {buffer['value']}) = {ats}"
     else:
-        formula = f"max(0, {total} − {safety} − {buffer['value']}) = {ats}"
+        formula = f"max(0, {available} − {safety} − {buffer['value']}) = {ats}"
     return {
         "channel": policy.channel,
         "sku": sku,
         "available": ats,
         "position": max((x["position"] for x in locations), default=0),
         "locations": locations,
-        "total_available": total,
+        "total_available": available,
+        "incoming": {"days": policy.include_incoming_days, "counted": counted},
         "safety_stock": {"value": safety, "source": "override" if override else "default"},
         "buffer": buffer,
         "excluded": excluded,
@@ -143,18 +174,23 @@ def series(policies: Sequence[ChannelPolicy], sku: str, streams: dict[str, Strea
     if not policies:
         return []
     rows: dict[str, dict[str, Any]] = {}
+    lots: dict[str, list[list[Any]]] = {}
     merged: Iterator[tuple[int, str, Any]] = heapq.merge(
         *[[(p, loc, e) for p, e in stream] for loc, stream in streams.items()], key=lambda x: x[0]
     )
     out: list[dict[str, Any]] = []
     for position, loc, event in merged:
+        folded = folds.fold_lots(lots.get(loc), event)
+        if folded is not None:
+            lots[loc] = folded
         row = folds.fold_stock(rows.get(loc), event, position)
         if row is None:
             continue
         rows[loc] = row
         policy = in_force(policies, event.timestamp) or policies[0]
         seen = any(x in policy.locations for x in rows)
-        value = available_to_sell(policy, sku, {x: r["available"] for x, r in rows.items()}) if seen else 0
+        available = {x: r["available"] for x, r in rows.items()}
+        value = available_to_sell(policy, sku, available, lots) if seen else 0
         if out and out[-1]["available"] == value and out[-1]["version"] == policy.version:
             continue
         out.append(

@@ -163,7 +163,9 @@ class AtsView(Projection):
     """`ats`: available-to-sell per channel and SKU, under the channels' current policies.
 
     It keeps its own `available` per SKU-location (`ats_levels`), so it can be rebuilt
-    without the `stock` read model.
+    without the `stock` read model, and the incoming lots of each SKU-location
+    (`ats_incoming`: `[due, quantity, lead seconds]`, see `folds.fold_lots`) for the channels
+    that count incoming units (`include_incoming_days`).
     """
 
     name = "ats"
@@ -187,7 +189,8 @@ class AtsView(Projection):
         types={"version": "BIGINT", "position": "BIGINT"},
         json=frozenset({"rules"}),
     )
-    tables = (LEVELS, ATS, POLICIES)
+    INCOMING = Table("ats_incoming", ("stream_id",), ("lots",), json=frozenset({"lots"}))
+    tables = (LEVELS, ATS, POLICIES, INCOMING)
 
     def __init__(self) -> None:
         self.policies = Policies({}, 0)
@@ -232,6 +235,7 @@ class AtsView(Projection):
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
         events = [(p, e) for p, e in events if folds.is_stock_event(e)]
         store.load(self.LEVELS.name, [(str(e.originator_id),) for _, e in events])
+        store.load(self.INCOMING.name, [(str(e.originator_id),) for _, e in events])
         pairs: set[tuple[str, str]] = set()
         for _, e in events:
             lv = store.get(self.LEVELS.name, (str(e.originator_id),))
@@ -244,10 +248,9 @@ class AtsView(Projection):
                 continue
             for p in self.policies.channels_at(loc):
                 pairs.add((p.channel, sku))
-        store.load(
-            self.LEVELS.name,
-            [(str(stock_id(s, loc)),) for ch, s in pairs for loc in self.policies.by_channel[ch].locations],
-        )
+        streams = [(str(stock_id(s, loc)),) for ch, s in pairs for loc in self.policies.by_channel[ch].locations]
+        store.load(self.LEVELS.name, streams)
+        store.load(self.INCOMING.name, streams)
         store.load(self.ATS.name, list(pairs))
 
     def apply(self, store: Store, position: int, event: Event) -> None:
@@ -267,21 +270,45 @@ class AtsView(Projection):
             }
         else:
             lv = store.get(self.LEVELS.name, key)
-            delta = folds.available_delta(event)
-            if lv is None or delta == 0:
+            if lv is None:
                 return
-            lv = {**lv, "available": lv["available"] + delta, "position": position}
+            lots = self.fold_incoming(store, key, event)
+            delta = folds.available_delta(event)
+            if delta == 0 and not lots:
+                return
+            if delta:
+                lv = {**lv, "available": lv["available"] + delta, "position": position}
         assert lv is not None
         store.put(self.LEVELS.name, key, lv)
         for policy in self.policies.channels_at(lv["location"]):
             self.recompute(store, policy, lv["sku"], position)
 
+    def fold_incoming(self, store: Store, key: tuple[str], event: Event) -> bool:
+        """Folds the event into the SKU-location's incoming lots; whether they changed."""
+        if not isinstance(event, folds.S.StockExpected | folds.S.StockReceived):
+            return False
+        row = store.get(self.INCOMING.name, key)
+        lots = folds.fold_lots(None if row is None else row["lots"], event)
+        if lots is None:
+            return False
+        if lots:
+            store.put(self.INCOMING.name, key, {"lots": lots})
+        elif row is not None:
+            store.delete(self.INCOMING.name, key)
+        return True
+
     def recompute(self, store: Store, policy: ChannelPolicy, sku: str, position: int) -> None:
         available: dict[str, int] = {}
+        incoming: dict[str, list[list[Any]]] = {}
         for loc in policy.locations:
-            lv = store.get(self.LEVELS.name, (str(stock_id(sku, loc)),))
+            stream = (str(stock_id(sku, loc)),)
+            lv = store.get(self.LEVELS.name, stream)
             if lv is not None:
                 available[loc] = int(lv["available"])
+            if policy.include_incoming_days:
+                row = store.get(self.INCOMING.name, stream)
+                if row is not None:
+                    incoming[loc] = row["lots"]
         seen = bool(available)
         key = (policy.channel, sku)
         cur = store.get(self.ATS.name, key)
@@ -290,7 +317,7 @@ class AtsView(Projection):
                 self._before.setdefault(key, cur["available"])
                 store.delete(self.ATS.name, key)
             return
-        value = available_to_sell(policy, sku, available)
+        value = available_to_sell(policy, sku, available, incoming)
         if cur is not None and cur["available"] == value:
             return
         self._before.setdefault(key, None if cur is None else cur["available"])

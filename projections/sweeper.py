@@ -108,7 +108,7 @@ class Sweeper:
                 )
             for r in short:
                 opened += exceptions.open_exception(
-                    tx, "shortfall", f"{r['sku']}@{r['location']}", shortfall(r)
+                    tx, "shortfall", f"{r['sku']}@{r['location']}", shortfall(r), refresh=True
                 )
             for r in held:
                 opened += exceptions.open_exception(tx, "held-order", r["order_id"], held_order(r))

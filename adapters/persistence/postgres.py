@@ -139,6 +139,10 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
         self._select_commands = SQL(
             "SELECT key, fingerprint, outcome FROM {schema}.{table} WHERE key = ANY(%b::text[])"
         ).format(schema=schema, table=table)
+        self._has_keys_starting = SQL(
+            "SELECT EXISTS (SELECT 1 FROM {schema}.{table} k, unnest(%s::text[]) p "
+            "WHERE left(k.key, length(p)) = p) AS found"
+        ).format(schema=schema, table=table)
         self._select_stream = SQL(
             "SELECT notification_id, originator_id, originator_version, topic, state FROM {schema}.{events} "
             "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
@@ -233,6 +237,13 @@ class LedgerPostgresRecorder(PostgresApplicationRecorder):
                 else:
                     existing.add(r["id"])
             return known, existing
+
+    @reconnecting
+    def has_keys_starting(self, prefixes: Sequence[str]) -> bool:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._has_keys_starting, (list(prefixes),))
+            row = curs.fetchone()
+            return bool(row and row["found"])
 
     @reconnecting
     def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:

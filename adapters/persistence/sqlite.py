@@ -57,6 +57,17 @@ class LedgerSQLiteRecorder(SQLiteApplicationRecorder):
                 out.update(UUID(str(r["originator_id"])) for r in c.fetchall())
         return out
 
+    def has_keys_starting(self, prefixes: Sequence[str]) -> bool:
+        with self.datastore.transaction(commit=False) as c:
+            for prefix in prefixes:
+                c.execute(
+                    f"SELECT 1 FROM {self.commands_table} WHERE substr(key, 1, ?) = ? LIMIT 1",
+                    (len(prefix), prefix),
+                )
+                if c.fetchone() is not None:
+                    return True
+        return False
+
     def select_commands(self, keys: Iterable[str]) -> dict[str, tuple[str, Any]]:
         keys = list(keys)
         out: dict[str, tuple[str, Any]] = {}

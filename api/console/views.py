@@ -26,6 +26,7 @@ from bootstrap import Container
 from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
 from ledger.orders import OPEN_WORK, STAGES
+from ledger.stock import SkuLocation
 from projections import queries
 from projections.explain import Explainer
 
@@ -126,7 +127,7 @@ def sku_page(c: Container, sku: str, as_of: datetime | None = None) -> dict[str,
     levels: list[dict[str, Any]] = []
     for loc in locations:
         s = history.stock(sku, loc) if as_of is None else history.as_of_time(stock_id(sku, loc), as_of)
-        if s is not None:
+        if isinstance(s, SkuLocation):
             levels.append(
                 {
                     "location": loc,

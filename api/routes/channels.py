@@ -21,7 +21,7 @@ from api.schemas import ChannelHistory
 from api.schemas import ChannelPolicy as ChannelPolicyView
 from ledger.bounds import MAX_QUANTITY, check_id
 from ledger.errors import InvalidCommandError
-from ledger.policy import ChannelPolicy
+from ledger.policy import MAX_INCOMING_DAYS, ChannelPolicy
 
 router = APIRouter(tags=["channels"])
 
@@ -73,6 +73,13 @@ class PolicyBody(BaseModel):
     excluded_skus: list[str] = Field(
         default_factory=list, max_length=10_000, description="SKUs the channel never sells (ATS 0)."
     )
+    include_incoming_days: int = Field(
+        0,
+        ge=0,
+        le=MAX_INCOMING_DAYS,
+        description="Count the incoming units (advance shipping notices, dispatched transfers) due "
+        "within this many days of their notice in the ATS, like an available-to-order; 0 counts none.",
+    )
     # where the channel's ATS is written (adapters/shopify_push.py)
     shopify: ShopifyTarget | None = Field(None, description="Write the channel's ATS to this Shopify location.")
 
@@ -99,6 +106,7 @@ async def put_channel(
             buffer_units=buffer.units or 0,
             buffer_percent=buffer.percent or 0,
             excluded_skus=frozenset(body.excluded_skus),
+            include_incoming_days=body.include_incoming_days,
         )
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
+from adapters.inbox import Status as InboxStatus
 from api.deps import Auditor, InboxDep
 from api.models import problems
 from api.problems import Problem
@@ -46,7 +47,8 @@ async def list_inbox(
     limit: int = Query(100, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Inbound messages with their source, external id, status and reason, oldest first."""
-    rows = await run_in_threadpool(inbox.list, status, source, after, limit)
+    wanted = None if status is None else InboxStatus(status)
+    rows = await run_in_threadpool(inbox.list, wanted, source, after, limit)
     items = [_public(r) for r in rows]
     return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
 

@@ -4,6 +4,11 @@ Owns `stream_ids` (the streams a command names, for prefetching), `KeyResolver.l
 batch's recorded keys and its streams that are neither cached nor stored, in one round trip) and
 `KeyResolver.recorded_refusals` (a refused command whose key was recorded before gets the
 recorded answer instead).
+
+Legacy keys: a document line's key once named the document only (`receipt:{reference}`). While
+the command log holds any row under such a key (checked once per process), a batch's legacy keys
+are looked up too, and a row recorded under one answers for the line it moved (the outcome names
+its SKU-location), so a repeat of a line stored before the upgrade still appends nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from uuid import UUID
 from ledger.application import LedgerApplication
 from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
-from ledger.commands import Command
+from ledger.commands import LEGACY_KEY_PREFIXES, Command
 from ledger.errors import IdempotencyConflictError
 from ledger.ports import CommandLog
 from ledger.writer.batch import Item, Outcome, Recorded
@@ -49,6 +54,33 @@ class KeyResolver:
     def __init__(self, app: LedgerApplication, cache: AggregateCache) -> None:
         self.app = app
         self.cache = cache
+        self._legacy: bool | None = None  # whether the log holds legacy-keyed rows (asked once)
+
+    def legacy_rows(self) -> bool:
+        """Whether the command log holds rows under a legacy key. A ledger of this version never
+        writes one, so once none is found, none is looked for again."""
+        if self._legacy is None:
+            self._legacy = self.recorder.has_keys_starting(LEGACY_KEY_PREFIXES)
+        return self._legacy
+
+    def legacy_keys(self, batch: list[Item]) -> list[str]:
+        """The batch's legacy keys, when legacy rows exist at all."""
+        if not self.legacy_rows():
+            return []
+        return [k for item in batch if (k := item.command.legacy_key)]
+
+    @staticmethod
+    def adopt_legacy(batch: list[Item], known: dict[str, Recorded]) -> None:
+        """A row found under a command's legacy key that recorded this very line answers for its
+        key (the same body: the first answer; another body: the idempotency conflict)."""
+        for item in batch:
+            cmd = item.command
+            legacy = cmd.legacy_key
+            if legacy is None or legacy not in known or cmd.key in known:
+                continue
+            if cmd.recorded_line(known[legacy][1]):
+                assert cmd.key is not None  # a legacy key comes with a key
+                known[cmd.key] = known[legacy]
 
     @property
     def recorder(self) -> CommandLog:
@@ -65,8 +97,16 @@ class KeyResolver:
         """
         entries = self.cache.entries
         wanted = {i for item in batch for i in stream_ids(item.command) if i not in entries}
+        legacy = self.legacy_keys(batch)
         # Optimistic, the keys ride along only when the streams need the round trip anyway.
-        known, existing = self.recorder.lookup(keys if wanted or not optimistic else [], list(wanted))
+        # Legacy keys always do: a repeat under a legacy key would not conflict on the save.
+        if legacy:
+            keys = [*keys, *legacy]
+        elif optimistic and not wanted:
+            keys = []
+        known, existing = self.recorder.lookup(keys, list(wanted))
+        if legacy:
+            self.adopt_legacy(batch, known)
         return known, wanted - existing
 
     def recorded_refusals(
@@ -81,7 +121,9 @@ class KeyResolver:
         unsure = {k for i in failed if (k := batch[i].command.key) and k not in known}
         if not unsure:
             return
-        recorded = self.recorder.select_commands(sorted(unsure))
+        refused = [batch[i] for i in failed]
+        recorded = self.recorder.select_commands(sorted(unsure | set(self.legacy_keys(refused))))
+        self.adopt_legacy(refused, recorded)
         for i in [i for i in failed if batch[i].command.key in recorded]:
             cmd = batch[i].command
             key = cmd.key

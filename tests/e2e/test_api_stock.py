@@ -43,6 +43,28 @@ def test_a_repeated_reference_appends_nothing_and_answers_the_first_outcome(api:
     assert other.json()["type"].endswith("/idempotency-key-reused")
 
 
+def test_one_purchase_order_is_received_line_by_line_and_each_line_is_recognised(any_api: Api) -> None:
+    a, b, po = uid("sku-"), uid("sku/"), uid("PO/")  # ids holding the key's separators
+    lines = [receipt(a, "W1", 3, po), receipt(b, "W1", 4, po), receipt(a, "W:2", 5, po)]
+    first = [any_api.post("/v1/stock/receipts", line) for line in lines]
+    assert [r.status_code for r in first] == [201, 201, 201], [r.text for r in first]
+    count = any_api.event_count()
+    again = any_api.post("/v1/stock/receipts", lines[1])
+    assert (again.status_code, again.json()) == (201, first[1].json())
+    assert again.headers["idempotent-replayed"] == "true" and any_api.event_count() == count
+    other = any_api.post("/v1/stock/receipts", {**lines[1], "quantity": 9})
+    assert other.status_code == 422 and other.json()["type"].endswith("/idempotency-key-reused")
+    # Adjustments and transfers of one document span SKUs the same way.
+    adj = [{"sku": s, "location": "W1", "delta": -1, "reason": "damaged", "reference": "DMG-1"} for s in (a, b)]
+    assert [any_api.post("/v1/stock/adjustments", x).status_code for x in adj] == [201, 201]
+    tr = [{"sku": s, "from_location": "W1", "to_location": "W3", "quantity": 1, "reference": "TR-1"} for s in (a, b)]
+    assert [any_api.post("/v1/stock/transfers", x).status_code for x in tr] == [201, 201]
+    count = any_api.event_count()
+    assert any_api.post("/v1/stock/transfers", tr[1]).headers["idempotent-replayed"] == "true"
+    assert any_api.event_count() == count
+    assert any_api.get(f"/v1/stock/{a}/W1").json()["on_hand"] == 1
+
+
 def test_idempotency_key_replays_the_first_answer_and_refuses_another_body(any_api: Api) -> None:
     sku, key = uid("sku-"), uid("key-")
     body = receipt(sku, quantity=5)

@@ -70,3 +70,48 @@ def test_an_advance_shipping_notice_is_incoming_and_a_receipt_naming_it_consumes
     assert level(any_api, sku, "W1") == (5, 0, 5)
     naive = {**notice, "message_id": uid("m-"), "expected_at": "2026-12-01T00:00:00"}
     assert any_api.post("/v1/erp/advance-shipping-notices", naive).status_code == 422
+
+
+def test_a_channel_counts_incoming_units_due_within_its_window(any_api: Api) -> None:
+    from projections.rebuild import rebuild
+
+    sku, near, far = uid("sku-"), uid("ASN-"), uid("ASN-")
+    admin = any_api.auth("admin")
+    for channel, days in (("ato", 7), ("plain", 0)):
+        body = {"locations": ["W1"], "safety_stock": 1, "include_incoming_days": days}
+        r = any_api.client.put(f"/v1/channels/{channel}", json=body, headers=admin)
+        assert r.status_code == 200 and r.json()["include_incoming_days"] == days, r.text
+    bad = any_api.client.put("/v1/channels/x", json={"locations": ["W1"], "safety_stock": 0,
+                                                    "include_incoming_days": -1}, headers=admin)
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+    any_api.post("/v1/stock/receipts", {"sku": sku, "location": "W1", "quantity": 4, "reference": uid()})
+    for asn, days, quantity in ((near, 3, 5), (far, 30, 20)):
+        notice = {
+            "message_id": uid("m-"),
+            "asn_id": asn,
+            "location": "W1",
+            "expected_at": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
+            "lines": [{"sku": sku, "quantity": quantity}],
+        }
+        assert any_api.post("/v1/erp/advance-shipping-notices", notice).status_code == 200
+    apply_inbox(any_api)
+    any_api.container.projector.catch_up()
+
+    def ats(channel: str) -> int:
+        r = any_api.get(f"/v1/ats/{channel}/{sku}", scope="ats:read")
+        assert r.status_code == 200, r.text
+        return int(r.json()["available"])
+
+    assert (ats("ato"), ats("plain")) == (4 + 5 - 1, 4 - 1)  # the far notice is beyond 7 days
+    e = any_api.get(f"/v1/ats/ato/{sku}/explain", scope="ats:read").json()
+    assert e["available"] == 8 and e["incoming"] == {"days": 7, "counted": 5}
+    lots = e["locations"][0]["incoming"]["lots"]
+    assert [(x["quantity"], x["counted"]) for x in lots] == [(5, True), (20, False)]
+    assert "+ 5 incoming" in e["formula"]
+    # A receipt naming a notice lands the earliest-due incoming units first.
+    receipt = {"sku": sku, "location": "W1", "quantity": 2, "reference": uid("PO-"), "asn_id": near}
+    assert any_api.post("/v1/stock/receipts", receipt).status_code == 201
+    any_api.container.projector.catch_up()
+    assert (ats("ato"), ats("plain")) == (6 + 3 - 1, 6 - 1)
+    rebuild(any_api.container.projector, "ats")  # a rebuild equals the live projection
+    assert (ats("ato"), ats("plain")) == (8, 5)

@@ -160,6 +160,8 @@ def test_tables_wrap_long_cells_instead_of_cutting_them(sku: str, tmp_path: Path
         (["--override", "A"], "--override must be SKU=N, got 'A'"),
         (["--override", "A=b"], "--override A must be a whole number, got 'b'"),
         (["--buffer", "120%"], "a buffer percentage is a whole number from 0 to 100"),
+        (["--include-incoming-days", "x"], "--include-incoming-days must be a whole number, got 'x'"),
+        (["--include-incoming-days", "4000"], "include_incoming_days is a whole number from 0 to 3650"),
     ],
 )
 def test_channel_policy_options_are_checked_in_plain_words(sku: str, args: list[str], words: str) -> None:
@@ -171,3 +173,9 @@ def test_channel_policy_options_are_checked_in_plain_words(sku: str, args: list[
 def test_an_unknown_reconcile_source_is_refused_before_the_file_is_read(tmp_path: Path) -> None:
     code, _, err = run("reconcile", "nowhere", str(tmp_path / "missing.csv"))
     assert code == 2 and err.strip() == "ledger reconcile: SOURCE must be shopify, erp or pos, got 'nowhere'"
+
+
+def test_a_channel_may_count_incoming_units_from_the_command_line(sku: str) -> None:
+    code, out, err = run("channels", "set", "web", "--location", "WH", "--include-incoming-days", "5")
+    assert code == 0, err
+    assert json.loads(out)["include_incoming_days"] == 5

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from adapters.persistence.urls import ledger_env
+from ledger import commands as c
 from ledger.bounds import stock_id
 from ledger.service import Ledger
 from ledger.stock import SkuLocation
@@ -112,8 +113,13 @@ def test_a_kill_between_decision_and_commit_loses_no_acknowledged_command(pg_url
         # ... and nothing is half-applied: each transfer left A and reached B, or neither.
         assert outs == ins
         assert len(outs) < n  # the blocked batch and the ones after it never committed
-        known = ledger.app.recorder.select_commands([f"transfer:t{i}" for i in range(n)])
-        assert set(known) == {f"transfer:{r}" for r in outs}  # the command log agrees
+        legs = [
+            c.TransferStock(sku="SKU", from_location="A", to_location="B", quantity=1, reference=f"t{i}")
+            for i in range(n)
+        ]
+        keys = {leg.key: leg.reference for leg in legs}
+        known = ledger.app.recorder.select_commands(list(keys))
+        assert {keys[k] for k in known} == outs  # the command log agrees
         a, b = ledger.history.stock("SKU", "A"), ledger.history.stock("SKU", "B")
         assert a.on_hand + b.on_hand == n and b.on_hand == len(ins)
         # After the crash a new process carries on from the stored state.

@@ -41,6 +41,7 @@ MIGRATIONS = [
     "0005.personal-data",
     "0006.exception-changes",
     "0007.erp-uncertain",
+    "0008.incoming-days",
 ]
 LEDGER_TABLES = {
     "api_keys",

@@ -36,8 +36,9 @@ pytestmark = pytest.mark.postgres
 FUTURE_TIMEOUT = 60.0  # generous: a future that takes this long is a hang, not a slow commit
 
 
-def receipt_key(reference: str) -> str:
-    return c.ReceiveStock(sku="X", location="X", quantity=1, reference=reference).key  # type: ignore[return-value]  # a keyed command
+def receipt_key(reference: str, place: tuple[str, str]) -> str:
+    """The key the receipt of `reference` at `place` was recorded under (its document line)."""
+    return c.ReceiveStock(sku=place[0], location=place[1], quantity=1, reference=reference).key  # type: ignore[return-value]  # a keyed command
 
 
 def test_a_crash_of_postgres_loses_no_acknowledged_command_and_the_writer_recovers(private_pg):
@@ -114,7 +115,7 @@ def test_a_crash_of_postgres_loses_no_acknowledged_command_and_the_writer_recove
         # The same Ledger, warm cache and all, goes on after the restart: one more receipt per
         # SKU-location, decided on what was stored (not on a batch that never committed).
         refs = list(sent)
-        keys = {receipt_key(r): r for r in refs}
+        keys = {receipt_key(r, sent[r][0]): r for r in refs}
         stored = {keys[k] for k in ledger.app.recorder.select_commands(list(keys))}
         expected = {p: 0 for p in places}
         expected[places[0]] += 1  # the warm-up receipt
@@ -151,7 +152,7 @@ def test_a_crash_of_postgres_loses_no_acknowledged_command_and_the_writer_recove
             stock = fresh.history.stock(*place)
             assert stock is not None and stock.on_hand == expected[place], place
         # It finds the same command rows: what the running ledger read was not a stale view.
-        assert set(fresh.app.recorder.select_commands(list(keys))) == {receipt_key(r) for r in stored}
+        assert set(fresh.app.recorder.select_commands(list(keys))) == {receipt_key(r, sent[r][0]) for r in stored}
     print(
         f"\n{len(sent)} receipts: {len(acknowledged)} acknowledged, {len(failed)} failed "
         f"({len(set(failed) & stored)} of them stored anyway), "

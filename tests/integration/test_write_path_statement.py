@@ -69,7 +69,7 @@ def stored_event(
 
 
 def new_key() -> str:
-    return "receipt:" + uuid.uuid4().hex
+    return "receipt-line:" + uuid.uuid4().hex
 
 
 def count_rows(pg_url: str, table: str) -> int:

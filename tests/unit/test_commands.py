@@ -21,10 +21,10 @@ def test_a_command_is_immutable():
 
 
 def test_each_idempotent_command_names_its_natural_key():
-    assert c.ReceiveStock(sku="A", location="L", quantity=1, reference="po-1").key == "receipt:po-1"
+    assert c.ReceiveStock(sku="A", location="L", quantity=1, reference="po-1").key == "receipt-line:po-1/A/L"
     assert (
         c.TransferStock(sku="A", from_location="L", to_location="M", quantity=1, reference="t").key
-        == "transfer:t"
+        == "transfer-line:t/A/L/M"
     )
     assert c.Reserve(sku="A", location="L", order_id="o", line_id="1", quantity=1).key == "reservation:o/1"
     assert c.ShipOrder(order_id="o", shipment_id="s", lines=()).key == "shipment:o/s"

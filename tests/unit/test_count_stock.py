@@ -93,7 +93,7 @@ def test_a_count_outside_the_bounds_is_refused(bad: Any) -> None:
 
 
 def test_the_count_is_idempotent_by_its_reference_and_fingerprinted_by_its_quantity() -> None:
-    assert count(5, "CC-9").key == "count:CC-9"
+    assert count(5, "CC-9").key == "count-line:CC-9/SKU-A/WH1"
     assert count(5).fingerprint() == count(5).fingerprint() != count(6).fingerprint()
 
 

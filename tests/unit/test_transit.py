@@ -18,9 +18,9 @@ def leg(status: str | None, quantity: int = 4) -> c.TransferStock:
 
 def test_each_leg_of_a_transfer_has_its_own_key() -> None:
     assert [leg(s).key for s in (None, "dispatched", "received")] == [
-        "transfer:TR-1",
-        "transfer:TR-1:dispatched",
-        "transfer:TR-1:received",
+        "transfer-line:TR-1/A/W1/W2",
+        "transfer-line:TR-1/A/W1/W2/dispatched",
+        "transfer-line:TR-1/A/W1/W2/received",
     ]
 
 
