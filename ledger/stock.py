@@ -269,12 +269,14 @@ class SkuLocation(Aggregate):
         quantity: int,
         cause: Cause,
         expires_at: datetime | None = None,
+        reservation_id: str | None = None,
     ) -> str:
-        """Reserves for an order line; returns the reservation id (`order_id/line_id`)."""
+        """Reserves for an order line; returns the reservation id (`order_id/line_id`, unless
+        another is given: a hold's line, `hold_reservation_id`)."""
         check_quantity(quantity)
         if not self.can_reserve(quantity):
             raise InsufficientStockError.short("reserve", quantity, self.sku, self.location, self.available)
-        reservation_id = make_reservation_id(order_id, line_id)
+        reservation_id = reservation_id or make_reservation_id(order_id, line_id)
         self.trigger_event(
             self.StockReserved,
             reservation_id=reservation_id,
