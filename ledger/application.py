@@ -674,7 +674,7 @@ class Decider:
                 f"reservation {cmd.reservation_id} is {hold.status}"
                 + (f" by order {hold.order_id}" if hold.order_id else ""),
                 reservation_id=cmd.reservation_id,
-                status=hold.status,
+                hold_status=hold.status,
             )
         return hold, False
 
