@@ -23,6 +23,7 @@ from api.routes import (
     compliance,
     health,
     inbox,
+    locations,
     mappings,
     metrics,
     orders,
@@ -43,6 +44,7 @@ from bootstrap import Container, bootstrap
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
 ROUTERS += [reconciliations.router, shopify_routes.router, compliance.router, reservations.router]
+ROUTERS += [locations.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
 ROUTERS += [explain_routes.router, console_routes.router, asyncapi.router, problem_types.router]
 # The routes the lean path answers when it can (api.fastpath): the ATS point query, the hot writes.

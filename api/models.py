@@ -259,7 +259,7 @@ class NewHold(Request):
     lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES, description="The lines, each held.")
     expires_at: AwareDatetime = Field(
         strict=False,  # an RFC 3339 string (the model is strict otherwise)
-        description="When the hold releases itself unless an order took it over (RFC 3339, with an offset)."
+        description="When the hold releases itself unless an order took it over (RFC 3339, with an offset).",
     )
     model_config = ConfigDict(
         json_schema_extra=examples(
@@ -278,6 +278,23 @@ class NewHold(Request):
         if len(set(ids)) != len(ids):
             raise ValueError("each line_id may appear once")
         return self
+
+
+class LocationPolicy(Request):
+    """A location's policy for every SKU at it, SKUs first seen later included."""
+
+    backorders: bool = Field(
+        description="Whether the location may reserve beyond what is available (orders and holds)."
+    )
+    model_config = ConfigDict(json_schema_extra=examples({"backorders": True}))
+
+
+class LocationView(Response):
+    """A location's policy."""
+
+    location: str = Field(description=LOCATION)
+    backorders: bool = Field(description="Whether it may reserve beyond what is available, for every SKU.")
+    model_config = ConfigDict(json_schema_extra=examples({"location": "WH1", "backorders": True}))
 
 
 class ShipmentLine(Request):

@@ -34,6 +34,7 @@ from ledger.errors import (
     VersionConflictError,
 )
 from ledger.holds import Hold
+from ledger.locations import Location, location_id
 from ledger.orders import Order
 from ledger.ports import LocationDirectory, StaticLocations, StreamIndex
 from ledger.stock import SkuLocation, movement_effect
@@ -63,6 +64,7 @@ class UnitOfWork:
         self.touched: dict[UUID, Aggregate] = {}
         self._marks: dict[UUID, int] = {}
         self._created: list[UUID] = []
+        self._no_policy: set[str] = set()  # locations found to have no policy stream
 
     def begin(self) -> None:
         # Marks are taken lazily, when a command first gets an aggregate, so that beginning a
@@ -87,14 +89,32 @@ class UnitOfWork:
         self._created.append(agg.id)
 
     def stock(self, sku: str, location: str) -> SkuLocation | None:
-        return self.get(stock_id(sku, location))  # type: ignore[return-value]  # a SKU-location's stream
+        s: SkuLocation | None = self.get(stock_id(sku, location))  # type: ignore[assignment]  # a SKU-location's stream
+        if s is not None:
+            s.location_backorders = self.location_backorders(location)
+        return s
 
     def stock_or_open(self, sku: str, location: str, cause: dict[str, Any]) -> SkuLocation:
         s = self.stock(sku, location)
         if s is None:
             s = SkuLocation.open(sku, location, cause)
+            s.location_backorders = self.location_backorders(location)
             self.add(s)
         return s
+
+    def location(self, location: str) -> Location | None:
+        return self.get(location_id(location))  # type: ignore[return-value]  # a location's policy stream
+
+    def location_backorders(self, location: str) -> bool:
+        """The location's policy (`ledger.locations`): the writer's cache keeps it, and a refresh
+        after a refusal brings it up to date; a location with no policy is read once per batch."""
+        if location in self._no_policy:
+            return False
+        policy = self.location(location)
+        if policy is None:
+            self._no_policy.add(location)
+            return False
+        return policy.backorders
 
     def order(self, order_id: str) -> Order | None:
         return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
@@ -125,6 +145,13 @@ class UnitOfWork:
         if o is None:
             raise OrderNotFoundError(f"order {order_id} is not in the ledger", order_id=order_id)
         return o
+
+    def location_changed(self, location: str) -> None:
+        """A policy just changed in this unit of work: the SKU-locations it holds read it again."""
+        self._no_policy.discard(location)
+        for agg in self.touched.values():
+            if isinstance(agg, SkuLocation) and agg.location == location:
+                agg.location_backorders = self.location_backorders(location)
 
     def partially_mutated(self) -> bool:
         if self._created and any(self.touched[i].pending_events for i in self._created):
@@ -159,7 +186,7 @@ def stock_view(s: SkuLocation) -> dict[str, Any]:
         "unavailable": s.unavailable,
         "incoming": s.incoming,
         "available": s.available,
-        "allow_backorder": s.allow_backorder,
+        "allow_backorder": s.backorders_allowed,
         "version": s.version,
     }
 
@@ -207,6 +234,7 @@ class Decider:
             c.WriteOffDamaged: self.write_off,
             c.CorrectMovement: self.correct,
             c.ConfigureBackorders: self.configure_backorders,
+            c.ConfigureLocation: self.configure_location,
             c.CoverShortfall: self.cover_shortfall,
             c.CaptureOrder: self.capture_order,
             c.PlaceHold: self.place_hold,
@@ -435,6 +463,19 @@ class Decider:
         if cmd.allowed:
             self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return stock_view(s)
+
+    def configure_location(self, cmd: c.ConfigureLocation, uow: UnitOfWork) -> dict[str, Any]:
+        """A location's policy for every SKU at it: whether it may reserve beyond what is
+        available (`backorders`). Setting what is already set appends nothing."""
+        loc = uow.location(cmd.location)
+        if loc is None:
+            if not cmd.backorders:
+                return {"location": cmd.location, "backorders": False}
+            loc = Location.open(cmd.location, cmd.cause)
+            uow.add(loc)
+        loc.set_backorders(cmd.backorders, cmd.cause)
+        uow.location_changed(cmd.location)
+        return loc.view()
 
     def cover_shortfall(self, cmd: c.CoverShortfall, uow: UnitOfWork) -> dict[str, Any]:
         """Reallocates the reservations of order lines a shortfall leaves uncovered to other
@@ -705,7 +746,7 @@ class Decider:
                     n = min(want, left[(lid, location)])
                     if s is None or n <= 0:
                         continue
-                    if not s.allow_backorder:  # units a shortfall took are not there to take
+                    if not s.backorders_allowed:  # units a shortfall took are not there to take
                         n = min(n, n + s.available)
                     if n <= 0:
                         continue
@@ -765,9 +806,15 @@ class Decider:
         for location in candidates:
             s = uow.stock(sku, location)
             if s is None:
-                continue
+                if not uow.location_backorders(location):
+                    continue
+                # a SKU first seen at a location that allows backorders: its stream opens here
+                # (a command refused after this is decided again without it by the writer)
+                s = uow.stock_or_open(sku, location, {"reason": "backorders-allowed"})
             stocks[location] = s
-            capacities.append((location, None if s.allow_backorder else s.available - planned.get(s.id, 0)))
+            capacities.append(
+                (location, None if s.backorders_allowed else s.available - planned.get(s.id, 0))
+            )
         allocations, missing = sourcing.plan(quantity, capacities)
         out = []
         for location, n in allocations:
@@ -793,7 +840,7 @@ class Decider:
             group = [w["location"]] if w["location"] else self.locations.locations_for(w["channel"])
             if s is None or location not in group:
                 continue
-            free = wanted if s.allow_backorder else min(wanted, s.available)
+            free = wanted if s.backorders_allowed else min(wanted, s.available)
             if free <= 0:
                 break
             rid = s.reserve(w["order_id"], w["line_id"], free, cause)
@@ -1136,13 +1183,20 @@ class History:
             return None
 
     def stock(self, sku: str, location: str) -> SkuLocation | None:
-        return self._get(stock_id(sku, location))  # type: ignore[return-value]  # a SKU-location's stream
+        s: SkuLocation | None = self._get(stock_id(sku, location))  # type: ignore[assignment]  # a SKU-location's stream
+        if s is not None:
+            policy = self.location(location)
+            s.location_backorders = policy is not None and policy.backorders
+        return s
 
     def order(self, order_id: str) -> Order | None:
         return self._get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
 
     def hold(self, reservation_id: str) -> Hold | None:
         return self._get(hold_id(reservation_id))  # type: ignore[return-value]  # a hold's stream
+
+    def location(self, location: str) -> Location | None:
+        return self._get(location_id(location))  # type: ignore[return-value]  # a location's policy stream
 
     def as_of_time(self, agg_id: UUID, at: datetime) -> Aggregate | None:
         """The aggregate as it stood at a moment: its last event at or before `at`."""

@@ -432,6 +432,21 @@ class ConfigureBackorders(Command):
     allowed: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConfigureLocation(Command):
+    """A location's policy for every SKU at it, SKUs first seen later included
+    (`PUT /v1/locations/{location}`): whether it may reserve beyond what is available."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("location",)
+
+    location: str
+    backorders: bool
+
+    def check(self) -> None:
+        if not isinstance(self.backorders, bool):
+            raise InvalidCommandError("backorders must be true or false", field="backorders")
+
+
 # ------------------------------------------------------------------ orders
 
 

@@ -175,3 +175,59 @@ def test_an_expired_hold_releases_itself_and_a_late_order_opens_an_exception(any
     items = any_api.get("/v1/exceptions", kind="late-order").json()["items"]
     assert [(i["key"], i["detail"]["reservation_id"]) for i in items] == [(oid, rid)]
     assert any_api.get(f"/v1/reservations/{rid}").json()["late_orders"] == [oid]
+
+
+def test_a_location_allowing_backorders_reserves_beyond_available_for_every_sku(any_api: Api) -> None:
+    sku, channel = uid("sku-"), uid("ch-")
+    location = f"WH {uid()}"  # percent-encoded in every path
+    encoded = quote(location, safe="")
+    put_channel(any_api.client, any_api.auth("admin"), channel, location)
+    stock(any_api, sku, location, 1)
+    line = {"line_id": "1", "sku": sku, "quantity": 3}
+    refused = any_api.post("/v1/orders", {"order_id": uid(), "channel": channel, "lines": [line]})
+    assert refused.status_code == 409
+    assert (
+        any_api.client.put(
+            f"/v1/locations/{encoded}", json={"backorders": True}, headers=any_api.auth("ingest:write")
+        ).status_code
+        == 403
+    )
+    assert (
+        any_api.client.put(
+            f"/v1/locations/{encoded}", json={"backorders": "yes"}, headers=any_api.auth("admin")
+        ).status_code
+        == 422
+    )
+    put = any_api.client.put(
+        f"/v1/locations/{encoded}", json={"backorders": True}, headers=any_api.auth("admin")
+    )
+    assert put.status_code == 200, put.text
+    assert put.json() == {"location": location, "backorders": True}
+    assert any_api.get(f"/v1/locations/{encoded}").json() == {"location": location, "backorders": True}
+    events = any_api.event_count()
+    again = any_api.client.put(
+        f"/v1/locations/{encoded}", json={"backorders": True}, headers=any_api.auth("admin")
+    )
+    assert again.status_code == 200 and any_api.event_count() == events
+    taken = any_api.post("/v1/orders", {"order_id": uid(), "channel": channel, "lines": [line]})
+    assert taken.status_code == 201, taken.text
+    assert taken.json()["lines"][0]["allocations"] == [{"location": location, "quantity": 3}]
+    later = uid("sku-")  # a SKU never seen anywhere, first held at the location after the policy
+    held = any_api.post("/v1/reservations", hold_body(uid(), channel, later, 2))
+    assert held.status_code == 201, held.text
+    s = any_api.get(f"/v1/stock/{later}/{encoded}").json()
+    assert (s["on_hand"], s["reserved"], s["allow_backorder"]) == (0, 2, True)
+    off = any_api.client.put(
+        f"/v1/locations/{encoded}", json={"backorders": False}, headers=any_api.auth("admin")
+    )
+    assert off.json()["backorders"] is False
+    assert (
+        any_api.post("/v1/orders", {"order_id": uid(), "channel": channel, "lines": [line]}).status_code
+        == 409
+    )
+    assert any_api.get("/v1/locations/never-set").json() == {"location": "never-set", "backorders": False}
+    slashed = any_api.client.put(
+        "/v1/locations/DC%2F1", json={"backorders": True}, headers=any_api.auth("admin")
+    )
+    assert slashed.json() == {"location": "DC/1", "backorders": True}
+    assert any_api.get("/v1/locations/DC%2F1").json()["backorders"] is True

@@ -190,6 +190,7 @@ class HoldMachine(RuleBasedStateMachine):
         self.store = Store({"web": ["W1", "W2"]})
         self.n = 0
         self.holds: list[str] = []
+        self.ever_allowed = {"W1": False, "W2": False}
 
     def send(self, cmd: c.Command) -> None:
         try:
@@ -214,6 +215,11 @@ class HoldMachine(RuleBasedStateMachine):
             )
         )
         self.holds.append(rid)
+
+    @rule(loc=st.sampled_from(["W1", "W2"]), allowed=st.booleans())
+    def location_policy(self, loc: str, allowed: bool) -> None:
+        self.send(c.ConfigureLocation(location=loc, backorders=allowed))
+        self.ever_allowed[loc] |= allowed
 
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
@@ -256,10 +262,48 @@ class HoldMachine(RuleBasedStateMachine):
                 elif isinstance(agg, Order):
                     holders += sum(Order.allocations_of(x).get(loc, 0) for x in agg.lines.values())
             assert holders == s.reserved == sum(int(r["quantity"]) for r in s.reservations.values())
-            assert 0 <= s.reserved <= s.on_hand  # no backorders here: never beyond what is there
+            # never beyond what is there, unless the location allowed backorders
+            assert 0 <= s.reserved and (s.reserved <= s.on_hand or self.ever_allowed[loc])
 
 
 HoldMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_holds_never_hold_twice = HoldMachine.TestCase
+
+
+def test_a_location_policy_allows_backorders_for_every_sku_there_even_skus_seen_later(store: Store):
+    with pytest.raises(InsufficientStockError):
+        order(store, "SO-0", ("A", 9))
+    store.decide(c.ConfigureLocation(location="W1", backorders=True))
+    answer = order(store, "SO-1", ("A", 9))
+    assert answer["lines"][0]["allocations"] == [{"location": "W1", "quantity": 9}]
+    assert store.stock("A", "W1") == (3, 9)
+    store.receive("W2", 1, sku="NEW")  # first seen after the policy, at W2: no backorders there
+    with pytest.raises(InsufficientStockError):
+        store.decide(
+            c.CaptureOrder(
+                order_id="SO-2",
+                channel="web",
+                lines=({"line_id": "1", "sku": "NEW", "quantity": 2, "location": "W2"},),
+            )
+        )
+    held = hold(store, "cart", ("LATER", 4), location="W1")  # never received anywhere, held at W1
+    assert held["lines"][0]["allocations"] == [{"location": "W1", "quantity": 4}]
+    store.decide(c.ConfigureLocation(location="W1", backorders=False))
+    with pytest.raises(InsufficientStockError):
+        store.decide(
+            c.CaptureOrder(
+                order_id="SO-3",
+                channel="web",
+                lines=({"line_id": "1", "sku": "B", "quantity": 1, "location": "W1"},),
+            )
+        )
+
+
+def test_setting_a_location_policy_again_appends_nothing(store: Store):
+    store.decide(c.ConfigureLocation(location="W1", backorders=False))
+    before = len(store.log)
+    store.decide(c.ConfigureLocation(location="W1", backorders=True))
+    store.decide(c.ConfigureLocation(location="W1", backorders=True))
+    assert len(store.log) == before + 2  # the location's stream opened, and its one setting
