@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from adapters.logs import mask_text
+from ledger.bounds import parse_hold_reservation_id
 
 Part = dict[str, Any]
 INBOX_SOURCES = frozenset({"shopify", "pos", "erp", "remap"})
@@ -56,7 +57,10 @@ def location_href(location: str) -> str:
 
 
 def order_of(reservation_id: Any) -> str | None:
-    """The order a reservation id belongs to (`{order_id}/{line_id}`), if it names one."""
+    """The order a reservation id belongs to (`{order_id}/{line_id}`), if it names one (a hold's
+    reservation, `hold/{hold}/{line}`, names none)."""
+    if isinstance(reservation_id, str) and parse_hold_reservation_id(reservation_id) is not None:
+        return None
     if isinstance(reservation_id, str) and "/" in reservation_id:
         return reservation_id.rsplit("/", 1)[0]
     return None
@@ -95,8 +99,11 @@ def _stock(name: str, e: Any, location: str | None) -> list[Part] | None:
     if name == "StockExpected":
         return [text(f"Expecting {e.quantity}"), *at, text(f" (advance notice {e.reference})")]
     if name == "StockReserved":
-        parts = [text(f"Reserved {e.quantity} for order "), link(e.order_id, order_href(e.order_id))]
-        parts += [text(f" line {e.line_id}"), *at]
+        if parse_hold_reservation_id(e.reservation_id) is not None:  # a hold (`POST /v1/reservations`)
+            parts = [text(f"Held {e.quantity} for reservation {e.order_id} line {e.line_id}"), *at]
+        else:
+            parts = [text(f"Reserved {e.quantity} for order "), link(e.order_id, order_href(e.order_id))]
+            parts += [text(f" line {e.line_id}"), *at]
         if g("expires_at") is not None:
             parts.append(text(f", held until {plain(e.expires_at)}"))
         return parts

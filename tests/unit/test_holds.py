@@ -307,3 +307,10 @@ def test_setting_a_location_policy_again_appends_nothing(store: Store):
     store.decide(c.ConfigureLocation(location="W1", backorders=True))
     store.decide(c.ConfigureLocation(location="W1", backorders=True))
     assert len(store.log) == before + 2  # the location's stream opened, and its one setting
+
+
+def test_the_console_names_no_order_for_a_holds_reservation():
+    from api.console.words import order_of
+
+    assert order_of(hold_reservation_id("cart", "1")) is None
+    assert order_of("SO-1/1") == "SO-1"
