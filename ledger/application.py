@@ -34,7 +34,7 @@ from ledger.errors import (
     VersionConflictError,
 )
 from ledger.holds import Hold
-from ledger.locations import Location, location_id
+from ledger.locations import Location, LocationPolicies, location_id
 from ledger.orders import Order
 from ledger.ports import LocationDirectory, StaticLocations, StreamIndex
 from ledger.stock import SkuLocation, movement_effect
@@ -59,8 +59,11 @@ class UnitOfWork:
     failed had already changed an aggregate (then the writer replays the batch without it).
     """
 
-    def __init__(self, load: Callable[[UUID], Aggregate | None]) -> None:
+    def __init__(
+        self, load: Callable[[UUID], Aggregate | None], policies: LocationPolicies | None = None
+    ) -> None:
         self._load = load
+        self._policies = policies  # the writer's location policies (`ledger.locations`), if any
         self.touched: dict[UUID, Aggregate] = {}
         self._marks: dict[UUID, int] = {}
         self._created: list[UUID] = []
@@ -106,8 +109,13 @@ class UnitOfWork:
         return self.get(location_id(location))  # type: ignore[return-value]  # a location's policy stream
 
     def location_backorders(self, location: str) -> bool:
-        """The location's policy (`ledger.locations`): the writer's cache keeps it, and a refresh
-        after a refusal brings it up to date; a location with no policy is read once per batch."""
+        """The location's policy (`ledger.locations`): as this batch changed it, else as the
+        writer's `LocationPolicies` keep it; without those, read through the unit of work."""
+        changed = self.touched.get(location_id(location))
+        if isinstance(changed, Location):
+            return changed.backorders
+        if self._policies is not None:
+            return self._policies.allows(location)
         if location in self._no_policy:
             return False
         policy = self.location(location)
@@ -149,6 +157,8 @@ class UnitOfWork:
     def location_changed(self, location: str) -> None:
         """A policy just changed in this unit of work: the SKU-locations it holds read it again."""
         self._no_policy.discard(location)
+        if self._policies is not None:
+            self._policies.forget(location)
         for agg in self.touched.values():
             if isinstance(agg, SkuLocation) and agg.location == location:
                 agg.location_backorders = self.location_backorders(location)
@@ -220,6 +230,8 @@ class Decider:
         self.app = app
         self.locations = locations or StaticLocations()
         self.checks = tuple(checks)  # the validation stage (`ledger.validation`); none: no stage
+        # handed to each unit of work the writer makes
+        self.location_policies = LocationPolicies(self._read_location_policy)
         self._handlers: dict[type, Callable[[Any, UnitOfWork], dict[str, Any]]] = {
             c.ReceiveStock: self.receive,
             c.ExpectStock: self.expect,
@@ -258,6 +270,13 @@ class Decider:
             c.ChangeChannelPolicy: self.change_channel_policy,
             c.RecordRebuild: self.record_rebuild,
         }
+
+    def _read_location_policy(self, location: str) -> bool:
+        try:
+            policy = cast(Location, self.app.repository.get(location_id(location)))  # a location's stream
+        except AggregateNotFoundError:
+            return False
+        return policy.backorders
 
     def decide(self, cmd: c.Command, uow: UnitOfWork) -> dict[str, Any]:
         try:
@@ -468,6 +487,12 @@ class Decider:
         """A location's policy for every SKU at it: whether it may reserve beyond what is
         available (`backorders`). Setting what is already set appends nothing."""
         loc = uow.location(cmd.location)
+        if loc is not None and not loc.pending_events and self.app is not None:
+            # another process may have changed it since the writer cached it: decide on the stored one
+            stored = cast(Location, self.app.repository.get(loc.id))  # a location's stream
+            if stored.version != loc.version:
+                uow.replace(stored)
+                loc = stored
         if loc is None:
             if not cmd.backorders:
                 return {"location": cmd.location, "backorders": False}

@@ -65,7 +65,7 @@ class BatchDecider:
     ) -> Decision:
         """Decides every command not known to fail; collects the events to save in one go."""
         while True:
-            uow = UnitOfWork(self.cache.load)
+            uow = UnitOfWork(self.cache.load, self.decider.location_policies)
             try:
                 decision = self._decide_once(batch, failed, inflight_keys, uow, optimistic=optimistic)
             except BaseException:

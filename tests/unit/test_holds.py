@@ -314,3 +314,26 @@ def test_the_console_names_no_order_for_a_holds_reservation():
 
     assert order_of(hold_reservation_id("cart", "1")) is None
     assert order_of("SO-1/1") == "SO-1"
+
+
+def test_the_writer_reads_a_location_policy_at_most_once_a_ttl_unless_it_changed_here():
+    from ledger.locations import LocationPolicies
+
+    stored = {"W1": False}
+    reads: list[str] = []
+    now = [0.0]
+
+    def read(location: str) -> bool:
+        reads.append(location)
+        return stored.get(location, False)
+
+    policies = LocationPolicies(read, ttl=1.0, clock=lambda: now[0])
+    assert policies.allows("W1") is False and policies.allows("W1") is False and reads == ["W1"]
+    stored["W1"] = True  # set by another process
+    now[0] = 0.5
+    assert policies.allows("W1") is False  # within the bound
+    now[0] = 1.0
+    assert policies.allows("W1") is True and reads == ["W1", "W1"]
+    stored["W1"] = False
+    policies.forget("W1")  # set in this process
+    assert policies.allows("W1") is False and len(reads) == 3
