@@ -58,8 +58,12 @@ def reservation_id(order_id: str, line_id: str) -> str:
     return f"{_escape(order_id)}/{_escape(line_id)}"
 
 
-def _escape(part: str) -> str:
+def escape_part(part: str) -> str:
+    """`%` and `/` escaped, so the part can be joined with `/` and split again (`unescape_part`)."""
     return part.replace("%", "%25").replace("/", "%2F")
+
+
+_escape = escape_part
 
 
 def parse_reservation_id(rid: str) -> tuple[str, str] | None:
@@ -70,5 +74,9 @@ def parse_reservation_id(rid: str) -> tuple[str, str] | None:
     return _unescape(order), _unescape(line)
 
 
-def _unescape(part: str) -> str:
+def unescape_part(part: str) -> str:
+    """The inverse of `escape_part`."""
     return re.sub(r"%(25|2F)", lambda m: "%" if m.group(1) == "25" else "/", part)
+
+
+_unescape = unescape_part
