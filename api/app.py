@@ -23,11 +23,13 @@ from api.routes import (
     compliance,
     health,
     inbox,
+    locations,
     mappings,
     metrics,
     orders,
     pos,
     reconciliations,
+    reservations,
     stock,
     webhooks,
 )
@@ -41,7 +43,8 @@ from bootstrap import Container, bootstrap
 # Routes are matched in this order, one router after another: the hot ATS read goes first.
 ROUTERS = [ats.router, health.router, metrics.router, stock.router, orders.router]
 ROUTERS += [webhooks.router, pos.router, erp_routes.router, mappings.router, inbox.router]
-ROUTERS += [reconciliations.router, shopify_routes.router, compliance.router]
+ROUTERS += [reconciliations.router, shopify_routes.router, compliance.router, reservations.router]
+ROUTERS += [locations.router]
 ROUTERS += [channels.router, projection_routes.router, exception_routes.router]
 ROUTERS += [explain_routes.router, console_routes.router, asyncapi.router, problem_types.router]
 # The routes the lean path answers when it can (api.fastpath): the ATS point query, the hot writes.
@@ -64,8 +67,12 @@ def api_process() -> FastAPI:
     return create_app(settings, run_workers=False)
 
 
-def create_app(settings: Settings | None = None, container: Container | None = None,
-               run_workers: bool | None = None, lean: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    container: Container | None = None,
+    run_workers: bool | None = None,
+    lean: bool = True,
+) -> FastAPI:
     """Builds the app. With `container`, the caller owns it (tests); else the lifespan builds one.
     `lean=False` leaves the lean path out: every request goes through its FastAPI route (tests
     compare the two)."""

@@ -126,7 +126,9 @@ class IdempotencyStore:
         owner = row.get("owner") or ""
         return owner.startswith(PROCESS + ":") and owner not in _RUNNING
 
-    def complete(self, token: str, scope: str, key: str, status: int, headers: dict[str, str], body: bytes) -> None:
+    def complete(
+        self, token: str, scope: str, key: str, status: int, headers: dict[str, str], body: bytes
+    ) -> None:
         """Stores the answer (committed when this returns). On an outage the answer is kept to be
         stored later, and the error raised: the answer must not be sent before it is stored."""
         try:
@@ -138,7 +140,9 @@ class IdempotencyStore:
         finally:
             _RUNNING.discard(token)
 
-    def _complete(self, token: str, scope: str, key: str, status: int, headers: dict[str, str], body: bytes) -> None:
+    def _complete(
+        self, token: str, scope: str, key: str, status: int, headers: dict[str, str], body: bytes
+    ) -> None:
         self.db.execute(
             "UPDATE idempotency_keys SET status = %s, headers = %s, body = %s, completed_at = %s "
             "WHERE scope = %s AND key = %s AND owner = %s",
@@ -170,7 +174,9 @@ class IdempotencyStore:
             (scope, key, token),
         )
 
-    def _later(self, scope: str, key: str, token: str, answer: tuple[int, dict[str, str], bytes] | None) -> None:
+    def _later(
+        self, scope: str, key: str, token: str, answer: tuple[int, dict[str, str], bytes] | None
+    ) -> None:
         with self._lock:
             self._pending[(scope, key)] = (token, answer)
             while len(self._pending) > MAX_PENDING:  # the oldest go stale and are taken over

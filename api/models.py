@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from adapters.fields import Delta, Id, Quantity
 from api.problem_types import PROBLEM_TYPES
@@ -46,12 +46,16 @@ class Receipt(Request):
     sku: Id = Field(description=SKU)
     location: Id = Field(description=LOCATION)
     quantity: Quantity = Field(description="Units received.")
-    reference: Id = Field(description="The document (purchase order, delivery note); a repeat appends nothing.")
+    reference: Id = Field(
+        description="The document (purchase order, delivery note); a repeat appends nothing."
+    )
     asn_id: Id | None = Field(
         None, description="The advance shipping notice whose incoming units this receipt lands."
     )
     model_config = ConfigDict(
-        json_schema_extra=examples({"sku": "SKU-RED-M", "location": "WH1", "quantity": 24, "reference": "PO-1001"})
+        json_schema_extra=examples(
+            {"sku": "SKU-RED-M", "location": "WH1", "quantity": 24, "reference": "PO-1001"}
+        )
     )
 
 
@@ -82,7 +86,13 @@ class Transfer(Request):
     reference: Id = Field(description="The transfer document; a repeat appends nothing.")
     model_config = ConfigDict(
         json_schema_extra=examples(
-            {"sku": "SKU-RED-M", "from_location": "WH1", "to_location": "STORE1", "quantity": 5, "reference": "TR-3"}
+            {
+                "sku": "SKU-RED-M",
+                "from_location": "WH1",
+                "to_location": "STORE1",
+                "quantity": 5,
+                "reference": "TR-3",
+            }
         )
     )
 
@@ -116,8 +126,12 @@ class StockView(Response):
     available: int = Field(description="on_hand − reserved − unavailable: what can still be reserved.")
     version: int = Field(description="The stream's version (the ETag; send it as If-Match).")
     unavailable: int = Field(0, description="Units on hand that cannot be sold (damaged, quarantined).")
-    incoming: int = Field(0, description="Units announced by advance shipping notices or transfers on their way.")
-    allow_backorder: bool = Field(False, description="Whether the location may reserve beyond what is available.")
+    incoming: int = Field(
+        0, description="Units announced by advance shipping notices or transfers on their way."
+    )
+    allow_backorder: bool = Field(
+        False, description="Whether the location may reserve beyond what is available."
+    )
     model_config = ConfigDict(json_schema_extra=examples(STOCK_EXAMPLE))
 
 
@@ -131,8 +145,17 @@ class TransferView(Response):
         extra="allow",
         populate_by_name=True,
         json_schema_extra=examples(
-            {"from": {**STOCK_EXAMPLE, "on_hand": 19, "available": 17}, "to": {**STOCK_EXAMPLE, "location": "STORE1",
-             "on_hand": 5, "reserved": 0, "available": 5, "incoming": 0}}
+            {
+                "from": {**STOCK_EXAMPLE, "on_hand": 19, "available": 17},
+                "to": {
+                    **STOCK_EXAMPLE,
+                    "location": "STORE1",
+                    "on_hand": 5,
+                    "reserved": 0,
+                    "available": 5,
+                    "incoming": 0,
+                },
+            }
         ),
     )
 
@@ -183,17 +206,31 @@ class OrderLine(Request):
     line_id: Id = Field(description="The line's id, unique within the order.")
     sku: Id = Field(description=SKU)
     quantity: Quantity = Field(description="Units ordered.")
-    location: Id | None = Field(None, description="Reserve at this location only (else in the channel's group).")
+    location: Id | None = Field(
+        None, description="Reserve at this location only (else in the channel's group)."
+    )
 
 
 class NewOrder(Request):
     """An order to capture. Every line is reserved, or none is (unless `allow_partial`)."""
 
-    order_id: Id = Field(description="The order's id; captured once (a repeat with the same lines appends nothing).")
-    channel: Id = Field(description="The channel it is sold on; its policy names the locations to reserve in.")
-    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES, description="The lines, each reserved.")
+    order_id: Id = Field(
+        description="The order's id; captured once (a repeat with the same lines appends nothing)."
+    )
+    channel: Id = Field(
+        description="The channel it is sold on; its policy names the locations to reserve in."
+    )
+    lines: list[OrderLine] = Field(
+        min_length=1, max_length=MAX_LINES, description="The lines, each reserved."
+    )
     allow_partial: bool = Field(
         False, description="Reserve what exists and backorder the rest, instead of refusing with 409."
+    )
+    reservation_id: Id | None = Field(
+        None,
+        description="A hold (POST /v1/reservations) the order takes over: its lines reserve what the hold "
+        "held, the rest is sourced as usual, and what they do not take is released. A hold already past "
+        "its expiry is not taken over: the order is sourced as usual and a `late-order` exception names it.",
     )
     model_config = ConfigDict(
         json_schema_extra=examples(
@@ -211,6 +248,53 @@ class NewOrder(Request):
         if len(set(ids)) != len(ids):
             raise ValueError("each line_id may appear once")
         return self
+
+
+class NewHold(Request):
+    """Units held for a checkout until `expires_at`, each line allocated like an order line.
+    Every line is held, or none is."""
+
+    reservation_id: Id = Field(description="The hold's id; a repeat with the same body appends nothing.")
+    channel: Id = Field(description="The channel it is sold on; its policy names the locations to hold in.")
+    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES, description="The lines, each held.")
+    expires_at: AwareDatetime = Field(
+        strict=False,  # an RFC 3339 string (the model is strict otherwise)
+        description="When the hold releases itself unless an order took it over (RFC 3339, with an offset).",
+    )
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {
+                "reservation_id": "cart-42",
+                "channel": "online",
+                "lines": [{"line_id": "1", "sku": "SKU-RED-M", "quantity": 2}],
+                "expires_at": "2026-12-07T10:10:00Z",
+            }
+        )
+    )
+
+    @model_validator(mode="after")
+    def _unique_lines(self) -> NewHold:
+        ids = [x.line_id for x in self.lines]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each line_id may appear once")
+        return self
+
+
+class LocationPolicy(Request):
+    """A location's policy for every SKU at it, SKUs first seen later included."""
+
+    backorders: bool = Field(
+        description="Whether the location may reserve beyond what is available (orders and holds)."
+    )
+    model_config = ConfigDict(json_schema_extra=examples({"backorders": True}))
+
+
+class LocationView(Response):
+    """A location's policy."""
+
+    location: str = Field(description=LOCATION)
+    backorders: bool = Field(description="Whether it may reserve beyond what is available, for every SKU.")
+    model_config = ConfigDict(json_schema_extra=examples({"location": "WH1", "backorders": True}))
 
 
 class ShipmentLine(Request):
@@ -239,7 +323,10 @@ class Cancellation(Request):
 
     reason: Id = Field(description="Why: `customer`, `fraud`, `out-of-stock`, ...")
     lines: list[CancelLine] | None = Field(
-        default=None, min_length=1, max_length=MAX_LINES, description="Only these units (else the whole order)."
+        default=None,
+        min_length=1,
+        max_length=MAX_LINES,
+        description="Only these units (else the whole order).",
     )
     reference: Id | None = Field(None, description="The partial cancellation's id (needed with `lines`).")
     model_config = ConfigDict(json_schema_extra=examples({"reason": "customer"}))
@@ -289,6 +376,55 @@ class OrderLineView(Response):
     backordered: int = Field(0, description="Units waiting for stock, reserved first come, first served.")
 
 
+class HoldTaken(Response):
+    reservation_id: str = Field(description="The hold the order named.")
+    status: str = Field(description="The hold's status after the order: `taken`, or `expired` when late.")
+    late: bool = Field(description="The hold had expired before the order came: nothing was taken over.")
+
+
+class HoldLineView(Response):
+    line_id: str = Field(description="The line's id within the hold.")
+    sku: str = Field(description=SKU)
+    quantity: int = Field(description="Units asked for.")
+    location: str | None = Field(None, description="The location the line named, if any.")
+    allocations: list[Allocation] = Field(description="Where the units were held when the hold was placed.")
+    held: int = Field(description="Units the line still holds (0 once taken over, released or expired).")
+
+
+class HoldView(Response):
+    """A hold: `held` (pending), then `taken` by an order, `released` (voided) or `expired`."""
+
+    reservation_id: str = Field(description="The hold's id.")
+    channel: str = Field(description="The channel it holds for.")
+    status: Literal["held", "taken", "released", "expired"] = Field(description="Where the hold stands.")
+    expires_at: datetime = Field(description="When it releases itself unless taken over.")
+    order_id: str | None = Field(None, description="The order that took it over.")
+    late_orders: list[str] = Field(default_factory=list, description="Orders that named it after it expired.")
+    lines: list[HoldLineView] = Field(description="The hold's lines.")
+    model_config = ConfigDict(
+        json_schema_extra=examples(
+            {
+                "reservation_id": "cart-42",
+                "channel": "online",
+                "status": "held",
+                "expires_at": "2026-12-07T10:10:00+00:00",
+                "order_id": None,
+                "late_orders": [],
+                "lines": [
+                    {
+                        "line_id": "1",
+                        "sku": "SKU-RED-M",
+                        "quantity": 2,
+                        "location": None,
+                        "allocations": [{"location": "WH1", "quantity": 2}],
+                        "held": 2,
+                    }
+                ],
+            }
+        )
+    )
+
+
 class OrderLineDetail(OrderLineView):
     shipped: int = Field(description="Units shipped.")
     cancelled: int = Field(description="Units cancelled.")
@@ -301,7 +437,9 @@ class RefundView(Response):
     refund_id: str = Field(description="The refund's id.")
     amount: str = Field(description="An exact decimal, as text.")
     currency: str = Field(description="ISO 4217.")
-    status: Literal["recorded", "confirmed", "settled", "failed"] = Field(description="Where the refund stands.")
+    status: Literal["recorded", "confirmed", "settled", "failed"] = Field(
+        description="Where the refund stands."
+    )
 
 
 ORDER_EXAMPLE: dict[str, Any] = {
@@ -337,6 +475,7 @@ class OrderView(Response):
     lines: list[OrderLineView] = Field(description="The order's lines.")
     open: list[str] = Field(default_factory=list, description="what is still to happen, in order")
     refunds: list[RefundView] = Field(default_factory=list, description="The order's refunds.")
+    hold: HoldTaken | None = Field(None, description="The hold the capture named (`reservation_id`).")
     model_config = ConfigDict(json_schema_extra=examples(ORDER_EXAMPLE))
 
 
@@ -348,8 +487,12 @@ class OrderDetail(OrderView):
     )
     open: list[str] = Field(description="What is still to happen, in order (`ship`, `post`, `invoice`, ...).")
     refunds: list[RefundView] = Field(description="The order's refunds.")
-    external_refs: dict[str, str] = Field(description="Correlation ids (Shopify name, order number, ERP reference).")
-    platform_status: dict[str, Any] = Field(description="The selling platform's own status (financial, fulfillment).")
+    external_refs: dict[str, str] = Field(
+        description="Correlation ids (Shopify name, order number, ERP reference)."
+    )
+    platform_status: dict[str, Any] = Field(
+        description="The selling platform's own status (financial, fulfillment)."
+    )
     erp: dict[str, Any] = Field(
         description="The ERP posting: `posted`, `attempts`, `last_error`, `reference`, `expected`, `documents`."
     )
@@ -367,13 +510,25 @@ class OrderDetail(OrderView):
             {
                 **ORDER_EXAMPLE,
                 "lines": [
-                    {**ORDER_EXAMPLE["lines"][0], "shipped": 0, "cancelled": 0, "returned": 0, "released": 0,
-                     "consumed": 0}
+                    {
+                        **ORDER_EXAMPLE["lines"][0],
+                        "shipped": 0,
+                        "cancelled": 0,
+                        "returned": 0,
+                        "released": 0,
+                        "consumed": 0,
+                    }
                 ],
                 "external_refs": {"name": "#1001"},
                 "platform_status": {},
-                "erp": {"posted": False, "attempts": 0, "last_error": None, "reference": None, "expected": [],
-                        "documents": {}},
+                "erp": {
+                    "posted": False,
+                    "attempts": 0,
+                    "last_error": None,
+                    "reference": None,
+                    "expected": [],
+                    "documents": {},
+                },
                 "invoices": [],
                 "version": 3,
             }

@@ -71,6 +71,12 @@ PROBLEM_TYPES: dict[str, ProblemType] = {
         "The ledger has no order with that id.",
         "Capture the order first (POST /v1/orders), or check the id.",
     ),
+    "reservation-not-found": ProblemType(
+        404,
+        "Reservation not found",
+        "The ledger has no hold with that reservation id.",
+        "Place the hold first (POST /v1/reservations), or check the id.",
+    ),
     "stock-not-found": ProblemType(
         404,
         "Stock not found",

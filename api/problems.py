@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from adapters.persistence.db import OUTAGE_ERRORS, is_outage
 from ledger.errors import (
     CorrectionError,
+    HoldNotFoundError,
     IdempotencyConflictError,
     InsufficientStockError,
     InvalidCommandError,
@@ -41,6 +42,7 @@ STATUS_BY_ERROR: dict[type[LedgerError], int] = {
     VersionConflictError: 409,
     IdempotencyConflictError: 422,
     OrderNotFoundError: 404,
+    HoldNotFoundError: 404,
     StockNotFoundError: 404,
     StorageError: 503,
 }

@@ -19,18 +19,22 @@ from eventsourcing.persistence import JSONTranscoder, StoredEvent
 from ledger import commands as c
 from ledger import sourcing
 from ledger.backorders import Backorders, backorders_id
+from ledger.bounds import hold_id, hold_reservation_id, parse_hold_reservation_id, reservation_id, stock_id
 from ledger.bounds import order_id as order_uuid
-from ledger.bounds import reservation_id, stock_id
 from ledger.channels import Channel, ReadModel, channel_id, read_model_id
 from ledger.errors import (
     CorrectionError,
+    HoldNotFoundError,
     InsufficientStockError,
     InvalidCommandError,
     OrderConflictError,
     OrderNotFoundError,
+    ReservationError,
     StockNotFoundError,
     VersionConflictError,
 )
+from ledger.holds import Hold
+from ledger.locations import Location, location_id
 from ledger.orders import Order
 from ledger.ports import LocationDirectory, StaticLocations, StreamIndex
 from ledger.stock import SkuLocation, movement_effect
@@ -60,6 +64,7 @@ class UnitOfWork:
         self.touched: dict[UUID, Aggregate] = {}
         self._marks: dict[UUID, int] = {}
         self._created: list[UUID] = []
+        self._no_policy: set[str] = set()  # locations found to have no policy stream
 
     def begin(self) -> None:
         # Marks are taken lazily, when a command first gets an aggregate, so that beginning a
@@ -84,14 +89,32 @@ class UnitOfWork:
         self._created.append(agg.id)
 
     def stock(self, sku: str, location: str) -> SkuLocation | None:
-        return self.get(stock_id(sku, location))  # type: ignore[return-value]  # a SKU-location's stream
+        s: SkuLocation | None = self.get(stock_id(sku, location))  # type: ignore[assignment]  # a SKU-location's stream
+        if s is not None:
+            s.location_backorders = self.location_backorders(location)
+        return s
 
     def stock_or_open(self, sku: str, location: str, cause: dict[str, Any]) -> SkuLocation:
         s = self.stock(sku, location)
         if s is None:
             s = SkuLocation.open(sku, location, cause)
+            s.location_backorders = self.location_backorders(location)
             self.add(s)
         return s
+
+    def location(self, location: str) -> Location | None:
+        return self.get(location_id(location))  # type: ignore[return-value]  # a location's policy stream
+
+    def location_backorders(self, location: str) -> bool:
+        """The location's policy (`ledger.locations`): the writer's cache keeps it, and a refresh
+        after a refusal brings it up to date; a location with no policy is read once per batch."""
+        if location in self._no_policy:
+            return False
+        policy = self.location(location)
+        if policy is None:
+            self._no_policy.add(location)
+            return False
+        return policy.backorders
 
     def order(self, order_id: str) -> Order | None:
         return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
@@ -106,11 +129,29 @@ class UnitOfWork:
             self.add(b)
         return b
 
+    def hold(self, reservation_id: str) -> Hold | None:
+        return self.get(hold_id(reservation_id))  # type: ignore[return-value]  # a hold's stream
+
+    def require_hold(self, reservation_id: str) -> Hold:
+        h = self.hold(reservation_id)
+        if h is None:
+            raise HoldNotFoundError(
+                f"reservation {reservation_id} is not in the ledger", reservation_id=reservation_id
+            )
+        return h
+
     def require_order(self, order_id: str) -> Order:
         o = self.order(order_id)
         if o is None:
             raise OrderNotFoundError(f"order {order_id} is not in the ledger", order_id=order_id)
         return o
+
+    def location_changed(self, location: str) -> None:
+        """A policy just changed in this unit of work: the SKU-locations it holds read it again."""
+        self._no_policy.discard(location)
+        for agg in self.touched.values():
+            if isinstance(agg, SkuLocation) and agg.location == location:
+                agg.location_backorders = self.location_backorders(location)
 
     def partially_mutated(self) -> bool:
         if self._created and any(self.touched[i].pending_events for i in self._created):
@@ -145,7 +186,7 @@ def stock_view(s: SkuLocation) -> dict[str, Any]:
         "unavailable": s.unavailable,
         "incoming": s.incoming,
         "available": s.available,
-        "allow_backorder": s.allow_backorder,
+        "allow_backorder": s.backorders_allowed,
         "version": s.version,
     }
 
@@ -155,10 +196,11 @@ def uncovered_view(s: SkuLocation) -> list[dict[str, Any]]:
     out = []
     for rid, units in s.uncovered():
         r = s.reservations[rid]
+        hold = parse_hold_reservation_id(rid) is not None  # a hold's line is no order's
         out.append(
             {
                 "reservation_id": rid,
-                "order_id": r.get("order_id"),
+                "order_id": None if hold else r.get("order_id"),
                 "line_id": r.get("line_id"),
                 "quantity": units,
             }
@@ -192,8 +234,11 @@ class Decider:
             c.WriteOffDamaged: self.write_off,
             c.CorrectMovement: self.correct,
             c.ConfigureBackorders: self.configure_backorders,
+            c.ConfigureLocation: self.configure_location,
             c.CoverShortfall: self.cover_shortfall,
             c.CaptureOrder: self.capture_order,
+            c.PlaceHold: self.place_hold,
+            c.ReleaseHold: self.release_hold,
             c.RemapOrderLine: self.remap_line,
             c.ShipOrder: self.ship,
             c.CancelOrder: self.cancel,
@@ -332,10 +377,17 @@ class Decider:
 
     def release_expired(self, cmd: c.ReleaseExpired, uow: UnitOfWork) -> dict[str, Any]:
         s = self._existing(uow, cmd.sku, cmd.location)
-        expired = [(s.reservations[rid], qty) for rid, qty in s.expired_reservations(cmd.now)]
-        lines = [(r["order_id"], r["line_id"], qty) for r, qty in expired]  # before the release drops them
+        expired = [(rid, s.reservations[rid], qty) for rid, qty in s.expired_reservations(cmd.now)]
+        # before the release drops them
+        lines = [(rid, r["order_id"], r["line_id"], qty) for rid, r, qty in expired]
         released = s.release_expired(cmd.now, cmd.cause)
-        for order_id, line_id, qty in lines:
+        for rid, order_id, line_id, qty in lines:
+            held = parse_hold_reservation_id(rid)
+            if held is not None:  # a hold's line: the hold records it, and ends once nothing is held
+                hold = uow.hold(held[0])
+                if hold is not None:
+                    hold.record_release(held[1], s.location, qty, "expired", cmd.cause)
+                continue
             self._expire_on_order(uow, s, order_id, line_id, qty, cmd.cause)
         if released:
             self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
@@ -412,6 +464,19 @@ class Decider:
             self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
         return stock_view(s)
 
+    def configure_location(self, cmd: c.ConfigureLocation, uow: UnitOfWork) -> dict[str, Any]:
+        """A location's policy for every SKU at it: whether it may reserve beyond what is
+        available (`backorders`). Setting what is already set appends nothing."""
+        loc = uow.location(cmd.location)
+        if loc is None:
+            if not cmd.backorders:
+                return {"location": cmd.location, "backorders": False}
+            loc = Location.open(cmd.location, cmd.cause)
+            uow.add(loc)
+        loc.set_backorders(cmd.backorders, cmd.cause)
+        uow.location_changed(cmd.location)
+        return loc.view()
+
     def cover_shortfall(self, cmd: c.CoverShortfall, uow: UnitOfWork) -> dict[str, Any]:
         """Reallocates the reservations of order lines a shortfall leaves uncovered to other
         locations of the order's channel group (newest reservations first), as far as they have
@@ -420,6 +485,8 @@ class Decider:
         moved = []
         for rid, units in s.uncovered():
             r = s.reservations[rid]
+            if parse_hold_reservation_id(rid) is not None:
+                continue  # a hold: it stays where it is until it ends
             order = uow.order(r["order_id"]) if r.get("order_id") else None
             line = None if order is None else order.lines.get(r["line_id"])
             if order is None or line is None:
@@ -474,26 +541,21 @@ class Decider:
             raise OrderConflictError(
                 f"order {cmd.order_id} was already captured with other lines", order_id=cmd.order_id
             )
-        # Plan every line before changing anything, so a refused order changes nothing.
+        hold, late = self._hold_to_take(uow, cmd)
+        # Plan every line before changing anything, so a refused order changes nothing. A hold
+        # taken over gives its units first: they are released and reserved for the order line
+        # at the same location (never held twice); the rest of a line is sourced as usual.
+        taken = self._plan_takeover(uow, hold, cmd.lines) if hold is not None and not late else {}
         planned: dict[UUID, int] = {}
-        plans: list[tuple[dict[str, Any], list[tuple[SkuLocation, int]], int]] = []
-        short: list[dict[str, Any]] = []
-        for line in cmd.lines:
-            if line.get("stock") is False:  # a line that carries no stock is never reserved
-                continue
-            if line.get("location"):
-                candidates: Sequence[str] = (line["location"],)
-            else:
-                candidates = self.locations.locations_for(cmd.channel)
-                if not candidates:
-                    raise InvalidCommandError(
-                        f"line {line['line_id']} names no location and channel {cmd.channel} has no locations",
-                        field="lines",
-                    )
-            allocations, missing = self._plan(uow, line["sku"], line["quantity"], candidates, planned)
-            if missing:
-                short.append({"line_id": line["line_id"], "sku": line["sku"], "quantity": line["quantity"]})
-            plans.append((line, allocations, missing))
+        if hold is not None:  # its units are released before the order reserves: they count as free
+            for line in hold.lines.values():
+                for location, n in line["allocations"].items():
+                    sid = stock_id(line["sku"], location)
+                    planned[sid] = planned.get(sid, 0) - n
+            for parts in taken.values():
+                for st, n in parts:
+                    planned[st.id] = planned.get(st.id, 0) + n
+        plans, short = self._plan_lines(uow, cmd.channel, cmd.lines, planned, taken)
         if short and not cmd.allow_partial:
             raise InsufficientStockError(
                 f"order {cmd.order_id}: {len(short)} line(s) cannot be reserved",
@@ -509,8 +571,11 @@ class Decider:
             platform_status=cmd.platform_status,
         )
         uow.add(order)
+        freed: list[tuple[str, str]] = []  # by the hold; backorders are filled once the order reserved
+        if hold is not None:
+            freed = self._end_late(uow, hold, cmd) if late else self._take_over(uow, hold, taken, cmd)
         for line, allocations, missing in plans:
-            for s, n in allocations:
+            for s, n in self._merged(taken.get(line["line_id"], []), allocations):
                 rid = s.reserve(cmd.order_id, line["line_id"], n, cmd.cause, cmd.expires_at)
                 order.record_reservation(line["line_id"], s.location, n, rid, cmd.cause)
             if missing:  # the line's `backordered` units wait for stock, oldest capture first
@@ -521,7 +586,209 @@ class Decider:
             facts = OrderToCheck(cmd.order_id, cmd.channel, tuple(cmd.lines), dict(cmd.facts))
             holds = run_checks(self.checks, facts)
             order.record_checks([x.name for x in self.checks], holds, cmd.cause)
-        return self._order_answer(order)
+        for sku, location in sorted(set(freed)):
+            self._fill_backorders(uow, sku, location, cmd.cause)
+        answer = self._order_answer(order)
+        if hold is not None:
+            answer["hold"] = {"reservation_id": hold.reservation_id, "status": hold.status, "late": late}
+        return answer
+
+    def _plan_lines(
+        self,
+        uow: UnitOfWork,
+        channel: str,
+        lines: Sequence[dict[str, Any]],
+        planned: dict[UUID, int],
+        taken: dict[str, list[tuple[SkuLocation, int]]] | None = None,
+    ) -> tuple[list[tuple[dict[str, Any], list[tuple[SkuLocation, int]], int]], list[dict[str, Any]]]:
+        """The allocations of each line (at its location, else over the channel's group), less
+        what `taken` already gives it; and the lines short. Changes nothing."""
+        plans: list[tuple[dict[str, Any], list[tuple[SkuLocation, int]], int]] = []
+        short: list[dict[str, Any]] = []
+        for line in lines:
+            if line.get("stock") is False:  # a line that carries no stock is never reserved
+                continue
+            if line.get("location"):
+                candidates: Sequence[str] = (line["location"],)
+            else:
+                candidates = self.locations.locations_for(channel)
+                if not candidates:
+                    raise InvalidCommandError(
+                        f"line {line['line_id']} names no location and channel {channel} has no locations",
+                        field="lines",
+                    )
+            want = line["quantity"] - sum(n for _, n in (taken or {}).get(line["line_id"], []))
+            allocations, missing = (
+                self._plan(uow, line["sku"], want, candidates, planned) if want > 0 else ([], 0)
+            )
+            if missing:
+                short.append({"line_id": line["line_id"], "sku": line["sku"], "quantity": line["quantity"]})
+            plans.append((line, allocations, missing))
+        return plans, short
+
+    @staticmethod
+    def _merged(
+        first: list[tuple[SkuLocation, int]], then: list[tuple[SkuLocation, int]]
+    ) -> list[tuple[SkuLocation, int]]:
+        """Allocations of one line, one per location, in the order they were first named."""
+        out: dict[str, tuple[SkuLocation, int]] = {}
+        for s, n in [*first, *then]:
+            out[s.location] = (s, out[s.location][1] + n) if s.location in out else (s, n)
+        return list(out.values())
+
+    # ----------------------------------------------------------------- holds
+
+    def place_hold(self, cmd: c.PlaceHold, uow: UnitOfWork) -> dict[str, Any]:
+        """Reserves every line of the hold until `expires_at` (all or none: 409 when the
+        channel's locations together cannot fill a line)."""
+        existing = uow.hold(cmd.reservation_id)
+        if existing is not None:  # the command log answers a repeat; this is a stale retry
+            return existing.view()
+        plans, short = self._plan_lines(uow, cmd.channel, cmd.lines, {})
+        if short:
+            raise InsufficientStockError(
+                f"reservation {cmd.reservation_id}: {len(short)} line(s) cannot be held",
+                reservation_id=cmd.reservation_id,
+                lines=short,
+            )
+        lines = [
+            {
+                "line_id": line["line_id"],
+                "sku": line["sku"],
+                "quantity": line["quantity"],
+                "location": line.get("location"),
+                "allocations": {s.location: n for s, n in allocations},
+            }
+            for line, allocations, _ in plans
+        ]
+        hold = Hold.place(cmd.reservation_id, cmd.channel, cmd.expires_at, lines, cmd.cause)
+        uow.add(hold)
+        for line, allocations, _ in plans:
+            rid = hold_reservation_id(cmd.reservation_id, line["line_id"])
+            for s, n in allocations:
+                s.reserve(
+                    cmd.reservation_id, line["line_id"], n, cmd.cause, cmd.expires_at, reservation_id=rid
+                )
+        return hold.view()
+
+    def release_hold(self, cmd: c.ReleaseHold, uow: UnitOfWork) -> dict[str, Any]:
+        hold = uow.require_hold(cmd.reservation_id)
+        if hold.status != "held":
+            return hold.view()
+        freed = self._give_back(uow, hold, "cancelled", "cancelled", cmd.cause)
+        hold.void(cmd.cause)
+        for sku, location in freed:
+            self._fill_backorders(uow, sku, location, cmd.cause)
+        return hold.view()
+
+    def _give_back(
+        self, uow: UnitOfWork, hold: Hold, reason: str, hold_reason: str, cause: dict[str, Any]
+    ) -> list[tuple[str, str]]:
+        """Releases everything the hold still holds; the SKU-locations freed."""
+        freed = []
+        for line in list(hold.lines.values()):
+            rid = hold_reservation_id(hold.reservation_id, line["line_id"])
+            for location, n in list(line["allocations"].items()):
+                s = uow.stock(line["sku"], location)
+                still = 0 if s is None else min(n, s.reserved_for(rid))
+                if s is not None and still:
+                    s.release(rid, still, reason, cause)
+                    freed.append((line["sku"], location))
+                hold.record_release(line["line_id"], location, n, hold_reason, cause)
+        return freed
+
+    @staticmethod
+    def _hold_to_take(uow: UnitOfWork, cmd: c.CaptureOrder) -> tuple[Hold | None, bool]:
+        """The hold an order names, and whether the order is late for it (it expired first)."""
+        if cmd.reservation_id is None:
+            return None, False
+        hold = uow.require_hold(cmd.reservation_id)
+        if hold.channel != cmd.channel:
+            raise InvalidCommandError(
+                f"reservation {cmd.reservation_id} holds for channel {hold.channel}, not {cmd.channel}",
+                field="reservation_id",
+            )
+        if hold.expired_by(cmd.received_at):
+            return hold, True
+        if hold.status != "held":
+            raise ReservationError(
+                f"reservation {cmd.reservation_id} is {hold.status}"
+                + (f" by order {hold.order_id}" if hold.order_id else ""),
+                reservation_id=cmd.reservation_id,
+                hold_status=hold.status,
+            )
+        return hold, False
+
+    @staticmethod
+    def _plan_takeover(
+        uow: UnitOfWork, hold: Hold, lines: Sequence[dict[str, Any]]
+    ) -> dict[str, list[tuple[SkuLocation, int]]]:
+        """What each order line takes from the hold: the held units of its SKU (the hold line of
+        the same id first, then the others in their order), at its location only if it names
+        one; at most what the SKU-location can still give (a shortfall there gives less)."""
+        left = {(lid, loc): n for lid, x in hold.lines.items() for loc, n in x["allocations"].items()}
+        taken: dict[str, list[tuple[SkuLocation, int]]] = {}
+        for line in lines:
+            if line.get("stock") is False:
+                continue
+            want = int(line["quantity"])
+            order = sorted(
+                (lid for lid, x in hold.lines.items() if x["sku"] == line["sku"]),
+                key=lambda lid: lid != line["line_id"],
+            )
+            for lid in order:
+                for location in hold.lines[lid]["allocations"]:
+                    if want <= 0:
+                        break
+                    if line.get("location") and location != line["location"]:
+                        continue
+                    s = uow.stock(line["sku"], location)
+                    n = min(want, left[(lid, location)])
+                    if s is None or n <= 0:
+                        continue
+                    if not s.backorders_allowed:  # units a shortfall took are not there to take
+                        n = min(n, n + s.available)
+                    if n <= 0:
+                        continue
+                    left[(lid, location)] -= n
+                    want -= n
+                    taken.setdefault(line["line_id"], []).append((s, n))
+        return taken
+
+    def _take_over(
+        self,
+        uow: UnitOfWork,
+        hold: Hold,
+        taken: dict[str, list[tuple[SkuLocation, int]]],
+        cmd: c.CaptureOrder,
+    ) -> list[tuple[str, str]]:
+        """Releases the hold's units the order takes (each then reserved for the order line at
+        the same location), records the takeover, and releases what the order did not take;
+        the SKU-locations that freed units."""
+        by_sku: dict[str, list[str]] = {}
+        for lid, x in hold.lines.items():
+            by_sku.setdefault(x["sku"], []).append(lid)
+        sku_of = {x["line_id"]: x["sku"] for x in cmd.lines}
+        for line_id, parts in taken.items():
+            for s, n in parts:
+                need = n
+                for lid in sorted(by_sku[sku_of[line_id]], key=lambda h: h != line_id):
+                    rid = hold_reservation_id(hold.reservation_id, lid)
+                    k = min(need, hold.lines[lid]["allocations"].get(s.location, 0), s.reserved_for(rid))
+                    if k <= 0:
+                        continue
+                    s.release(rid, k, "reallocated", cmd.cause)
+                    hold.record_release(lid, s.location, k, "taken", cmd.cause)
+                    need -= k
+        hold.take_over(cmd.order_id, cmd.cause)
+        return self._give_back(uow, hold, "cancelled", "cancelled", cmd.cause)
+
+    def _end_late(self, uow: UnitOfWork, hold: Hold, cmd: c.CaptureOrder) -> list[tuple[str, str]]:
+        """An order for a hold past its expiry: what the hold still holds is released as
+        expired, and the hold records the late order (it is sourced like any other)."""
+        freed = self._give_back(uow, hold, "expired", "expired", cmd.cause) if hold.status == "held" else []
+        hold.record_late_order(cmd.order_id, cmd.cause)
+        return freed
 
     def release_order(self, cmd: c.ReleaseOrder, uow: UnitOfWork) -> dict[str, Any]:
         order = uow.require_order(cmd.order_id)
@@ -539,9 +806,15 @@ class Decider:
         for location in candidates:
             s = uow.stock(sku, location)
             if s is None:
-                continue
+                if not uow.location_backorders(location):
+                    continue
+                # a SKU first seen at a location that allows backorders: its stream opens here
+                # (a command refused after this is decided again without it by the writer)
+                s = uow.stock_or_open(sku, location, {"reason": "backorders-allowed"})
             stocks[location] = s
-            capacities.append((location, None if s.allow_backorder else s.available - planned.get(s.id, 0)))
+            capacities.append(
+                (location, None if s.backorders_allowed else s.available - planned.get(s.id, 0))
+            )
         allocations, missing = sourcing.plan(quantity, capacities)
         out = []
         for location, n in allocations:
@@ -567,7 +840,7 @@ class Decider:
             group = [w["location"]] if w["location"] else self.locations.locations_for(w["channel"])
             if s is None or location not in group:
                 continue
-            free = wanted if s.allow_backorder else min(wanted, s.available)
+            free = wanted if s.backorders_allowed else min(wanted, s.available)
             if free <= 0:
                 break
             rid = s.reserve(w["order_id"], w["line_id"], free, cause)
@@ -910,10 +1183,20 @@ class History:
             return None
 
     def stock(self, sku: str, location: str) -> SkuLocation | None:
-        return self._get(stock_id(sku, location))  # type: ignore[return-value]  # a SKU-location's stream
+        s: SkuLocation | None = self._get(stock_id(sku, location))  # type: ignore[assignment]  # a SKU-location's stream
+        if s is not None:
+            policy = self.location(location)
+            s.location_backorders = policy is not None and policy.backorders
+        return s
 
     def order(self, order_id: str) -> Order | None:
         return self._get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
+
+    def hold(self, reservation_id: str) -> Hold | None:
+        return self._get(hold_id(reservation_id))  # type: ignore[return-value]  # a hold's stream
+
+    def location(self, location: str) -> Location | None:
+        return self._get(location_id(location))  # type: ignore[return-value]  # a location's policy stream
 
     def as_of_time(self, agg_id: UUID, at: datetime) -> Aggregate | None:
         """The aggregate as it stood at a moment: its last event at or before `at`."""

@@ -58,6 +58,32 @@ def reservation_id(order_id: str, line_id: str) -> str:
     return f"{_escape(order_id)}/{_escape(line_id)}"
 
 
+HOLD_PREFIX = "hold/"
+
+
+def hold_reservation_id(hold: str, line_id: str) -> str:
+    """The reservation of one line of a hold (`POST /v1/reservations`): `hold/{hold}/{line}`,
+    each part escaped like `reservation_id`. Two unescaped `/` tell it from an order line's
+    reservation (one `/`), so a hold and an order of the same id never share a reservation."""
+    return f"{HOLD_PREFIX}{_escape(hold)}/{_escape(line_id)}"
+
+
+def parse_hold_reservation_id(rid: str) -> tuple[str, str] | None:
+    """The (hold id, line id) of a reservation id made by `hold_reservation_id`, or None."""
+    if not rid.startswith(HOLD_PREFIX):
+        return None
+    hold, sep, line = rid[len(HOLD_PREFIX) :].partition("/")
+    if not sep or "/" in line:
+        return None
+    return _unescape(hold), _unescape(line)
+
+
+@lru_cache(maxsize=1 << 14)
+def hold_id(hold: str) -> uuid.UUID:
+    """The hold aggregate's id, derived from its reservation id."""
+    return uuid.uuid5(NAMESPACE, f"hold\x1f{hold}")
+
+
 def escape_part(part: str) -> str:
     """`%` and `/` escaped, so the part can be joined with `/` and split again (`unescape_part`)."""
     return part.replace("%", "%25").replace("/", "%2F")

@@ -256,9 +256,7 @@ class CountStock(Command):
 @dataclass(frozen=True, kw_only=True)
 class TransferStock(Command):
     id_fields: ClassVar[tuple[str, ...]] = ("sku", "reference", "from_location", "to_location")
-    key_format: ClassVar[str | None] = (
-        "transfer-line:{reference:q}/{sku:q}/{from_location:q}/{to_location:q}"
-    )
+    key_format: ClassVar[str | None] = "transfer-line:{reference:q}/{sku:q}/{from_location:q}/{to_location:q}"
     legacy_key_format: ClassVar[str | None] = "transfer:{reference}"
     quantity_fields: ClassVar[tuple[str, ...]] = ("quantity",)
 
@@ -434,6 +432,21 @@ class ConfigureBackorders(Command):
     allowed: bool
 
 
+@dataclass(frozen=True, kw_only=True)
+class ConfigureLocation(Command):
+    """A location's policy for every SKU at it, SKUs first seen later included
+    (`PUT /v1/locations/{location}`): whether it may reserve beyond what is available."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("location",)
+
+    location: str
+    backorders: bool
+
+    def check(self) -> None:
+        if not isinstance(self.backorders, bool):
+            raise InvalidCommandError("backorders must be true or false", field="backorders")
+
+
 # ------------------------------------------------------------------ orders
 
 
@@ -456,6 +469,12 @@ class CaptureOrder(Command):
     expires_at: datetime | None = None
     # what the order's checks may read (`ledger.validation`): total, currency, region
     facts: dict[str, Any] = field(default_factory=dict)
+    # a hold (`PlaceHold`) the order takes over, and when the order arrived (a hold past its
+    # expiry at that moment is not taken over: the order is late)
+    reservation_id: str | None = None
+    received_at: datetime | None = None
+    optional_id_fields: ClassVar[tuple[str, ...]] = ("reservation_id",)
+    added_fields: ClassVar[tuple[str, ...]] = ("reservation_id", "received_at")
 
     def check(self) -> None:
         check_lines(self.lines)
@@ -471,6 +490,48 @@ class CaptureOrder(Command):
             if line["line_id"] in seen:
                 raise InvalidCommandError(f"line {line['line_id']} appears twice", field="lines")
             seen.add(line["line_id"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlaceHold(Command):
+    """Holds units for a checkout until `expires_at` (`POST /v1/reservations`), each line
+    allocated across the channel's group like an order line, or at its named location; all lines
+    or none. Keyed by the hold's id: the same body again answers as the first time, another
+    body under the same id is refused."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("reservation_id", "channel")
+    key_format: ClassVar[str | None] = "hold:{reservation_id:q}"
+
+    reservation_id: str
+    channel: str
+    lines: tuple[dict[str, Any], ...]
+    expires_at: datetime
+
+    def check(self) -> None:
+        check_lines(self.lines)
+        if not self.lines:
+            raise InvalidCommandError("a hold needs at least one line", field="lines")
+        if not isinstance(self.expires_at, datetime) or self.expires_at.tzinfo is None:
+            raise InvalidCommandError("expires_at must be a moment with its offset", field="expires_at")
+        seen = set()
+        for line in self.lines:
+            check_id(line.get("line_id"), "line_id"), check_id(line.get("sku"), "sku")
+            check_quantity(line.get("quantity"))
+            if line.get("location") is not None:
+                check_id(line["location"], "location")
+            if line["line_id"] in seen:
+                raise InvalidCommandError(f"line {line['line_id']} appears twice", field="lines")
+            seen.add(line["line_id"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseHold(Command):
+    """Voids a hold (`DELETE /v1/reservations/{id}`): the units it still holds are released.
+    A hold already over (released, taken over, expired) is left as it is."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("reservation_id",)
+
+    reservation_id: str
 
 
 @dataclass(frozen=True, kw_only=True)

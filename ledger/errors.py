@@ -49,6 +49,12 @@ class OrderNotFoundError(LedgerError):
     code = "order-not-found"
 
 
+class HoldNotFoundError(LedgerError):
+    """No hold (`POST /v1/reservations`) under that reservation id."""
+
+    code = "reservation-not-found"
+
+
 class StockNotFoundError(LedgerError):
     code = "stock-not-found"
 

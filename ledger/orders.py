@@ -415,7 +415,12 @@ class Order(Aggregate):
         checks: list[str]
 
         def apply(self, o: Order) -> None:
-            o.validation = {"status": "validated", "checks": list(self.checks), "holds": [], "released_by": None}
+            o.validation = {
+                "status": "validated",
+                "checks": list(self.checks),
+                "holds": [],
+                "released_by": None,
+            }
 
     class Held(Event):
         """Checks held the order (`holds`: `{check, reason}`): it is not posted until released."""

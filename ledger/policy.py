@@ -68,7 +68,9 @@ class ChannelPolicy:
             raise InvalidCommandError("a buffer is either units or a percentage, not both")
         days = self.include_incoming_days
         if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_INCOMING_DAYS:
-            raise InvalidCommandError(f"include_incoming_days is a whole number from 0 to {MAX_INCOMING_DAYS}")
+            raise InvalidCommandError(
+                f"include_incoming_days is a whole number from 0 to {MAX_INCOMING_DAYS}"
+            )
         for sku in (*self.safety_stock_overrides, *self.excluded_skus):
             check_id(sku, "sku")
 

@@ -88,6 +88,16 @@ class SkuLocation(Aggregate):
     def available(self) -> int:
         return self.on_hand - self.reserved - self.unavailable
 
+    # Whether the SKU-location's location allows backorders for every SKU (`ledger.locations`):
+    # not the stream's own state, handed in by the unit of work that loads it.
+    location_backorders = False
+
+    @property
+    def backorders_allowed(self) -> bool:
+        """Whether it may reserve beyond what is available: its own setting
+        (`ConfigureBackorders`) or its location's policy."""
+        return self.allow_backorder or self.location_backorders
+
     # ----------------------------------------------------------------- events
 
     class StockReceived(Event):
@@ -260,7 +270,7 @@ class SkuLocation(Aggregate):
         )
 
     def can_reserve(self, quantity: int) -> bool:
-        return self.allow_backorder or quantity <= self.available
+        return self.backorders_allowed or quantity <= self.available
 
     def reserve(
         self,
@@ -269,12 +279,14 @@ class SkuLocation(Aggregate):
         quantity: int,
         cause: Cause,
         expires_at: datetime | None = None,
+        reservation_id: str | None = None,
     ) -> str:
-        """Reserves for an order line; returns the reservation id (`order_id/line_id`)."""
+        """Reserves for an order line; returns the reservation id (`order_id/line_id`, unless
+        another is given: a hold's line, `hold_reservation_id`)."""
         check_quantity(quantity)
         if not self.can_reserve(quantity):
             raise InsufficientStockError.short("reserve", quantity, self.sku, self.location, self.available)
-        reservation_id = make_reservation_id(order_id, line_id)
+        reservation_id = reservation_id or make_reservation_id(order_id, line_id)
         self.trigger_event(
             self.StockReserved,
             reservation_id=reservation_id,
@@ -288,7 +300,7 @@ class SkuLocation(Aggregate):
 
     def uncovered(self) -> list[tuple[str, int]]:
         """The reservations no unit on hand covers (none at a location that allows backorders)."""
-        if self.allow_backorder or self.available >= 0:
+        if self.backorders_allowed or self.available >= 0:
             return []
         return uncovered([(rid, int(r["quantity"])) for rid, r in self.reservations.items()], -self.available)
 
@@ -331,7 +343,7 @@ class SkuLocation(Aggregate):
         return released
 
     def can_sell_direct(self, quantity: int) -> bool:
-        return self.allow_backorder or quantity <= self.available
+        return self.backorders_allowed or quantity <= self.available
 
     def sell(
         self,
@@ -495,7 +507,7 @@ class SkuLocation(Aggregate):
         new_on_hand = self.on_hand + on_hand_delta
         new_unavailable = self.unavailable + unavailable_delta
         if new_unavailable < 0 or (
-            not self.allow_backorder
+            not self.backorders_allowed
             and new_on_hand - self.reserved - new_unavailable < 0
             and on_hand_delta < 0
         ):

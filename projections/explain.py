@@ -26,7 +26,7 @@ from urllib.parse import quote
 from adapters.channels import ChannelPolicies
 from adapters.persistence.db import Database
 from ledger.application import History
-from ledger.bounds import parse_reservation_id, stock_id
+from ledger.bounds import parse_hold_reservation_id, parse_reservation_id, stock_id
 from ledger.policy import DAY, ChannelPolicy, available_to_sell
 from projections import folds
 
@@ -56,8 +56,12 @@ def event_link(
         },
     }
     order_id = getattr(event, "order_id", None)
+    rid = getattr(event, "reservation_id", None)
+    held = parse_hold_reservation_id(rid) if isinstance(rid, str) else None
+    if held is not None:  # a hold's line (`POST /v1/reservations`), no order's
+        link["hold"] = held[0]
+        return link
     if order_id is None:
-        rid = getattr(event, "reservation_id", None)
         parsed = parse_reservation_id(rid) if isinstance(rid, str) else None
         order_id = parsed[0] if parsed else None
     if order_id is not None:

@@ -64,7 +64,9 @@ class PolicyBody(BaseModel):
             ]
         },
     )
-    locations: list[str] = Field(min_length=1, max_length=100, description="The locations the channel sells from.")
+    locations: list[str] = Field(
+        min_length=1, max_length=100, description="The locations the channel sells from."
+    )
     safety_stock: int = Field(ge=0, le=MAX_QUANTITY, description="Units held back per SKU.")
     buffer: Buffer | None = Field(None, description="A further buffer, in units or percent.")
     safety_stock_overrides: dict[str, int] = Field(
@@ -81,7 +83,9 @@ class PolicyBody(BaseModel):
         "within this many days of their notice in the ATS, like an available-to-order; 0 counts none.",
     )
     # where the channel's ATS is written (adapters/shopify_push.py)
-    shopify: ShopifyTarget | None = Field(None, description="Write the channel's ATS to this Shopify location.")
+    shopify: ShopifyTarget | None = Field(
+        None, description="Write the channel's ATS to this Shopify location."
+    )
 
 
 def _actor(p: Principal) -> str:
@@ -117,14 +121,20 @@ async def put_channel(
     saved = await run_in_threadpool(store.put, policy, _actor(principal))
     target = body.shopify
     await run_in_threadpool(
-        shopify_sync.targets.set, channel, target and target.shop, target and target.location_id, _actor(principal)
+        shopify_sync.targets.set,
+        channel,
+        target and target.shop,
+        target and target.location_id,
+        _actor(principal),
     )
     await run_in_threadpool(container.keys.audit, _actor(principal), "channel.set", channel, saved.as_dict())
     container.runner.wake()
     return {**saved.as_dict(), "shopify": body.shopify.model_dump() if body.shopify else None}
 
 
-@router.get("/v1/channels/{channel:path}", response_model=ChannelHistory, responses=problems((404, "unknown-channel")))
+@router.get(
+    "/v1/channels/{channel:path}", response_model=ChannelHistory, responses=problems((404, "unknown-channel"))
+)
 async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict[str, Any]:
     """The channel's current policy and its earlier versions (newest first)."""
     valid_id(channel, "channel")

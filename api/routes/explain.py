@@ -30,7 +30,9 @@ def explainer(container: Container) -> Explainer:
 
 
 @router.get(
-    "/v1/ats/{channel}/{sku}/explain", response_model=Explanation, responses=problems((404, "unknown-channel"))
+    "/v1/ats/{channel}/{sku}/explain",
+    response_model=Explanation,
+    responses=problems((404, "unknown-channel")),
 )
 async def explain_ats(
     channel: str,

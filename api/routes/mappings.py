@@ -25,7 +25,9 @@ class MappingBody(BaseModel):
     """The ledger's name for an outside code."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"canonical": "SKU-RED-M"}]})
-    canonical: str = Field(description="The canonical SKU, location or channel (1 to 128 printable characters).")
+    canonical: str = Field(
+        description="The canonical SKU, location or channel (1 to 128 printable characters)."
+    )
 
 
 def _actor(p: Principal) -> str:
@@ -69,7 +71,9 @@ async def list_mappings(
 
 
 @router.get(
-    "/v1/mappings/{source}/{kind}/{external_id}", response_model=MappingHistory, responses=problems((404, "not-found"))
+    "/v1/mappings/{source}/{kind}/{external_id}",
+    response_model=MappingHistory,
+    responses=problems((404, "not-found")),
 )
 async def get_mapping(
     source: Source, kind: Kind, external_id: str, container: ContainerDep, _: Auditor
@@ -101,6 +105,4 @@ async def remap(
 ) -> dict[str, Any]:
     """Re-translates the messages that used this mapping; mis-posted movements get correction events."""
     valid_id(external_id, "external_id")
-    return await run_in_threadpool(
-        container.remapper.remap, source, kind, external_id, _actor(principal)
-    )
+    return await run_in_threadpool(container.remapper.remap, source, kind, external_id, _actor(principal))

@@ -7,12 +7,14 @@ stands (nothing is appended); the same id with other lines answers 409 `order-co
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
+from adapters import exceptions
 from api.deps import Admin, Auditor, ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
 from api.fastpath import Answer, Call, Lean, dumped
 from api.middleware import cause_from
@@ -27,9 +29,19 @@ router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
 OrderId = Annotated[str, Path(min_length=1, max_length=128)]
 # A capture's own problems; a command on a captured order can also find no order (404).
-CAPTURE_PROBLEMS = problems("insufficient-stock", "order-conflict", "reservation-conflict", "idempotency-key-reused")
+CAPTURE_PROBLEMS = problems(
+    "insufficient-stock",
+    "order-conflict",
+    "reservation-conflict",
+    "reservation-not-found",
+    "idempotency-key-reused",
+)
 WRITE_PROBLEMS = problems(
-    "order-not-found", "insufficient-stock", "order-conflict", "reservation-conflict", "idempotency-key-reused"
+    "order-not-found",
+    "insufficient-stock",
+    "order-conflict",
+    "reservation-conflict",
+    "idempotency-key-reused",
 )
 
 
@@ -52,7 +64,7 @@ async def capture(
     appends nothing; with other lines, 409 `order-conflict`.
     """
     cmd = _capture(body, cause_from(request, reference=body.order_id))
-    return _answer(await execute(container, cmd))
+    return await _captured(container, await execute(container, cmd))
 
 
 def _capture(body: NewOrder, cause: dict[str, Any]) -> CaptureOrder:
@@ -62,8 +74,28 @@ def _capture(body: NewOrder, cause: dict[str, Any]) -> CaptureOrder:
         channel=body.channel,
         lines=lines,
         allow_partial=body.allow_partial,
+        reservation_id=body.reservation_id,
+        received_at=datetime.now(UTC) if body.reservation_id is not None else None,
         cause=cause,
     )
+
+
+async def _captured(container: Any, outcome: dict[str, Any]) -> dict[str, Any]:
+    """The capture's answer; an order that named a hold already expired opens `late-order`."""
+    hold = outcome.get("hold")
+    if hold and hold.get("late"):
+        detail = {
+            "order_id": outcome["order_id"],
+            "channel": outcome["channel"],
+            "reservation_id": hold["reservation_id"],
+        }
+
+        def _open() -> None:
+            with container.db.transaction() as tx:
+                exceptions.open_exception(tx, "late-order", outcome["order_id"], detail)
+
+        await run_in_threadpool(_open)
+    return _answer(outcome)
 
 
 NEW_ORDER = TypeAdapter(NewOrder)
@@ -78,10 +110,12 @@ async def lean_capture(call: Call) -> Answer | None:
     if body is None:
         return None
     outcome = await execute(call.container, _capture(body, call.cause(reference=body.order_id)))
-    return Answer(201, dumped(ORDER_VIEW, _answer(outcome)))
+    return Answer(201, dumped(ORDER_VIEW, await _captured(call.container, outcome)))
 
 
-@router.post("/{order_id:path}/shipments", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS)
+@router.post(
+    "/{order_id:path}/shipments", status_code=201, response_model=OrderView, responses=WRITE_PROBLEMS
+)
 async def ship(
     order_id: OrderId,
     body: Shipment,
@@ -102,7 +136,9 @@ async def ship(
     return _answer(await execute(container, cmd))
 
 
-@router.post("/{order_id:path}/cancellation", status_code=200, response_model=OrderView, responses=WRITE_PROBLEMS)
+@router.post(
+    "/{order_id:path}/cancellation", status_code=200, response_model=OrderView, responses=WRITE_PROBLEMS
+)
 async def cancel(
     order_id: OrderId,
     body: Cancellation,

@@ -23,6 +23,7 @@ from projections.rebuild import NAMES
 
 router = APIRouter(tags=["projections"])
 
+
 @router.get("/v1/projections", response_model=ProjectionList)
 async def list_projections(container: ContainerDep, _: Admin) -> dict[str, Any]:
     """Each read model with its position and lag (positions, seconds), and recent rebuild jobs."""

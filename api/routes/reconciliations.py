@@ -29,7 +29,9 @@ class LevelIn(BaseModel):
     quantity: Annotated[int, Field(ge=-MAX_QUANTITY, le=MAX_QUANTITY)] = Field(
         description="The units the outside system holds there."
     )
-    observed_at: AwareDatetime | None = Field(None, description="When this level was true, if not `observed_at`.")
+    observed_at: AwareDatetime | None = Field(
+        None, description="When this level was true, if not `observed_at`."
+    )
 
 
 class ReconciliationIn(BaseModel):
@@ -107,7 +109,10 @@ async def recent(
     responses={**CSV_RESPONSE, **problems("reconciliation-not-found")},
 )
 async def one(
-    run_id: Annotated[str, Path(max_length=64)], reconciler: ReconcilerDep, _: Auditor, format: Format = "json"
+    run_id: Annotated[str, Path(max_length=64)],
+    reconciler: ReconcilerDep,
+    _: Auditor,
+    format: Format = "json",
 ) -> Any:
     """One run's full report (JSON, or CSV for finance)."""
     assert reconciler.runs is not None

@@ -27,7 +27,9 @@ class ThrottleState(BaseModel):
 
 
 class RecoveryState(BaseModel):
-    checkpoint: str | None = Field(description="Orders updated since this moment are read back on the next run.")
+    checkpoint: str | None = Field(
+        description="Orders updated since this moment are read back on the next run."
+    )
     last_run_at: str | None = Field(description="When the recovery last ran (RFC 3339).")
 
 
@@ -56,12 +58,17 @@ class SyncStatus(BaseModel):
                             "pending": 3,
                             "oldest_pending_seconds": 1.5,
                             "last_accepted": {"at": "2026-11-20T10:00:00+00:00", "position": 42},
-                            "throttle": {"currently_available": 980.0, "maximum_available": 1000.0,
-                                         "restore_rate": 50.0},
+                            "throttle": {
+                                "currently_available": 980.0,
+                                "maximum_available": 1000.0,
+                                "restore_rate": 50.0,
+                            },
                             "stale_compares": 0,
                             "failed": 0,
-                            "recovery": {"checkpoint": "2026-11-20T09:00:00+00:00",
-                                         "last_run_at": "2026-11-20T09:55:00+00:00"},
+                            "recovery": {
+                                "checkpoint": "2026-11-20T09:00:00+00:00",
+                                "last_run_at": "2026-11-20T09:55:00+00:00",
+                            },
                         }
                     ]
                 }

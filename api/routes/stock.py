@@ -47,7 +47,9 @@ SkuPath = Annotated[str, Path(min_length=1, json_schema_extra={"maxLength": 128}
 VERSION = re.compile(r'^\s*(?:W/)?"?(\d{1,15})"?\s*$')
 HIDDEN_FIELDS = {"originator_id", "originator_version", "timestamp", "cause", "originator_topic"}
 RECEIPT_PROBLEMS = problems("version-conflict", "idempotency-key-reused")
-WRITE_PROBLEMS = problems("insufficient-stock", "version-conflict", "stock-not-found", "idempotency-key-reused")
+WRITE_PROBLEMS = problems(
+    "insufficient-stock", "version-conflict", "stock-not-found", "idempotency-key-reused"
+)
 MAX_SCAN = 10_000
 
 

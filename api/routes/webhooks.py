@@ -21,18 +21,30 @@ router = APIRouter(tags=["webhooks"])
 
 
 def _shopify_header(name: str, description: str, example: str) -> dict[str, Any]:
-    return {"name": name, "in": "header", "required": True, "description": description,
-            "schema": {"type": "string", "minLength": 1, "maxLength": 128}, "example": example}
+    return {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        "example": example,
+    }
 
 
 # Shopify's own delivery: its raw body (HMAC-signed) and headers, described for the record.
 WEBHOOK_DOC: dict[str, Any] = {
     "parameters": [
-        _shopify_header("X-Shopify-Hmac-Sha256", "Base64 HMAC-SHA256 of the raw body with the app secret.",
-                        "XWmrwMey6OsLMeiZKwP4FppHH3cmAiiJJAweH5Jo4bM="),
+        _shopify_header(
+            "X-Shopify-Hmac-Sha256",
+            "Base64 HMAC-SHA256 of the raw body with the app secret.",
+            "XWmrwMey6OsLMeiZKwP4FppHH3cmAiiJJAweH5Jo4bM=",
+        ),
         _shopify_header("X-Shopify-Topic", "The webhook topic.", "orders/create"),
-        _shopify_header("X-Shopify-Webhook-Id", "The delivery's id: a repeat is stored once.",
-                        "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"),
+        _shopify_header(
+            "X-Shopify-Webhook-Id",
+            "The delivery's id: a repeat is stored once.",
+            "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043",
+        ),
         _shopify_header("X-Shopify-Shop-Domain", "The shop that sent it.", "acme.myshopify.com"),
     ],
     "requestBody": {

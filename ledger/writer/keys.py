@@ -21,6 +21,7 @@ from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
 from ledger.commands import LEGACY_KEY_PREFIXES, Command
 from ledger.errors import IdempotencyConflictError
+from ledger.locations import location_id
 from ledger.ports import CommandLog
 from ledger.writer.batch import Item, Outcome, Recorded
 from ledger.writer.cache import AggregateCache
@@ -37,10 +38,14 @@ def stream_ids(command: Command) -> list[UUID]:
         for name in ("location", "from_location", "to_location"):
             if isinstance(get(name), str):
                 ids.append(stock_id(sku, get(name)))
+    for name in ("location", "from_location", "to_location"):  # their policies (`ledger.locations`)
+        if isinstance(get(name), str):
+            ids.append(location_id(get(name)))
     for line in get("lines") or ():
         sku, location = (line.get("sku"), line.get("location")) if isinstance(line, dict) else (None, None)
         if isinstance(sku, str) and isinstance(location, str):
             ids.append(stock_id(sku, location))
+            ids.append(location_id(location))
     return ids
 
 
