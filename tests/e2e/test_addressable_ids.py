@@ -1,13 +1,14 @@
 """Every id the API accepts can be addressed again through its routes (CONTRACT, "Bounds").
 
 A property test over HTTP (SQLite): arbitrary valid ids (1-128 printable characters: `/`, `%`,
-`?`, `#`, spaces, dots, unicode) for SKUs, locations, channels, orders, order lines, shipments
-and returns go through create → GET → every action route, percent-encoded in the path.
+`?`, `#`, spaces, dots, unicode) for SKUs, locations, channels, orders, order lines, shipments,
+returns and reservations (holds) go through create → GET → every action route, percent-encoded in the path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -40,13 +41,23 @@ def ok(r: object, *statuses: int) -> dict:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(sku=ids, loc=ids, loc2=ids, channel=ids, order=ids, line=ids, shipment=ids, ret=ids)
+@given(sku=ids, loc=ids, loc2=ids, channel=ids, order=ids, line=ids, shipment=ids, ret=ids, hold=ids)
 def test_every_valid_id_is_addressable_through_its_routes(
-    app: Api, sku: str, loc: str, loc2: str, channel: str, order: str, line: str, shipment: str, ret: str
+    app: Api,
+    sku: str,
+    loc: str,
+    loc2: str,
+    channel: str,
+    order: str,
+    line: str,
+    shipment: str,
+    ret: str,
+    hold: str,
 ) -> None:
     assume(loc != loc2)
     # Each example its own ids: a suffix keeps examples apart without leaving the bounds.
     sku, channel, order = sku[:120] + uid()[:8], channel[:120] + uid()[:8], order[:120] + uid()[:8]
+    hold = hold[:120] + uid()[:8]
     admin = app.auth("admin")
     policy = {"locations": [loc, loc2], "safety_stock": 0}
     got = ok(app.client.put(f"/v1/channels/{q(channel)}", json=policy, headers=admin), 200)
@@ -76,6 +87,18 @@ def test_every_valid_id_is_addressable_through_its_routes(
     assert (e["channel"], e["sku"], e["available"]) == (channel, sku, 9)
     for x in e["locations"]:
         assert ok(app.client.get(x["events"]["href"], headers=app.auth("audit:read")), 200)["items"]
+
+    # Locations and holds: the location's policy; a hold placed, read and voided.
+    got = ok(app.client.put(f"/v1/locations/{q(loc)}", json={"backorders": False}, headers=admin), 200)
+    assert got["location"] == loc
+    assert ok(app.get(f"/v1/locations/{q(loc)}"), 200)["location"] == loc
+    expires = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    placed = {"reservation_id": hold, "channel": channel, "lines": [{"line_id": line, "sku": sku, "quantity": 1}]}
+    assert ok(app.post("/v1/reservations", {**placed, "expires_at": expires}), 201)["reservation_id"] == hold
+    assert ok(app.get(f"/v1/reservations/{q(hold)}"), 200)["status"] == "held"
+    r = app.client.delete(f"/v1/reservations/{q(hold)}", headers=app.auth("ingest:write"))
+    assert ok(r, 200)["status"] == "released"
+    assert ok(app.get(f"/v1/reservations/{q(hold)}"), 200)["reservation_id"] == hold
 
     # Orders, their lines, shipments and returns: capture, view, ship, return, cancel, release.
     capture = {"order_id": order, "channel": channel, "lines": [{"line_id": line, "sku": sku, "quantity": 3}]}
