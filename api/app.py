@@ -16,7 +16,7 @@ from api.console.session import Sessions
 from api.deps import checked_query
 from api.fastpath import FastPath, Lean
 from api.idempotency import Idempotency
-from api.middleware import BodyGuard, RequestContext, StorageGuard
+from api.middleware import BodyGuard, PathIds, RequestContext, StorageGuard
 from api.routes import (
     ats,
     channels,
@@ -116,4 +116,5 @@ def create_app(
     app.add_middleware(StorageGuard)  # a database outage in the layers above answers 503, not 500
     app.add_middleware(BodyGuard)
     app.add_middleware(RequestContext)
+    app.add_middleware(PathIds)  # before anything reads the path: two-id routes keep `/` in an id
     return app

@@ -22,7 +22,7 @@ from adapters.persistence.db import Tx
 from adapters.reconciliation.engine import Reconciler
 from api.problems import Problem
 from bootstrap import Container
-from ledger.bounds import check_id
+from ledger.bounds import check_id, unescape_part
 from ledger.commands import Command
 from ledger.errors import InvalidCommandError
 
@@ -117,6 +117,11 @@ def valid_id(value: str, field: str) -> str:
         return check_id(value, field)
     except InvalidCommandError as e:
         raise Problem(422, "validation-error", e.message) from None
+
+
+def path_id(value: str, field: str) -> str:
+    """An id of a two-id route (`api.middleware.PathIds`: `%` and `/` escaped), checked."""
+    return valid_id(unescape_part(value), field)
 
 
 # ----------------------------------------------------------- inbound messages (webhooks, POS, ERP)

@@ -12,6 +12,12 @@
   once, so inner layers (idempotency, HMAC checks) can read it again.
 - `StorageGuard` answers 503 `storage-unavailable` (with Retry-After) for a database outage met
   in the layers inside it, where the route's exception handlers do not reach.
+- `PathIds` keeps the ids of the routes with two ids in their path (`/v1/stock/{sku}/{location}`,
+  `/v1/ats/{channel}/{sku}`) apart when an id holds `/`: the decoded path would split it, so
+  under `ID_PATH_PREFIXES` the path is decoded segment by segment from the raw path, with `%`
+  and `/` left escaped in each segment (`ledger.bounds.escape_part`); those routes read their
+  ids with `api.deps.path_id`. (Routes with one id at the end use `{id:path}` instead.) Every
+  other path is decoded once from the raw path.
 
 Routes turn the ids into a command's `cause` with `cause_from(request)`.
 """
@@ -22,6 +28,7 @@ import random
 import re
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import structlog
 from starlette.requests import Request
@@ -32,6 +39,7 @@ from adapters.logs import access_line
 from adapters.metrics import REQUEST_LATENCY
 from adapters.persistence.db import OUTAGE_ERRORS, is_outage
 from api.problems import problem_response, storage_unavailable
+from ledger.bounds import escape_part
 
 log = structlog.stdlib.get_logger("ledger.access")
 outage_log = structlog.stdlib.get_logger("ledger.api")
@@ -46,6 +54,8 @@ RAW_BODY_PATHS = ("/v1/webhooks/",)
 # than answering an ATS read from the cache); errors are always logged.
 SAMPLED_ROUTES = frozenset({"/v1/ats/{channel}/{sku}", "/v1/ats/{channel}"})
 SAMPLE_EVERY = 100
+# Routes with two ids in their path: their segments keep `%` and `/` escaped (`PathIds`).
+ID_PATH_PREFIXES = ("/v1/stock/", "/v1/ats/")
 
 
 def new_id() -> str:
@@ -279,3 +289,27 @@ class StorageGuard:
                 raise
             outage_log.warning("storage unavailable", path=scope.get("path"), error=type(e).__name__)
             await storage_unavailable(scope.get("path"))(scope, receive, send)
+
+
+def id_path(raw_path: bytes) -> str:
+    """The path with each segment decoded on its own, `%` and `/` in it escaped again."""
+    return "/".join(escape_part(unquote(seg)) for seg in raw_path.decode("latin-1").split("/"))
+
+
+class PathIds:
+    """Rewrites the path of the two-id routes so an id holding `/` stays one segment."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope.get("root_path"):
+            raw = scope.get("raw_path")
+            if scope["path"].startswith(ID_PATH_PREFIXES):
+                path = id_path(raw) if raw else "/".join(escape_part(s) for s in scope["path"].split("/"))
+                scope = {**scope, "path": path}
+            elif raw and b"%" in raw:
+                # The path decoded once from the raw path, as servers do (Starlette's TestClient
+                # decodes it twice: an id holding `%25` would be read wrong).
+                scope = {**scope, "path": unquote(raw.decode("latin-1"))}
+        await self.app(scope, receive, send)

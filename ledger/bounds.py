@@ -84,8 +84,12 @@ def hold_id(hold: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"hold\x1f{hold}")
 
 
-def _escape(part: str) -> str:
+def escape_part(part: str) -> str:
+    """`%` and `/` escaped, so the part can be joined with `/` and split again (`unescape_part`)."""
     return part.replace("%", "%25").replace("/", "%2F")
+
+
+_escape = escape_part
 
 
 def parse_reservation_id(rid: str) -> tuple[str, str] | None:
@@ -96,5 +100,9 @@ def parse_reservation_id(rid: str) -> tuple[str, str] | None:
     return _unescape(order), _unescape(line)
 
 
-def _unescape(part: str) -> str:
+def unescape_part(part: str) -> str:
+    """The inverse of `escape_part`."""
     return re.sub(r"%(25|2F)", lambda m: "%" if m.group(1) == "25" else "/", part)
+
+
+_unescape = unescape_part

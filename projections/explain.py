@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from adapters.channels import ChannelPolicies
 from adapters.persistence.db import Database
@@ -68,6 +69,11 @@ def event_link(
     return link
 
 
+def segment(value: str) -> str:
+    """An id as one path segment: percent-encoded, `.` and `..` too (clients drop dot segments)."""
+    return quote(value, safe="") if value.strip(".") else value.replace(".", "%2E")
+
+
 def location_terms(
     sku: str, location: str, stream: Stream, policy: ChannelPolicy | None = None
 ) -> dict[str, Any]:
@@ -102,7 +108,7 @@ def location_terms(
         "events": {
             "count": len(links),
             "by_term": counts,
-            "href": f"/v1/stock/{sku}/{location}/events",
+            "href": f"/v1/stock/{segment(sku)}/{segment(location)}/events",
             "items": links[-MAX_LINKED:],
         },
     }

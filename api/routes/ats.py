@@ -27,13 +27,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import require, valid_id
+from api.deps import path_id, require, valid_id
 from api.fastpath import Answer, Call, Lean
 from api.models import problems
 from api.openapi import keyed
 from api.problems import Problem
 from bootstrap import Container
-from ledger.bounds import check_id
+from ledger.bounds import check_id, unescape_part
 from ledger.errors import InvalidCommandError
 from projections.cache import AtsCache
 
@@ -70,7 +70,6 @@ _reader = require("ats:read")  # called directly: a dependency costs more than t
 
 async def _known_channel(container: Container, channel: str) -> None:
     """404 for a channel without a policy. Known channels are remembered (a policy is never deleted)."""
-    valid_id(channel, "channel")
     known = container.ats_channels
     if channel in known:
         return
@@ -97,8 +96,9 @@ async def get_ats(channel: str, sku: str, request: Request) -> Response:
     """The ATS of one SKU on one channel."""
     await _reader(request)
     container: Container = request.app.state.container
+    channel = path_id(channel, "channel")
     await _known_channel(container, channel)
-    valid_id(sku, "sku")
+    sku = path_id(sku, "sku")
     cache = cache_of(container)
     found = cache.get(channel, sku)
     if found is None:
@@ -119,6 +119,7 @@ async def list_ats(
     await _reader(request)
     container: Container = request.app.state.container
     sku = sku or []
+    channel = path_id(channel, "channel")
     await _known_channel(container, channel)
     if not sku:
         raise Problem(422, "validation-error", "name at least one sku (?sku=A&sku=B)")
@@ -141,7 +142,7 @@ async def lean_point(call: Call) -> Answer | None:
     if len(parts) != 5 or call.query:
         return None
     container = call.container
-    channel, sku = parts[3], parts[4]
+    channel, sku = unescape_part(parts[3]), unescape_part(parts[4])  # `PathIds` escaped them
     if channel not in container.ats_channels or call.principal("ats:read") is None:
         return None
     try:

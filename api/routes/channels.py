@@ -92,7 +92,7 @@ def _actor(p: Principal) -> str:
     return f"{p.name} ({p.key_id})"
 
 
-@router.put("/v1/channels/{channel}", response_model=ChannelPolicyView)
+@router.put("/v1/channels/{channel:path}", response_model=ChannelPolicyView)
 async def put_channel(
     channel: str, body: PolicyBody, container: ContainerDep, principal: Admin
 ) -> dict[str, Any]:
@@ -133,7 +133,7 @@ async def put_channel(
 
 
 @router.get(
-    "/v1/channels/{channel}", response_model=ChannelHistory, responses=problems((404, "unknown-channel"))
+    "/v1/channels/{channel:path}", response_model=ChannelHistory, responses=problems((404, "unknown-channel"))
 )
 async def get_channel(channel: str, container: ContainerDep, _: Auditor) -> dict[str, Any]:
     """The channel's current policy and its earlier versions (newest first)."""

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ContainerDep, OrderReader, valid_id
+from api.deps import ContainerDep, OrderReader, path_id
 from api.models import problems
 from api.problems import Problem
 from api.schemas import Explanation
@@ -42,8 +42,7 @@ async def explain_ats(
     as_of: Annotated[datetime | None, Query(description="RFC 3339 moment, with its offset")] = None,
 ) -> dict[str, Any]:
     """The terms of an ATS (per location, then safety stock, buffer, exclusion), each linked to its events."""
-    valid_id(channel, "channel")
-    valid_id(sku, "sku")
+    channel, sku = path_id(channel, "channel"), path_id(sku, "sku")
     if as_of is not None and as_of.tzinfo is None:
         raise Problem(422, "validation-error", "as_of needs a UTC offset, e.g. 2024-05-01T12:00:00Z")
     if container.channels.get(channel) is None:

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import Auditor, ContainerDep, IdempotencyKey, Ingester, execute, valid_id
+from api.deps import Auditor, ContainerDep, IdempotencyKey, Ingester, execute, path_id, valid_id
 from api.fastpath import Answer, Call, Lean, dumped
 from api.middleware import cause_from
 from api.models import (
@@ -42,7 +42,8 @@ IfMatch = Annotated[
         description="compare-and-set: the stream version the write expects (the ETag of a read)",
     ),
 ]
-SkuPath = Annotated[str, Path(min_length=1, max_length=128)]
+# Percent-encoded in the path (`/` as %2F); the bound is checked on the decoded id (`path_id`).
+SkuPath = Annotated[str, Path(min_length=1, json_schema_extra={"maxLength": 128})]
 VERSION = re.compile(r'^\s*(?:W/)?"?(\d{1,15})"?\s*$')
 HIDDEN_FIELDS = {"originator_id", "originator_version", "timestamp", "cause", "originator_topic"}
 RECEIPT_PROBLEMS = problems("version-conflict", "idempotency-key-reused")
@@ -186,7 +187,7 @@ async def stock(
     position: Annotated[int | None, Query(ge=0, le=2**62, description="a ledger position")] = None,
 ) -> dict[str, Any]:
     """The stock of a SKU at a location, now (straight from the ledger), at a moment, or at a position."""
-    valid_id(sku, "sku"), valid_id(location, "location")
+    sku, location = path_id(sku, "sku"), path_id(location, "location")
     if as_of is not None and position is not None:
         raise Problem(422, "validation-error", "give as_of or position, not both")
     if as_of is not None and as_of.tzinfo is None:
@@ -302,7 +303,7 @@ async def events(
     until: Annotated[datetime | None, Query(description="RFC 3339: events recorded at or before")] = None,
 ) -> dict[str, Any]:
     """The events of a SKU at a location, by ledger position, each linked to its cause."""
-    valid_id(sku, "sku"), valid_id(location, "location")
+    sku, location = path_id(sku, "sku"), path_id(location, "location")
     for moment, name in ((since, "since"), (until, "until")):
         if moment is not None and moment.tzinfo is None:
             raise Problem(422, "validation-error", f"{name} needs a UTC offset, e.g. 2024-05-01T12:00:00Z")
