@@ -9,6 +9,7 @@ mapping version, and is copied onto every event the command produces.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -481,15 +482,21 @@ class CaptureOrder(Command):
         if not self.lines:
             raise InvalidCommandError("an order needs at least one line", field="lines")
         check_facts(self.facts)
-        seen = set()
-        for line in self.lines:
-            check_id(line.get("line_id"), "line_id"), check_id(line.get("sku"), "sku")
-            check_quantity(line.get("quantity"))
-            if line.get("location") is not None:
-                check_id(line["location"], "location")
-            if line["line_id"] in seen:
-                raise InvalidCommandError(f"line {line['line_id']} appears twice", field="lines")
-            seen.add(line["line_id"])
+        check_sourced_lines(self.lines)
+
+
+def check_sourced_lines(lines: Sequence[dict[str, Any]]) -> None:
+    """The lines of an order or a hold: each with its id (once), a SKU, a quantity and maybe a
+    location; raises InvalidCommandError."""
+    seen = set()
+    for line in lines:
+        check_id(line.get("line_id"), "line_id"), check_id(line.get("sku"), "sku")
+        check_quantity(line.get("quantity"))
+        if line.get("location") is not None:
+            check_id(line["location"], "location")
+        if line["line_id"] in seen:
+            raise InvalidCommandError(f"line {line['line_id']} appears twice", field="lines")
+        seen.add(line["line_id"])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -513,15 +520,7 @@ class PlaceHold(Command):
             raise InvalidCommandError("a hold needs at least one line", field="lines")
         if not isinstance(self.expires_at, datetime) or self.expires_at.tzinfo is None:
             raise InvalidCommandError("expires_at must be a moment with its offset", field="expires_at")
-        seen = set()
-        for line in self.lines:
-            check_id(line.get("line_id"), "line_id"), check_id(line.get("sku"), "sku")
-            check_quantity(line.get("quantity"))
-            if line.get("location") is not None:
-                check_id(line["location"], "location")
-            if line["line_id"] in seen:
-                raise InvalidCommandError(f"line {line['line_id']} appears twice", field="lines")
-            seen.add(line["line_id"])
+        check_sourced_lines(self.lines)
 
 
 @dataclass(frozen=True, kw_only=True)
