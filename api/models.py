@@ -211,6 +211,13 @@ class OrderLine(Request):
     )
 
 
+def unique_line_ids(lines: list[OrderLine]) -> None:
+    """An order's or a hold's lines name each `line_id` once (a validation error otherwise)."""
+    ids = [x.line_id for x in lines]
+    if len(set(ids)) != len(ids):
+        raise ValueError("each line_id may appear once")
+
+
 class NewOrder(Request):
     """An order to capture. Every line is reserved, or none is (unless `allow_partial`)."""
 
@@ -244,9 +251,7 @@ class NewOrder(Request):
 
     @model_validator(mode="after")
     def _unique_lines(self) -> NewOrder:
-        ids = [x.line_id for x in self.lines]
-        if len(set(ids)) != len(ids):
-            raise ValueError("each line_id may appear once")
+        unique_line_ids(self.lines)
         return self
 
 
@@ -274,9 +279,7 @@ class NewHold(Request):
 
     @model_validator(mode="after")
     def _unique_lines(self) -> NewHold:
-        ids = [x.line_id for x in self.lines]
-        if len(set(ids)) != len(ids):
-            raise ValueError("each line_id may appear once")
+        unique_line_ids(self.lines)
         return self
 
 

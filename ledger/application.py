@@ -63,11 +63,11 @@ class UnitOfWork:
         self, load: Callable[[UUID], Aggregate | None], policies: LocationPolicies | None = None
     ) -> None:
         self._load = load
-        self._policies = policies  # the writer's location policies (`ledger.locations`), if any
+        # the writer's location policies (`ledger.locations`); without them, read through `load`
+        self._policies = policies or LocationPolicies(self._read_policy)
         self.touched: dict[UUID, Aggregate] = {}
         self._marks: dict[UUID, int] = {}
         self._created: list[UUID] = []
-        self._no_policy: set[str] = set()  # locations found to have no policy stream
 
     def begin(self) -> None:
         # Marks are taken lazily, when a command first gets an aggregate, so that beginning a
@@ -110,19 +110,15 @@ class UnitOfWork:
 
     def location_backorders(self, location: str) -> bool:
         """The location's policy (`ledger.locations`): as this batch changed it, else as the
-        writer's `LocationPolicies` keep it; without those, read through the unit of work."""
+        `LocationPolicies` keep it."""
         changed = self.touched.get(location_id(location))
         if isinstance(changed, Location):
             return changed.backorders
-        if self._policies is not None:
-            return self._policies.allows(location)
-        if location in self._no_policy:
-            return False
-        policy = self.location(location)
-        if policy is None:
-            self._no_policy.add(location)
-            return False
-        return policy.backorders
+        return self._policies.allows(location)
+
+    def _read_policy(self, location: str) -> bool:
+        policy = self._load(location_id(location))
+        return isinstance(policy, Location) and policy.backorders
 
     def order(self, order_id: str) -> Order | None:
         return self.get(order_uuid(order_id))  # type: ignore[return-value]  # an order's stream
@@ -156,9 +152,7 @@ class UnitOfWork:
 
     def location_changed(self, location: str) -> None:
         """A policy just changed in this unit of work: the SKU-locations it holds read it again."""
-        self._no_policy.discard(location)
-        if self._policies is not None:
-            self._policies.forget(location)
+        self._policies.forget(location)
         for agg in self.touched.values():
             if isinstance(agg, SkuLocation) and agg.location == location:
                 agg.location_backorders = self.location_backorders(location)
@@ -700,16 +694,17 @@ class Decider:
         hold = uow.require_hold(cmd.reservation_id)
         if hold.status != "held":
             return hold.view()
-        freed = self._give_back(uow, hold, "cancelled", "cancelled", cmd.cause)
+        freed = self._give_back(uow, hold, "cancelled", cmd.cause)
         hold.void(cmd.cause)
         for sku, location in freed:
             self._fill_backorders(uow, sku, location, cmd.cause)
         return hold.view()
 
     def _give_back(
-        self, uow: UnitOfWork, hold: Hold, reason: str, hold_reason: str, cause: dict[str, Any]
+        self, uow: UnitOfWork, hold: Hold, reason: str, cause: dict[str, Any]
     ) -> list[tuple[str, str]]:
-        """Releases everything the hold still holds; the SKU-locations freed."""
+        """Releases everything the hold still holds (`reason`: `cancelled` or `expired`, at the
+        SKU-locations and on the hold alike); the SKU-locations freed."""
         freed = []
         for line in list(hold.lines.values()):
             rid = hold_reservation_id(hold.reservation_id, line["line_id"])
@@ -719,7 +714,7 @@ class Decider:
                 if s is not None and still:
                     s.release(rid, still, reason, cause)
                     freed.append((line["sku"], location))
-                hold.record_release(line["line_id"], location, n, hold_reason, cause)
+                hold.record_release(line["line_id"], location, n, reason, cause)
         return freed
 
     @staticmethod
@@ -806,12 +801,12 @@ class Decider:
                     hold.record_release(lid, s.location, k, "taken", cmd.cause)
                     need -= k
         hold.take_over(cmd.order_id, cmd.cause)
-        return self._give_back(uow, hold, "cancelled", "cancelled", cmd.cause)
+        return self._give_back(uow, hold, "cancelled", cmd.cause)
 
     def _end_late(self, uow: UnitOfWork, hold: Hold, cmd: c.CaptureOrder) -> list[tuple[str, str]]:
         """An order for a hold past its expiry: what the hold still holds is released as
         expired, and the hold records the late order (it is sourced like any other)."""
-        freed = self._give_back(uow, hold, "expired", "expired", cmd.cause) if hold.status == "held" else []
+        freed = self._give_back(uow, hold, "expired", cmd.cause) if hold.status == "held" else []
         hold.record_late_order(cmd.order_id, cmd.cause)
         return freed
 

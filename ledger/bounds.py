@@ -55,7 +55,7 @@ def reservation_id(order_id: str, line_id: str) -> str:
     Ids without those characters read as plain `order/line`; escaping keeps two different lines
     (order `a/b` line `c`, order `a` line `b/c`) from ever sharing a reservation.
     """
-    return f"{_escape(order_id)}/{_escape(line_id)}"
+    return f"{escape_part(order_id)}/{escape_part(line_id)}"
 
 
 HOLD_PREFIX = "hold/"
@@ -65,7 +65,7 @@ def hold_reservation_id(hold: str, line_id: str) -> str:
     """The reservation of one line of a hold (`POST /v1/reservations`): `hold/{hold}/{line}`,
     each part escaped like `reservation_id`. Two unescaped `/` tell it from an order line's
     reservation (one `/`), so a hold and an order of the same id never share a reservation."""
-    return f"{HOLD_PREFIX}{_escape(hold)}/{_escape(line_id)}"
+    return f"{HOLD_PREFIX}{escape_part(hold)}/{escape_part(line_id)}"
 
 
 def parse_hold_reservation_id(rid: str) -> tuple[str, str] | None:
@@ -75,7 +75,7 @@ def parse_hold_reservation_id(rid: str) -> tuple[str, str] | None:
     hold, sep, line = rid[len(HOLD_PREFIX) :].partition("/")
     if not sep or "/" in line:
         return None
-    return _unescape(hold), _unescape(line)
+    return unescape_part(hold), unescape_part(line)
 
 
 @lru_cache(maxsize=1 << 14)
@@ -89,20 +89,14 @@ def escape_part(part: str) -> str:
     return part.replace("%", "%25").replace("/", "%2F")
 
 
-_escape = escape_part
-
-
 def parse_reservation_id(rid: str) -> tuple[str, str] | None:
     """The (order id, line id) of a reservation id made by `reservation_id`, or None."""
     order, sep, line = rid.partition("/")
     if not sep or "/" in line:
         return None
-    return _unescape(order), _unescape(line)
+    return unescape_part(order), unescape_part(line)
 
 
 def unescape_part(part: str) -> str:
     """The inverse of `escape_part`."""
     return re.sub(r"%(25|2F)", lambda m: "%" if m.group(1) == "25" else "/", part)
-
-
-_unescape = unescape_part

@@ -26,8 +26,6 @@ from ledger.bounds import hold_id
 
 Cause = dict[str, Any]
 
-HOLD_STATUSES = ("held", "taken", "released", "expired")
-
 
 class Hold(Aggregate):
     @staticmethod
