@@ -5,7 +5,9 @@ an exception already open stays as it is.
 Opening (and closing) also enqueues `ledger.exceptions.{kind}` on the outbox, in the
 caller's transaction. Kinds in use: `drift`, `pos-sequence-gap`, `parked-message`,
 `stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`,
-`held-order` (an order its checks held, until released or cancelled), `refund-failed`.
+`held-order` (an order its checks held, until released or cancelled), `late-order` (an order
+that named a hold after it expired), `refund-failed`, `shopify-write`, `shopify-unresolved-sku`
+(`KINDS`).
 
 Each message carries a `position`, as every ledger message does, so that a consumer can drop one
 not newer than the last it applied. Many exceptions have no ledger fact behind them (a parked
@@ -26,6 +28,23 @@ import orjson
 
 from adapters import outbox
 from adapters.persistence.db import Database, Tx, like_prefix
+
+# Every kind the ledger opens (`GET /v1/exceptions?kind=` refuses any other with 422).
+KINDS = frozenset(
+    {
+        "drift",
+        "pos-sequence-gap",
+        "parked-message",
+        "stuck-order",
+        "reservation-expired",
+        "shortfall",
+        "held-order",
+        "late-order",
+        "refund-failed",
+        "shopify-write",
+        "shopify-unresolved-sku",
+    }
+)
 
 TABLE = "ledger_exceptions"
 CLOCK = "ledger_exception_clock"
@@ -87,6 +106,8 @@ def open_exception(
     partly reallocated names fewer lines) replaces the old one, and the message is sent again
     with the new detail (still `open`, a newer `position`).
     """
+    if kind not in KINDS:
+        raise ValueError(f"unknown exception kind {kind!r}: add it to adapters.exceptions.KINDS")
     body = orjson.dumps(detail).decode()
     row = tx.execute(
         f"INSERT INTO {TABLE} AS e (kind, key, status, detail, position, opened_at, closed_at, times_opened) "

@@ -12,6 +12,14 @@ def test_an_unknown_query_parameter_is_refused_rather_than_ignored(api: Api):
     assert api.get("/v1/exceptions", kind="drift").status_code == 200
 
 
+def test_an_unknown_exception_kind_is_refused_with_the_kinds_named(api: Api):
+    r = api.get("/v1/exceptions", kind="shortfal")  # a typo would otherwise list nothing, silently
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert "shortfall" in r.json()["detail"] and "late-order" in r.json()["detail"]
+    for kind in ("shortfall", "late-order", "shopify-write", "held-order"):
+        assert api.get("/v1/exceptions", kind=kind).status_code == 200
+
+
 def test_a_single_valued_parameter_given_twice_is_refused(api: Api):
     assert (
         api.post(
