@@ -550,3 +550,32 @@ def movement_effect(event: Any) -> tuple[int, int]:
     for a non-movement. Read from `ledger.effects.EFFECTS`."""
     effect = event_effect(event)
     return effect.on_hand, effect.unavailable
+
+
+def fold_lots(lots: list[list[Any]] | None, event: Any) -> list[list[Any]] | None:
+    """A SKU-location's incoming lots (`[due epoch, quantity, lead seconds]`, earliest due first)
+    after a stock event; None when the event leaves them as they are.
+
+    `StockExpected` adds a lot: due at `due_at` (none: at once), its lead the time from the
+    event's moment to it. A receipt of expected units lands the earliest-due lots first
+    (`ledger.policy` counts lots by their lead). The `ats` read model and the explanation keep
+    lots with it (`projections`).
+    """
+    if isinstance(event, SkuLocation.StockExpected):
+        at = float(event.timestamp.timestamp())
+        due_at = getattr(event, "due_at", None)
+        due = None if due_at is None else float(due_at.timestamp())
+        lot = [at if due is None else due, int(event.quantity), 0.0 if due is None else max(0.0, due - at)]
+        out = [*(lots or []), lot]
+        out.sort(key=lambda x: x[0])  # stable: lots due together keep their order
+        return out
+    if isinstance(event, SkuLocation.StockReceived) and event.expected and lots:
+        left = int(event.quantity)
+        landed: list[list[Any]] = []
+        for due, quantity, lead in lots:
+            taken = min(left, quantity)
+            left -= taken
+            if quantity > taken:
+                landed.append([due, quantity - taken, lead])
+        return landed
+    return None

@@ -28,6 +28,7 @@ from adapters.persistence.db import Database
 from ledger.application import History
 from ledger.bounds import parse_hold_reservation_id, parse_reservation_id, stock_id
 from ledger.policy import DAY, ChannelPolicy, available_to_sell
+from ledger.stock import fold_lots
 from projections import folds
 
 TERMS = ("on_hand", "reserved", "unavailable")
@@ -84,7 +85,7 @@ def location_terms(
     links: list[dict[str, Any]] = []
     counts = dict.fromkeys(TERMS, 0)
     for position, event in stream:
-        folded = folds.fold_lots(lots, event)
+        folded = fold_lots(lots, event)
         lots = lots if folded is None else folded
         after = folds.fold_stock(row, event, position)
         if after is None:
@@ -190,7 +191,7 @@ def series(policies: Sequence[ChannelPolicy], sku: str, streams: dict[str, Strea
     )
     out: list[dict[str, Any]] = []
     for position, loc, event in merged:
-        folded = folds.fold_lots(lots.get(loc), event)
+        folded = fold_lots(lots.get(loc), event)
         if folded is not None:
             lots[loc] = folded
         row = folds.fold_stock(rows.get(loc), event, position)

@@ -26,33 +26,6 @@ def epoch(dt: Any) -> float | None:
     return None if dt is None else float(dt.timestamp())
 
 
-def fold_lots(lots: list[list[Any]] | None, event: Any) -> list[list[Any]] | None:
-    """A SKU-location's incoming lots (`[due epoch, quantity, lead seconds]`, earliest due first)
-    after a stock event; None when the event leaves them as they are.
-
-    `StockExpected` adds a lot: due at `due_at` (none: at once), its lead the time from the
-    event's moment to it. A receipt of expected units lands the earliest-due lots first
-    (`ledger.policy` counts lots by their lead).
-    """
-    if isinstance(event, S.StockExpected):
-        at = float(event.timestamp.timestamp())
-        due = epoch(getattr(event, "due_at", None))
-        lot = [at if due is None else due, int(event.quantity), 0.0 if due is None else max(0.0, due - at)]
-        out = [*(lots or []), lot]
-        out.sort(key=lambda x: x[0])  # stable: lots due together keep their order
-        return out
-    if isinstance(event, S.StockReceived) and event.expected and lots:
-        left = int(event.quantity)
-        out = []
-        for due, quantity, lead in lots:
-            taken = min(left, quantity)
-            left -= taken
-            if quantity > taken:
-                out.append([due, quantity - taken, lead])
-        return out
-    return None
-
-
 def available_delta(event: Any) -> int:
     """How much a stock event changes `available` (= on_hand − reserved − unavailable)."""
     return event_effect(event).available

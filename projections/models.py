@@ -18,6 +18,7 @@ from ledger.bounds import stock_id
 from ledger.channels import Channel
 from ledger.errors import InvalidCommandError
 from ledger.policy import ChannelPolicy, Policies, available_to_sell
+from ledger.stock import fold_lots
 from projections import folds
 from projections.store import Store, Table
 
@@ -164,7 +165,7 @@ class AtsView(Projection):
 
     It keeps its own `available` per SKU-location (`ats_levels`), so it can be rebuilt
     without the `stock` read model, and the incoming lots of each SKU-location
-    (`ats_incoming`: `[due, quantity, lead seconds]`, see `folds.fold_lots`) for the channels
+    (`ats_incoming`: `[due, quantity, lead seconds]`, see `ledger.stock.fold_lots`) for the channels
     that count incoming units (`include_incoming_days`).
     """
 
@@ -288,7 +289,7 @@ class AtsView(Projection):
         if not isinstance(event, folds.S.StockExpected | folds.S.StockReceived):
             return False
         row = store.get(self.INCOMING.name, key)
-        lots = folds.fold_lots(None if row is None else row["lots"], event)
+        lots = fold_lots(None if row is None else row["lots"], event)
         if lots is None:
             return False
         if lots:
