@@ -143,3 +143,10 @@ class ChannelPolicies:
     def locations_for(self, channel: str) -> Sequence[str]:
         policy = self.cached().by_channel.get(channel)
         return () if policy is None else policy.locations
+
+    def incoming_days(self, channel: str) -> int:
+        policy = self.cached().by_channel.get(channel)
+        return 0 if policy is None else policy.include_incoming_days
+
+    def incoming_days_at(self, location: str) -> int:
+        return self.cached().incoming_days_at(location)

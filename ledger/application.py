@@ -195,10 +195,11 @@ def stock_view(s: SkuLocation) -> dict[str, Any]:
     }
 
 
-def uncovered_view(s: SkuLocation) -> list[dict[str, Any]]:
-    """The reservations of a SKU-location no unit on hand covers, with their order lines."""
+def uncovered_view(s: SkuLocation, incoming_days: int = 0) -> list[dict[str, Any]]:
+    """The reservations of a SKU-location no unit covers (on hand, or incoming within the
+    location's widest `include_incoming_days`), with their order lines."""
     out = []
-    for rid, units in s.uncovered():
+    for rid, units in s.uncovered(incoming_days):
         r = s.reservations[rid]
         hold = parse_hold_reservation_id(rid) is not None  # a hold's line is no order's
         out.append(
@@ -299,6 +300,7 @@ class Decider:
     def expect(self, cmd: c.ExpectStock, uow: UnitOfWork) -> dict[str, Any]:
         s = uow.stock_or_open(cmd.sku, cmd.location, cmd.cause)
         s.expect(cmd.quantity, cmd.reference, cmd.cause, due_at=cmd.due_at)
+        self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)  # for channels counting incoming
         return stock_view(s)
 
     def adjust(self, cmd: c.AdjustStock, uow: UnitOfWork) -> dict[str, Any]:
@@ -333,7 +335,7 @@ class Decider:
             "delta": delta,
             "applied": counted.applied,  # type: ignore[attr-defined]  # the StockCounted just triggered
             "accounted": list(counted.accounted),  # type: ignore[attr-defined]  # the StockCounted just triggered
-            "shortfall": max(0, s.reserved + s.unavailable - s.on_hand),
+            "shortfall": s.short(self.locations.incoming_days_at(s.location)),
         }
 
     def transfer(self, cmd: c.TransferStock, uow: UnitOfWork) -> dict[str, Any]:
@@ -364,6 +366,7 @@ class Decider:
         src.transfer_out(cmd.reference, cmd.to_location, cmd.quantity, cmd.cause)
         if cmd.status == "dispatched":  # in transit: incoming at the destination until received
             dst.expect(cmd.quantity, cmd.reference, cmd.cause)
+            self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)  # channels counting incoming
         else:
             dst.transfer_in(cmd.reference, cmd.from_location, cmd.quantity, cmd.cause)
             self._fill_backorders(uow, cmd.sku, cmd.to_location, cmd.cause)
@@ -501,8 +504,9 @@ class Decider:
         locations of the order's channel group (newest reservations first), as far as they have
         units; what cannot move stays uncovered (the `shortfall` exception stays open)."""
         s = self._existing(uow, cmd.sku, cmd.location)
+        window = self.locations.incoming_days_at(s.location)
         moved = []
-        for rid, units in s.uncovered():
+        for rid, units in s.uncovered(window):
             r = s.reservations[rid]
             if parse_hold_reservation_id(rid) is not None:
                 continue  # a hold: it stays where it is until it ends
@@ -512,11 +516,12 @@ class Decider:
                 continue  # a hold of no order in the ledger: nothing to reallocate it with
             n = min(units, Order.allocations_of(line).get(s.location, 0))
             others = [x for x in self.locations.locations_for(order.channel) if x != s.location]
-            allocations, _ = self._plan(uow, s.sku, n, others, {}) if n > 0 else ([], 0)
+            days = self.locations.incoming_days(order.channel)
+            allocations, _ = self._plan(uow, s.sku, n, others, {}, days) if n > 0 else ([], 0)
             for other, q in allocations:
                 s.release(rid, q, "reallocated", cmd.cause)
                 order.record_release(r["line_id"], q, "reallocated", cmd.cause, location=s.location)
-                new_rid = other.reserve(order.order_id, r["line_id"], q, cmd.cause)
+                new_rid = other.reserve(order.order_id, r["line_id"], q, cmd.cause, incoming_days=days)
                 order.record_reservation(r["line_id"], other.location, q, new_rid, cmd.cause)
                 moved.append(
                     {
@@ -527,7 +532,7 @@ class Decider:
                         "quantity": q,
                     }
                 )
-        return {**stock_view(s), "moved": moved, "uncovered": uncovered_view(s)}
+        return {**stock_view(s), "moved": moved, "uncovered": uncovered_view(s, window)}
 
     # ---------------------------------------------------------------- orders
 
@@ -564,7 +569,8 @@ class Decider:
         # Plan every line before changing anything, so a refused order changes nothing. A hold
         # taken over gives its units first: they are released and reserved for the order line
         # at the same location (never held twice); the rest of a line is sourced as usual.
-        taken = self._plan_takeover(uow, hold, cmd.lines) if hold is not None and not late else {}
+        days = self.locations.incoming_days(cmd.channel)  # the incoming units its ATS counts
+        taken = self._plan_takeover(uow, hold, cmd.lines, days) if hold is not None and not late else {}
         planned: dict[UUID, int] = {}
         if hold is not None:  # its units are released before the order reserves: they count as free
             for line in hold.lines.values():
@@ -595,7 +601,9 @@ class Decider:
             freed = self._end_late(uow, hold, cmd) if late else self._take_over(uow, hold, taken, cmd)
         for line, allocations, missing in plans:
             for s, n in self._merged(taken.get(line["line_id"], []), allocations):
-                rid = s.reserve(cmd.order_id, line["line_id"], n, cmd.cause, cmd.expires_at)
+                rid = s.reserve(
+                    cmd.order_id, line["line_id"], n, cmd.cause, cmd.expires_at, incoming_days=days
+                )
                 order.record_reservation(line["line_id"], s.location, n, rid, cmd.cause)
             if missing:  # the line's `backordered` units wait for stock, oldest capture first
                 uow.backorders_or_open(line["sku"], cmd.cause).queue(
@@ -621,9 +629,11 @@ class Decider:
         taken: dict[str, list[tuple[SkuLocation, int]]] | None = None,
     ) -> tuple[list[tuple[dict[str, Any], list[tuple[SkuLocation, int]], int]], list[dict[str, Any]]]:
         """The allocations of each line (at its location, else over the channel's group), less
-        what `taken` already gives it; and the lines short. Changes nothing."""
+        what `taken` already gives it; and the lines short. Changes nothing. A location gives
+        what is available there and the incoming units the channel's ATS counts."""
         plans: list[tuple[dict[str, Any], list[tuple[SkuLocation, int]], int]] = []
         short: list[dict[str, Any]] = []
+        days = self.locations.incoming_days(channel)
         for line in lines:
             if line.get("stock") is False:  # a line that carries no stock is never reserved
                 continue
@@ -638,7 +648,7 @@ class Decider:
                     )
             want = line["quantity"] - sum(n for _, n in (taken or {}).get(line["line_id"], []))
             allocations, missing = (
-                self._plan(uow, line["sku"], want, candidates, planned) if want > 0 else ([], 0)
+                self._plan(uow, line["sku"], want, candidates, planned, days) if want > 0 else ([], 0)
             )
             if missing:
                 short.append({"line_id": line["line_id"], "sku": line["sku"], "quantity": line["quantity"]})
@@ -686,7 +696,13 @@ class Decider:
             rid = hold_reservation_id(cmd.reservation_id, line["line_id"])
             for s, n in allocations:
                 s.reserve(
-                    cmd.reservation_id, line["line_id"], n, cmd.cause, cmd.expires_at, reservation_id=rid
+                    cmd.reservation_id,
+                    line["line_id"],
+                    n,
+                    cmd.cause,
+                    cmd.expires_at,
+                    reservation_id=rid,
+                    incoming_days=self.locations.incoming_days(cmd.channel),
                 )
         return hold.view()
 
@@ -741,7 +757,7 @@ class Decider:
 
     @staticmethod
     def _plan_takeover(
-        uow: UnitOfWork, hold: Hold, lines: Sequence[dict[str, Any]]
+        uow: UnitOfWork, hold: Hold, lines: Sequence[dict[str, Any]], incoming_days: int = 0
     ) -> dict[str, list[tuple[SkuLocation, int]]]:
         """What each order line takes from the hold: the held units of its SKU (the hold line of
         the same id first, then the others in their order), at its location only if it names
@@ -766,8 +782,9 @@ class Decider:
                     n = min(want, left[(lid, location)])
                     if s is None or n <= 0:
                         continue
-                    if not s.backorders_allowed:  # units a shortfall took are not there to take
-                        n = min(n, n + s.available)
+                    # units a shortfall took are not there to take (incoming units the
+                    # channel counts still cover what it held against them)
+                    n -= s.short(incoming_days)
                     if n <= 0:
                         continue
                     left[(lid, location)] -= n
@@ -817,10 +834,17 @@ class Decider:
 
     @staticmethod
     def _plan(
-        uow: UnitOfWork, sku: str, quantity: int, candidates: Sequence[str], planned: dict[UUID, int]
+        uow: UnitOfWork,
+        sku: str,
+        quantity: int,
+        candidates: Sequence[str],
+        planned: dict[UUID, int],
+        incoming_days: int = 0,
     ) -> tuple[list[tuple[SkuLocation, int]], int]:
         """The allocations of `quantity` over `candidates` (`ledger.sourcing`), with what `planned`
-        already promised to earlier lines of the same order counted off; and the units short."""
+        already promised to earlier lines of the same order counted off; and the units short.
+        Each location gives its `capacity`: what is available, and the incoming units a channel
+        counting `incoming_days` promises."""
         stocks: dict[str, SkuLocation] = {}
         capacities: list[sourcing.Capacity] = []
         for location in candidates:
@@ -833,7 +857,10 @@ class Decider:
                 s = uow.stock_or_open(sku, location, {"reason": "backorders-allowed"})
             stocks[location] = s
             capacities.append(
-                (location, None if s.backorders_allowed else s.available - planned.get(s.id, 0))
+                (
+                    location,
+                    None if s.backorders_allowed else s.capacity(incoming_days) - planned.get(s.id, 0),
+                )
             )
         allocations, missing = sourcing.plan(quantity, capacities)
         out = []
@@ -860,10 +887,11 @@ class Decider:
             group = [w["location"]] if w["location"] else self.locations.locations_for(w["channel"])
             if s is None or location not in group:
                 continue
-            free = wanted if s.backorders_allowed else min(wanted, s.available)
+            days = self.locations.incoming_days(w["channel"])  # its ATS counted those incoming units
+            free = wanted if s.backorders_allowed else min(wanted, s.capacity(days))
             if free <= 0:
-                break
-            rid = s.reserve(w["order_id"], w["line_id"], free, cause)
+                continue  # nothing for it; a line of a channel counting more incoming may still fill
+            rid = s.reserve(w["order_id"], w["line_id"], free, cause, incoming_days=days)
             order.record_reservation(w["line_id"], location, free, rid, cause)
             if free == wanted:
                 queue.dequeue(w["order_id"], w["line_id"], cause)
@@ -887,9 +915,10 @@ class Decider:
         candidates = [line["location"]] if line["location"] else []
         candidates += [x for x in self.locations.locations_for(order.channel) if x not in candidates]
         chosen = None
+        days = self.locations.incoming_days(order.channel)
         for location in candidates if wanted > 0 else ():
             s = uow.stock(cmd.sku, location)
-            if s is not None and s.can_reserve(wanted):
+            if s is not None and s.can_reserve(wanted, days):
                 chosen = s
                 break
         order.record_remap(
@@ -902,7 +931,7 @@ class Decider:
             cmd.cause,
         )
         if chosen is not None:
-            chosen.reserve(cmd.order_id, cmd.line_id, wanted, cmd.cause)
+            chosen.reserve(cmd.order_id, cmd.line_id, wanted, cmd.cause, incoming_days=days)
         elif wanted > 0:  # nothing free on the right SKU: the line waits for it like a backorder
             uow.backorders_or_open(cmd.sku, cmd.cause).queue(
                 cmd.order_id, cmd.line_id, order.channel, None, cmd.cause
@@ -1074,10 +1103,11 @@ class Decider:
                 if x.get("location")
                 else list(self.locations.locations_for(order.channel))
             )
+            days = self.locations.incoming_days(order.channel)
             for location in candidates:
                 s = uow.stock(x["sku"], location)
-                if s is not None and s.can_reserve(x["quantity"]):
-                    rid = s.reserve(cmd.order_id, x["line_id"], x["quantity"], cmd.cause)
+                if s is not None and s.can_reserve(x["quantity"], days):
+                    rid = s.reserve(cmd.order_id, x["line_id"], x["quantity"], cmd.cause, incoming_days=days)
                     order.record_reservation(x["line_id"], location, x["quantity"], rid, cmd.cause)
                     break
         return self._order_answer(order)

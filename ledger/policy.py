@@ -91,10 +91,7 @@ class ChannelPolicy:
 
     def counted_incoming(self, lots: Iterable[Sequence[Any]]) -> int:
         """The units of these incoming lots (`[due, quantity, lead seconds]`) the channel counts."""
-        days = self.include_incoming_days
-        if days <= 0:
-            return 0
-        return sum(int(lot[1]) for lot in lots if lot[2] <= days * DAY)
+        return counted_lots(lots, self.include_incoming_days)
 
     def rules(self) -> dict[str, Any]:
         """The policy without its version and author: what `PolicyChanged` carries in the log."""
@@ -144,6 +141,14 @@ class ChannelPolicy:
         }
 
 
+def counted_lots(lots: Iterable[Sequence[Any]], days: int) -> int:
+    """The units of incoming lots (`[due, quantity, lead seconds]`) counted under a window of
+    `days` (`include_incoming_days`): those whose lead was at most that many days; 0 counts none."""
+    if days <= 0:
+        return 0
+    return sum(int(lot[1]) for lot in lots if lot[2] <= days * DAY)
+
+
 @dataclass(frozen=True)
 class Policies:
     """A snapshot of every channel's current policy, as one projection batch sees it."""
@@ -153,6 +158,11 @@ class Policies:
 
     def channels_at(self, location: str) -> list[ChannelPolicy]:
         return [p for p in self.by_channel.values() if location in p.locations]
+
+    def incoming_days_at(self, location: str) -> int:
+        """The widest `include_incoming_days` of the channels the location fulfils: the incoming
+        units there that some channel may have promised (they cover its reservations)."""
+        return max((p.include_incoming_days for p in self.channels_at(location)), default=0)
 
 
 def available_to_sell(

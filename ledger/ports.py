@@ -44,16 +44,36 @@ class StreamIndex(Protocol):
 
 
 class LocationDirectory(Protocol):
-    """The locations that fulfil a sales channel, in the order they are tried."""
+    """The locations that fulfil a sales channel, in the order they are tried, and the incoming
+    units it may promise (`include_incoming_days`, `ledger.policy`)."""
 
     def locations_for(self, channel: str) -> Sequence[str]: ...
 
+    def incoming_days(self, channel: str) -> int:
+        """The channel's `include_incoming_days`: its orders may reserve the incoming units its
+        ATS counts."""
+        ...
+
+    def incoming_days_at(self, location: str) -> int:
+        """The widest `include_incoming_days` of the channels the location fulfils."""
+        ...
+
 
 class StaticLocations:
-    """A fixed channel -> locations map (tests, and a ledger with no channel policies yet)."""
+    """A fixed channel -> locations map (tests, and a ledger with no channel policies yet), with
+    each channel's `include_incoming_days` (none by default)."""
 
-    def __init__(self, groups: dict[str, Sequence[str]] | None = None) -> None:
+    def __init__(
+        self, groups: dict[str, Sequence[str]] | None = None, incoming: dict[str, int] | None = None
+    ) -> None:
         self.groups = dict(groups or {})
+        self.incoming = dict(incoming or {})
 
     def locations_for(self, channel: str) -> Sequence[str]:
         return self.groups.get(channel, ())
+
+    def incoming_days(self, channel: str) -> int:
+        return self.incoming.get(channel, 0)
+
+    def incoming_days_at(self, location: str) -> int:
+        return max((self.incoming.get(ch, 0) for ch, g in self.groups.items() if location in g), default=0)

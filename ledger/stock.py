@@ -26,6 +26,7 @@ from ledger.bounds import check_delta, check_id, check_quantity, stock_id
 from ledger.bounds import reservation_id as make_reservation_id
 from ledger.effects import event_effect
 from ledger.errors import CorrectionError, InsufficientStockError, ReservationError
+from ledger.policy import counted_lots
 
 Cause = dict[str, Any]
 
@@ -54,6 +55,10 @@ class SkuLocation(Aggregate):
                 s._hold(effect.reservation_id, effect.reserved, self)
             if effect.on_hand and not isinstance(self, SkuLocation.StockCounted):
                 s._moved(self.timestamp.timestamp(), self.originator_version, effect.on_hand)
+            if effect.incoming:
+                lots = fold_lots(s._lots(), self)
+                if lots is not None:
+                    s.lots = lots
 
     class Opened(Aggregate.Created):
         sku: str
@@ -77,6 +82,9 @@ class SkuLocation(Aggregate):
         self.movements: list[list[Any]] = []
         self.last_count_at: float | None = None
         self.horizon: float | None = None
+        # the incoming units as lots, `[due epoch, quantity, lead seconds]` (`fold_lots`): what
+        # a channel counting incoming units (`include_incoming_days`) may promise
+        self.lots: list[list[Any]] = []
 
     @classmethod
     def open(cls, sku: str, location: str, cause: Cause | None = None) -> SkuLocation:
@@ -238,6 +246,21 @@ class SkuLocation(Aggregate):
         if len(movements) > self.MAX_MOVEMENTS:
             self.horizon = movements.pop(0)[0]
 
+    # A lead no window counts: the incoming units of a snapshot taken before lots were kept.
+    UNKNOWN_LEAD = 1e12
+
+    def _lots(self) -> list[list[Any]]:
+        lots: list[list[Any]] | None = self.__dict__.get("lots")
+        if lots is None:
+            lots = [[0.0, self.incoming, self.UNKNOWN_LEAD]] if self.incoming > 0 else []
+            self.lots = lots
+        return lots
+
+    def counted_incoming(self, days: int) -> int:
+        """The incoming units a channel counting `days` of incoming (`include_incoming_days`)
+        may promise here: its ATS counts them, so its orders may reserve them."""
+        return min(self.incoming, counted_lots(self._lots(), days)) if days > 0 else 0
+
     def _hold(self, reservation_id: str, quantity: int, event: Any) -> None:
         """A reservation's holding changes by `quantity` (a new one takes the event's order line)."""
         r = self.reservations.get(reservation_id)
@@ -269,8 +292,15 @@ class SkuLocation(Aggregate):
             self.StockExpected, quantity=quantity, reference=reference, due_at=due_at, cause=cause
         )
 
-    def can_reserve(self, quantity: int) -> bool:
-        return self.backorders_allowed or quantity <= self.available
+    def can_reserve(self, quantity: int, incoming_days: int = 0) -> bool:
+        """Whether `quantity` more units can be reserved: those available, and the incoming
+        units a channel counting `incoming_days` promises (available then goes below zero,
+        covered by what is on its way)."""
+        return self.backorders_allowed or quantity <= self.capacity(incoming_days)
+
+    def capacity(self, incoming_days: int = 0) -> int:
+        """The units a channel counting `incoming_days` may still reserve here (backorders aside)."""
+        return self.available + self.counted_incoming(incoming_days)
 
     def reserve(
         self,
@@ -280,11 +310,13 @@ class SkuLocation(Aggregate):
         cause: Cause,
         expires_at: datetime | None = None,
         reservation_id: str | None = None,
+        incoming_days: int = 0,
     ) -> str:
         """Reserves for an order line; returns the reservation id (`order_id/line_id`, unless
-        another is given: a hold's line, `hold_reservation_id`)."""
+        another is given: a hold's line, `hold_reservation_id`). `incoming_days`: the
+        reserving channel's `include_incoming_days` (the incoming units it may promise)."""
         check_quantity(quantity)
-        if not self.can_reserve(quantity):
+        if not self.can_reserve(quantity, incoming_days):
             raise InsufficientStockError.short("reserve", quantity, self.sku, self.location, self.available)
         reservation_id = reservation_id or make_reservation_id(order_id, line_id)
         self.trigger_event(
@@ -298,11 +330,20 @@ class SkuLocation(Aggregate):
         )
         return reservation_id
 
-    def uncovered(self) -> list[tuple[str, int]]:
-        """The reservations no unit on hand covers (none at a location that allows backorders)."""
-        if self.backorders_allowed or self.available >= 0:
+    def uncovered(self, incoming_days: int = 0) -> list[tuple[str, int]]:
+        """The reservations no unit covers (none at a location that allows backorders): not one on
+        hand, nor one incoming that a channel counting `incoming_days` may have promised (the
+        widest window of the location's channels, `Policies.incoming_days_at`)."""
+        short = self.short(incoming_days)
+        if short <= 0:
             return []
-        return uncovered([(rid, int(r["quantity"])) for rid, r in self.reservations.items()], -self.available)
+        return uncovered([(rid, int(r["quantity"])) for rid, r in self.reservations.items()], short)
+
+    def short(self, incoming_days: int = 0) -> int:
+        """The reserved units nothing covers (see `uncovered`); 0 when everything is covered."""
+        if self.backorders_allowed:
+            return 0
+        return max(0, -self.capacity(incoming_days))
 
     def reserved_for(self, reservation_id: str) -> int:
         r = self.reservations.get(reservation_id)

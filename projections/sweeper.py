@@ -26,10 +26,12 @@ from typing import Any
 import orjson
 
 from adapters import exceptions, metrics
+from adapters.channels import ChannelPolicies
 from adapters.loop import Loop
 from adapters.persistence.db import Database
 from ledger.bounds import parse_reservation_id
 from ledger.commands import CoverShortfall, ReleaseExpired
+from ledger.policy import counted_lots
 from ledger.stock import uncovered
 
 log = logging.getLogger("ledger.sweeper")
@@ -63,6 +65,28 @@ class Sweeper:
         self.sweep()
         return 0  # then wait a period
 
+    def short(self) -> list[dict[str, Any]]:
+        """The SKU-locations whose reservations some units no longer cover: available below zero
+        under reservations, beyond the incoming units a channel of the location counts
+        (`include_incoming_days`: its orders may reserve them, `SkuLocation.uncovered`)."""
+        rows = self.db.query(
+            "SELECT s.sku, s.location, s.available, s.reservations, i.lots FROM stock_levels s "
+            "LEFT JOIN ats_incoming i ON i.stream_id = s.stream_id "
+            "WHERE s.available < 0 AND s.reserved > 0"
+        )
+        if not rows:
+            return rows
+        policies = ChannelPolicies(self.db).current()
+        out = []
+        for r in rows:
+            lots = r.pop("lots")
+            if isinstance(lots, str | bytes):
+                lots = orjson.loads(lots)
+            cover = counted_lots(lots or [], policies.incoming_days_at(r["location"]))
+            if -int(r["available"]) > cover:
+                out.append({**r, "short": -int(r["available"]) - cover})
+        return out
+
     def sweep(self) -> dict[str, int]:
         """One pass; returns how many exceptions were opened and closed and commands submitted."""
         now = self.clock()
@@ -79,9 +103,7 @@ class Sweeper:
             (now - self.deadline_seconds,),
         )
         held = self.db.query("SELECT order_id, channel, captured_at, state FROM order_views WHERE stage = 'held'")
-        short = self.db.query(
-            "SELECT sku, location, available, reservations FROM stock_levels WHERE available < 0 AND reserved > 0"
-        )
+        short = self.short()
         short_keys = {f"{r['sku']}@{r['location']}" for r in short}
         expired_keys = {f"{r['sku']}@{r['location']}" for r in expired}
         stuck_keys = {r["order_id"] for r in stuck}
@@ -160,13 +182,14 @@ def shortfall(row: dict[str, Any]) -> dict[str, Any]:
     if isinstance(res, str | bytes):
         res = orjson.loads(res)
     lines = []
-    for rid, units in uncovered([(k, int(v[0])) for k, v in (res or {}).items()], -int(row["available"])):
+    short = int(row.get("short", -int(row["available"])))
+    for rid, units in uncovered([(k, int(v[0])) for k, v in (res or {}).items()], short):
         parsed = parse_reservation_id(rid)
         order_id, line_id = parsed if parsed else (None, None)
         lines.append({"reservation_id": rid, "order_id": order_id, "line_id": line_id, "quantity": units})
     return {
         "sku": row["sku"],
         "location": row["location"],
-        "short": -int(row["available"]),
+        "short": short,
         "uncovered": lines,
     }

@@ -115,3 +115,64 @@ def test_a_channel_counts_incoming_units_due_within_its_window(any_api: Api) -> 
     assert (ats("ato"), ats("plain")) == (6 + 3 - 1, 6 - 1)
     rebuild(any_api.container.projector, "ats")  # a rebuild equals the live projection
     assert (ats("ato"), ats("plain")) == (8, 5)
+
+
+def test_the_ats_promise_holds_with_incoming_units_and_only_units_nothing_covers_are_short(
+    any_api: Api,
+) -> None:
+    """A channel that counts incoming units shows them in its ATS, and an order for that ATS is
+    reserved (available goes below zero, covered by the notice). A channel that counts none
+    cannot reserve them. A till sale then leaves one unit covered by nothing: only that unit is
+    a `shortfall`; the reservations the notice covers are not."""
+    from ledger.commands import SellDirect
+
+    sku, asn = uid("sku-"), uid("ASN-")
+    admin = any_api.auth("admin")
+    for channel, days in (("ato", 7), ("plain", 0)):
+        body = {"locations": ["W1"], "safety_stock": 1, "include_incoming_days": days}
+        assert any_api.client.put(f"/v1/channels/{channel}", json=body, headers=admin).status_code == 200
+    any_api.post("/v1/stock/receipts", {"sku": sku, "location": "W1", "quantity": 4, "reference": uid()})
+    notice = {
+        "message_id": uid("m-"),
+        "asn_id": asn,
+        "location": "W1",
+        "expected_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
+        "lines": [{"sku": sku, "quantity": 5}],
+    }
+    assert any_api.post("/v1/erp/advance-shipping-notices", notice).status_code == 200
+    apply_inbox(any_api)
+    any_api.container.projector.catch_up()
+
+    def ats(channel: str) -> int:
+        return int(any_api.get(f"/v1/ats/{channel}/{sku}", scope="ats:read").json()["available"])
+
+    shown = ats("ato")
+    assert shown == 4 + 5 - 1
+    oid = uid("o-")
+    order = {"order_id": oid, "channel": "ato", "lines": [{"line_id": "1", "sku": sku, "quantity": shown}]}
+    r = any_api.post("/v1/orders", order)
+    assert r.status_code == 201, r.text
+    assert r.json()["lines"][0]["allocations"] == [{"location": "W1", "quantity": 8}]
+    assert level(any_api, sku, "W1") == (4, 5, -4)
+    any_api.container.projector.catch_up()
+    assert (ats("ato"), ats("plain")) == (0, 0)
+    late = {"order_id": uid("o-"), "channel": "plain", "lines": [{"line_id": "1", "sku": sku, "quantity": 1}]}
+    assert any_api.post("/v1/orders", late).status_code == 409  # it never counted the notice
+
+    def shortfall() -> list[dict[str, object]]:
+        any_api.container.projector.catch_up()
+        any_api.container.sweeper.sweep()
+        items = any_api.get("/v1/exceptions", kind="shortfall").json()["items"]
+        return [i["detail"] for i in items if i["key"] == f"{sku}@W1"]
+
+    assert shortfall() == []  # 4 on hand and 5 incoming cover the 8 reserved
+    for _ in range(2):  # an offline till sells 2 units: one of them was promised
+        any_api.container.ledger.execute(
+            SellDirect(sku=sku, location="W1", quantity=1, reference=uid("till-"), record_shortfall=True)
+        )
+    [detail] = shortfall()
+    assert detail["short"] == 1
+    assert [(x["order_id"], x["quantity"]) for x in detail["uncovered"]] == [(oid, 1)]  # type: ignore[attr-defined]  # a JSON list
+    receipt = {"sku": sku, "location": "W1", "quantity": 1, "reference": uid("PO-")}  # a unit found
+    assert any_api.post("/v1/stock/receipts", receipt).status_code == 201
+    assert shortfall() == []

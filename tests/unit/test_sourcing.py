@@ -27,9 +27,11 @@ GROUP = ["W1", "W2", "W3"]
 class Store:
     """Aggregates by id, as the writer's cache holds them; `decide` runs one command like the writer."""
 
-    def __init__(self, groups: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, groups: dict[str, list[str]] | None = None, incoming: dict[str, int] | None = None
+    ) -> None:
         self.aggs: dict[UUID, Aggregate] = {}
-        self.decider = Decider(None, StaticLocations(groups or {"web": GROUP}))  # type: ignore[arg-type]  # no app: nothing is loaded
+        self.decider = Decider(None, StaticLocations(groups or {"web": GROUP}, incoming))  # type: ignore[arg-type]  # no app: nothing is loaded
         self.log: list[Any] = []
 
     def decide(self, cmd: c.Command) -> dict[str, Any]:
