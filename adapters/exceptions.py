@@ -46,6 +46,10 @@ KINDS = frozenset(
     }
 )
 
+# Kinds no later fact closes: an operator resolves them (`POST /v1/exceptions/{kind}/resolve`).
+# Every other kind closes by itself once what raised it is resolved.
+RESOLVED_BY_OPERATORS = frozenset({"late-order", "refund-failed"})
+
 TABLE = "ledger_exceptions"
 CLOCK = "ledger_exception_clock"
 
@@ -213,6 +217,24 @@ def open_about(
 def open_counts(db: Database) -> dict[str, int]:
     rows = db.query(f"SELECT kind, COUNT(*) AS n FROM {TABLE} WHERE status = 'open' GROUP BY kind")
     return {r["kind"]: int(r["n"]) for r in rows}
+
+
+def resolve(db: Database, kind: str, key: str, by: str) -> dict[str, Any] | None:
+    """An operator closes an open exception of a kind no fact closes (`RESOLVED_BY_OPERATORS`),
+    naming who did (`resolved_by`); the closed row, or None when none was open."""
+    if kind not in RESOLVED_BY_OPERATORS:
+        raise ValueError(f"{kind} exceptions close by themselves")
+    with db.transaction() as tx:
+        if not close_exception(tx, kind, key, {"resolved_by": by}):
+            return None
+        row: dict[str, Any] | None = tx.execute(
+            f"SELECT kind, key, status, detail, position, opened_at, closed_at FROM {TABLE} "
+            "WHERE kind = %s AND key = %s",
+            (kind, key),
+        ).fetchone()
+    assert row is not None  # just closed, in this transaction
+    row["detail"] = orjson.loads(row["detail"])
+    return row
 
 
 def list_exceptions_tx(tx: Tx, kind: str) -> list[dict[str, Any]]:

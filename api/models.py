@@ -283,6 +283,13 @@ class NewHold(Request):
         return self
 
 
+class ResolveException(Request):
+    """Which exception an operator resolves."""
+
+    key: str = Field(min_length=1, max_length=512, description="The exception's key (its order id for `late-order`).")
+    model_config = ConfigDict(json_schema_extra=examples({"key": "SO-1001"}))
+
+
 class LocationPolicy(Request):
     """A location's policy for every SKU at it, SKUs first seen later included."""
 

@@ -336,6 +336,22 @@ class ExceptionView(Answer):
     )
     opened_at: Moment = Field(description=f"When it was (last) opened ({RFC3339}).")
     closed_at: Moment | None = Field(description=f"When it was closed ({RFC3339}); null while open.")
+    model_config = example(
+        {
+            "kind": "late-order",
+            "key": "SO-1001",
+            "status": "closed",
+            "detail": {
+                "order_id": "SO-1001",
+                "channel": "web",
+                "reservation_id": "cart-77",
+                "resolved_by": "ops-key",
+            },
+            "position": 41,
+            "opened_at": "2026-11-20T10:00:00+00:00",
+            "closed_at": "2026-11-20T10:20:00+00:00",
+        }
+    )
 
 
 class ExceptionList(Answer):

@@ -123,7 +123,19 @@ class Hold(Aggregate):
             h.status = "released"
 
     class LateOrderRecorded(Event):
+        """An order named the hold after it expired. Version 2 added `reservation_id` and
+        `channel` (what the `late-order` exception names); None in version 1."""
+
+        class_version = 2
+
         order_id: str
+        reservation_id: str | None
+        channel: str | None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("reservation_id", None)
+            state.setdefault("channel", None)
 
         def apply(self, h: Hold) -> None:
             if h.status == "held":
@@ -148,7 +160,13 @@ class Hold(Aggregate):
         self.trigger_event(self.Voided, cause=cause)
 
     def record_late_order(self, order_id: str, cause: Cause) -> None:
-        self.trigger_event(self.LateOrderRecorded, order_id=order_id, cause=cause)
+        self.trigger_event(
+            self.LateOrderRecorded,
+            order_id=order_id,
+            reservation_id=self.reservation_id,
+            channel=self.channel,
+            cause=cause,
+        )
 
     def view(self) -> dict[str, Any]:
         return {

@@ -17,6 +17,7 @@ from adapters.outbox import subject_token
 from ledger.bounds import stock_id
 from ledger.channels import Channel
 from ledger.errors import InvalidCommandError
+from ledger.holds import Hold
 from ledger.policy import ChannelPolicy, Policies, available_to_sell
 from ledger.stock import fold_lots
 from projections import folds
@@ -111,7 +112,15 @@ class OrdersView(Projection):
         types={"position": "BIGINT"},
         indexes=(("order_id",),),
     )
-    tables = (ORDERS, REFS)
+    # Orders that named a hold after it expired (`Hold.LateOrderRecorded`): the sweeper opens
+    # `late-order` for each, once (`projections.sweeper`).
+    LATE = Table(
+        "order_late_holds",
+        ("order_id",),
+        ("reservation_id", "channel", "position"),
+        types={"position": "BIGINT"},
+    )
+    tables = (ORDERS, REFS, LATE)
 
     def __init__(self) -> None:
         self._before: dict[tuple[Any, ...], str | None] = {}
@@ -123,6 +132,10 @@ class OrdersView(Projection):
         store.load(self.ORDERS.name, [(str(e.originator_id),) for _, e in events if folds.is_order_event(e)])
 
     def apply(self, store: Store, position: int, event: Event) -> None:
+        if isinstance(event, Hold.LateOrderRecorded):
+            late = {"reservation_id": event.reservation_id, "channel": event.channel, "position": position}
+            store.put(self.LATE.name, (event.order_id,), late)
+            return
         if not folds.is_order_event(event):
             return
         key = (str(event.originator_id),)

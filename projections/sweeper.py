@@ -7,7 +7,10 @@ Every few seconds, from the read models:
 - a SKU-location whose available went below zero under reservations (a till sale, a count or
   damage the ledger recorded although the units were promised) opens `shortfall`, naming the
   order lines no longer covered, and gets a `CoverShortfall` command that reallocates them to
-  other locations of their channel's group; it closes once nothing there is uncovered;
+  other locations of their channel's group; it closes once nothing there is uncovered (units
+  incoming that a channel of the location counts cover its reservations);
+- an order that named a hold after the hold expired (`order_late_holds`, from the hold's
+  `LateOrderRecorded`) opens `late-order`, once: an operator closes it;
 - an order captured more than `erp_posting_deadline_seconds` ago and still not posted to the
   ERP (nor cancelled, nor held) opens `stuck-order`; it closes when the order is posted or cancelled;
 - an order its checks held opens `held-order` with the checks' reasons; it closes when an
@@ -103,6 +106,13 @@ class Sweeper:
             (now - self.deadline_seconds,),
         )
         held = self.db.query("SELECT order_id, channel, captured_at, state FROM order_views WHERE stage = 'held'")
+        # every late order once: an exception opened before (even one an operator closed) is not
+        # opened again, so a rebuild of the read model raises nothing twice
+        late = self.db.query(
+            "SELECT l.order_id, l.reservation_id, l.channel FROM order_late_holds l "
+            "LEFT JOIN ledger_exceptions e ON e.kind = 'late-order' AND e.key = l.order_id "
+            "WHERE e.key IS NULL"
+        )
         short = self.short()
         short_keys = {f"{r['sku']}@{r['location']}" for r in short}
         expired_keys = {f"{r['sku']}@{r['location']}" for r in expired}
@@ -134,6 +144,9 @@ class Sweeper:
                 )
             for r in held:
                 opened += exceptions.open_exception(tx, "held-order", r["order_id"], held_order(r))
+            for r in late:
+                detail = {"order_id": r["order_id"], "channel": r["channel"], "reservation_id": r["reservation_id"]}
+                opened += exceptions.open_exception(tx, "late-order", r["order_id"], detail)
             for kind, keys in (
                 ("reservation-expired", expired_keys),
                 ("stuck-order", stuck_keys),

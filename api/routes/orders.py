@@ -14,7 +14,6 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from adapters import exceptions
 from api.deps import Admin, Auditor, ContainerDep, IdempotencyKey, Ingester, OrderReader, execute, valid_id
 from api.fastpath import Answer, Call, Lean, dumped
 from api.middleware import cause_from
@@ -64,7 +63,7 @@ async def capture(
     appends nothing; with other lines, 409 `order-conflict`.
     """
     cmd = _capture(body, cause_from(request, reference=body.order_id))
-    return await _captured(container, await execute(container, cmd))
+    return _answer(await execute(container, cmd))
 
 
 def _capture(body: NewOrder, cause: dict[str, Any]) -> CaptureOrder:
@@ -80,24 +79,6 @@ def _capture(body: NewOrder, cause: dict[str, Any]) -> CaptureOrder:
     )
 
 
-async def _captured(container: Any, outcome: dict[str, Any]) -> dict[str, Any]:
-    """The capture's answer; an order that named a hold already expired opens `late-order`."""
-    hold = outcome.get("hold")
-    if hold and hold.get("late"):
-        detail = {
-            "order_id": outcome["order_id"],
-            "channel": outcome["channel"],
-            "reservation_id": hold["reservation_id"],
-        }
-
-        def _open() -> None:
-            with container.db.transaction() as tx:
-                exceptions.open_exception(tx, "late-order", outcome["order_id"], detail)
-
-        await run_in_threadpool(_open)
-    return _answer(outcome)
-
-
 NEW_ORDER = TypeAdapter(NewOrder)
 ORDER_VIEW = TypeAdapter(OrderView)
 
@@ -110,7 +91,7 @@ async def lean_capture(call: Call) -> Answer | None:
     if body is None:
         return None
     outcome = await execute(call.container, _capture(body, call.cause(reference=body.order_id)))
-    return Answer(201, dumped(ORDER_VIEW, await _captured(call.container, outcome)))
+    return Answer(201, dumped(ORDER_VIEW, _answer(outcome)))
 
 
 @router.post(
