@@ -243,6 +243,7 @@ class Decider:
             c.ConfigureBackorders: self.configure_backorders,
             c.ConfigureLocation: self.configure_location,
             c.CoverShortfall: self.cover_shortfall,
+            c.FillBackorders: self.fill_backorders,
             c.CaptureOrder: self.capture_order,
             c.PlaceHold: self.place_hold,
             c.ReleaseHold: self.release_hold,
@@ -498,6 +499,24 @@ class Decider:
         loc.set_backorders(cmd.backorders, cmd.cause)
         uow.location_changed(cmd.location)
         return loc.view()
+
+    def fill_backorders(self, cmd: c.FillBackorders, uow: UnitOfWork) -> dict[str, Any]:
+        """The SKU's waiting lines take what the SKU-location can give them (`_fill_backorders`);
+        at a location that allows backorders, a SKU first seen there opens its stream."""
+        queue = uow.backorders(cmd.sku)
+        if queue is None or not queue.waiting:
+            return {"sku": cmd.sku, "location": cmd.location, "filled": 0}
+        before = len(queue.waiting)
+        wanted_here = any(
+            cmd.location in ([w["location"]] if w["location"] else self.locations.locations_for(w["channel"]))
+            for w in queue.waiting
+        )
+        if not wanted_here:
+            return {"sku": cmd.sku, "location": cmd.location, "filled": 0}
+        if uow.stock(cmd.sku, cmd.location) is None and uow.location_backorders(cmd.location):
+            uow.stock_or_open(cmd.sku, cmd.location, {**cmd.cause, "reason": "backorders-allowed"})
+        self._fill_backorders(uow, cmd.sku, cmd.location, cmd.cause)
+        return {"sku": cmd.sku, "location": cmd.location, "filled": before - len(queue.waiting)}
 
     def cover_shortfall(self, cmd: c.CoverShortfall, uow: UnitOfWork) -> dict[str, Any]:
         """Reallocates the reservations of order lines a shortfall leaves uncovered to other

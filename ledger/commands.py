@@ -354,6 +354,18 @@ class CoverShortfall(Command):
 
 
 @dataclass(frozen=True, kw_only=True)
+class FillBackorders(Command):
+    """Reserves units free at a SKU-location for the SKU's backordered lines whose group includes
+    it, oldest capture first: for units a movement did not free (a location that now allows
+    backorders, a channel whose group gained the location). The sweeper sends it."""
+
+    id_fields: ClassVar[tuple[str, ...]] = ("sku", "location")
+
+    sku: str
+    location: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class SellDirect(Command):
     """A store sale with no reservation (a till), or a sale of a named reservation."""
 

@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from adapters.outbox import subject_token
+from ledger.backorders import Backorders
 from ledger.bounds import stock_id
 from ledger.channels import Channel
 from ledger.errors import InvalidCommandError
 from ledger.holds import Hold
+from ledger.locations import Location
 from ledger.policy import ChannelPolicy, Policies, available_to_sell
 from ledger.stock import fold_lots
 from projections import folds
@@ -74,18 +76,60 @@ class StockView(Projection):
         json=frozenset({"reservations"}),
         indexes=(("sku", "location"), ("next_expiry",)),
     )
-    tables = (LEVELS,)
+    # The backordered lines waiting per SKU (`ledger.backorders`; a queue's SKU by its stream),
+    # and each location's policy (`ledger.locations`): the sweeper fills waiting lines where units
+    # are free although no movement freed them (`projections.sweeper`).
+    QUEUES = Table("backorder_queues", ("stream_id",), ("sku",))
+    WAITING = Table(
+        "backorders_waiting",
+        ("sku", "order_id", "line_id"),
+        ("channel", "location", "position"),
+        types={"position": "BIGINT"},
+    )
+    LOCATIONS = Table(
+        "location_policies",
+        ("stream_id",),
+        ("location", "backorders", "position"),
+        types={"backorders": "INTEGER", "position": "BIGINT"},
+    )
+    tables = (LEVELS, QUEUES, WAITING, LOCATIONS)
 
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
         store.load(self.LEVELS.name, [(str(e.originator_id),) for _, e in events if folds.is_stock_event(e)])
 
     def apply(self, store: Store, position: int, event: Event) -> None:
+        if isinstance(event, Backorders.Opened | Backorders.Event | Location.Opened | Location.Event):
+            self.fold_policy_or_queue(store, position, event)
+            return
         if not folds.is_stock_event(event):
             return
         key = (str(event.originator_id),)
         row = folds.fold_stock(store.get(self.LEVELS.name, key), event, position)
         if row is not None:
             store.put(self.LEVELS.name, key, row)
+
+
+    def fold_policy_or_queue(self, store: Store, position: int, event: Event) -> None:
+        key = (str(event.originator_id),)
+        if isinstance(event, Backorders.Opened):
+            store.put(self.QUEUES.name, key, {"sku": event.sku})
+        elif isinstance(event, Backorders.LineQueued | Backorders.LineDequeued):
+            queue = store.get(self.QUEUES.name, key)
+            if queue is None:
+                return
+            line = (queue["sku"], event.order_id, event.line_id)
+            if isinstance(event, Backorders.LineQueued):
+                row = {"channel": event.channel, "location": event.location, "position": position}
+                store.put(self.WAITING.name, line, row)
+            else:
+                store.delete(self.WAITING.name, line)
+        elif isinstance(event, Location.Opened):
+            store.put(self.LOCATIONS.name, key, {"location": event.location, "backorders": 0, "position": position})
+        elif isinstance(event, Location.BackordersSet):
+            policy = store.get(self.LOCATIONS.name, key)
+            if policy is not None:
+                allowed = 1 if event.allowed else 0
+                store.put(self.LOCATIONS.name, key, {**policy, "backorders": allowed, "position": position})
 
 
 class OrdersView(Projection):

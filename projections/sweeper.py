@@ -9,6 +9,8 @@ Every few seconds, from the read models:
   order lines no longer covered, and gets a `CoverShortfall` command that reallocates them to
   other locations of their channel's group; it closes once nothing there is uncovered (units
   incoming that a channel of the location counts cover its reservations);
+- a backordered line waiting where units are free that no movement freed (a location that now
+  allows backorders, a channel whose group gained a location with stock) gets `FillBackorders`;
 - an order that named a hold after the hold expired (`order_late_holds`, from the hold's
   `LateOrderRecorded`) opens `late-order`, once: an operator closes it;
 - an order captured more than `erp_posting_deadline_seconds` ago and still not posted to the
@@ -33,7 +35,7 @@ from adapters.channels import ChannelPolicies
 from adapters.loop import Loop
 from adapters.persistence.db import Database
 from ledger.bounds import parse_reservation_id
-from ledger.commands import CoverShortfall, ReleaseExpired
+from ledger.commands import CoverShortfall, FillBackorders, ReleaseExpired
 from ledger.policy import counted_lots
 from ledger.stock import uncovered
 
@@ -89,6 +91,28 @@ class Sweeper:
             if -int(r["available"]) > cover:
                 out.append({**r, "short": -int(r["available"]) - cover})
         return out
+
+    def fillable(self) -> list[tuple[str, str]]:
+        """(SKU, location) pairs where units are free for a waiting backordered line of the SKU
+        whose group includes the location: available units there, or a location that allows
+        backorders. A movement that frees units fills the queue at once; these are the units no
+        movement freed (a location's policy changed, a channel's group gained the location)."""
+        rows = self.db.query(
+            "SELECT w.sku, w.channel, w.location AS named, s.location FROM backorders_waiting w "
+            "JOIN stock_levels s ON s.sku = w.sku AND s.available > 0 "
+            "UNION SELECT w.sku, w.channel, w.location AS named, p.location FROM backorders_waiting w "
+            "JOIN location_policies p ON p.backorders = 1"
+        )
+        if not rows:
+            return []
+        policies = ChannelPolicies(self.db).current().by_channel
+        pairs = set()
+        for r in rows:
+            policy = policies.get(r["channel"])
+            group = [r["named"]] if r["named"] else (policy.locations if policy is not None else ())
+            if r["location"] in group:
+                pairs.add((r["sku"], r["location"]))
+        return sorted(pairs)
 
     def sweep(self) -> dict[str, int]:
         """One pass; returns how many exceptions were opened and closed and commands submitted."""
@@ -169,6 +193,12 @@ class Sweeper:
                 submitted += 1
             except Exception:
                 log.exception("could not submit CoverShortfall")
+        for sku, location in self.fillable():
+            try:
+                self.submit(FillBackorders(sku=sku, location=location))
+                submitted += 1
+            except Exception:
+                log.exception("could not submit FillBackorders")
         for kind, n in exceptions.open_counts(self.db).items():
             metrics.EXCEPTIONS_OPEN.labels(kind).set(n)
         return {"opened": opened, "closed": closed, "submitted": submitted}

@@ -255,3 +255,49 @@ def test_a_location_allowing_backorders_reserves_beyond_available_for_every_sku(
     )
     assert slashed.json() == {"location": "DC/1", "backorders": True}
     assert any_api.get("/v1/locations/DC%2F1").json()["backorders"] is True
+
+
+def test_lines_already_backordered_are_filled_once_their_location_allows_backorders(any_api: Api) -> None:
+    """Lines backordered before a location allowed backorders (and a line waiting on a channel
+    whose group later gains a location with stock) are reserved by the next sweep, oldest
+    capture first, though no movement freed a unit."""
+    sku, channel, other = uid("sku-"), uid("ch-"), uid("ch-")
+    location = f"DROP {uid()}"
+    put_channel(any_api.client, any_api.auth("admin"), channel, location)
+    put_channel(any_api.client, any_api.auth("admin"), other, "W1")
+    stock(any_api, sku, "W2", 4)
+    waiting = []
+    for ch in (channel, channel, other):
+        oid = uid("o-")
+        body = {"order_id": oid, "channel": ch, "allow_partial": True,
+                "lines": [{"line_id": "1", "sku": sku, "quantity": 2}]}
+        r = any_api.post("/v1/orders", body)
+        assert r.status_code == 201 and r.json()["lines"][0]["backordered"] == 2, r.text
+        waiting.append(oid)
+
+    def backordered() -> list[int]:
+        return [any_api.get(f"/v1/orders/{o}").json()["lines"][0]["backordered"] for o in waiting]
+
+    def sweep_until(expected: list[int]) -> None:
+        deadline = time.monotonic() + 30  # the sweep submits FillBackorders to the writer
+        while time.monotonic() < deadline:
+            project(any_api)
+            any_api.container.sweeper.sweep()
+            if backordered() == expected:
+                return
+            time.sleep(0.01)
+        assert backordered() == expected
+
+    project(any_api)
+    any_api.container.sweeper.sweep()
+    assert backordered() == [2, 2, 2]  # nothing is free for them yet
+    put = any_api.client.put(
+        f"/v1/locations/{quote(location, safe='')}", json={"backorders": True}, headers=any_api.auth("admin")
+    )
+    assert put.status_code == 200
+    sweep_until([0, 0, 2])
+    view = any_api.get(f"/v1/orders/{waiting[0]}").json()["lines"][0]
+    assert view["allocations"] == [{"location": location, "quantity": 2}]
+    put_channel(any_api.client, any_api.auth("admin"), other, "W1", "W2")  # the group gains W2's 4 units
+    sweep_until([0, 0, 0])
+    assert level(any_api, sku, "W2") == (4, 2)
