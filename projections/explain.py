@@ -17,7 +17,7 @@ over time from the same facts, for the console's chart.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -133,7 +133,7 @@ def incoming_term(lots: list[list[Any]], policy: ChannelPolicy | None) -> dict[s
     }
 
 
-def explain(policy: ChannelPolicy, sku: str, streams: dict[str, Stream]) -> dict[str, Any]:
+def explain(policy: ChannelPolicy, sku: str, streams: Mapping[str, Stream]) -> dict[str, Any]:
     """Every term of `policy`'s ATS for `sku`, given each of the channel's locations' events."""
     locations = [location_terms(sku, loc, streams.get(loc, ()), policy) for loc in policy.locations]
     seen = any(x["known"] for x in locations)

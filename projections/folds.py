@@ -96,9 +96,10 @@ class _OrderState(SimpleNamespace):
     stage = Order.stage
 
 
-def _order_state(row: Row) -> _OrderState:
+def _order_state(row: Row) -> Order:
+    """The row's state, typed as the `Order` whose derived queries it borrows (`_OrderState`)."""
     s = copy.deepcopy(row["state"])
-    return _OrderState(
+    return _OrderState(  # type: ignore[return-value]  # duck-typed: it has every attribute those queries read
         lines=s["lines"],
         refunds=s["refunds"],
         invoices=s["invoices"],
@@ -125,7 +126,7 @@ def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
     """The order's stage and lines after `event`."""
     if isinstance(event, Order.Captured):
         lines = {x["line_id"]: Order.new_line(x) for x in event.lines}
-        state = {
+        state: dict[str, Any] = {
             "lines": lines,
             "refunds": {},
             "invoices": [],

@@ -302,7 +302,7 @@ class AtsView(Projection):
                 if lv is None and hasattr(e, "sku")
                 else ((lv["sku"], lv["location"]) if lv else (None, None))
             )
-            if sku is None:
+            if sku is None or loc is None:
                 continue
             for p in self.policies.channels_at(loc):
                 pairs.add((p.channel, sku))

@@ -123,8 +123,8 @@ async def put_channel(
     await run_in_threadpool(
         shopify_sync.targets.set,
         channel,
-        target and target.shop,
-        target and target.location_id,
+        None if target is None else target.shop,
+        None if target is None else target.location_id,
         _actor(principal),
     )
     await run_in_threadpool(container.keys.audit, _actor(principal), "channel.set", channel, saved.as_dict())
