@@ -19,6 +19,17 @@ def level(api: Api, sku: str, location: str) -> tuple[int, int, int]:
     return s["on_hand"], s["incoming"], s["available"]
 
 
+def notice_of(asn: str, sku: str, quantity: int, days: float, location: str = "W1") -> dict[str, object]:
+    """An advance shipping notice of one line, due in `days`."""
+    return {
+        "message_id": uid("m-"),
+        "asn_id": asn,
+        "location": location,
+        "expected_at": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
+        "lines": [{"sku": sku, "quantity": quantity}],
+    }
+
+
 def test_a_dispatched_transfer_is_incoming_at_its_destination_until_received(any_api: Api) -> None:
     sku, tid = uid("sku-"), uid("TR-")
     r = any_api.post("/v1/stock/receipts", {"sku": sku, "location": "W1", "quantity": 10, "reference": uid()})
@@ -44,13 +55,7 @@ def test_a_dispatched_transfer_is_incoming_at_its_destination_until_received(any
 
 def test_an_advance_shipping_notice_is_incoming_and_a_receipt_naming_it_consumes_it(any_api: Api) -> None:
     sku, asn = uid("sku-"), uid("ASN-")
-    notice = {
-        "message_id": uid("m-"),
-        "asn_id": asn,
-        "location": "W1",
-        "expected_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-        "lines": [{"sku": sku, "quantity": 5}],
-    }
+    notice = notice_of(asn, sku, 5, days=3)
     r = any_api.post("/v1/erp/advance-shipping-notices", notice)
     assert r.status_code == 200, r.text
     apply_inbox(any_api)
@@ -86,13 +91,7 @@ def test_a_channel_counts_incoming_units_due_within_its_window(any_api: Api) -> 
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
     any_api.post("/v1/stock/receipts", {"sku": sku, "location": "W1", "quantity": 4, "reference": uid()})
     for asn, days, quantity in ((near, 3, 5), (far, 30, 20)):
-        notice = {
-            "message_id": uid("m-"),
-            "asn_id": asn,
-            "location": "W1",
-            "expected_at": (datetime.now(UTC) + timedelta(days=days)).isoformat(),
-            "lines": [{"sku": sku, "quantity": quantity}],
-        }
+        notice = notice_of(asn, sku, quantity, days)
         assert any_api.post("/v1/erp/advance-shipping-notices", notice).status_code == 200
     apply_inbox(any_api)
     any_api.container.projector.catch_up()
@@ -132,13 +131,7 @@ def test_the_ats_promise_holds_with_incoming_units_and_only_units_nothing_covers
         body = {"locations": ["W1"], "safety_stock": 1, "include_incoming_days": days}
         assert any_api.client.put(f"/v1/channels/{channel}", json=body, headers=admin).status_code == 200
     any_api.post("/v1/stock/receipts", {"sku": sku, "location": "W1", "quantity": 4, "reference": uid()})
-    notice = {
-        "message_id": uid("m-"),
-        "asn_id": asn,
-        "location": "W1",
-        "expected_at": (datetime.now(UTC) + timedelta(days=3)).isoformat(),
-        "lines": [{"sku": sku, "quantity": 5}],
-    }
+    notice = notice_of(asn, sku, 5, days=3)
     assert any_api.post("/v1/erp/advance-shipping-notices", notice).status_code == 200
     apply_inbox(any_api)
     any_api.container.projector.catch_up()
