@@ -508,8 +508,7 @@ class Decider:
             return {"sku": cmd.sku, "location": cmd.location, "filled": 0}
         before = len(queue.waiting)
         wanted_here = any(
-            cmd.location in ([w["location"]] if w["location"] else self.locations.locations_for(w["channel"]))
-            for w in queue.waiting
+            cmd.location in self._group_of(w) for w in queue.waiting
         )
         if not wanted_here:
             return {"sku": cmd.sku, "location": cmd.location, "filled": 0}
@@ -889,6 +888,10 @@ class Decider:
             out.append((s, n))
         return out, missing
 
+    def _group_of(self, waiting: dict[str, Any]) -> Sequence[str]:
+        """Where a waiting backordered line may be filled: its named location, else its channel's group."""
+        return [waiting["location"]] if waiting["location"] else self.locations.locations_for(waiting["channel"])
+
     def _fill_backorders(self, uow: UnitOfWork, sku: str, location: str, cause: dict[str, Any]) -> None:
         """Units available at a location go to the SKU's backordered lines whose group includes
         it, oldest capture first; a line with nothing backordered left leaves the queue."""
@@ -903,8 +906,7 @@ class Decider:
             if order is None or line is None or wanted <= 0:
                 queue.dequeue(w["order_id"], w["line_id"], cause)
                 continue
-            group = [w["location"]] if w["location"] else self.locations.locations_for(w["channel"])
-            if s is None or location not in group:
+            if s is None or location not in self._group_of(w):
                 continue
             days = self.locations.incoming_days(w["channel"])  # its ATS counted those incoming units
             free = wanted if s.backorders_allowed else min(wanted, s.capacity(days))

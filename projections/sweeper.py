@@ -36,7 +36,7 @@ from adapters.loop import Loop
 from adapters.persistence.db import Database
 from ledger.bounds import parse_reservation_id
 from ledger.commands import CoverShortfall, FillBackorders, ReleaseExpired
-from ledger.policy import counted_lots
+from ledger.policy import Policies, counted_lots
 from ledger.stock import uncovered
 
 log = logging.getLogger("ledger.sweeper")
@@ -70,7 +70,7 @@ class Sweeper:
         self.sweep()
         return 0  # then wait a period
 
-    def short(self) -> list[dict[str, Any]]:
+    def short(self, policies: Policies | None = None) -> list[dict[str, Any]]:
         """The SKU-locations whose reservations some units no longer cover: available below zero
         under reservations, beyond the incoming units a channel of the location counts
         (`include_incoming_days`: its orders may reserve them, `SkuLocation.uncovered`)."""
@@ -81,7 +81,7 @@ class Sweeper:
         )
         if not rows:
             return rows
-        policies = ChannelPolicies(self.db).current()
+        policies = policies or ChannelPolicies(self.db).current()
         out = []
         for r in rows:
             lots = r.pop("lots")
@@ -92,7 +92,7 @@ class Sweeper:
                 out.append({**r, "short": -int(r["available"]) - cover})
         return out
 
-    def fillable(self) -> list[tuple[str, str]]:
+    def fillable(self, policies: Policies | None = None) -> list[tuple[str, str]]:
         """(SKU, location) pairs where units are free for a waiting backordered line of the SKU
         whose group includes the location: available units there, or a location that allows
         backorders. A movement that frees units fills the queue at once; these are the units no
@@ -105,10 +105,10 @@ class Sweeper:
         )
         if not rows:
             return []
-        policies = ChannelPolicies(self.db).current().by_channel
+        by_channel = (policies or ChannelPolicies(self.db).current()).by_channel
         pairs = set()
         for r in rows:
-            policy = policies.get(r["channel"])
+            policy = by_channel.get(r["channel"])
             group = [r["named"]] if r["named"] else (policy.locations if policy is not None else ())
             if r["location"] in group:
                 pairs.add((r["sku"], r["location"]))
@@ -137,7 +137,8 @@ class Sweeper:
             "LEFT JOIN ledger_exceptions e ON e.kind = 'late-order' AND e.key = l.order_id "
             "WHERE e.key IS NULL"
         )
-        short = self.short()
+        policies = ChannelPolicies(self.db).current()  # once a pass, for shortfalls and backorders
+        short = self.short(policies)
         short_keys = {f"{r['sku']}@{r['location']}" for r in short}
         expired_keys = {f"{r['sku']}@{r['location']}" for r in expired}
         stuck_keys = {r["order_id"] for r in stuck}
@@ -193,7 +194,7 @@ class Sweeper:
                 submitted += 1
             except Exception:
                 log.exception("could not submit CoverShortfall")
-        for sku, location in self.fillable():
+        for sku, location in self.fillable(policies):
             try:
                 self.submit(FillBackorders(sku=sku, location=location))
                 submitted += 1
