@@ -56,6 +56,7 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from eventsourcing.utils import get_topic
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from adapters.fields import Id, Quantity
@@ -385,6 +386,7 @@ class ErpQueue:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._depth_at = -float("inf")
 
     def position(self) -> int:
         row = self.db.query_one("SELECT position FROM erp_tracking WHERE name = %s", (self.TRACKING,))
@@ -419,6 +421,15 @@ class ErpQueue:
     def depth(self) -> int:
         row = self.db.query_one("SELECT count(*) AS n FROM erp_queue WHERE status = 'pending'")
         return int(row["n"]) if row else 0
+
+    DEPTH_EVERY = 1.0  # seconds between two counts for the gauge: a count reads every pending row
+
+    def report_depth(self) -> None:
+        """Sets `ERP_QUEUE_DEPTH`, at most once a `DEPTH_EVERY` (the feeder and poster step often)."""
+        now = time.monotonic()
+        if now - self._depth_at >= self.DEPTH_EVERY:
+            self._depth_at = now
+            ERP_QUEUE_DEPTH.set(self.depth())
 
     def rows(self, order_id: str | None = None) -> list[dict[str, Any]]:
         if order_id is None:
@@ -493,10 +504,19 @@ class ErpFeeder:
     # Facts after which an order's held sales order is looked at again at once (released, cancelled).
     WAKES = (":Order.Released", ":Order.LinesCancelled")
 
-    def __init__(self, ledger: Ledger, queue: ErpQueue, batch: int = 500) -> None:
+    def __init__(self, ledger: Ledger, queue: ErpQueue, batch: int = 500, window: int = 20_000) -> None:
         self.ledger = ledger
         self.queue = queue
         self.batch = batch
+        self.window = window  # positions scanned a step at most (only order facts are read)
+        # The exact stored topics of the facts it reads: most of the log (stock movements, line
+        # reservations) is never read back (a seventh of an order capture's events is a fact here).
+        self.topics = sorted(
+            get_topic(cls)
+            for cls in vars(Order).values()
+            if isinstance(cls, type) and issubclass(cls, Order.Event | Order.Captured)
+            and (f":{cls.__qualname__}" in self.TOPICS or f":{cls.__qualname__}" in self.WAKES)
+        )
 
     def _kind(self, topic: str) -> str | None:
         for suffix, kind in self.TOPICS.items():
@@ -505,10 +525,17 @@ class ErpFeeder:
         return None
 
     def step(self) -> int:
+        """Queues the documents of the next order facts; returns the log positions it passed."""
         start = self.queue.position()
-        notes = self.ledger.app.recorder.select_notifications(start + 1, self.batch)
-        if not notes:
+        recorder = self.ledger.app.recorder
+        head = int(recorder.max_notification_id() or 0)
+        if head <= start:
             return 0
+        # Every position up to the head is committed (appends take the table lock in order), so
+        # the facts between `start` and `stop` are all there to read.
+        stop = min(head, start + self.window)
+        notes = recorder.select_notifications(start + 1, self.batch, stop=stop, topics=self.topics)
+        end = notes[-1].id if len(notes) >= self.batch else stop
         rows = []
         woken: set[str] = set()
         for n in notes:
@@ -521,14 +548,14 @@ class ErpFeeder:
         with self.queue.db.transaction() as tx:
             moved = tx.execute(
                 "UPDATE erp_tracking SET position = %s WHERE name = %s AND position = %s",
-                (notes[-1].id, ErpQueue.TRACKING, start),
+                (end, ErpQueue.TRACKING, start),
             ).rowcount
             if not moved:
                 if start != 0:
                     raise RuntimeError("another feeder moved the ERP tracking position")
                 tx.execute(
                     "INSERT INTO erp_tracking (name, position) VALUES (%s, %s)",
-                    (ErpQueue.TRACKING, notes[-1].id),
+                    (ErpQueue.TRACKING, end),
                 )
             tx.executemany(
                 "INSERT INTO erp_queue (document, kind, order_id, name, payload, position, status, "
@@ -541,8 +568,8 @@ class ErpFeeder:
                 "AND last_error = %s",
                 [(oid, HELD) for oid in sorted(woken)],
             )
-        ERP_QUEUE_DEPTH.set(self.queue.depth())
-        return len(notes)
+        self.queue.report_depth()
+        return end - start
 
     def _order_id(self, n: Any) -> str:
         order: Order = self.ledger.app.repository.get(n.originator_id, version=n.originator_version)
@@ -721,7 +748,7 @@ class ErpPoster:
         if self._inflight:
             wait(list(self._inflight.values()), timeout=self.wait, return_when=FIRST_COMPLETED)
         done += self._reap()
-        ERP_QUEUE_DEPTH.set(self.queue.depth())
+        self.queue.report_depth()
         return done
 
     @property

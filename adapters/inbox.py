@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from adapters.batching import GroupCommit
 from adapters.metrics import INBOX_MESSAGES, PARKED_MESSAGES
 from adapters.persistence.db import Database, Tx
 from adapters.translate import WaitKey
@@ -95,9 +96,32 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+_INSERT = (
+    "INSERT INTO inbox (source, external_id, kind, body, headers, received_at, status, reason, "
+    "fingerprint, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (source, external_id) DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery to store (`Inbox.store_many`): what `Inbox.store` takes, but `on_new`."""
+
+    source: str
+    external_id: str
+    kind: str
+    body: bytes
+    headers: dict[str, str]
+    print_: str
+    status: Status = Status.RECEIVED
+    reason: str | None = None
+
+
 class Inbox:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Concurrent requests' deliveries, stored a batch per transaction (`store_many`).
+        self.stores: GroupCommit[Delivery, Stored] = GroupCommit(self.store_many)
 
     # ------------------------------------------------------------- storing
 
@@ -117,9 +141,7 @@ class Inbox:
         now = utcnow()
         with self.db.transaction() as tx:
             row = tx.execute(
-                "INSERT INTO inbox (source, external_id, kind, body, headers, received_at, status, reason, "
-                "fingerprint, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (source, external_id) DO NOTHING RETURNING id",
+                _INSERT + " RETURNING id",
                 (
                     source,
                     external_id,
@@ -148,6 +170,75 @@ class Inbox:
             ).fetchone()
         INBOX_MESSAGES.labels(source, str(status) if created else "duplicate").inc()
         return Stored(_decode(stored), created)  # type: ignore[arg-type]  # RETURNING answers a row
+
+    def store_many(self, deliveries: Sequence[Delivery]) -> list[Stored]:
+        """`store` of several deliveries in one transaction, one commit (`Inbox.stores` gathers
+        concurrent requests' deliveries into such batches). Each answer is what `store` answers
+        it; a delivery id twice in one batch is stored once, the second counted as a repeat.
+        The ids follow the batch's order, so messages are applied in the order they arrived."""
+        now = utcnow()
+        first: dict[tuple[str, str], Delivery] = {}
+        for d in deliveries:
+            first.setdefault((d.source, d.external_id), d)
+        rows = [
+            (
+                d.source,
+                d.external_id,
+                d.kind,
+                d.body,
+                orjson.dumps(d.headers).decode(),
+                now,
+                str(d.status),
+                d.reason,
+                d.print_,
+                now,
+            )
+            for d in first.values()
+        ]
+        with self.db.transaction() as tx:
+            if tx.dialect == "postgres":  # one statement, binary arrays, ids in the batch's order
+                inserted = tx.execute(
+                    "INSERT INTO inbox (source, external_id, kind, body, headers, received_at, status, "
+                    "reason, fingerprint, updated_at) SELECT a, b, c, d, e, f, g, h, i, j FROM unnest("
+                    "%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[], %b::text[], "
+                    "%b::text[], %b::text[], %b::text[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, n) "
+                    "ORDER BY n ON CONFLICT (source, external_id) DO NOTHING RETURNING source, external_id",
+                    [list(col) for col in zip(*rows, strict=True)],
+                ).fetchall()
+                created = {(r["source"], r["external_id"]) for r in inserted}
+            else:
+                created = set()
+                for row in rows:
+                    if tx.execute(_INSERT + " RETURNING id", row).fetchone() is not None:
+                        created.add((row[0], row[1]))
+            news = {key for key, d in first.items() if key in created}
+            repeats: dict[tuple[str, str], int] = {}
+            for d in deliveries:
+                key = (d.source, d.external_id)
+                if key in news and first[key] is d:
+                    continue
+                repeats[key] = repeats.get(key, 0) + 1
+            if repeats:
+                tx.executemany(
+                    "UPDATE inbox SET deliveries = deliveries + %s WHERE source = %s AND external_id = %s",
+                    [(n, src, ext) for (src, ext), n in sorted(repeats.items())],
+                )
+            found: dict[tuple[str, str], dict[str, Any]] = {}
+            keys = list(first)
+            for i in range(0, len(keys), 200):
+                chunk = keys[i : i + 200]
+                where = " OR ".join(["(source = %s AND external_id = %s)"] * len(chunk))
+                for r in tx.execute(
+                    f"SELECT {COLUMNS} FROM inbox WHERE {where}", [v for k in chunk for v in k]
+                ).fetchall():
+                    found[(r["source"], r["external_id"])] = _decode(r)
+        out = []
+        for d in deliveries:
+            key = (d.source, d.external_id)
+            new = key in news and first[key] is d
+            INBOX_MESSAGES.labels(d.source, str(d.status) if new else "duplicate").inc()
+            out.append(Stored(found[key], new))
+        return out
 
     # ------------------------------------------------------------- reading
 

@@ -57,10 +57,11 @@ def enqueue_many(tx: Tx, messages: Sequence[tuple[str, dict[str, Any], str]]) ->
         if not subject.startswith("ledger.") or any(not t for t in subject.split(".")):
             raise ValueError(f"not a ledger subject: {subject!r}")
         rows.append((subject, orjson.dumps(payload).decode(), msg_id))
-    if tx.dialect == "postgres":  # one statement; ids follow the array order
+    if tx.dialect == "postgres":  # one statement; ids follow the array order. Binary arrays (`%b`):
+        # psycopg dumps a text array with a regular expression per element.
         tx.execute(
             f"INSERT INTO {TABLE} (subject, payload, msg_id) SELECT s, p, m FROM "
-            "unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS u(s, p, m, n) ORDER BY n "
+            "unnest(%b::text[], %b::text[], %b::text[]) WITH ORDINALITY AS u(s, p, m, n) ORDER BY n "
             "ON CONFLICT (msg_id) DO NOTHING",
             [list(col) for col in zip(*rows, strict=True)],
         )
@@ -99,7 +100,7 @@ def remove(db: Database, ids: list[int]) -> None:
         return
     with db.transaction() as tx:
         if tx.dialect == "postgres":
-            tx.execute(f"DELETE FROM {TABLE} WHERE id = ANY(%s::bigint[])", (list(ids),))
+            tx.execute(f"DELETE FROM {TABLE} WHERE id = ANY(%b::bigint[])", (list(ids),))
             return
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]

@@ -16,7 +16,7 @@ from fastapi import Depends, Header, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from adapters.inbox import Inbox, Status, Stored, fingerprint
+from adapters.inbox import Delivery, Inbox, Status, Stored, fingerprint
 from adapters.keys import Miss, Principal
 from adapters.persistence.db import Tx
 from adapters.reconciliation.engine import Reconciler
@@ -166,18 +166,23 @@ async def store_message(
 ) -> dict[str, Any]:
     """Stores a message once per delivery id and answers with its (first) status."""
     print_ = fingerprint(payload)
-    stored: Stored = await run_in_threadpool(
-        container.inbox.store,
-        source,
-        external_id,
-        kind,
-        body,
-        headers or {},
-        print_,
-        status,
-        reason,
-        on_new,
-    )
+    if on_new is None:  # gathered with concurrent requests' deliveries: one commit a batch
+        stored: Stored = await container.inbox.stores.submit(
+            Delivery(source, external_id, kind, body, headers or {}, print_, status, reason)
+        )
+    else:
+        stored = await run_in_threadpool(
+            container.inbox.store,
+            source,
+            external_id,
+            kind,
+            body,
+            headers or {},
+            print_,
+            status,
+            reason,
+            on_new,
+        )
     if not stored.created and stored.row["fingerprint"] != print_ and source != "shopify":
         raise Problem(
             409,

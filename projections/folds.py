@@ -8,9 +8,10 @@ model's stage is, by construction, the aggregate's stage.
 
 from __future__ import annotations
 
-import copy
 from types import SimpleNamespace
 from typing import Any
+
+import orjson
 
 from ledger.channels import ReadModel
 from ledger.effects import event_effect
@@ -96,9 +97,14 @@ class _OrderState(SimpleNamespace):
     stage = Order.stage
 
 
-def _order_state(row: Row) -> Order:
-    """The row's state, typed as the `Order` whose derived queries it borrows (`_OrderState`)."""
-    s = copy.deepcopy(row["state"])
+def _order_state(row: Row, copied: bool = True) -> Order:
+    """The row's state, typed as the `Order` whose derived queries it borrows (`_OrderState`):
+    a copy, which an event may change, or (`copied=False`) the row's own, only to be read.
+
+    The copy goes through JSON, as the row does to its table: several times cheaper than
+    `copy.deepcopy` (which was a fifth of the projection runner's time under order load), and a
+    row folded in this batch reads exactly like one loaded from the table."""
+    s = orjson.loads(orjson.dumps(row["state"])) if copied else row["state"]
     return _OrderState(  # type: ignore[return-value]  # duck-typed: it has every attribute those queries read
         lines=s["lines"],
         refunds=s["refunds"],
@@ -115,11 +121,11 @@ def _order_state(row: Row) -> Order:
 
 def order_open(row: Row) -> list[str]:
     """What is still to happen on the order (`Order.open_work`), from its read-model row."""
-    return list(_order_state(row).open_work)
+    return list(_order_state(row, copied=False).open_work)
 
 
 def order_stage(row: Row) -> str:
-    return str(_order_state(row).stage)
+    return str(_order_state(row, copied=False).stage)
 
 
 def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
