@@ -209,6 +209,20 @@ class Store:
         self.messages.clear()
         return written
 
+    def carried(self, rows: dict[str, dict[Key, dict[str, Any] | None]], scanned: set[str]) -> Store:
+        """Starts with the rows (and whole tables) a previous batch left, known to be current."""
+        for name, cached in rows.items():
+            self.rows[name].update(cached)
+        self._scanned |= scanned
+        return self
+
+    @property
+    def scanned(self) -> set[str]:
+        return self._scanned
+
+    def cached(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
     def forget(self) -> None:
         """Drops the cache (a live batch must not trust rows another writer may have changed)."""
         for name in self.rows:
@@ -226,12 +240,18 @@ def lock_tracking(tx: Tx, name: str, dialect: str) -> tuple[int, int]:
     return lock_trackings(tx, [name], dialect)[name]
 
 
-def lock_trackings(tx: Tx, names: Sequence[str], dialect: str) -> dict[str, tuple[int, int]]:
-    """`lock_tracking` of several projections in one round trip (locked in name order)."""
+def lock_trackings(
+    tx: Tx, names: Sequence[str], dialect: str, stamps: dict[str, str] | None = None
+) -> dict[str, tuple[int, int]]:
+    """`lock_tracking` of several projections in one round trip (locked in name order); with
+    `stamps`, also fills it with each one's `updated_at` (which `save_trackings` returns)."""
     names = sorted(names)
     lock = " FOR UPDATE" if dialect == "postgres" else ""
     marks = ", ".join(["%s"] * len(names))
-    select = f"SELECT name, position, policy_version FROM {TRACKING} WHERE name IN ({marks}) ORDER BY name"
+    select = (
+        f"SELECT name, position, policy_version, updated_at FROM {TRACKING} WHERE name IN ({marks}) "
+        "ORDER BY name"
+    )
     select += lock
     rows = tx.execute(select, names).fetchall()
     if len(rows) < len(names):  # first run: create the missing rows, then lock them all
@@ -242,16 +262,20 @@ def lock_trackings(tx: Tx, names: Sequence[str], dialect: str) -> dict[str, tupl
             [(n, _now()) for n in names if n not in have],
         )
         rows = tx.execute(select, names).fetchall()
+    if stamps is not None:
+        stamps.update({r["name"]: str(r["updated_at"]) for r in rows})
     return {r["name"]: (int(r["position"]), int(r["policy_version"])) for r in rows}
 
 
-def save_trackings(tx: Tx, positions: dict[str, tuple[int, int]]) -> None:
-    """`save_tracking` of several projections: {name: (position, policy version)}."""
+def save_trackings(tx: Tx, positions: dict[str, tuple[int, int]]) -> str:
+    """`save_tracking` of several projections: {name: (position, policy version)}; returns the
+    `updated_at` written, which tells whether anyone else moved them since (`Projector.step`)."""
     now = _now()
     tx.executemany(
         f"UPDATE {TRACKING} SET position = %s, policy_version = %s, updated_at = %s WHERE name = %s",
         [(pos, pver, now, name) for name, (pos, pver) in sorted(positions.items())],
     )
+    return now
 
 
 def save_tracking(tx: Tx, name: str, position: int, policy_version: int) -> None:

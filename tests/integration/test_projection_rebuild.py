@@ -14,6 +14,7 @@ from adapters import outbox
 from adapters.channels import ChannelPolicy
 from adapters.outbox import subject_token
 from projections.rebuild import rebuild
+from projections.runner import Projector
 
 
 def expected_ats(rig: Rig) -> dict[tuple[str, str], int]:
@@ -56,6 +57,33 @@ def test_incremental_read_models_equal_a_rebuild_from_scratch(database_url, seed
         assert snapshot(rig.db) == live
         positions = {r["name"]: r["position"] for r in rig.projector.status()}
         assert set(positions.values()) == {rig.projector.head()}
+    finally:
+        rig.close()
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), steps=st.integers(5, 30))
+def test_two_runners_taking_turns_never_fold_onto_rows_the_other_changed(database_url, seed, steps):
+    """Each projector carries the rows of its last batch into the next (`Projector._carry`); a
+    batch by another runner in between (another process) must make it read them again."""
+    rnd = random.Random(seed)
+    rig = Rig(database_url)
+    other = Projector(rig.db, rig.ledger.app, rig.channels, batch_size=5, record=rig.ledger.execute)
+    try:
+        prefix = uuid.uuid4().hex[:8]
+        orders: list[str] = []
+        rig.channels.put(random_policy(rnd, "web"), "test")
+        for _ in range(steps):
+            random_command(rig, rnd, prefix, orders)
+            if rnd.random() < 0.6:
+                rnd.choice([rig.projector, other]).step()
+        rig.projector.catch_up()
+        other.catch_up()
+        live = snapshot(rig.db)
+        assert {(r["channel"], r["sku"]): r["available"] for r in live["ats"]} == expected_ats(rig)
+        for name in ("ats", "orders", "stock"):
+            assert rebuild(rig.projector, name, batch_size=11)["published"] == 0
+        assert snapshot(rig.db) == live
     finally:
         rig.close()
 
