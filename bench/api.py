@@ -138,20 +138,37 @@ def load(
     return _figures(proc, seconds + 120)
 
 
-def _serve(tree: Path, url: str, port: int, workers: int = 1) -> subprocess.Popen[str]:
-    env = {
+def _env(tree: Path, url: str) -> dict[str, str]:
+    return {
         **os.environ,
         "PYTHONPATH": str(tree),
         "LEDGER_DATABASE_URL": url,
         "LEDGER_SHOPIFY_WEBHOOK_SECRETS": SECRET,
         "LEDGER_LOG_LEVEL": "INFO",
     }
+
+
+def _serve(tree: Path, url: str, port: int, workers: int = 1, split: bool = False) -> subprocess.Popen[str]:
+    """`ledger serve` (`split`: with `--no-workers`, the background workers left to `_worker`)."""
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", "serve", "--port", str(port)]
-        + (["--workers", str(workers)] if workers > 1 else []),
+        + (["--workers", str(workers)] if workers > 1 else [])
+        + (["--no-workers"] if split else []),
         cwd=tree,
-        env=env,
+        env=_env(tree, url),
         stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _worker(tree: Path, url: str) -> subprocess.Popen[str]:
+    """`ledger worker`: the projection runner, relay, inbox worker and sweepers, no HTTP."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker"],
+        cwd=tree,
+        env=_env(tree, url),
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         text=True,
     )
@@ -220,9 +237,13 @@ def _drained(url: str, timeout: float) -> tuple[dict[str, int], float]:
         time.sleep(0.25)
 
 
-def api(url: str, seconds: float = 5.0, tree: Path | None = None, workers: int = 1) -> Result:
+def api(
+    url: str, seconds: float = 5.0, tree: Path | None = None, workers: int = 1, split: bool = False
+) -> Result:
     """The four HTTP targets against the interleaved trivial GET (see the module docstring);
-    `workers` > 1 serves the ledger by `ledger serve --workers N` (the trivial GET stays one worker)."""
+    `workers` > 1 serves the ledger by `ledger serve --workers N` (the trivial GET stays one worker);
+    `split` serves it by `ledger serve --no-workers` beside one `ledger worker` (the production
+    shape: the projection runner, relay and inbox worker off the API process's GIL)."""
     import httpx
 
     tree = tree or ROOT
@@ -246,7 +267,8 @@ def api(url: str, seconds: float = 5.0, tree: Path | None = None, workers: int =
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    server = _serve(tree, url, port, workers)
+    server = _serve(tree, url, port, workers, split)
+    worker = _worker(tree, url) if split else None
     r = Result("api", baseline="trivial FastAPI GET")
     try:
         _wait_http(trivial_port, trivial)
@@ -355,6 +377,7 @@ def api(url: str, seconds: float = 5.0, tree: Path | None = None, workers: int =
         )
         r.extra = {
             "api_processes": workers,
+            "split": split,
             "targets": targets,
             "phases": phases,
             "trivial": trivials,
@@ -362,7 +385,7 @@ def api(url: str, seconds: float = 5.0, tree: Path | None = None, workers: int =
             "inbox": statuses,
         }
     finally:
-        for p in (trivial, server):
+        for p in (trivial, server, *([worker] if worker is not None else [])):
             p.terminate()
             try:
                 p.wait(timeout=20)
@@ -376,6 +399,8 @@ def report(r: Result) -> list[str]:
     lines = []
     if r.extra.get("api_processes", 1) > 1:
         lines.append(f"ledger served by {r.extra['api_processes']} API processes (ledger serve --workers)")
+    if r.extra.get("split"):
+        lines.append("ledger served by `ledger serve --no-workers` beside one `ledger worker`")
     targets = r.extra.get("targets", {})
     phases = r.extra.get("phases", {})
     for name, label in (

@@ -56,7 +56,10 @@ def machine(url: str) -> dict[str, Any]:
 
 
 def _run(
-    url: str, as_json: bool, jobs: list[tuple[str, Callable[[str], Any]]], after: Callable[[], Any] | None = None
+    url: str,
+    as_json: bool,
+    jobs: list[tuple[str, Callable[[str], Any]]],
+    after: Callable[[], Any] | None = None,
 ) -> None:
     from bench.common import scratch_schema
 
@@ -172,6 +175,12 @@ def api_cmd(
         str | None, typer.Option(help="serve the ledger from this checkout (a before/after comparison)")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="API processes: `ledger serve --workers N`")] = 1,
+    split: Annotated[
+        bool,
+        typer.Option(
+            help="serve by `ledger serve --no-workers` beside one `ledger worker` (production shape)"
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Orders, receipts, webhooks and ATS reads over HTTP against an interleaved trivial GET: PASS/MISS."""
@@ -182,7 +191,7 @@ def api_cmd(
     results = []
 
     def job(u: str) -> Any:
-        r = api(u, seconds=seconds, tree=Path(tree).resolve() if tree else None, workers=workers)
+        r = api(u, seconds=seconds, tree=Path(tree).resolve() if tree else None, workers=workers, split=split)
         results.append(r)
         return r
 

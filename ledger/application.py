@@ -556,11 +556,12 @@ class Decider:
 
     @staticmethod
     def _order_answer(order: Order) -> dict[str, Any]:
+        work = order.open_work
         return {
             "order_id": order.order_id,
             "channel": order.channel,
-            "stage": order.stage,
-            "open": order.open_work,
+            "stage": order.stage_given(work),
+            "open": work,
             "lines": [
                 {
                     "line_id": x["line_id"],

@@ -644,6 +644,10 @@ class Order(Aggregate):
     @property
     def stage(self) -> str:
         """The stage the open work leaves the order in; never later than its earliest open work."""
+        return self.stage_given(self.open_work)
+
+    def stage_given(self, work: list[str]) -> str:
+        """`stage`, with the order's `open_work` already at hand (an answer shows both)."""
         lines = list(self.lines.values())
         cancelled = sum(x["cancelled"] for x in lines)
         shipped = sum(x["shipped"] for x in lines)
@@ -653,7 +657,6 @@ class Order(Aggregate):
         if self.held:
             return "held"
         before_posting = "validated" if self.validation_status in ("validated", "released") else "reserved"
-        work = self.open_work
         if "reserve" in work or "ship" in work:
             if shipped:
                 return "partially_shipped"

@@ -95,6 +95,7 @@ class _OrderState(SimpleNamespace):
     held = Order.held
     open_work = Order.open_work
     stage = Order.stage
+    stage_given = Order.stage_given
 
 
 def _order_state(row: Row, copied: bool = True) -> Order:
