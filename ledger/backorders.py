@@ -10,6 +10,7 @@ backordered any more (filled, cancelled or shipped).
 from __future__ import annotations
 
 import uuid
+from functools import lru_cache
 from typing import Any
 
 from eventsourcing.domain import Aggregate
@@ -19,6 +20,7 @@ from ledger.bounds import NAMESPACE, check_id
 Cause = dict[str, Any]
 
 
+@lru_cache(maxsize=1 << 16)  # looked up by every movement of the SKU (`ledger.bounds.stock_id`)
 def backorders_id(sku: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"backorders\x1f{sku}")
 

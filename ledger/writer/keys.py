@@ -17,6 +17,7 @@ from typing import cast
 from uuid import UUID
 
 from ledger.application import LedgerApplication
+from ledger.backorders import backorders_id
 from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
 from ledger.commands import LEGACY_KEY_PREFIXES, Command
@@ -27,20 +28,28 @@ from ledger.writer.cache import AggregateCache
 
 
 def stream_ids(command: Command) -> list[UUID]:
-    """The streams a command names directly (its order, its SKU-locations), for prefetching."""
+    """The streams a command names directly (its order, its SKU-locations, and each SKU's queue
+    of backordered lines, which every movement that frees units looks at), for prefetching: the
+    ones neither cached nor stored are known absent without a read each (a receipt for a SKU
+    nobody waits for used to read its missing queue from the store every time)."""
     ids = []
     get = command.__dict__.get
     if isinstance(get("order_id"), str):
         ids.append(order_uuid(get("order_id")))
     sku = get("sku")
+    skus = set()
     if isinstance(sku, str):
+        skus.add(sku)
         for name in ("location", "from_location", "to_location"):
             if isinstance(get(name), str):
                 ids.append(stock_id(sku, get(name)))
     for line in get("lines") or ():
         sku, location = (line.get("sku"), line.get("location")) if isinstance(line, dict) else (None, None)
-        if isinstance(sku, str) and isinstance(location, str):
-            ids.append(stock_id(sku, location))
+        if isinstance(sku, str):
+            skus.add(sku)
+            if isinstance(location, str):
+                ids.append(stock_id(sku, location))
+    ids += [backorders_id(s) for s in sorted(skus)]
     return ids
 
 

@@ -55,3 +55,26 @@ def test_the_default_size_is_the_settings_default():
     assert Settings.model_fields["writer_cache_size"].default == CACHE_SIZE
     with Ledger() as ledger:  # in memory
         assert ledger.writer.cache_size == CACHE_SIZE
+
+
+def test_receipts_for_a_sku_nobody_waits_for_read_nothing_from_the_store(database_url):
+    """A receipt looks at its SKU's queue of backordered lines; when there is none, the batch's one
+    lookup says so (`stream_ids`), instead of a read of the missing queue per receipt."""
+    with Ledger(ledger_env(database_url)) as ledger:
+        ledger.execute(c.ReceiveStock(sku="QUIET", location="WH", quantity=1, reference="first"))
+        reads: list[object] = []
+        repository = ledger.app.repository
+        get = repository.get
+
+        def counted(agg_id, *args, **kwargs):  # type: ignore[no-untyped-def]  # wraps the library's
+            reads.append(agg_id)
+            return get(agg_id, *args, **kwargs)
+
+        repository.get = counted  # type: ignore[method-assign]  # a spy on the store's reads
+        try:
+            for i in range(20):
+                ledger.execute(c.ReceiveStock(sku="QUIET", location="WH", quantity=1, reference=f"r{i}"))
+        finally:
+            repository.get = get  # type: ignore[method-assign]
+        assert reads == []
+        assert ledger.history.stock("QUIET", "WH").on_hand == 21
