@@ -16,12 +16,18 @@ It is kept current two ways:
 - **In every process**, a value is only served while the cache's version was checked
   against the database less than `fresh_seconds` ago (one query of the tracking row, made by
   a poller thread every `fresh_seconds / 4` while the cache is being read). A newer version
-  in the database, from another process's runner or a rebuild, empties the cache; misses are
-  read from the database (value and version in one statement) and kept.
+  in the database, from another process's runner, is followed on PostgreSQL: the same query
+  reads the `ats` rows whose `position` is newer than the cache's (at most `DELTA_MAX`), in one
+  snapshot with the version, and the cache takes them and the version. It starts again
+  (empties) instead when a channel policy changed since (only a policy change deletes an `ats`
+  row), when the table's oid changed (a rebuild swapped it: its rows keep their old positions),
+  when the same position was written again, or on SQLite. Misses are read from the database
+  (value and version in one statement) and kept.
 
 So an answer is never older than the database was `fresh_seconds` before the request
 (0.1 s by default), and in the runner's process a batch's changes are served as soon as it
-commits. `ledger serve --no-workers` relies on the check alone.
+commits. `ledger serve --no-workers` relies on the check alone, and on PostgreSQL keeps its
+values across the runner's batches instead of reading them again after each.
 """
 
 from __future__ import annotations
@@ -44,7 +50,14 @@ TABLE = "ats"
 FRESH_SECONDS = 0.1
 MAX_ENTRIES = 250_000
 
+DELTA_MAX = 10_000  # changed rows a check carries the cache over; more: it starts again
+POLICIES = "ats_policies"  # each channel's policy, with the position of its last change
+
 Key = tuple[str, str]
+
+
+def _oid(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 class AtsCache:
@@ -64,6 +77,7 @@ class AtsCache:
         self._values: dict[Key, int] = {}
         self._position = -1  # no version yet
         self._stamp: str | None = None
+        self._rel: int | None = None  # PostgreSQL: the `ats` table's oid at that version (a swap changes it)
         self._fresh_until = 0.0  # monotonic deadline of the last check against the database
         self._lock = threading.Lock()
         self._used = threading.Event()
@@ -101,7 +115,7 @@ class AtsCache:
         started = self.clock()
         marks = ", ".join(["%s"] * len(skus))
         rows = self.db.query(
-            f"SELECT t.position, t.updated_at, a.sku, a.available FROM {TRACKING} t "
+            f"SELECT t.position, t.updated_at, {self._rel_sql()} AS rel, a.sku, a.available FROM {TRACKING} t "
             f"LEFT JOIN {TABLE} a ON a.channel = %s AND a.sku IN ({marks}) WHERE t.name = %s",
             (channel, *skus, NAME),
         )
@@ -110,14 +124,21 @@ class AtsCache:
         position = int(rows[0]["position"])
         found = {r["sku"]: int(r["available"]) for r in rows if r["sku"] is not None}
         values = {(channel, s): found.get(s, 0) for s in skus}
-        self._fill((position, rows[0]["updated_at"]), started, values)
+        self._fill((position, rows[0]["updated_at"], _oid(rows[0]["rel"])), started, values)
         return [(values[(channel, s)], position) for s in skus]
 
     # ------------------------------------------------------------ keeping current
 
     def validate(self) -> None:
-        """Checks the cache's version against the database (blocking); empties it when outdated."""
+        """Checks the cache's version against the database (blocking). A newer version empties
+        the cache, except on PostgreSQL, where the rows changed since are read instead (`_changes`)."""
         started = self.clock()
+        with self._lock:
+            since, rel = self._position, self._rel
+        if self.db.dialect == "postgres" and since >= 0 and rel is not None and self._values:
+            changes = self._changes(since)
+            if changes is not None and self._advance(since, rel, changes, started):
+                return
         version = self._version()
         if version is not None:
             self._fill(version, started, {})
@@ -143,6 +164,8 @@ class AtsCache:
                 return  # the cache already saw a newer version (read from the database)
             if self._position not in (before, after) or rebuilt:
                 self._values.clear()  # changes we did not see, or a swapped table
+                if rebuilt:
+                    self._rel = None  # the next check takes the new table's identity
             for key, row in rows.items():
                 self._values[(key[0], key[1])] = 0 if row is None else int(row["available"])
             if self._position != after:
@@ -152,7 +175,7 @@ class AtsCache:
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
-            self._position, self._stamp, self._fresh_until = -1, None, 0.0
+            self._position, self._stamp, self._fresh_until, self._rel = -1, None, 0.0, None
 
     def close(self) -> None:
         self._closed.set()
@@ -165,9 +188,9 @@ class AtsCache:
 
     # ------------------------------------------------------------ internals
 
-    def _fill(self, version: tuple[int, str], started: float, values: Mapping[Key, int]) -> None:
+    def _fill(self, version: tuple[int, str, int | None], started: float, values: Mapping[Key, int]) -> None:
         """Takes what the database said at `started` (monotonic) at `version`."""
-        position, stamp = version
+        position, stamp, rel = version
         with self._lock:
             if position < self._position:
                 return  # the cache is newer than this read
@@ -177,18 +200,68 @@ class AtsCache:
                 self._values.clear()  # a rebuild, or another runner's empty step: start again
             elif position > self._position:
                 self._values.clear()
-            self._position, self._stamp = position, stamp
+            elif rel is not None and self._rel is not None and rel != self._rel:
+                self._values.clear()  # a rebuild swapped the table
+            self._position, self._stamp, self._rel = position, stamp, rel
             self._values.update(values)
             self._fresh_until = max(self._fresh_until, started + self.fresh_seconds)
             self._bound()
 
-    def _version(self) -> tuple[int, str] | None:
-        """The tracking row's `(position, updated_at)`. On PostgreSQL through a connection of its
-        own in autocommit: one round trip, so the check keeps its pace under load."""
-        sql = f"SELECT position, updated_at FROM {TRACKING} WHERE name = %s"
+    def _version(self) -> tuple[int, str, int | None] | None:
+        """The tracking row's `(position, updated_at)` and (PostgreSQL) the table's oid. On
+        PostgreSQL through a connection of its own in autocommit: one round trip, so the check
+        keeps its pace under load."""
+        sql = f"SELECT position, updated_at, {self._rel_sql()} AS rel FROM {TRACKING} WHERE name = %s"
         if self.db.dialect != "postgres":
             row = self.db.query_one(sql, (NAME,))
-            return None if row is None else (int(row["position"]), row["updated_at"])
+            return None if row is None else (int(row["position"]), row["updated_at"], None)
+        found = self._poll_query(sql, (NAME,))
+        return None if not found else (int(found[0][0]), found[0][1], _oid(found[0][2]))
+
+    def _changes(self, since: int) -> tuple[tuple[int, str, int | None], bool, dict[Key, int]] | None:
+        """PostgreSQL, one statement (one snapshot): the version, whether a channel policy changed
+        after `since`, and every `ats` row changed after `since` (a row's `position` is that of
+        the event that last changed it). A row is only deleted by a policy change (a channel that
+        no longer has a location knowing the SKU), and a rebuild's swap changes the table's oid,
+        so a version with neither is exactly the cache's values plus these rows."""
+        sql = (
+            f"SELECT t.position, t.updated_at, {self._rel_sql()} AS rel, "
+            f"EXISTS (SELECT 1 FROM {POLICIES} p WHERE p.position > %s) AS policy, a.channel, a.sku, a.available "
+            f"FROM {TRACKING} t LEFT JOIN {TABLE} a ON a.position > %s WHERE t.name = %s LIMIT %s"
+        )
+        rows = self._poll_query(sql, (since, since, NAME, DELTA_MAX + 1))
+        if not rows or len(rows) > DELTA_MAX:
+            return None  # far behind (the cache sat unread): start again from the version
+        version = (int(rows[0][0]), rows[0][1], _oid(rows[0][2]))
+        values = {(r[4], r[5]): int(r[6]) for r in rows if r[4] is not None}
+        return version, bool(rows[0][3]), values
+
+    def _advance(
+        self,
+        since: int,
+        rel: int,
+        changes: tuple[tuple[int, str, int | None], bool, dict[Key, int]],
+        started: float,
+    ) -> bool:
+        """Carries the cache from `since` to the version `_changes` read; False when it cannot
+        (the cache moved meanwhile, a policy changed, the table was swapped): check as before."""
+        (position, stamp, new_rel), policy, values = changes
+        with self._lock:
+            if self._position != since or self._rel != rel or policy or new_rel != rel or position < since:
+                return False
+            if position == since and self._stamp is not None and stamp != self._stamp:
+                return False  # the same position written again (another runner's empty step)
+            self._values.update(values)
+            self._position, self._stamp = position, stamp
+            self._fresh_until = max(self._fresh_until, started + self.fresh_seconds)
+            self._bound()
+            return True
+
+    def _rel_sql(self) -> str:
+        return f"'{TABLE}'::regclass::oid" if self.db.dialect == "postgres" else "NULL"
+
+    def _poll_query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """A statement on the poller's own autocommit connection (PostgreSQL)."""
         import psycopg
 
         if self._conn is None or self._conn.closed:
@@ -200,11 +273,10 @@ class AtsCache:
                 options=f"-c search_path={schema}" if schema else None,
             )
         try:
-            found = self._conn.execute(sql, (NAME,), prepare=True).fetchone()
+            return list(self._conn.execute(sql, params, prepare=True).fetchall())
         except psycopg.Error:
             self._conn.close()
             raise
-        return None if found is None else (int(found[0]), found[1])
 
     def _bound(self) -> None:
         if len(self._values) > self.max_entries:

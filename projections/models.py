@@ -239,6 +239,7 @@ class AtsView(Projection):
         ("channel", "sku"),
         ("available", "position"),
         types={"available": "BIGINT", "position": "BIGINT"},
+        indexes=(("position",),),  # the rows changed since a version (`projections.cache`)
     )
     POLICIES = Table(
         "ats_policies",

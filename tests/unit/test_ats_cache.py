@@ -65,8 +65,8 @@ class World:
 
 
 @pytest.fixture
-def world(sqlite_url: str) -> Iterator[World]:
-    container = bootstrap(Settings(database_url=sqlite_url))
+def world(database_url: str) -> Iterator[World]:
+    container = bootstrap(Settings(database_url=database_url))
     try:
         cache = AtsCache(container.db, fresh_seconds=FOREVER)
         container.projector.listeners.append(cache.committed)
@@ -112,17 +112,55 @@ def test_nothing_is_served_once_the_version_check_lapses(world: World) -> None:
         cache.close()
 
 
-def test_another_process_runner_empties_the_cache_at_the_next_check(world: World) -> None:
+def test_another_process_runner_is_followed_at_the_next_check(world: World) -> None:
+    """SQLite: the check empties the cache. PostgreSQL: it reads the rows changed since the
+    cache's version and carries every value to the new one (`AtsCache._changes`)."""
     world.receive("A", 5)
+    world.receive("B", 2)
     world.projector.catch_up()
-    world.cache.read(world.channel, ["A"])
+    world.cache.read(world.channel, ["A", "B"])
     world.receive("A", 1)
     other = Projector(world.container.db, world.container.ledger.app, world.container.channels)
     other.catch_up()  # a runner this cache does not hear
     assert world.cache.get(world.channel, "A") == (5, world.head() - 1)  # still truthful: 5 at that position
     world.cache.validate()
-    assert world.cache.get(world.channel, "A") is None
+    if world.container.db.dialect == "postgres":
+        assert world.cache.get(world.channel, "A") == (6, world.head())
+        assert world.cache.get(world.channel, "B") == (2, world.head())  # unchanged, at the new version
+    else:
+        assert world.cache.get(world.channel, "A") is None
     assert world.cache.read(world.channel, ["A"]) == [(6, world.head())]
+
+
+def test_a_check_after_a_policy_change_or_a_swapped_table_starts_again(pg_url: str) -> None:
+    """A policy change may delete rows (no change position shows that) and a rebuild swaps the
+    table (its rows keep their old positions): after either, the check empties the cache."""
+    container = bootstrap(Settings(database_url=pg_url))
+    cache = AtsCache(container.db, fresh_seconds=FOREVER)
+    try:
+        container.channels.put(ChannelPolicy(channel="web", locations=("W1",)), actor="test")
+        container.ledger.execute(c.ReceiveStock(sku="A", location="W1", quantity=5, reference="a"))
+        container.ledger.execute(c.ReceiveStock(sku="B", location="W2", quantity=3, reference="b"))
+        container.projector.catch_up()
+        assert cache.read("web", ["A"]) == [(5, container.projector.head())]
+        container.channels.put(ChannelPolicy(channel="web", locations=("W2",)), actor="test")
+        container.projector.catch_up()  # A's row is deleted: no location of web knows A now
+        cache.validate()
+        assert cache.get("web", "A") is None
+        assert cache.read("web", ["A", "B"]) == [(0, container.projector.head()), (3, container.projector.head())]
+        # A wrong value, corrected by a rebuild whose swap leaves the rows' positions as they were.
+        container.db.script(["UPDATE ats SET available = 99 WHERE sku = 'B'"])
+        cache.clear()
+        assert cache.read("web", ["B"]) == [(99, container.projector.head())]
+        # A movement the rebuild folds in its swap: the version's position moves past the cache's.
+        container.ledger.execute(c.ReceiveStock(sku="C", location="W2", quantity=1, reference="c"))
+        rebuild(container.projector, "ats", by="test")
+        cache.validate()  # the table was swapped: not carried over
+        assert cache.get("web", "B") is None
+        assert cache.read("web", ["B"])[0][0] == 3
+    finally:
+        cache.close()
+        container.close()
 
 
 def test_our_runner_after_another_one_does_not_stitch_unknown_changes(world: World) -> None:
@@ -164,7 +202,7 @@ def test_a_read_older_than_the_cache_is_answered_but_not_kept(world: World) -> N
     before = world.head()
     world.receive("A", 1)
     world.projector.catch_up()
-    world.cache._fill((before, "0"), time.monotonic(), {(world.channel, "A"): 5})  # a slow reader's answer
+    world.cache._fill((before, "0", None), time.monotonic(), {(world.channel, "A"): 5})  # a slow reader's answer
     assert world.cache.get(world.channel, "A") == (6, world.head())
 
 
