@@ -129,8 +129,15 @@ def order_stage(row: Row) -> str:
     return str(_order_state(row, copied=False).stage)
 
 
-def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
-    """The order's stage and lines after `event`."""
+def fold_order(
+    row: Row | None, event: Any, position: int, staged: bool = True, owned: bool = False
+) -> Row | None:
+    """The order's stage and lines after `event`.
+
+    A read model folding several events of one order in a batch may ask for the stage only at
+    the last of them (`staged=False` before: the row keeps the stage it had), and fold onto a
+    row an earlier fold of the batch made (`owned`: nothing else holds it, so its state is
+    changed in place instead of copied)."""
     if isinstance(event, Order.Captured):
         lines = {x["line_id"]: Order.new_line(x) for x in event.lines}
         state: dict[str, Any] = {
@@ -149,7 +156,7 @@ def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
     elif row is None:
         return None
     else:
-        ns = _order_state(row)
+        ns = _order_state(row, copied=not owned)
         event.apply(ns)
         state = {
             "lines": ns.lines,
@@ -160,7 +167,8 @@ def fold_order(row: Row | None, event: Any, position: int) -> Row | None:
             "validation": ns.validation,
         }
         row = {**row, "state": state}
-    row["stage"] = order_stage(row)
+    if staged or "stage" not in row:
+        row["stage"] = order_stage(row)
     row["erp_posted"] = 1 if row["state"]["erp"]["posted"] else 0
     row["version"] = int(event.originator_version)
     row["position"] = position

@@ -168,12 +168,20 @@ class OrdersView(Projection):
 
     def __init__(self) -> None:
         self._before: dict[tuple[Any, ...], str | None] = {}
+        # Per order of the batch (from `prefetch`): the position of its last event there, whose
+        # fold alone works out the stage; and the orders whose row a fold of this batch made.
+        self._last: dict[tuple[Any, ...], int] = {}
+        self._owned: set[tuple[Any, ...]] = set()
 
     def begin(self, store: Store) -> None:
         self._before.clear()
+        self._last.clear()
+        self._owned.clear()
 
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
-        store.load(self.ORDERS.name, [(str(e.originator_id),) for _, e in events if folds.is_order_event(e)])
+        keys = [((str(e.originator_id),), p) for p, e in events if folds.is_order_event(e)]
+        self._last.update(keys)
+        store.load(self.ORDERS.name, [k for k, _ in keys])
 
     def apply(self, store: Store, position: int, event: Event) -> None:
         if isinstance(event, Hold.LateOrderRecorded):
@@ -184,9 +192,13 @@ class OrdersView(Projection):
             return
         key = (str(event.originator_id),)
         old = store.get(self.ORDERS.name, key)
-        row = folds.fold_order(old, event, position)
+        last = self._last.get(key)
+        row = folds.fold_order(
+            old, event, position, staged=last is None or position >= last, owned=key in self._owned
+        )
         if row is None:
             return
+        self._owned.add(key)
         if key not in self._before:
             self._before[key] = None if old is None else old["stage"]
         store.put(self.ORDERS.name, key, row)
@@ -197,6 +209,8 @@ class OrdersView(Projection):
         for key in keys:
             row = store.get(self.ORDERS.name, key)
             if row is not None:
+                if key in self._owned:  # folded in this batch, perhaps not staged yet
+                    row["stage"] = folds.order_stage(row)
                 store.emit(*stage_message(row, position))
                 self._before[key] = row["stage"]  # published: only a later change is news
 
