@@ -75,6 +75,6 @@ def test_receipts_for_a_sku_nobody_waits_for_read_nothing_from_the_store(databas
             for i in range(20):
                 ledger.execute(c.ReceiveStock(sku="QUIET", location="WH", quantity=1, reference=f"r{i}"))
         finally:
-            repository.get = get  # type: ignore[method-assign]
+            repository.get = get  # type: ignore[method-assign]  # the spy removed
         assert reads == []
         assert ledger.history.stock("QUIET", "WH").on_hand == 21
