@@ -53,7 +53,7 @@ class Projector:
         batch_size: int = 500,
         before_commit: Callable[[int], None] | None = None,
         record: Callable[[Any], Any] | None = None,
-        carry_rows: int = 20_000,
+        carry_rows: int = 5_000,
     ) -> None:
         self.db = db
         self.app = app
