@@ -22,7 +22,9 @@ It is kept current two ways:
   (empties) instead when a channel policy changed since (only a policy change deletes an `ats`
   row), when the table's oid changed (a rebuild swapped it: its rows keep their old positions),
   when the same position was written again, or on SQLite. Misses are read from the database
-  (value and version in one statement) and kept.
+  (value and version in one statement) and kept; on PostgreSQL a miss read at a newer version
+  than the cache's is answered and kept aside until the cache reaches that version (the rows
+  changed meanwhile then go over it), instead of emptying the cache.
 
 So an answer is never older than the database was `fresh_seconds` before the request
 (0.1 s by default), and in the runner's process a batch's changes are served as soon as it
@@ -75,6 +77,9 @@ class AtsCache:
         self.fresh_seconds = fresh_seconds
         self.max_entries = max_entries
         self._values: dict[Key, int] = {}
+        # PostgreSQL: values a miss read at a newer version than the cache's, kept aside with that
+        # position until the cache reaches it (`_advance`, `committed`), instead of emptying it.
+        self._pending: dict[Key, tuple[int, int]] = {}
         self._position = -1  # no version yet
         self._stamp: str | None = None
         self._rel: int | None = None  # PostgreSQL: the `ats` table's oid at that version (a swap changes it)
@@ -164,8 +169,10 @@ class AtsCache:
                 return  # the cache already saw a newer version (read from the database)
             if self._position not in (before, after) or rebuilt:
                 self._values.clear()  # changes we did not see, or a swapped table
+                self._pending.clear()
                 if rebuilt:
                     self._rel = None  # the next check takes the new table's identity
+            self._take_pending(after)
             for key, row in rows.items():
                 self._values[(key[0], key[1])] = 0 if row is None else int(row["available"])
             if self._position != after:
@@ -175,6 +182,7 @@ class AtsCache:
     def clear(self) -> None:
         with self._lock:
             self._values.clear()
+            self._pending.clear()
             self._position, self._stamp, self._fresh_until, self._rel = -1, None, 0.0, None
 
     def close(self) -> None:
@@ -194,14 +202,25 @@ class AtsCache:
         with self._lock:
             if position < self._position:
                 return  # the cache is newer than this read
+            if position > self._position and values and self._values and rel is not None and rel == self._rel:
+                # A miss read at a newer version (PostgreSQL, the same table): kept aside until the
+                # cache reaches that version by the rows changed since, which stay newer than it.
+                for key, value in values.items():
+                    self._pending[key] = (value, position)
+                if len(self._pending) > self.max_entries // 10:
+                    self._pending.clear()
+                return
             if position == self._position and self._stamp is not None and stamp != self._stamp:
                 if stamp < self._stamp:
                     return  # an older read of a same-position change (ISO stamps order in time)
                 self._values.clear()  # a rebuild, or another runner's empty step: start again
+                self._pending.clear()
             elif position > self._position:
                 self._values.clear()
+                self._pending.clear()
             elif rel is not None and self._rel is not None and rel != self._rel:
                 self._values.clear()  # a rebuild swapped the table
+                self._pending.clear()
             self._position, self._stamp, self._rel = position, stamp, rel
             self._values.update(values)
             self._fresh_until = max(self._fresh_until, started + self.fresh_seconds)
@@ -251,11 +270,21 @@ class AtsCache:
                 return False
             if position == since and self._stamp is not None and stamp != self._stamp:
                 return False  # the same position written again (another runner's empty step)
+            self._take_pending(position)
             self._values.update(values)
             self._position, self._stamp = position, stamp
             self._fresh_until = max(self._fresh_until, started + self.fresh_seconds)
             self._bound()
             return True
+
+    def _take_pending(self, position: int) -> None:
+        """Moves the values read aside at versions up to `position` into the cache (under the
+        lock, before the rows changed up to `position` are applied over them: a value read at
+        an earlier version is the table's at `position` unless such a row changed it)."""
+        for key, (value, at) in list(self._pending.items()):
+            if at <= position:
+                self._values[key] = value
+                del self._pending[key]
 
     def _rel_sql(self) -> str:
         return f"'{TABLE}'::regclass::oid" if self.db.dialect == "postgres" else "NULL"

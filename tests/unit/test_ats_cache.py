@@ -132,6 +132,36 @@ def test_another_process_runner_is_followed_at_the_next_check(world: World) -> N
     assert world.cache.read(world.channel, ["A"]) == [(6, world.head())]
 
 
+def test_a_miss_read_at_a_newer_version_waits_for_the_cache_instead_of_emptying_it(pg_url: str) -> None:
+    """PostgreSQL: a value read at a newer version than the cache's is answered, kept aside, and
+    joins the cache when the check carries it to that version; the cached values stay served."""
+    container = bootstrap(Settings(database_url=pg_url))
+    cache = AtsCache(container.db, fresh_seconds=FOREVER)
+    try:
+        container.channels.put(ChannelPolicy(channel="web", locations=("W1",)), actor="test")
+        container.ledger.execute(c.ReceiveStock(sku="A", location="W1", quantity=5, reference="a"))
+        container.projector.catch_up()
+        first = container.projector.head()
+        assert cache.read("web", ["A"]) == [(5, first)]
+        container.ledger.execute(c.ReceiveStock(sku="B", location="W1", quantity=2, reference="b"))
+        container.ledger.execute(c.ReceiveStock(sku="A", location="W1", quantity=1, reference="a2"))
+        container.projector.catch_up()  # a runner this cache does not hear
+        second = container.projector.head()
+        assert cache.read("web", ["B"]) == [(2, second)]  # answered at the newer version
+        assert cache.get("web", "A") == (5, first)  # the cache kept its own, truthful at its version
+        assert cache.get("web", "B") is None  # not served before the cache reaches that version
+        container.ledger.execute(c.ReceiveStock(sku="B", location="W1", quantity=4, reference="b2"))
+        container.projector.catch_up()
+        third = container.projector.head()
+        cache.validate()  # carried over every change since: A's, and B's after it was read
+        assert cache.get("web", "A") == (6, third)
+        assert cache.get("web", "B") == (6, third)
+        assert cache.read("web", ["A", "B"]) == [(6, third), (6, third)]
+    finally:
+        cache.close()
+        container.close()
+
+
 def test_a_check_after_a_policy_change_or_a_swapped_table_starts_again(pg_url: str) -> None:
     """A policy change may delete rows (no change position shows that) and a rebuild swaps the
     table (its rows keep their old positions): after either, the check empties the cache."""
