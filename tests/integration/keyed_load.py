@@ -77,6 +77,23 @@ class Service:
         self.out.close()
 
 
+def answered(
+    client: httpx.Client, path: str, name: str, strays: list[str], lock: threading.Lock, **request: Any
+) -> httpx.Response | None:
+    """One POST of a fault test; None for a transport error, noted in `strays` (the service must
+    always answer). A 503 must be a problem with `Retry-After`, so the caller knows to retry."""
+    try:
+        r = client.post(path, timeout=60, **request)
+    except httpx.HTTPError as e:
+        with lock:
+            strays.append(f"{name}: {type(e).__name__}: {e}")
+        return None
+    if r.status_code == 503:
+        assert r.headers.get("retry-after"), r.text
+        assert r.headers.get("content-type") == "application/problem+json", r.headers
+    return r
+
+
 def ingest_token(database_url: str) -> str:
     """Creates the tables and an API key through the same URL the service uses."""
     setup = bootstrap(Settings(database_url=database_url))
@@ -114,17 +131,10 @@ class KeyedLoad:
     ) -> int | None:
         """Posts one keyed receipt; its status, or None for a transport error (a stray). With
         `replayed`, asserts whether the answer is a replay of the key's first answer."""
-        try:
-            r = client.post(
-                "/v1/stock/receipts", json=body, headers={**self.headers, "Idempotency-Key": key}, timeout=60
-            )
-        except httpx.HTTPError as e:
-            with self.lock:
-                self.strays.append(f"{key}: {type(e).__name__}: {e}")
+        headers = {**self.headers, "Idempotency-Key": key}
+        r = answered(client, "/v1/stock/receipts", key, self.strays, self.lock, json=body, headers=headers)
+        if r is None:
             return None
-        if r.status_code == 503:
-            assert r.headers.get("retry-after"), r.text
-            assert r.headers.get("content-type") == "application/problem+json", r.headers
         if replayed is not None:
             assert (r.headers.get("idempotent-replayed") == "true") is replayed, (key, r.status_code, r.headers)
         return r.status_code

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from keyed_load import Service
+from keyed_load import Service, answered
 from private_servers import wait_for
 
 from adapters.config import Settings
@@ -60,16 +60,10 @@ class Deliveries:
             "X-Shopify-Shop-Domain": "outage.myshopify.com",
             "X-Shopify-Hmac-Sha256": sign(body, SECRET),
         }
-        try:
-            r = client.post("/v1/webhooks/shopify", content=body, headers=headers, timeout=60)
-        except httpx.HTTPError as e:
-            with self.lock:
-                self.strays.append(f"{webhook_id}: {type(e).__name__}")
-            return None
-        if r.status_code == 503:
-            assert r.headers.get("retry-after"), r.text
-            assert r.headers.get("content-type") == "application/problem+json", r.headers
-        return r.status_code
+        r = answered(
+            client, "/v1/webhooks/shopify", webhook_id, self.strays, self.lock, content=body, headers=headers
+        )
+        return None if r is None else r.status_code
 
     def _run(self, n: int) -> None:
         with httpx.Client(base_url=self.service.base) as client:
