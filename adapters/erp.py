@@ -511,11 +511,9 @@ class ErpFeeder:
         self.window = window  # positions scanned a step at most (only order facts are read)
         # The exact stored topics of the facts it reads: most of the log (stock movements, line
         # reservations) is never read back (a seventh of an order capture's events is a fact here).
+        read = {*self.TOPICS, *self.WAKES}
         self.topics = sorted(
-            get_topic(cls)
-            for cls in vars(Order).values()
-            if isinstance(cls, type) and issubclass(cls, Order.Event | Order.Captured)
-            and (f":{cls.__qualname__}" in self.TOPICS or f":{cls.__qualname__}" in self.WAKES)
+            get_topic(cls) for cls in vars(Order).values() if isinstance(cls, type) and f":{cls.__qualname__}" in read
         )
 
     def _kind(self, topic: str) -> str | None:

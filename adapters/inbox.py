@@ -105,7 +105,7 @@ _INSERT = (
 
 @dataclass(frozen=True)
 class Delivery:
-    """One delivery to store (`Inbox.store_many`): what `Inbox.store` takes, but `on_new`."""
+    """One delivery to store (`Inbox.store_many`): what `Inbox.store` takes."""
 
     source: str
     external_id: str
@@ -115,6 +115,11 @@ class Delivery:
     print_: str
     status: Status = Status.RECEIVED
     reason: str | None = None
+    on_new: Callable[[Tx, int], None] | None = None  # runs in the transaction that stores it
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.external_id)
 
 
 class Inbox:
@@ -138,48 +143,19 @@ class Inbox:
         on_new: Callable[[Tx, int], None] | None = None,
     ) -> Stored:
         """Stores a delivery once per (source, external_id). `on_new` runs in the same transaction."""
-        now = utcnow()
-        with self.db.transaction() as tx:
-            row = tx.execute(
-                _INSERT + " RETURNING id",
-                (
-                    source,
-                    external_id,
-                    kind,
-                    body,
-                    orjson.dumps(headers).decode(),
-                    now,
-                    str(status),
-                    reason,
-                    print_,
-                    now,
-                ),
-            ).fetchone()
-            if row is not None:
-                if on_new is not None:
-                    on_new(tx, int(row["id"]))
-                created = True
-            else:
-                tx.execute(
-                    "UPDATE inbox SET deliveries = deliveries + 1 WHERE source = %s AND external_id = %s",
-                    (source, external_id),
-                )
-                created = False
-            stored = tx.execute(
-                f"SELECT {COLUMNS} FROM inbox WHERE source = %s AND external_id = %s", (source, external_id)
-            ).fetchone()
-        INBOX_MESSAGES.labels(source, str(status) if created else "duplicate").inc()
-        return Stored(_decode(stored), created)  # type: ignore[arg-type]  # RETURNING answers a row
+        delivery = Delivery(source, external_id, kind, body, headers, print_, status, reason, on_new)
+        return self.store_many([delivery])[0]
 
     def store_many(self, deliveries: Sequence[Delivery]) -> list[Stored]:
         """`store` of several deliveries in one transaction, one commit (`Inbox.stores` gathers
         concurrent requests' deliveries into such batches). Each answer is what `store` answers
         it; a delivery id twice in one batch is stored once, the second counted as a repeat.
-        The ids follow the batch's order, so messages are applied in the order they arrived."""
+        The ids follow the batch's order, so messages are applied in the order they arrived, and
+        each new delivery's `on_new` runs in that order, in the transaction."""
         now = utcnow()
         first: dict[tuple[str, str], Delivery] = {}
         for d in deliveries:
-            first.setdefault((d.source, d.external_id), d)
+            first.setdefault(d.key, d)
         rows = [
             (
                 d.source,
@@ -202,28 +178,30 @@ class Inbox:
                     "reason, fingerprint, updated_at) SELECT a, b, c, d, e, f, g, h, i, j FROM unnest("
                     "%b::text[], %b::text[], %b::text[], %b::bytea[], %b::text[], %b::text[], %b::text[], "
                     "%b::text[], %b::text[], %b::text[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, n) "
-                    "ORDER BY n ON CONFLICT (source, external_id) DO NOTHING RETURNING source, external_id",
+                    "ORDER BY n ON CONFLICT (source, external_id) DO NOTHING RETURNING id, source, external_id",
                     [list(col) for col in zip(*rows, strict=True)],
                 ).fetchall()
-                created = {(r["source"], r["external_id"]) for r in inserted}
+                created = {(r["source"], r["external_id"]): int(r["id"]) for r in inserted}
             else:
-                created = set()
+                created = {}
                 for row in rows:
-                    if tx.execute(_INSERT + " RETURNING id", row).fetchone() is not None:
-                        created.add((row[0], row[1]))
-            news = {key for key, d in first.items() if key in created}
+                    found = tx.execute(_INSERT + " RETURNING id", row).fetchone()
+                    if found is not None:
+                        created[(row[0], row[1])] = int(found["id"])
+            for key, d in first.items():
+                if key in created and d.on_new is not None:
+                    d.on_new(tx, created[key])
+            new = [d.key in created and first[d.key] is d for d in deliveries]
             repeats: dict[tuple[str, str], int] = {}
-            for d in deliveries:
-                key = (d.source, d.external_id)
-                if key in news and first[key] is d:
-                    continue
-                repeats[key] = repeats.get(key, 0) + 1
+            for d, is_new in zip(deliveries, new, strict=True):
+                if not is_new:
+                    repeats[d.key] = repeats.get(d.key, 0) + 1
             if repeats:
                 tx.executemany(
                     "UPDATE inbox SET deliveries = deliveries + %s WHERE source = %s AND external_id = %s",
                     [(n, src, ext) for (src, ext), n in sorted(repeats.items())],
                 )
-            found: dict[tuple[str, str], dict[str, Any]] = {}
+            stored: dict[tuple[str, str], dict[str, Any]] = {}
             keys = list(first)
             for i in range(0, len(keys), 200):
                 chunk = keys[i : i + 200]
@@ -231,13 +209,11 @@ class Inbox:
                 for r in tx.execute(
                     f"SELECT {COLUMNS} FROM inbox WHERE {where}", [v for k in chunk for v in k]
                 ).fetchall():
-                    found[(r["source"], r["external_id"])] = _decode(r)
+                    stored[(r["source"], r["external_id"])] = _decode(r)
         out = []
-        for d in deliveries:
-            key = (d.source, d.external_id)
-            new = key in news and first[key] is d
-            INBOX_MESSAGES.labels(d.source, str(d.status) if new else "duplicate").inc()
-            out.append(Stored(found[key], new))
+        for d, is_new in zip(deliveries, new, strict=True):
+            INBOX_MESSAGES.labels(d.source, str(d.status) if is_new else "duplicate").inc()
+            out.append(Stored(stored[d.key], is_new))
         return out
 
     # ------------------------------------------------------------- reading

@@ -166,23 +166,10 @@ async def store_message(
 ) -> dict[str, Any]:
     """Stores a message once per delivery id and answers with its (first) status."""
     print_ = fingerprint(payload)
-    if on_new is None:  # gathered with concurrent requests' deliveries: one commit a batch
-        stored: Stored = await container.inbox.stores.submit(
-            Delivery(source, external_id, kind, body, headers or {}, print_, status, reason)
-        )
-    else:
-        stored = await run_in_threadpool(
-            container.inbox.store,
-            source,
-            external_id,
-            kind,
-            body,
-            headers or {},
-            print_,
-            status,
-            reason,
-            on_new,
-        )
+    # Gathered with concurrent requests' deliveries: one transaction, one commit, a batch.
+    stored: Stored = await container.inbox.stores.submit(
+        Delivery(source, external_id, kind, body, headers or {}, print_, status, reason, on_new)
+    )
     if not stored.created and stored.row["fingerprint"] != print_ and source != "shopify":
         raise Problem(
             409,

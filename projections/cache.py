@@ -142,8 +142,11 @@ class AtsCache:
             since, rel = self._position, self._rel
         if self.db.dialect == "postgres" and since >= 0 and rel is not None and self._values:
             changes = self._changes(since)
-            if changes is not None and self._advance(since, rel, changes, started):
-                return
+            if changes is None:
+                return  # the read model has never run
+            if not self._advance(since, rel, changes, started):
+                self._fill(changes[0], started, {})  # the version it read, as a plain check takes it
+            return
         version = self._version()
         if version is not None:
             self._fill(version, started, {})
@@ -168,8 +171,7 @@ class AtsCache:
             if self._position > after:
                 return  # the cache already saw a newer version (read from the database)
             if self._position not in (before, after) or rebuilt:
-                self._values.clear()  # changes we did not see, or a swapped table
-                self._pending.clear()
+                self._empty()  # changes we did not see, or a swapped table
                 if rebuilt:
                     self._rel = None  # the next check takes the new table's identity
             self._take_pending(after)
@@ -181,8 +183,7 @@ class AtsCache:
 
     def clear(self) -> None:
         with self._lock:
-            self._values.clear()
-            self._pending.clear()
+            self._empty()
             self._position, self._stamp, self._fresh_until, self._rel = -1, None, 0.0, None
 
     def close(self) -> None:
@@ -213,14 +214,11 @@ class AtsCache:
             if position == self._position and self._stamp is not None and stamp != self._stamp:
                 if stamp < self._stamp:
                     return  # an older read of a same-position change (ISO stamps order in time)
-                self._values.clear()  # a rebuild, or another runner's empty step: start again
-                self._pending.clear()
+                self._empty()  # a rebuild, or another runner's empty step: start again
             elif position > self._position:
-                self._values.clear()
-                self._pending.clear()
+                self._empty()
             elif rel is not None and self._rel is not None and rel != self._rel:
-                self._values.clear()  # a rebuild swapped the table
-                self._pending.clear()
+                self._empty()  # a rebuild swapped the table
             self._position, self._stamp, self._rel = position, stamp, rel
             self._values.update(values)
             self._fresh_until = max(self._fresh_until, started + self.fresh_seconds)
@@ -237,7 +235,7 @@ class AtsCache:
         found = self._poll_query(sql, (NAME,))
         return None if not found else (int(found[0][0]), found[0][1], _oid(found[0][2]))
 
-    def _changes(self, since: int) -> tuple[tuple[int, str, int | None], bool, dict[Key, int]] | None:
+    def _changes(self, since: int) -> tuple[tuple[int, str, int | None], bool, dict[Key, int] | None] | None:
         """PostgreSQL, one statement (one snapshot): the version, whether a channel policy changed
         after `since`, and every `ats` row changed after `since` (a row's `position` is that of
         the event that last changed it). A row is only deleted by a policy change (a channel that
@@ -249,24 +247,27 @@ class AtsCache:
             f"FROM {TRACKING} t LEFT JOIN {TABLE} a ON a.position > %s WHERE t.name = %s LIMIT %s"
         )
         rows = self._poll_query(sql, (since, since, NAME, DELTA_MAX + 1))
-        if not rows or len(rows) > DELTA_MAX:
-            return None  # far behind (the cache sat unread): start again from the version
+        if not rows:
+            return None
         version = (int(rows[0][0]), rows[0][1], _oid(rows[0][2]))
-        values = {(r[4], r[5]): int(r[6]) for r in rows if r[4] is not None}
-        return version, bool(rows[0][3]), values
+        if len(rows) > DELTA_MAX:
+            return version, bool(rows[0][3]), None  # far behind (the cache sat unread): start again
+        return version, bool(rows[0][3]), {(r[4], r[5]): int(r[6]) for r in rows if r[4] is not None}
 
     def _advance(
         self,
         since: int,
         rel: int,
-        changes: tuple[tuple[int, str, int | None], bool, dict[Key, int]],
+        changes: tuple[tuple[int, str, int | None], bool, dict[Key, int] | None],
         started: float,
     ) -> bool:
         """Carries the cache from `since` to the version `_changes` read; False when it cannot
-        (the cache moved meanwhile, a policy changed, the table was swapped): check as before."""
+        (the cache moved meanwhile, a policy changed, the table was swapped, too many changes)."""
         (position, stamp, new_rel), policy, values = changes
         with self._lock:
-            if self._position != since or self._rel != rel or policy or new_rel != rel or position < since:
+            if values is None or policy or new_rel != rel or position < since:
+                return False
+            if self._position != since or self._rel != rel:
                 return False
             if position == since and self._stamp is not None and stamp != self._stamp:
                 return False  # the same position written again (another runner's empty step)
@@ -276,6 +277,11 @@ class AtsCache:
             self._fresh_until = max(self._fresh_until, started + self.fresh_seconds)
             self._bound()
             return True
+
+    def _empty(self) -> None:
+        """Drops every value, those read aside too (under the lock)."""
+        self._values.clear()
+        self._pending.clear()
 
     def _take_pending(self, position: int) -> None:
         """Moves the values read aside at versions up to `position` into the cache (under the
