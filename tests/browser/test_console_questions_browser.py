@@ -57,10 +57,13 @@ def seed(url: str) -> dict[str, Any]:
                 sku=names["sku"], location=names["warehouse"], quantity=14, reference="po-77", cause=cause
             )
         )
-        # the as-of picker takes whole seconds: the orders come after the next one begins
-        received = datetime.now(UTC).replace(microsecond=0)
-        names["before_order"] = (received + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S")
-        while datetime.now(UTC) <= received + timedelta(seconds=1):
+        # the as-of picker takes whole seconds: the orders come after the next one begins. It is
+        # never a whole minute, which Chromium shows without its ":00" (a value `fill` refuses).
+        before = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+        if before.second == 0:
+            before += timedelta(seconds=1)
+        names["before_order"] = before.strftime("%Y-%m-%dT%H:%M:%S")
+        while datetime.now(UTC) <= before:
             time.sleep(0.05)
         for oid, qty, refs in (
             (names["order"], 4, {"name": names["order_name"]}),
