@@ -143,6 +143,24 @@ def long_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_jso
     _run(database_url, as_json, [("long", lambda u: long_stream(u, events=events))])
 
 
+@bench_app.command("open-reservations")
+def open_reservations_cmd(
+    database_url: UrlOpt = DEFAULT_URL,
+    reservations: int = 20_000,
+    window: int = 2_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """A hot SKU with N open reservations (default 20,000): the stock view's rate over its last
+    window of events vs its first, and the WAL per event."""
+    from bench.hotrows import open_reservations
+
+    _run(
+        database_url,
+        as_json,
+        [("open-reservations", lambda u: open_reservations(u, reservations=reservations, window=window))],
+    )
+
+
 @bench_app.command("projections")
 def projections_cmd(
     database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False
@@ -260,6 +278,7 @@ def shopify_cmd(database_url: UrlOpt = DEFAULT_URL, seconds: int = 20, as_json: 
 def all_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json: JsonOpt = False) -> None:
     """Every benchmark, one after the other."""
     from bench.api import api
+    from bench.hotrows import open_reservations
     from bench.reads import projections
     from bench.writes import append, hot, orders
 
@@ -271,6 +290,7 @@ def all_cmd(database_url: UrlOpt = DEFAULT_URL, events: int = 1_000_000, as_json
             ("hot", hot),
             ("orders", orders),
             ("projections", lambda u: projections(u, events=events)),
+            ("open-reservations", open_reservations),
             ("api", api),
         ],
     )

@@ -1,9 +1,12 @@
 """Pure folds: (row, event) -> row. No database, no clock: testable on their own.
 
-A stock row is one SKU-location's levels (and its open reservations, with their expiry);
-an order row is one order's stage and per-line quantities. The order fold replays the
-domain's own `apply` methods on a plain state object and asks `Order.stage`, so the read
-model's stage is, by construction, the aggregate's stage.
+A stock row is one SKU-location's levels; a reservation row is one of its open reservations
+(units, expiry, and the position that opened it: reservations are covered first come, first
+served). They are apart so an event costs the same however many reservations are open: a hot
+SKU in a flash sale holds thousands, and a row carrying them all was copied by every event's fold
+and rewritten whole by every batch. An order row is one order's stage and per-line
+quantities. The order fold replays the domain's own `apply` methods on a plain state object and
+asks `Order.stage`, so the read model's stage is, by construction, the aggregate's stage.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 import orjson
 
 from ledger.channels import ReadModel
-from ledger.effects import event_effect
+from ledger.effects import Effect, event_effect
 from ledger.orders import Order
 from ledger.stock import SkuLocation
 
@@ -51,39 +54,43 @@ def new_stock_row(sku: str, location: str) -> Row:
         "available": 0,
         "version": 0,
         "position": 0,
-        "reservations": {},
-        "next_expiry": None,
     }
 
 
-def fold_stock(row: Row | None, event: Any, position: int) -> Row | None:
-    """The SKU-location's levels after `event`. `row` is None only before `Opened`."""
+def fold_stock(row: Row | None, event: Any, position: int, effect: Effect | None = None) -> Row | None:
+    """The SKU-location's levels after `event` (whose `event_effect` a caller that has it may
+    give). `row` is None only before `Opened`."""
     if isinstance(event, S.Opened):
         row = new_stock_row(event.sku, event.location)
     if row is None:
         return None  # a stream whose start this read model never saw: nothing to fold onto
     row = dict(row)
-    res: dict[str, list[Any]] = dict(row["reservations"])
-
-    effect = event_effect(event)
+    effect = effect or event_effect(event)
     row["on_hand"], row["reserved"], row["unavailable"], row["incoming"] = effect.applied(
         row["on_hand"], row["reserved"], row["unavailable"], row["incoming"]
     )
-    rid = effect.reservation_id
-    if rid is not None and effect.reserved:
-        held = res.get(rid)
-        left = effect.reserved + (held[0] if held else 0)
-        if left > 0:
-            res[rid] = [left, held[1] if held else epoch(getattr(event, "expires_at", None))]
-        elif held is not None:
-            del res[rid]
     row["available"] = row["on_hand"] - row["reserved"] - row["unavailable"]
-    row["reservations"] = res
-    expiries = [r[1] for r in res.values() if r[1] is not None]
-    row["next_expiry"] = min(expiries) if expiries else None
     row["version"] = int(event.originator_version)
     row["position"] = position
     return row
+
+
+def reservation_moved(effect: Effect) -> str | None:
+    """The reservation whose units an event of this effect changes (reserved, released, sold
+    from), if any."""
+    return effect.reservation_id if effect.reserved else None
+
+
+def fold_reservation(held: Row | None, event: Any, position: int, effect: Effect | None = None) -> Row | None:
+    """The reservation `reservation_moved(event)` names, after `event`: `{quantity, expires_at,
+    since}` (the expiry is the one it was opened with, `since` the position that opened it), or
+    None once no unit is left in it."""
+    left = (effect or event_effect(event)).reserved + (held["quantity"] if held else 0)
+    if left <= 0:
+        return None
+    if held is not None:
+        return {**held, "quantity": left}
+    return {"quantity": left, "expires_at": epoch(getattr(event, "expires_at", None)), "since": position}
 
 
 class _OrderState(SimpleNamespace):

@@ -10,22 +10,28 @@ final ATS of a batch, not every step on the way. Channel policies are facts in t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from adapters.outbox import subject_token
+from adapters.persistence.db import Database
 from ledger.backorders import Backorders
 from ledger.bounds import stock_id
 from ledger.channels import Channel
+from ledger.effects import Effect, event_effect
 from ledger.errors import InvalidCommandError
 from ledger.holds import Hold
 from ledger.locations import Location
 from ledger.policy import ChannelPolicy, Policies, available_to_sell
 from ledger.stock import fold_lots
 from projections import folds
-from projections.store import Store, Table
+from projections.store import Store, Table, lock_tracking
 
 Event = Any
+log = logging.getLogger("ledger.projections")
 
 
 class Projection:
@@ -47,34 +53,36 @@ class Projection:
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
         """Loads in bulk the rows a batch of events will touch."""
 
+    def upgrade(self, db: Database) -> None:
+        """Brings tables an earlier version left into this version's shape, once its tables exist
+        (`Projector.create_tables`, under the start-up DDL lock); nothing when they are current."""
+
 
 class StockView(Projection):
-    """`stock`: levels per SKU-location, with open reservations and the earliest expiry."""
+    """`stock`: levels per SKU-location, and its open reservations with their expiry."""
 
     name = "stock"
     LEVELS = Table(
         "stock_levels",
         ("stream_id",),
-        (
-            "sku",
-            "location",
-            "on_hand",
-            "reserved",
-            "unavailable",
-            "incoming",
-            "available",
-            "version",
-            "position",
-            "reservations",
-            "next_expiry",
-        ),
+        ("sku", "location", "on_hand", "reserved", "unavailable", "incoming", "available", "version", "position"),
         types={
             c: "BIGINT"
             for c in ("on_hand", "reserved", "unavailable", "incoming", "available", "version", "position")
-        }
-        | {"next_expiry": "DOUBLE PRECISION"},
-        json=frozenset({"reservations"}),
-        indexes=(("sku", "location"), ("next_expiry",)),
+        },
+        indexes=(("sku", "location"),),
+    )
+    # One row per open reservation of a SKU-location (`folds.fold_reservation`): the sweeper
+    # releases those past `expires_at` and names the newest (`since`) a shortfall leaves uncovered.
+    # Not carried between batches: a reservation is touched when it opens and again only when it
+    # is sold or released, mostly much later; carried, they would crowd the hot levels out.
+    RESERVATIONS = Table(
+        "stock_reservations",
+        ("stream_id", "reservation_id"),
+        ("quantity", "expires_at", "since"),
+        types={"quantity": "BIGINT", "expires_at": "DOUBLE PRECISION", "since": "BIGINT"},
+        indexes=(("expires_at",),),
+        carried=False,
     )
     # The backordered lines waiting per SKU (`ledger.backorders`; a queue's SKU by its stream),
     # and each location's policy (`ledger.locations`): the sweeper fills waiting lines where units
@@ -92,10 +100,50 @@ class StockView(Projection):
         ("location", "backorders", "position"),
         types={"backorders": "INTEGER", "position": "BIGINT"},
     )
-    tables = (LEVELS, QUEUES, WAITING, LOCATIONS)
+    tables = (LEVELS, RESERVATIONS, QUEUES, WAITING, LOCATIONS)
+
+    def upgrade(self, db: Database) -> None:
+        """Before this version a stock row kept its open reservations as JSON (`reservations`, in
+        the order they were opened) with their earliest expiry (`next_expiry`). Their rows move to
+        `stock_reservations` (`since`: that order) and the two columns go, in one transaction
+        holding the view's tracking row, so no runner writes the view meanwhile and no rebuild is
+        needed."""
+        levels, res = self.LEVELS.name, self.RESERVATIONS.name
+        if "reservations" not in db.columns(levels):
+            return
+        with db.transaction() as tx:
+            lock_tracking(tx, self.name, db.dialect)
+            moved = [
+                (r["stream_id"], rid, int(held[0]), held[1], since)
+                for r in tx.execute(f"SELECT stream_id, reservations FROM {levels}").fetchall()
+                for since, (rid, held) in enumerate(orjson.loads(r["reservations"] or "{}").items(), start=1)
+            ]
+            tx.executemany(
+                f"INSERT INTO {res} (stream_id, reservation_id, quantity, expires_at, since) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (stream_id, reservation_id) DO NOTHING",
+                moved,
+            )
+            tx.execute(f"DROP INDEX IF EXISTS {self.LEVELS.index_name(('next_expiry',))}")
+            for column in ("reservations", "next_expiry"):
+                tx.execute(f"ALTER TABLE {levels} DROP COLUMN {column}")
+        log.info("stock: %d open reservations moved to %s", len(moved), res)
+
+    def __init__(self) -> None:
+        self._effects: dict[int, Effect] = {}  # the batch's stock events' effects, by position
+
+    def begin(self, store: Store) -> None:
+        self._effects.clear()
 
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
-        store.load(self.LEVELS.name, [(str(e.originator_id),) for _, e in events if folds.is_stock_event(e)])
+        stock = [(p, e) for p, e in events if folds.is_stock_event(e)]
+        self._effects.update((p, event_effect(e)) for p, e in stock)
+        store.load(self.LEVELS.name, [(str(e.originator_id),) for _, e in stock])
+        moved = [
+            (str(e.originator_id), rid)
+            for p, e in stock
+            if (rid := folds.reservation_moved(self._effects[p])) is not None
+        ]
+        store.load(self.RESERVATIONS.name, moved)
 
     def apply(self, store: Store, position: int, event: Event) -> None:
         if isinstance(event, Backorders.Opened | Backorders.Event | Location.Opened | Location.Event):
@@ -104,9 +152,19 @@ class StockView(Projection):
         if not folds.is_stock_event(event):
             return
         key = (str(event.originator_id),)
-        row = folds.fold_stock(store.get(self.LEVELS.name, key), event, position)
-        if row is not None:
-            store.put(self.LEVELS.name, key, row)
+        effect = self._effects.get(position) or event_effect(event)
+        row = folds.fold_stock(store.get(self.LEVELS.name, key), event, position, effect)
+        if row is None:
+            return
+        store.put(self.LEVELS.name, key, row)
+        rid = folds.reservation_moved(effect)
+        if rid is not None:
+            rkey = (key[0], rid)
+            held = folds.fold_reservation(store.get(self.RESERVATIONS.name, rkey), event, position, effect)
+            if held is None:
+                store.delete(self.RESERVATIONS.name, rkey)
+            else:
+                store.put(self.RESERVATIONS.name, rkey, held)
 
 
     def fold_policy_or_queue(self, store: Store, position: int, event: Event) -> None:

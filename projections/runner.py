@@ -70,7 +70,7 @@ class Projector:
         # it wrote, its position, the rows, the whole tables read). The next step starts from them
         # only if the tracking row still holds that stamp and position: nobody else (another
         # runner, a rebuild's swap) wrote the view since. Hot rows are then neither read nor
-        # decoded again every batch (a stock row carries its open reservations).
+        # decoded again every batch.
         self.carry_rows = carry_rows
         self._carry: dict[str, tuple[str, int, dict[str, dict[Any, Any]], set[str]]] = {}
         self.create_tables()
@@ -80,6 +80,8 @@ class Projector:
         the migrations); under the start-up DDL lock, so workers starting together never race."""
         with ddl_lock(self.db):
             self.db.script([ddl for v in self.views.values() for t in v.tables for ddl in t.ddl()])
+            for view in self.views.values():
+                view.upgrade(self.db)
 
     def events(self, after: int, limit: int) -> list[tuple[int, Any]]:
         notes = self.app.recorder.select_notifications(after + 1, limit)
@@ -131,7 +133,7 @@ class Projector:
                     self._carry[name] = kept
             for name, store in stores.items():
                 if stamp is not None and name in moved and store.cached() <= self.carry_rows:
-                    self._carry[name] = (stamp, moved[name][0], store.rows, store.scanned)
+                    self._carry[name] = (stamp, moved[name][0], store.kept(), store.scanned)
         for args in stepped:
             for listener in self.listeners:
                 listener(*args)

@@ -35,6 +35,9 @@ class Table:
     types: dict[str, str] = field(default_factory=dict)  # column -> SQL type (default TEXT)
     json: frozenset[str] = frozenset()  # columns kept as JSON text
     indexes: tuple[tuple[str, ...], ...] = ()
+    # Whether a batch's rows of it are left to the next batch (`Projector.step`): not for rows
+    # seldom touched twice in a row, which would only crowd the hot ones out of `carry_rows`.
+    carried: bool = True
 
     def physical(self, suffix: str = "") -> str:
         return self.name + suffix
@@ -63,6 +66,21 @@ class Table:
         if self.types.get(column) in _FLOATS:
             return [v if v is None else float(v) for v in values]
         return list(values)
+
+    def lookup(self, columns: str, suffix: str = "") -> str:
+        """PostgreSQL: a query of `columns` of the rows whose keys `key_arrays` gives (one binary
+        array per key column), one index probe per key. Not a join: the planner hashes a join
+        with the whole table (a seq scan, which grows with the table), where a `LIMIT` in a
+        `LATERAL` subquery keeps one probe of the primary key per key."""
+        arrays = ", ".join(f"%b::{self.types.get(c, 'TEXT')}[]" for c in self.key)
+        probe = " AND ".join(f"t.{c} = k.{c}" for c in self.key)
+        return (
+            f"SELECT r.* FROM unnest({arrays}) AS k({', '.join(self.key)}) CROSS JOIN LATERAL "
+            f"(SELECT {columns} FROM {self.physical(suffix)} t WHERE {probe} LIMIT 1) r"
+        )
+
+    def key_arrays(self, keys: Sequence[Key]) -> list[list[Any]]:
+        return [self.array(c, v) for c, v in zip(self.key, zip(*keys, strict=True), strict=True)]
 
     def decode(self, r: dict[str, Any]) -> tuple[Key, dict[str, Any]]:
         key = tuple(r[k] for k in self.key)
@@ -155,6 +173,14 @@ class Store:
         cache = self.rows[table]
         todo = list(dict.fromkeys(k for k in keys if k not in cache))
         cols = ", ".join((*t.key, *t.columns))
+        if todo and len(t.key) > 1 and self._tx.dialect == "postgres":
+            # one statement, one binary array per key column (`keys_of`): no chunks of OR-ed terms
+            for r in self._tx.execute(t.lookup(cols, self.suffix), t.key_arrays(todo)).fetchall():
+                key, row = t.decode(r)
+                cache[key] = row
+            for k in todo:
+                cache.setdefault(k, None)
+            return
         for i in range(0, len(todo), 200):
             chunk = todo[i : i + 200]
             if len(t.key) == 1:
@@ -201,7 +227,12 @@ class Store:
                         f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(['%s'] * len(cols))}){upsert}",
                         ups,
                     )
-            if dels:
+            if dels and tx.dialect == "postgres":  # one statement: the rows by their ctid
+                tx.execute(
+                    f"DELETE FROM {table} WHERE ctid = ANY(ARRAY({t.lookup('ctid', self.suffix)}))",
+                    t.key_arrays(dels),
+                )
+            elif dels:
                 tx.executemany(f"DELETE FROM {table} WHERE " + " AND ".join(f"{k} = %s" for k in t.key), dels)
             written += len(ups) + len(dels)
             keys.clear()
@@ -220,8 +251,13 @@ class Store:
     def scanned(self) -> set[str]:
         return self._scanned
 
+    def kept(self) -> dict[str, dict[Key, dict[str, Any] | None]]:
+        """The rows a next batch may start from: those of the tables that are `carried`."""
+        return {name: rows for name, rows in self.rows.items() if self.tables[name].carried}
+
     def cached(self) -> int:
-        return sum(len(r) for r in self.rows.values())
+        """How many rows `kept` holds."""
+        return sum(len(r) for r in self.kept().values())
 
     def forget(self) -> None:
         """Drops the cache (a live batch must not trust rows another writer may have changed)."""

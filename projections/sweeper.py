@@ -75,7 +75,7 @@ class Sweeper:
         under reservations, beyond the incoming units a channel of the location counts
         (`include_incoming_days`: its orders may reserve them, `SkuLocation.uncovered`)."""
         rows = self.db.query(
-            "SELECT s.sku, s.location, s.available, s.reservations, i.lots FROM stock_levels s "
+            "SELECT s.stream_id, s.sku, s.location, s.available, i.lots FROM stock_levels s "
             "LEFT JOIN ats_incoming i ON i.stream_id = s.stream_id "
             "WHERE s.available < 0 AND s.reserved > 0"
         )
@@ -89,7 +89,18 @@ class Sweeper:
                 lots = orjson.loads(lots)
             cover = counted_lots(lots or [], policies.incoming_days_at(r["location"]))
             if -int(r["available"]) > cover:
-                out.append({**r, "short": -int(r["available"]) - cover})
+                out.append({**r, "short": -int(r["available"]) - cover, "reservations": []})
+        if out:  # their open reservations, oldest first: the newest are the uncovered ones
+            by_stream = {r["stream_id"]: r for r in out}
+            marks = ", ".join(["%s"] * len(by_stream))
+            for x in self.db.query(
+                "SELECT stream_id, reservation_id, quantity FROM stock_reservations "
+                f"WHERE stream_id IN ({marks}) ORDER BY stream_id, since, reservation_id",
+                list(by_stream),
+            ):
+                by_stream[x["stream_id"]]["reservations"].append((x["reservation_id"], int(x["quantity"])))
+        for r in out:
+            del r["stream_id"]
         return out
 
     def fillable(self, policies: Policies | None = None) -> list[tuple[str, str]]:
@@ -119,8 +130,9 @@ class Sweeper:
         now = self.clock()
         opened = closed = submitted = 0
         expired = self.db.query(
-            "SELECT sku, location, next_expiry FROM stock_levels "
-            "WHERE next_expiry IS NOT NULL AND next_expiry <= %s",
+            "SELECT s.sku, s.location, min(r.expires_at) AS next_expiry FROM stock_reservations r "
+            "JOIN stock_levels s ON s.stream_id = r.stream_id "
+            "WHERE r.expires_at IS NOT NULL AND r.expires_at <= %s GROUP BY s.sku, s.location",
             (now,),
         )
         stuck = self.db.query(
@@ -221,13 +233,11 @@ def held_order(row: dict[str, Any]) -> dict[str, Any]:
 
 def shortfall(row: dict[str, Any]) -> dict[str, Any]:
     """A `shortfall` exception's detail: the SKU-location, the units short and the order lines
-    (newest reservations first) that no unit on hand covers any more."""
-    res = row["reservations"]
-    if isinstance(res, str | bytes):
-        res = orjson.loads(res)
+    (newest reservations first) that no unit on hand covers any more. `row["reservations"]`: its
+    open reservations `(id, units)`, oldest first."""
     lines = []
     short = int(row.get("short", -int(row["available"])))
-    for rid, units in uncovered([(k, int(v[0])) for k, v in (res or {}).items()], short):
+    for rid, units in uncovered(list(row["reservations"]), short):
         parsed = parse_reservation_id(rid)
         order_id, line_id = parsed if parsed else (None, None)
         lines.append({"reservation_id": rid, "order_id": order_id, "line_id": line_id, "quantity": units})

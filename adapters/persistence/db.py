@@ -184,6 +184,18 @@ class Database:
             for s in statements:
                 tx.execute(s)
 
+    def columns(self, table: str) -> set[str]:
+        """The columns `table` has (none: no such table), in the current schema."""
+        if self.dialect == "postgres":
+            rows = self.query(
+                "SELECT column_name AS name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = %s",
+                (table,),
+            )
+        else:
+            rows = self.query("SELECT name FROM pragma_table_info(%s)", (table,))
+        return {r["name"] for r in rows}
+
     def ping(self) -> bool:
         try:
             self.query("SELECT 1 AS ok")

@@ -46,7 +46,11 @@ def snapshot(db: Database) -> dict[str, list[dict[str, Any]]]:
         ),
         "stock": db.query(
             "SELECT stream_id, sku, location, on_hand, reserved, unavailable, incoming, available, "
-            "version, position, reservations, next_expiry FROM stock_levels ORDER BY stream_id"
+            "version, position FROM stock_levels ORDER BY stream_id"
+        ),
+        "reservations": db.query(
+            "SELECT stream_id, reservation_id, quantity, expires_at, since FROM stock_reservations "
+            "ORDER BY stream_id, reservation_id"
         ),
         "orders": db.query(
             "SELECT order_key, order_id, channel, stage, state, erp_posted, version, position "

@@ -136,6 +136,13 @@ def test_the_folds_agree_with_the_aggregates(ops):
                     agg.unavailable,
                     agg.available,
                 )
+                opened = sorted(
+                    ((k[1], r) for k, r in store.items("stock_reservations") if k[0] == str(agg.id)),
+                    key=lambda x: x[1]["since"],
+                )  # its open reservations, in the order the aggregate opened them
+                assert [(rid, r["quantity"], r["expires_at"]) for rid, r in opened] == [
+                    (rid, h["quantity"], folds.epoch(h["expires_at"])) for rid, h in agg.reservations.items()
+                ]
                 if loc in policy.locations:
                     total += agg.available
         ats_rows = dict(store.items("ats"))
