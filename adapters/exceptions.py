@@ -5,8 +5,9 @@ an exception already open stays as it is.
 Opening (and closing) also enqueues `ledger.exceptions.{kind}` on the outbox, in the
 caller's transaction. Kinds in use: `drift`, `pos-sequence-gap`, `parked-message`,
 `stuck-order` (captured but not posted to the ERP in time), `reservation-expired`, `shortfall`,
-`held-order` (an order its checks held, until released or cancelled), `late-order` (an order
-that named a hold after it expired), `refund-failed`, `shopify-write`, `shopify-unresolved-sku`
+`negative-stock` (a SKU-location whose on hand went below zero), `held-order` (an order its
+checks held, until released or cancelled), `late-order` (an order that named a hold after it
+expired), `refund-failed`, `shopify-write`, `shopify-unresolved-sku`
 (`KINDS`).
 
 Each message carries a `position`, as every ledger message does, so that a consumer can drop one
@@ -38,6 +39,7 @@ KINDS = frozenset(
         "stuck-order",
         "reservation-expired",
         "shortfall",
+        "negative-stock",
         "held-order",
         "late-order",
         "refund-failed",
@@ -186,8 +188,8 @@ def open_about(
 ) -> list[dict[str, Any]]:
     """The open exceptions about one order or one SKU, newest first.
 
-    Keys name their subject (`stuck-order` the order id, `shortfall` and `reservation-expired`
-    `sku@location`, `drift` `source/sku/location`); the key narrows the read and the detail
+    Keys name their subject (`stuck-order` the order id, `shortfall`, `negative-stock` and
+    `reservation-expired` `sku@location`, `drift` `source/sku/location`); the key narrows the read and the detail
     (`order_id`, `sku`) confirms it, so a SKU holding `@` or `/` finds no stranger's rows."""
     if order_id is not None:
         rows = db.query(

@@ -68,7 +68,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "ExceptionChanged": {
         "type": "object",
         "description": (
-            "An operator exception opened or closed (drift, stuck-order, held-order, shortfall, pos-sequence-gap, ...)."
+            "An operator exception opened or closed (drift, stuck-order, shortfall, negative-stock, ...)."
         ),
         "properties": {
             "kind": {"type": "string"},

@@ -9,6 +9,9 @@ Every few seconds, from the read models:
   order lines no longer covered, and gets a `CoverShortfall` command that reallocates them to
   other locations of their channel's group; it closes once nothing there is uncovered (units
   incoming that a channel of the location counts cover its reservations);
+- a SKU-location whose on hand went below zero (more units left it than the ledger saw arrive:
+  a sale shipped before its receipt was recorded, an offline till, a count that is due) opens
+  `negative-stock` with the units incoming there; it closes once on hand is back at zero or more;
 - a backordered line waiting where units are free that no movement freed (a location that now
   allows backorders, a channel whose group gained a location with stock) gets `FillBackorders`;
 - an order that named a hold after the hold expired (`order_late_holds`, from the hold's
@@ -70,15 +73,35 @@ class Sweeper:
         self.sweep()
         return 0  # then wait a period
 
-    def short(self, policies: Policies | None = None) -> list[dict[str, Any]]:
+    def below_zero(self) -> list[dict[str, Any]]:
+        """The SKU-locations whose on hand, or available under reservations, is below zero: one
+        scan of the levels for `short` and `negative`."""
+        return self.db.query(
+            "SELECT s.stream_id, s.sku, s.location, s.on_hand, s.reserved, s.available, s.incoming, "
+            "i.lots FROM stock_levels s LEFT JOIN ats_incoming i ON i.stream_id = s.stream_id "
+            "WHERE s.on_hand < 0 OR (s.available < 0 AND s.reserved > 0)"
+        )
+
+    def negative(self, levels: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """`negative-stock` details: the SKU-locations whose on hand is below zero, with what is
+        incoming there (a receipt of it would bring it back)."""
+        return [
+            {k: r[k] for k in ("sku", "location", "on_hand", "incoming")}
+            for r in (self.below_zero() if levels is None else levels)
+            if int(r["on_hand"]) < 0
+        ]
+
+    def short(
+        self, policies: Policies | None = None, levels: list[dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
         """The SKU-locations whose reservations some units no longer cover: available below zero
         under reservations, beyond the incoming units a channel of the location counts
         (`include_incoming_days`: its orders may reserve them, `SkuLocation.uncovered`)."""
-        rows = self.db.query(
-            "SELECT s.stream_id, s.sku, s.location, s.available, i.lots FROM stock_levels s "
-            "LEFT JOIN ats_incoming i ON i.stream_id = s.stream_id "
-            "WHERE s.available < 0 AND s.reserved > 0"
-        )
+        rows = [
+            {k: r[k] for k in ("stream_id", "sku", "location", "available", "lots")}
+            for r in (self.below_zero() if levels is None else levels)
+            if int(r["available"]) < 0 and int(r["reserved"]) > 0
+        ]
         if not rows:
             return rows
         policies = policies or ChannelPolicies(self.db).current()
@@ -150,8 +173,11 @@ class Sweeper:
             "WHERE e.key IS NULL"
         )
         policies = ChannelPolicies(self.db).current()  # once a pass, for shortfalls and backorders
-        short = self.short(policies)
+        levels = self.below_zero()
+        short = self.short(policies, levels)
         short_keys = {f"{r['sku']}@{r['location']}" for r in short}
+        negative = self.negative(levels)
+        negative_keys = {f"{r['sku']}@{r['location']}" for r in negative}
         expired_keys = {f"{r['sku']}@{r['location']}" for r in expired}
         stuck_keys = {r["order_id"] for r in stuck}
         held_keys = {r["order_id"] for r in held}
@@ -179,6 +205,9 @@ class Sweeper:
                 opened += exceptions.open_exception(
                     tx, "shortfall", f"{r['sku']}@{r['location']}", shortfall(r), refresh=True
                 )
+            for r in negative:
+                key = f"{r['sku']}@{r['location']}"
+                opened += exceptions.open_exception(tx, "negative-stock", key, r, refresh=True)
             for r in held:
                 opened += exceptions.open_exception(tx, "held-order", r["order_id"], held_order(r))
             for r in late:
@@ -188,6 +217,7 @@ class Sweeper:
                 ("reservation-expired", expired_keys),
                 ("stuck-order", stuck_keys),
                 ("shortfall", short_keys),
+                ("negative-stock", negative_keys),
                 ("held-order", held_keys),
             ):
                 for row in exceptions.list_exceptions_tx(tx, kind):

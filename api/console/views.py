@@ -283,6 +283,15 @@ def describe_exception(c: Container, x: dict[str, Any]) -> dict[str, Any]:
                 says.append(T(f"{u.get('quantity')} for hold {u.get('reservation_id')}"))
         if d.get("uncovered"):
             says.append(T(")"))
+    elif kind == "negative-stock":
+        incoming = int(d.get("incoming") or 0)
+        says = [
+            *about,
+            T(
+                f" shows {d.get('on_hand')} on hand: more units left than the ledger saw arrive"
+                + (f" ({incoming} incoming there: is its receipt recorded?)" if incoming else "; a count is due")
+            ),
+        ]
     elif kind == "reservation-expired":
         says = [
             T("Holds on "),
