@@ -53,6 +53,7 @@ from adapters.translate import (
     uses_in_cause,
 )
 from ledger import commands as c
+from ledger.bounds import order_id as order_uuid
 from ledger.bounds import stock_id
 from ledger.errors import LedgerError, OrderNotFoundError, VersionConflictError
 from ledger.service import Ledger
@@ -112,13 +113,13 @@ class Intake:
         self.inbox.refresh_metrics()  # after the claim's transaction: it counts what is committed
         return n
 
-    def translate(self, row: dict[str, Any], lookup: Lookup) -> Translation:
+    def translate(self, row: dict[str, Any], lookup: Lookup, ctx: Context | None = None) -> Translation:
         """The message's outcome; a message no translator can read is rejected with the reason."""
         try:
             payload = row.get("payload")
             if payload is None:
                 payload = orjson.loads(row["body"] if "body" in row else self.inbox.body(row["id"]))
-            return TRANSLATORS[row["source"]](row, payload, lookup, self.ctx)
+            return TRANSLATORS[row["source"]](row, payload, lookup, ctx or self.ctx)
         except (ValueError, ValidationError, LedgerError, KeyError) as e:
             return Reject(f"cannot translate: {_error(e)}")
         except Exception as e:  # a message that breaks a translator must not block the inbox
@@ -173,9 +174,13 @@ class Intake:
             if key is not None:
                 seen.add(key)
         lookups = {int(r["id"]): Lookup(mappings, r["source"]) for r in first}
+        # The orders the run names, asked for together: a new one (every `orders/create` of a
+        # sale) is then known absent, where each translation read the store for it.
+        named = [order_uuid(k) for r in first if (k := _order_key(r)) is not None]
+        ctx = Context(self.ctx.history.knowing(named), self.ctx.db) if named else self.ctx
 
         def translate(row: dict[str, Any]) -> Translation:
-            return self.translate(row, lookups[int(row["id"])])
+            return self.translate(row, lookups[int(row["id"])], ctx)
 
         if self.inbox.db.dialect == "postgres" and self.translators > 1 and len(first) > 1:
             # threads for this run only: their reads overlap; none outlives the run

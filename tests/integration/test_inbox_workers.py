@@ -103,3 +103,49 @@ def test_one_step_applies_each_order_in_order_and_other_orders_alongside(databas
             assert order.platform_status["financial_status"] == ("refunded" if o % 3 == 0 else "paid")
     finally:
         c.close()
+
+
+def test_a_run_reads_from_the_store_only_the_orders_that_exist(database_url: str) -> None:
+    """A run asks once which of the orders it names exist: a new order's `orders/create` is
+    translated without reading its stream, a create sent again for an order that exists is read
+    and recognised as a duplicate."""
+    from ledger.bounds import order_id as order_uuid
+
+    c = bootstrap(Settings(database_url=database_url), locations=StaticLocations({"online": ["WH1"]}))
+    try:
+        for i in range(3):
+            c.mappings.set("shopify", "sku", str(700 + i), f"SKU-{i}", "test")
+            c.ledger.receive(f"SKU-{i}", "WH1", 100, f"seed-{i}")
+
+        def deliver(orders: range, tag: str) -> None:
+            for o in orders:
+                payload = _order(o, False)
+                headers = {"x-shopify-topic": "orders/create", "x-shopify-shop-domain": SHOP}
+                body = orjson.dumps(payload)
+                assert c.inbox.store(
+                    "shopify", f"wh-{tag}-{o}", "orders/create", body, headers, fingerprint(payload)
+                ).created
+
+        deliver(range(1, 6), "first")
+        assert c.intake.step() == 5
+        read: list[Any] = []
+        repository = c.ledger.app.repository
+        inner = repository.get
+
+        def counted(agg_id: Any, *args: Any, **kwargs: Any) -> Any:
+            read.append(agg_id)
+            return inner(agg_id, *args, **kwargs)
+
+        repository.get = counted  # type: ignore[method-assign]  # counting the store reads of this step
+        deliver(range(1, 21), "again")  # orders 1-5 again (another webhook id), 6-20 new
+        assert c.intake.step() == 20
+        repository.get = inner  # type: ignore[method-assign]  # as it was
+        new = {order_uuid(str(o)) for o in range(6, 21)}
+        assert not new & set(read), "a new order's stream was read"
+        assert {order_uuid(str(o)) for o in range(1, 6)} <= set(read)
+        rows = {r["external_id"]: r["status"] for r in c.inbox.list(limit=1000)}
+        assert {rows[f"wh-again-{o}"] for o in range(1, 6)} == {Status.DUPLICATE}
+        assert {rows[f"wh-again-{o}"] for o in range(6, 21)} == {Status.APPLIED}
+        assert all(c.ledger.history.order(str(o)) is not None for o in range(1, 21))
+    finally:
+        c.close()
