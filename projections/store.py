@@ -174,7 +174,7 @@ class Store:
         todo = list(dict.fromkeys(k for k in keys if k not in cache))
         cols = ", ".join((*t.key, *t.columns))
         if todo and len(t.key) > 1 and self._tx.dialect == "postgres":
-            # one statement, one binary array per key column (`keys_of`): no chunks of OR-ed terms
+            # one statement, one binary array per key column (`Table.lookup`): no chunks of OR-ed terms
             for r in self._tx.execute(t.lookup(cols, self.suffix), t.key_arrays(todo)).fetchall():
                 key, row = t.decode(r)
                 cache[key] = row
