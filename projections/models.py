@@ -102,6 +102,12 @@ class StockView(Projection):
     )
     tables = (LEVELS, RESERVATIONS, QUEUES, WAITING, LOCATIONS)
 
+    def __init__(self) -> None:
+        self._effects: dict[int, Effect] = {}  # the batch's stock events' effects, by position
+
+    def begin(self, store: Store) -> None:
+        self._effects.clear()
+
     def upgrade(self, db: Database) -> None:
         """Before this version a stock row kept its open reservations as JSON (`reservations`, in
         the order they were opened) with their earliest expiry (`next_expiry`). Their rows move to
@@ -127,12 +133,6 @@ class StockView(Projection):
             for column in ("reservations", "next_expiry"):
                 tx.execute(f"ALTER TABLE {levels} DROP COLUMN {column}")
         log.info("stock: %d open reservations moved to %s", len(moved), res)
-
-    def __init__(self) -> None:
-        self._effects: dict[int, Effect] = {}  # the batch's stock events' effects, by position
-
-    def begin(self, store: Store) -> None:
-        self._effects.clear()
 
     def prefetch(self, store: Store, events: Iterable[tuple[int, Event]]) -> None:
         stock = [(p, e) for p, e in events if folds.is_stock_event(e)]

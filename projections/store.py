@@ -173,26 +173,23 @@ class Store:
         cache = self.rows[table]
         todo = list(dict.fromkeys(k for k in keys if k not in cache))
         cols = ", ".join((*t.key, *t.columns))
+        reads: list[tuple[str, list[Any], list[Key]]] = []
         if todo and len(t.key) > 1 and self._tx.dialect == "postgres":
             # one statement, one binary array per key column (`Table.lookup`): no chunks of OR-ed terms
-            for r in self._tx.execute(t.lookup(cols, self.suffix), t.key_arrays(todo)).fetchall():
-                key, row = t.decode(r)
-                cache[key] = row
-            for k in todo:
-                cache.setdefault(k, None)
-            return
-        for i in range(0, len(todo), 200):
-            chunk = todo[i : i + 200]
-            if len(t.key) == 1:
-                where = f"{t.key[0]} IN ({', '.join(['%s'] * len(chunk))})"
-                params: list[Any] = [k[0] for k in chunk]
-            else:
-                one = "(" + " AND ".join(f"{k} = %s" for k in t.key) + ")"
-                where = " OR ".join([one] * len(chunk))
-                params = [v for k in chunk for v in k]
-            for r in self._tx.execute(
-                f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {where}", params
-            ).fetchall():
+            reads.append((t.lookup(cols, self.suffix), t.key_arrays(todo), todo))
+        else:
+            for i in range(0, len(todo), 200):
+                chunk = todo[i : i + 200]
+                if len(t.key) == 1:
+                    where = f"{t.key[0]} IN ({', '.join(['%s'] * len(chunk))})"
+                    params: list[Any] = [k[0] for k in chunk]
+                else:
+                    one = "(" + " AND ".join(f"{k} = %s" for k in t.key) + ")"
+                    where = " OR ".join([one] * len(chunk))
+                    params = [v for k in chunk for v in k]
+                reads.append((f"SELECT {cols} FROM {t.physical(self.suffix)} WHERE {where}", params, chunk))
+        for sql, params, chunk in reads:
+            for r in self._tx.execute(sql, params).fetchall():
                 key, row = t.decode(r)
                 cache[key] = row
             for k in chunk:
